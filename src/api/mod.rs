@@ -1,0 +1,1 @@
+//! CarbonAwareJob API types (to be written).

@@ -1,0 +1,10 @@
+//! `carbonshift plan`.
+
+use super::CliResult;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub async fn run(_args: Args) -> CliResult {
+    Err(super::Failure::runtime("carbonshift plan: not implemented yet"))
+}

@@ -1,0 +1,10 @@
+//! `carbonshift simulate`.
+
+use super::CliResult;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub async fn run(_args: Args) -> CliResult {
+    Err(super::Failure::runtime("carbonshift simulate: not implemented yet"))
+}

@@ -1,0 +1,82 @@
+//! Grid carbon-intensity forecasts: the [`ForecastSource`] trait, its providers and the
+//! shared per-region cache (one upstream fetch per region per refresh, never one per job).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::series::Series;
+
+/// Average (consumption mix) or marginal (MOER) emissions signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signal {
+    Average,
+    Marginal,
+}
+
+/// A normalised forecast: intensities in gCO2eq/kWh with their provenance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    /// Grid zone / provider region the series is for.
+    pub region: String,
+    /// Provider name as given to `--forecast-provider` (`embedded`, `file`, ...), or the
+    /// fallback's name when the primary failed.
+    pub source: String,
+    pub signal: Signal,
+    /// When the provider issued it.
+    pub generated_at: DateTime<Utc>,
+    /// True when the values are historical data replayed onto the current calendar
+    /// (the embedded source), not a forecast of the real grid.
+    pub historical_replay: bool,
+    /// The values; may start before `generated_at` (observed history) and ends at the
+    /// provider's horizon.
+    pub series: Series,
+}
+
+/// Why a forecast could not be had. Kinds are bounded so they can label metrics.
+#[derive(Debug, Error)]
+pub enum ForecastError {
+    #[error("unknown region {region:?} for provider {provider}: {hint}")]
+    UnknownRegion { provider: String, region: String, hint: String },
+    #[error("{provider}: authentication failed: {detail}")]
+    Auth { provider: String, detail: String },
+    #[error("{provider}: rate limited")]
+    RateLimited { provider: String, retry_after_secs: Option<u64> },
+    #[error("{provider}: upstream error: {detail}")]
+    Upstream { provider: String, detail: String },
+    #[error("{provider}: request timed out")]
+    Timeout { provider: String },
+    #[error("{provider}: invalid forecast: {detail}")]
+    Invalid { provider: String, detail: String },
+    #[error("{provider}: configuration: {detail}")]
+    Config { provider: String, detail: String },
+    #[error("{provider}: no forecast available: {detail}")]
+    Unavailable { provider: String, detail: String },
+}
+
+impl ForecastError {
+    /// Bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ForecastError::UnknownRegion { .. } => "unknown_region",
+            ForecastError::Auth { .. } => "auth",
+            ForecastError::RateLimited { .. } => "rate_limited",
+            ForecastError::Upstream { .. } => "upstream",
+            ForecastError::Timeout { .. } => "timeout",
+            ForecastError::Invalid { .. } => "invalid",
+            ForecastError::Config { .. } => "config",
+            ForecastError::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// A source of forecasts for grid regions.
+#[async_trait]
+pub trait ForecastSource: Send + Sync {
+    /// Provider name as given to `--forecast-provider`.
+    fn name(&self) -> &'static str;
+    /// Fetches the current forecast for `region`, which must cover `now`.
+    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError>;
+}

@@ -1,0 +1,1 @@
+//! region (to be written).

@@ -1,0 +1,1 @@
+//! Offline replay simulator (to be written).
