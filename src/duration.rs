@@ -14,7 +14,10 @@ pub struct DurationError {
 /// combined in descending order (`1d6h`, `1h30m`). Zero is allowed (`0s`); callers that
 /// need a positive duration check that themselves.
 pub fn parse_secs(input: &str) -> Result<i64, DurationError> {
-    let err = |reason| DurationError { input: input.to_string(), reason };
+    let err = |reason| DurationError {
+        input: input.to_string(),
+        reason,
+    };
     let s = input.trim();
     if s.is_empty() {
         return Err(err("empty"));
@@ -87,7 +90,16 @@ mod tests {
 
     #[test]
     fn rejects_with_reason() {
-        for bad in ["", "6", "h", "6x", "30m1h", "1h1h", "-5m", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "6",
+            "h",
+            "6x",
+            "30m1h",
+            "1h1h",
+            "-5m",
+            "99999999999999999999s",
+        ] {
             let e = parse_secs(bad).unwrap_err();
             assert!(e.to_string().contains("invalid duration"), "{bad}: {e}");
         }

@@ -38,7 +38,11 @@ pub struct Series {
 impl Series {
     /// Builds a series; rejects a non-positive step, an empty vector and any value that is
     /// NaN, infinite or negative (an intensity can be zero, never below).
-    pub fn new(start: DateTime<Utc>, step_secs: i64, values: Vec<f64>) -> Result<Self, SeriesError> {
+    pub fn new(
+        start: DateTime<Utc>,
+        step_secs: i64,
+        values: Vec<f64>,
+    ) -> Result<Self, SeriesError> {
         if step_secs <= 0 {
             return Err(SeriesError::BadStep(step_secs));
         }
@@ -52,7 +56,11 @@ impl Series {
         {
             return Err(SeriesError::BadValue { index, value });
         }
-        Ok(Self { start, step_secs, values })
+        Ok(Self {
+            start,
+            step_secs,
+            values,
+        })
     }
 
     pub fn start(&self) -> DateTime<Utc> {
@@ -106,7 +114,9 @@ impl Series {
             return None;
         }
         let a = self.index_of(from)?;
-        let b = self.index_of(to - TimeDelta::seconds(1)).unwrap_or(self.len() - 1);
+        let b = self
+            .index_of(to - TimeDelta::seconds(1))
+            .unwrap_or(self.len() - 1);
         Some(Series {
             start: self.slot_start(a),
             step_secs: self.step_secs,
@@ -125,7 +135,10 @@ impl Series {
         }
         let values = if step_secs < self.step_secs {
             if self.step_secs % step_secs != 0 {
-                return Err(SeriesError::IncompatibleStep { from: self.step_secs, to: step_secs });
+                return Err(SeriesError::IncompatibleStep {
+                    from: self.step_secs,
+                    to: step_secs,
+                });
             }
             let k = (self.step_secs / step_secs) as usize;
             self.values
@@ -134,7 +147,10 @@ impl Series {
                 .collect()
         } else {
             if step_secs % self.step_secs != 0 {
-                return Err(SeriesError::IncompatibleStep { from: self.step_secs, to: step_secs });
+                return Err(SeriesError::IncompatibleStep {
+                    from: self.step_secs,
+                    to: step_secs,
+                });
             }
             let k = (step_secs / self.step_secs) as usize;
             self.values
@@ -152,7 +168,12 @@ impl Series {
             return Ok(0.0);
         }
         if from < self.start || to > self.end() {
-            return Err(SeriesError::NotCovered { from, to, start: self.start, end: self.end() });
+            return Err(SeriesError::NotCovered {
+                from,
+                to,
+                start: self.start,
+                end: self.end(),
+            });
         }
         let a = (from - self.start).num_milliseconds() as f64 / 1000.0;
         let b = (to - self.start).num_milliseconds() as f64 / 1000.0;
@@ -188,7 +209,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_and_steps() {
-        assert_eq!(Series::new(t(0), 0, vec![1.0]), Err(SeriesError::BadStep(0)));
+        assert_eq!(
+            Series::new(t(0), 0, vec![1.0]),
+            Err(SeriesError::BadStep(0))
+        );
         assert_eq!(Series::new(t(0), 3600, vec![]), Err(SeriesError::Empty));
         assert!(matches!(
             Series::new(t(0), 3600, vec![1.0, f64::NAN]),
@@ -205,7 +229,10 @@ mod tests {
         let s = Series::new(t(0), 3600, vec![100.0, 200.0, 300.0]).unwrap();
         assert_eq!(s.integrate(t(0), t(3)).unwrap(), 600.0);
         let half = t(0) + TimeDelta::minutes(30);
-        assert_eq!(s.integrate(half, t(1) + TimeDelta::minutes(30)).unwrap(), 150.0);
+        assert_eq!(
+            s.integrate(half, t(1) + TimeDelta::minutes(30)).unwrap(),
+            150.0
+        );
         assert!(s.integrate(t(0), t(4)).is_err());
         assert_eq!(s.integrate(t(2), t(1)).unwrap(), 0.0);
     }

@@ -6,5 +6,7 @@ use super::CliResult;
 pub struct Args {}
 
 pub async fn run(_args: Args) -> CliResult {
-    Err(super::Failure::runtime("carbonshift forecast: not implemented yet"))
+    Err(super::Failure::runtime(
+        "carbonshift forecast: not implemented yet",
+    ))
 }

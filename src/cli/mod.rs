@@ -27,12 +27,18 @@ pub struct Failure {
 impl Failure {
     /// Bad input (flags, files, manifests): exit code 2.
     pub fn input(message: impl fmt::Display) -> Self {
-        Self { code: 2, message: message.to_string() }
+        Self {
+            code: 2,
+            message: message.to_string(),
+        }
     }
 
     /// Anything else (I/O, cluster, network): exit code 1.
     pub fn runtime(message: impl fmt::Display) -> Self {
-        Self { code: 1, message: message.to_string() }
+        Self {
+            code: 1,
+            message: message.to_string(),
+        }
     }
 }
 

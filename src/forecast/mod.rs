@@ -39,11 +39,18 @@ pub struct Forecast {
 #[derive(Debug, Error)]
 pub enum ForecastError {
     #[error("unknown region {region:?} for provider {provider}: {hint}")]
-    UnknownRegion { provider: String, region: String, hint: String },
+    UnknownRegion {
+        provider: String,
+        region: String,
+        hint: String,
+    },
     #[error("{provider}: authentication failed: {detail}")]
     Auth { provider: String, detail: String },
     #[error("{provider}: rate limited")]
-    RateLimited { provider: String, retry_after_secs: Option<u64> },
+    RateLimited {
+        provider: String,
+        retry_after_secs: Option<u64>,
+    },
     #[error("{provider}: upstream error: {detail}")]
     Upstream { provider: String, detail: String },
     #[error("{provider}: request timed out")]
