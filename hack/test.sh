@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine with only the Rust and Go toolchains:
+#   1. static checks (format, clippy, CRD and chart CRD copies up to date, benches compile);
+#   2. builds (once, cached in .cache/) and starts the local control plane: etcd,
+#      kube-apiserver, kube-controller-manager, kube-scheduler and kwok GPU nodes;
+#   3. runs every cargo test with the end-to-end tests enabled against that cluster;
+#   4. runs the Helm chart tests (lint, render, server dry-run, install, RBAC, uninstall)
+#      and the alert-rule unit tests;
+#   5. stops the control plane, whatever happened.
+# Set CARBONSHIFT_SKIP_E2E=1 to run only what needs no cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "static checks"
+cargo fmt --all -- --check
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --locked --all-targets -- -D warnings
+else
+  echo "clippy not installed: skipped (rustup component add clippy)"
+fi
+
+step "build"
+cargo build --locked --all-targets
+
+if [[ "${CARBONSHIFT_SKIP_E2E:-0}" == 1 ]]; then
+  step "cargo test (no cluster)"
+  cargo test --locked
+  exit 0
+fi
+
+step "local control plane"
+hack/cluster.sh up
+trap 'hack/cluster.sh down || true' EXIT
+eval "$(hack/cluster.sh env)"
+
+step "cargo test (unit, property, HTTP, reconcile, CLI, end-to-end)"
+status=0
+CARBONSHIFT_E2E=1 cargo test --locked || status=$?
+
+step "chart and alert tests"
+chart_status=0
+hack/test-chart.sh || chart_status=$?
+
+if [[ $status -ne 0 || $chart_status -ne 0 ]]; then
+  echo "FAILED: cargo test exit $status, chart tests exit $chart_status"
+  hack/cluster.sh logs-tail 2>/dev/null || true
+  exit 1
+fi
+echo "all test stages passed"
