@@ -1,1 +1,390 @@
-//! CarbonAwareJob API types (to be written).
+//! The `CarbonAwareJob` API (`carbonshift.io/v1alpha1`): serde + schemars types, the CEL
+//! rules the API server enforces, and small helpers to read them.
+//!
+//! The CRD YAML in `crds/` is generated from these types (`carbonshift crd`); a unit test
+//! fails when it is stale. Field names are a public contract (see `DESIGN.md`).
+//!
+//! ## Why the pod template is schemaless
+//! `spec.template.spec` is a batch/v1 `JobSpec`: its own fields (parallelism, completions,
+//! backoffLimit, podFailurePolicy, ...) keep their full OpenAPI schema, but the pod template
+//! inside it (`spec.template.spec.template`) is `x-kubernetes-preserve-unknown-fields`. The
+//! full PodTemplateSpec schema is several hundred kilobytes, which pushes the CRD past the
+//! 256 KiB limit of the `last-applied-configuration` annotation (so plain `kubectl apply`
+//! fails) and slows every API server that loads it. Nothing is lost in validation: the
+//! controller creates the child Job (suspended) within seconds of the CarbonAwareJob being
+//! applied, and the API server validates the pod template then; a rejection becomes a
+//! `Ready=False, reason=InvalidSpec` condition and a Warning Event with the server's message.
+//! Keeping the Rust type as JSON (not a typed `JobSpec`) also means a malformed template can
+//! never break deserialisation of the watch stream for every other object.
+//!
+//! ## Durations
+//! Durations in the CRD use hours, minutes and seconds only (`90s`, `4m`, `6h`, `1h30m`):
+//! the same grammar CEL's `duration()` accepts, so the schema's regex and the CEL rules agree.
+//! ([`crate::duration::parse_secs`] also reads days, for the CLI.)
+
+use k8s_openapi::api::batch::v1::JobSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::{json_schema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub mod time;
+
+/// API group.
+pub const GROUP: &str = "carbonshift.io";
+/// API version.
+pub const VERSION: &str = "v1alpha1";
+/// Label put on every child Job: the owning CarbonAwareJob's name.
+pub const JOB_LABEL: &str = "carbonshift.io/job";
+/// `app.kubernetes.io/managed-by` value on child Jobs.
+pub const MANAGED_BY: &str = "carbonshift";
+/// Regex of a CRD duration: hours, minutes, seconds, largest first, at least one.
+pub const DURATION_PATTERN: &str = "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$";
+/// Default power usage effectiveness when `spec.power.pue` is unset: a typical modern
+/// hyperscale/colocation data centre (Uptime Institute surveys report 1.1-1.6).
+pub const DEFAULT_PUE: f64 = 1.2;
+/// Default board power of one GPU when `spec.power.wattsPerGpu` is unset: the TDP of an
+/// NVIDIA A100 SXM (400 W). Training jobs typically draw close to TDP.
+pub const DEFAULT_WATTS_PER_GPU: f64 = 400.0;
+
+/// A batch/v1 Job that carbonshift starts, pauses and resumes when the grid is cleanest,
+/// finishing before its deadline.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "carbonshift.io",
+    version = "v1alpha1",
+    kind = "CarbonAwareJob",
+    plural = "carbonawarejobs",
+    shortname = "caj",
+    category = "carbonshift",
+    namespaced,
+    status = "CarbonAwareJobStatus",
+    derive = "PartialEq",
+    doc = "A batch/v1 Job that carbonshift runs when the electricity grid is cleanest, finishing before its deadline.",
+    validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it names the child Job"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
+    printcolumn(name = "Region", type_ = "string", json_path = ".status.region", description = "Grid zone planned with"),
+    printcolumn(name = "Intensity", type_ = "number", json_path = ".status.currentIntensity", description = "Grid intensity now (gCO2eq/kWh)"),
+    printcolumn(name = "Next", type_ = "date", json_path = ".status.nextTransitionTime", description = "Next planned start/pause"),
+    printcolumn(name = "Avoided(g)", type_ = "number", json_path = ".status.avoidedGrams", description = "Emissions avoided so far versus running at once (gCO2eq)"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CarbonAwareJobSpec {
+    /// The Job to run. carbonshift creates it as a child Job of the same name (suspended
+    /// until the plan says run) and flips `spec.suspend` at planned transitions; indexed and
+    /// parallel Jobs run as Kubernetes runs them. The template cannot be changed once the
+    /// child Job exists (Job pod templates are immutable).
+    pub template: JobTemplate,
+    /// When the Job may run and how it may be split.
+    pub schedule: Schedule,
+    /// Grid zone to plan with (e.g. `DE`, `GB`, `FR`, `US-CAL-CISO`, or a cloud region such
+    /// as `europe-west3` that carbonshift maps to its zone). Default: the operator's
+    /// `--region`, else the nodes' `topology.kubernetes.io/region` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub region: Option<String>,
+    /// Power model for energy and emissions accounting. Default: `wattsPerGpu` 400 W times
+    /// the GPUs the pod template requests (`nvidia.com/gpu`) times parallelism, PUE 1.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<Power>,
+}
+
+/// Metadata and spec of the child Job (the shape of a batch/v1 JobTemplateSpec).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTemplate {
+    /// Labels and annotations copied onto the child Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+    /// A batch/v1 JobSpec. `suspend` is managed by carbonshift and ignored here. The pod
+    /// template (`template`) is not schema-validated in this CRD; the API server validates
+    /// it when carbonshift creates the child Job.
+    #[schemars(schema_with = "job_spec_schema")]
+    pub spec: serde_json::Value,
+}
+
+/// Labels and annotations for the child Job.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateMetadata {
+    /// Labels added to the child Job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to the child Job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Scheduling policy.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StrategyName {
+    /// Start at once and run to completion (the baseline; no shifting).
+    RunNow,
+    /// Delay the start into the cleanest window that still finishes by the deadline; never
+    /// pause once started. Safe for jobs that cannot checkpoint.
+    #[default]
+    FlexibleStart,
+    /// Run only in the cleanest slots before the deadline, pausing in between. The job must
+    /// checkpoint on SIGTERM and resume from its checkpoint.
+    PauseAndResume,
+    /// Run while the grid is below `thresholdGramsPerKWh`, deadline permitting.
+    Threshold,
+}
+
+/// When the Job may run. Exactly one of `deadline` and `maxDelay` is required.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.deadline) != has(self.maxDelay)").message("set exactly one of schedule.deadline and schedule.maxDelay"),
+    validation = Rule::new("!has(self.maxDelay) || duration(self.expectedDuration) <= duration(self.maxDelay)").message("schedule.expectedDuration must not exceed schedule.maxDelay: the job could not finish in time"),
+    validation = Rule::new("self.strategy != 'Threshold' || has(self.thresholdGramsPerKWh)").message("strategy Threshold needs schedule.thresholdGramsPerKWh"),
+)]
+pub struct Schedule {
+    /// Scheduling policy: RunNow, FlexibleStart (default), PauseAndResume or Threshold.
+    #[serde(default)]
+    pub strategy: StrategyName,
+    /// Absolute time (RFC 3339) by which the Job must have finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Time>,
+    /// Deadline relative to the CarbonAwareJob's creation, e.g. `24h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("maxDelay must be positive"))]
+    pub max_delay: Option<String>,
+    /// Runtime the Job needs to finish, e.g. `6h`. Planning reserves this much running
+    /// time (plus checkpoint overhead per pause); if the Job runs longer it is never paused
+    /// again and runs to completion.
+    #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("expectedDuration must be positive"))]
+    pub expected_duration: String,
+    /// Once started or resumed, run at least this long before pausing (e.g. `30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
+    pub min_run_duration: Option<String>,
+    /// Once paused, stay paused at least this long (e.g. `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
+    pub min_pause_duration: Option<String>,
+    /// At most this many pauses over the Job's life (unset: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_pauses: Option<i32>,
+    /// Extra runtime each pause costs (writing and restoring a checkpoint, warm-up), e.g. `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
+    pub checkpoint_overhead: Option<String>,
+    /// For strategy Threshold: run while intensity is below this, in gCO2eq/kWh.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "thresholdGramsPerKWh"
+    )]
+    #[x_kube(validation = Rule::new("self > 0.0").message("thresholdGramsPerKWh must be positive"))]
+    pub threshold_grams_per_kwh: Option<f64>,
+}
+
+/// Power drawn while the Job runs, for energy and emissions accounting. Either `watts`
+/// (total) or `wattsPerGpu`/`gpus`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.watts) || (!has(self.wattsPerGpu) && !has(self.gpus))").message("set either power.watts or power.wattsPerGpu/gpus, not both"),
+)]
+pub struct Power {
+    /// Board power of one GPU in watts (default 400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("wattsPerGpu must be positive"))]
+    pub watts_per_gpu: Option<f64>,
+    /// Number of GPUs (default: `nvidia.com/gpu` limits, else requests, of the pod template
+    /// times the Job's parallelism).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub gpus: Option<i32>,
+    /// Total IT power of the Job in watts (all pods), instead of wattsPerGpu x gpus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("watts must be positive"))]
+    pub watts: Option<f64>,
+    /// Power usage effectiveness of the data centre (>= 1; default 1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 5.0))]
+    pub pue: Option<f64>,
+}
+
+/// Lifecycle phase of a CarbonAwareJob.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Accepted; child Job not created yet (or the spec is invalid: see conditions).
+    Pending,
+    /// Child Job exists, suspended, never started: waiting for a cleaner window.
+    Waiting,
+    /// Child Job unsuspended.
+    Running,
+    /// Started before, suspended now.
+    Paused,
+    /// Child Job completed.
+    Succeeded,
+    /// Child Job failed.
+    Failed,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Phase::Pending,
+        Phase::Waiting,
+        Phase::Running,
+        Phase::Paused,
+        Phase::Succeeded,
+        Phase::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Waiting => "Waiting",
+            Phase::Running => "Running",
+            Phase::Paused => "Paused",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// Observed state, written only by carbonshift. Accounting fields are integrals over time
+/// up to `lastAccountedTime`, so a restarted operator continues exactly where it stopped.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CarbonAwareJobStatus {
+    /// Pending, Waiting, Running, Paused, Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// `Ready` (spec valid, forecast and child Job in place) and `Running` (the current
+    /// decision and its reason).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Name of the child batch/v1 Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// Grid zone planned with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Where the forecast came from, e.g. `embedded (historical replay)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_source: Option<String>,
+    /// Grid intensity at the last reconcile, gCO2eq/kWh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_intensity: Option<f64>,
+    /// The action the plan takes at `nextTransitionTime`: `Run` or `Pause`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_action: Option<String>,
+    /// When the plan next starts, pauses or resumes the Job (if the forecast holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_transition_time: Option<Time>,
+    /// Start of the first planned (or actual) run interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_start: Option<Time>,
+    /// End of the last planned run interval: when the Job should finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_end: Option<Time>,
+    /// Absolute deadline (from `deadline`, or creation time + `maxDelay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Time>,
+    /// Seconds the child Job has been unsuspended, accumulated.
+    #[serde(default)]
+    pub runtime_seconds: i64,
+    /// Pauses taken.
+    #[serde(default)]
+    pub pauses: i32,
+    /// Energy used, kWh (PUE included).
+    #[serde(default, rename = "energyKWh")]
+    pub energy_kwh: f64,
+    /// Emissions of the runtime so far, gCO2eq.
+    #[serde(default)]
+    pub emissions_grams: f64,
+    /// Emissions the Job would have caused so far running at once from creation, gCO2eq.
+    #[serde(default)]
+    pub baseline_grams: f64,
+    /// `baselineGrams - emissionsGrams` (final once Succeeded).
+    #[serde(default)]
+    pub avoided_grams: f64,
+    /// `metadata.generation` last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Accounting fields above are integrated up to this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_accounted_time: Option<Time>,
+    /// Start (or last resume) of the current run; unset while not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<Time>,
+    /// Start of the current pause (or of waiting); unset while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<Time>,
+    /// When the Job first started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the Job finished (Succeeded or Failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// True once the deadline was missed (counted once in `carbonshift_deadline_misses_total`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deadline_missed: bool,
+}
+
+/// Schema of `spec.template.spec`: the real batch/v1 JobSpec schema with its pod template
+/// replaced by a schemaless object (see the module docs for why).
+fn job_spec_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<JobSpec>();
+    if let Some(props) = schema
+        .get_mut("properties")
+        .and_then(|p| p.as_object_mut())
+    {
+        props.insert(
+            "template".into(),
+            json_schema!({
+                "description": "The pod template (core/v1 PodTemplateSpec). Validated by the API server when carbonshift creates the child Job.",
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true
+            })
+            .into(),
+        );
+        // carbonshift owns suspension; document that instead of rejecting the field so
+        // manifests copied from plain Jobs still apply.
+        props.insert(
+            "suspend".into(),
+            json_schema!({
+                "description": "Ignored: carbonshift manages spec.suspend of the child Job.",
+                "type": "boolean"
+            })
+            .into(),
+        );
+    }
+    schema
+}
+
+/// The CRD as YAML, exactly what `carbonshift crd` prints and `crds/` holds.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&CarbonAwareJob::crd())
+}
+
+/// The CRD as pretty JSON.
+pub fn crd_json() -> Result<String, serde_json::Error> {
+    use kube::CustomResourceExt;
+    serde_json::to_string_pretty(&CarbonAwareJob::crd())
+}
+
+impl CarbonAwareJob {
+    /// The status, or an empty one.
+    pub fn status_or_default(&self) -> CarbonAwareJobStatus {
+        self.status.clone().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! CRD generation tests: the checked-in YAML is current, the schema is structural enough
+//! for the API server, and the CEL rules are where users need them.
+
+use super::*;
+use kube::CustomResourceExt;
+
+const CRD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/carbonshift.io_carbonawarejobs.yaml");
+
+#[test]
+fn checked_in_crd_is_current() {
+    let generated = crd_yaml().unwrap();
+    let on_disk = std::fs::read_to_string(CRD_PATH).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "crds/carbonshift.io_carbonawarejobs.yaml is stale; regenerate it with:\n  \
+         cargo run -- crd > crds/carbonshift.io_carbonawarejobs.yaml"
+    );
+}
+
+#[test]
+fn names_match_the_public_contract() {
+    let crd = CarbonAwareJob::crd();
+    assert_eq!(crd.metadata.name.as_deref(), Some("carbonawarejobs.carbonshift.io"));
+    assert_eq!(crd.spec.group, "carbonshift.io");
+    assert_eq!(crd.spec.scope, "Namespaced");
+    let names = &crd.spec.names;
+    assert_eq!(names.kind, "CarbonAwareJob");
+    assert_eq!(names.plural, "carbonawarejobs");
+    assert_eq!(names.short_names.as_deref(), Some(&["caj".to_string()][..]));
+    assert_eq!(names.categories.as_deref(), Some(&["carbonshift".to_string()][..]));
+    let v = &crd.spec.versions[0];
+    assert_eq!(v.name, "v1alpha1");
+    assert!(v.subresources.as_ref().unwrap().status.is_some());
+    let cols: Vec<_> = v
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(cols, ["Phase", "Region", "Intensity", "Next", "Avoided(g)", "Age"]);
+}
+
+#[test]
+fn schema_has_cel_rules_descriptions_and_stays_small() {
+    let yaml = crd_yaml().unwrap();
+    for rule in [
+        "has(self.deadline) != has(self.maxDelay)",
+        "duration(self.expectedDuration) <= duration(self.maxDelay)",
+        "self.strategy != 'Threshold' || has(self.thresholdGramsPerKWh)",
+        "duration(self) > duration('0s')",
+        "self.metadata.name.size() <= 63",
+    ] {
+        assert!(yaml.contains(rule), "missing CEL rule {rule}");
+    }
+    assert!(yaml.contains("x-kubernetes-preserve-unknown-fields: true"));
+    // Client-side apply stores the whole object in a 256 KiB annotation.
+    assert!(yaml.len() < 128 * 1024, "CRD is {} bytes", yaml.len());
+    // Every property documented, so `kubectl explain` helps. Walk the schema.
+    let crd = CarbonAwareJob::crd();
+    let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+    let mut undocumented = Vec::new();
+    walk(&schema["openAPIV3Schema"]["properties"]["spec"], "spec", &mut undocumented);
+    walk(&schema["openAPIV3Schema"]["properties"]["status"], "status", &mut undocumented);
+    assert!(undocumented.is_empty(), "fields without description: {undocumented:?}");
+}
+
+fn walk(node: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    if node.get("description").is_none() {
+        out.push(path.to_string());
+    }
+    if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+        for (k, v) in props {
+            // Inside k8s-openapi's JobSpec, descriptions come from upstream; check ours.
+            if path.starts_with("spec.template.spec") {
+                continue;
+            }
+            walk(v, &format!("{path}.{k}"), out);
+        }
+    }
+}
+
+#[test]
+fn example_manifest_parses() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/gpu-training.yaml"
+    ))
+    .unwrap();
+    let caj: CarbonAwareJob = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(caj.spec.schedule.strategy, StrategyName::PauseAndResume);
+    assert_eq!(caj.spec.schedule.max_delay.as_deref(), Some("24h"));
+}
