@@ -1,5 +1,33 @@
 //! Grid carbon-intensity forecasts: the [`ForecastSource`] trait, its providers and the
 //! shared per-region cache (one upstream fetch per region per refresh, never one per job).
+//!
+//! Map of the module:
+//! - [`config`]: the `--forecast-*` flags ([`ForecastArgs`]), [`ProviderConfig`] and the
+//!   constructors [`build_source`], [`build_fallback`], [`build_cache`];
+//! - [`cache`]: the shared per-region [`Cache`] (single flight, retries, stale serving,
+//!   fallback, observed history, refresh notifications, metrics);
+//! - [`validate`]: the rules every provider's data passes before use;
+//! - providers: [`embedded`], [`file`], [`electricitymaps`], [`watttime`],
+//!   [`carbon_aware_sdk`], [`uk_carbon_intensity`].
+//!
+//! See `docs/forecast-sources.md` for the operator-facing documentation.
+
+pub mod cache;
+pub mod carbon_aware_sdk;
+pub mod config;
+pub mod electricitymaps;
+pub mod embedded;
+pub mod file;
+mod http;
+pub mod uk_carbon_intensity;
+pub mod validate;
+pub mod watttime;
+
+pub use cache::{Cache, CacheSettings, CachedForecast, FallbackReason};
+pub use config::{
+    build_cache, build_fallback, build_source, Credentials, FallbackKind, ForecastArgs,
+    ProviderConfig, ProviderKind, Secret,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -36,7 +64,8 @@ pub struct Forecast {
 }
 
 /// Why a forecast could not be had. Kinds are bounded so they can label metrics.
-#[derive(Debug, Error)]
+/// `Clone` so the cache can hand the same failure to every caller waiting on one refresh.
+#[derive(Debug, Clone, Error)]
 pub enum ForecastError {
     #[error("unknown region {region:?} for provider {provider}: {hint}")]
     UnknownRegion {

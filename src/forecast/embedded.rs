@@ -1,0 +1,252 @@
+//! The `embedded` source: real hourly traces shipped in the binary (see [`crate::data`]),
+//! replayed onto the current calendar.
+//!
+//! It is not a forecast of today's grid. It exists so the operator works out of the box
+//! (no API key, air-gapped clusters, demos) and as the fallback when a live provider is
+//! down: real data has the right daily and weekly shape, which is what the planner exploits.
+//! Every forecast it returns has `historical_replay: true`, which status and logs surface.
+//!
+//! Mapping `now` into a trace: shift by a whole number of weeks (so weekday and UTC
+//! hour-of-day are kept) close to a whole number of years (so the season is kept), choosing
+//! the most recent year for which the trace covers `history` before and `horizon` after the
+//! mapped instant. Local hour-of-day may differ by one hour across DST changes; that is
+//! accepted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{Forecast, ForecastError, ForecastSource, Signal};
+use crate::series::Series;
+
+pub const NAME: &str = "embedded";
+
+/// Loads the trace of a zone; the shipped one reads [`crate::data`], tests pass their own.
+pub type TraceLoader = Arc<dyn Fn(&str) -> Result<Series, ForecastError> + Send + Sync>;
+
+/// Replays embedded traces. Cheap to clone the `Arc` it is built into; decompressed traces
+/// are kept in memory after first use.
+pub struct EmbeddedSource {
+    loader: TraceLoader,
+    /// Names of known zones, for error hints.
+    zones: Vec<String>,
+    history: TimeDelta,
+    horizon: TimeDelta,
+    traces: Mutex<HashMap<String, Arc<Series>>>,
+}
+
+impl EmbeddedSource {
+    /// The traces shipped in the binary, with `horizon` of future and 7 days of history.
+    pub fn shipped(horizon: TimeDelta) -> Self {
+        let loader: TraceLoader = Arc::new(|zone: &str| {
+            let canonical =
+                crate::data::canonical_zone(zone).ok_or_else(|| ForecastError::UnknownRegion {
+                    provider: NAME.into(),
+                    region: zone.into(),
+                    hint: format!(
+                        "the embedded traces cover {}",
+                        crate::data::zones().join(", ")
+                    ),
+                })?;
+            crate::data::load_zone(canonical).map_err(|e| ForecastError::Unavailable {
+                provider: NAME.into(),
+                detail: format!("cannot load the embedded trace for {canonical}: {e}"),
+            })
+        });
+        let zones = crate::data::zones().iter().map(|z| z.to_string()).collect();
+        Self::with_loader(loader, zones, TimeDelta::days(7), horizon)
+    }
+
+    /// A replay of arbitrary traces (tests, or data loaded from elsewhere).
+    pub fn with_loader(
+        loader: TraceLoader,
+        zones: Vec<String>,
+        history: TimeDelta,
+        horizon: TimeDelta,
+    ) -> Self {
+        Self {
+            loader,
+            zones,
+            history,
+            horizon,
+            traces: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn trace(&self, zone: &str) -> Result<Arc<Series>, ForecastError> {
+        let key = zone.to_ascii_uppercase();
+        if let Ok(map) = self.traces.lock() {
+            if let Some(t) = map.get(&key) {
+                return Ok(t.clone());
+            }
+        }
+        let loaded = Arc::new((self.loader)(zone)?);
+        if let Ok(mut map) = self.traces.lock() {
+            map.insert(key, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// Zone names the replay knows (for `--help` and error hints).
+    pub fn zones(&self) -> &[String] {
+        &self.zones
+    }
+}
+
+/// The whole-week shift that maps `now` into `[trace_start + history, trace_end - horizon]`,
+/// as close to a whole number of years back as possible. `None` if the trace is too short.
+pub fn week_shift(
+    now: DateTime<Utc>,
+    trace_start: DateTime<Utc>,
+    trace_end: DateTime<Utc>,
+    history: TimeDelta,
+    horizon: TimeDelta,
+) -> Option<i64> {
+    let week = TimeDelta::weeks(1);
+    let year_secs = 365.2425 * 86_400.0;
+    let fits = |k: i64| {
+        let mapped = now - week * k as i32;
+        mapped - history >= trace_start && mapped + horizon <= trace_end
+    };
+    // Years back from now; also allow "years forward" for a clock set before the trace.
+    let span_years = ((now - trace_start).num_seconds().abs() as f64 / year_secs).ceil() as i64 + 2;
+    for n in (0..=span_years).flat_map(|n| [n, -n]) {
+        let k = ((n as f64 * year_secs) / (7.0 * 86_400.0)).round() as i64;
+        if fits(k) {
+            return Some(k);
+        }
+    }
+    None
+}
+
+#[async_trait]
+impl ForecastSource for EmbeddedSource {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+        let trace = self.trace(region)?;
+        let k = week_shift(now, trace.start(), trace.end(), self.history, self.horizon)
+            .ok_or_else(|| ForecastError::Unavailable {
+                provider: NAME.into(),
+                detail: format!(
+                    "the {region} trace ({} .. {}) is too short to replay {} h of history and {} h of horizon",
+                    trace.start(),
+                    trace.end(),
+                    self.history.num_hours(),
+                    self.horizon.num_hours()
+                ),
+            })?;
+        let shift = TimeDelta::weeks(k);
+        let mapped = now - shift;
+        let slice = trace
+            .slice(mapped - self.history, mapped + self.horizon)
+            .ok_or_else(|| ForecastError::Unavailable {
+                provider: NAME.into(),
+                detail: format!("the {region} trace does not cover {mapped}"),
+            })?;
+        let series = Series::new(
+            slice.start() + shift,
+            slice.step_secs(),
+            slice.values().to_vec(),
+        )
+        .map_err(|e| ForecastError::Invalid {
+            provider: NAME.into(),
+            detail: e.to_string(),
+        })?;
+        Ok(Forecast {
+            region: region.to_string(),
+            source: NAME.to_string(),
+            signal: Signal::Average,
+            generated_at: now,
+            historical_replay: true,
+            series,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, TimeZone, Timelike};
+
+    fn synthetic() -> EmbeddedSource {
+        // Two years of hourly data whose value encodes hour-of-week, so the replay's
+        // alignment is visible in the output.
+        let start = Utc.with_ymd_and_hms(2021, 1, 4, 0, 0, 0).unwrap(); // a Monday
+        let values: Vec<f64> = (0..2 * 365 * 24).map(|h| (h % 168) as f64 + 1.0).collect();
+        let trace = Series::new(start, 3600, values).unwrap();
+        let loader: TraceLoader = Arc::new(move |z: &str| {
+            if z.eq_ignore_ascii_case("DE") {
+                Ok(trace.clone())
+            } else {
+                Err(ForecastError::UnknownRegion {
+                    provider: NAME.into(),
+                    region: z.into(),
+                    hint: "known: DE".into(),
+                })
+            }
+        });
+        EmbeddedSource::with_loader(
+            loader,
+            vec!["DE".into()],
+            TimeDelta::days(7),
+            TimeDelta::hours(72),
+        )
+    }
+
+    #[tokio::test]
+    async fn replays_keeping_weekday_and_hour() {
+        let src = synthetic();
+        let now = Utc.with_ymd_and_hms(2026, 5, 13, 14, 20, 0).unwrap(); // a Wednesday
+        let f = src.fetch("DE", now).await.unwrap();
+        assert!(f.historical_replay);
+        assert_eq!(f.source, "embedded");
+        assert!(f.series.start() <= now - TimeDelta::days(7));
+        assert!(f.series.end() >= now + TimeDelta::hours(72));
+        // Hour-of-week 0 is Monday 00:00 UTC; Wednesday 14:00 is 2*24+14.
+        let v = f.series.value_at(now).unwrap();
+        assert_eq!(v, (2 * 24 + 14) as f64 + 1.0);
+        let s = f.series.start();
+        assert_eq!((s.minute(), s.second()), (0, 0));
+        let _ = s.weekday();
+    }
+
+    #[test]
+    fn shift_keeps_season() {
+        let ts = Utc.with_ymd_and_hms(2021, 1, 1, 0, 0, 0).unwrap();
+        let te = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0).unwrap();
+        let k = week_shift(now, ts, te, TimeDelta::days(7), TimeDelta::hours(72)).unwrap();
+        let mapped = now - TimeDelta::weeks(k);
+        assert_eq!(mapped.year(), 2023);
+        assert!((mapped.ordinal() as i32 - now.ordinal() as i32).abs() <= 4);
+        // Inside the trace: no shift.
+        let inside = Utc.with_ymd_and_hms(2022, 6, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            week_shift(inside, ts, te, TimeDelta::days(7), TimeDelta::hours(72)),
+            Some(0)
+        );
+        // Too short a trace.
+        assert_eq!(
+            week_shift(
+                now,
+                ts,
+                ts + TimeDelta::days(2),
+                TimeDelta::days(7),
+                TimeDelta::hours(72)
+            ),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_zone_names_it() {
+        let e = synthetic().fetch("XX", Utc::now()).await.unwrap_err();
+        assert_eq!(e.kind(), "unknown_region");
+        assert!(e.to_string().contains("XX"));
+    }
+}

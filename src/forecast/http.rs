@@ -1,0 +1,169 @@
+//! HTTP plumbing shared by the live providers: one client per provider with a request
+//! timeout, and one mapping from HTTP outcomes to [`ForecastError`] kinds, so that every
+//! provider fails the same way for the same reason (which the cache's retry policy and the
+//! metrics' `outcome` label rely on).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::ForecastError;
+
+/// How much of an error body goes into an error message: enough to read the upstream's
+/// reason, not enough to flood logs.
+const BODY_EXCERPT: usize = 200;
+
+/// Builds a client with `timeout` for the whole request (connect + body).
+pub fn client(provider: &str, timeout: Duration) -> Result<reqwest::Client, ForecastError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("carbonshift/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ForecastError::Config {
+            provider: provider.to_string(),
+            detail: format!("cannot build HTTP client: {e}"),
+        })
+}
+
+/// Maps a transport error (no HTTP status) to an error kind.
+pub fn transport_error(provider: &str, e: reqwest::Error) -> ForecastError {
+    if e.is_timeout() {
+        ForecastError::Timeout {
+            provider: provider.to_string(),
+        }
+    } else {
+        // The URL is ours (endpoint + region), never a credential, so it may be shown;
+        // reqwest's Display includes it.
+        ForecastError::Upstream {
+            provider: provider.to_string(),
+            detail: format!("request failed: {}", without_query(e)),
+        }
+    }
+}
+
+fn without_query(e: reqwest::Error) -> String {
+    // Strip the error's URL query string: some gateways accept tokens as query parameters
+    // and a user may configure an endpoint that way.
+    match e.url() {
+        Some(u) => {
+            let mut u = u.clone();
+            u.set_query(None);
+            format!("{} ({u})", e.without_url())
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Turns a non-success response into an error; `Ok(response)` for 2xx.
+pub async fn check(provider: &str, resp: Response) -> Result<Response, ForecastError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let retry_after = retry_after_secs(&resp);
+    let body = resp.text().await.unwrap_or_default();
+    Err(status_error(provider, status, retry_after, &body))
+}
+
+/// The error for an HTTP status, with a short body excerpt for humans.
+pub fn status_error(
+    provider: &str,
+    status: StatusCode,
+    retry_after_secs: Option<u64>,
+    body: &str,
+) -> ForecastError {
+    let provider = provider.to_string();
+    let detail = format!("HTTP {}: {}", status.as_u16(), excerpt(body));
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            ForecastError::Auth { provider, detail }
+        }
+        StatusCode::TOO_MANY_REQUESTS => ForecastError::RateLimited {
+            provider,
+            retry_after_secs,
+        },
+        StatusCode::NOT_IMPLEMENTED => ForecastError::Unavailable { provider, detail },
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
+            ForecastError::Timeout { provider }
+        }
+        _ => ForecastError::Upstream { provider, detail },
+    }
+}
+
+/// Reads a JSON body; a body that does not parse is an invalid forecast, not an upstream
+/// failure: retrying the same malformed answer would not help.
+pub async fn json<T: DeserializeOwned>(provider: &str, resp: Response) -> Result<T, ForecastError> {
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| transport_error(provider, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| ForecastError::Invalid {
+        provider: provider.to_string(),
+        detail: format!("malformed JSON: {e}"),
+    })
+}
+
+/// `Retry-After` as seconds: either delta-seconds or an HTTP date.
+pub fn retry_after_secs(resp: &Response) -> Option<u64> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    parse_retry_after(v)
+}
+
+pub fn parse_retry_after(v: &str) -> Option<u64> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(secs);
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&Utc) - Utc::now();
+    Some(delta.num_seconds().max(0) as u64)
+}
+
+fn excerpt(body: &str) -> String {
+    let trimmed = body.trim();
+    if trimmed.chars().count() <= BODY_EXCERPT {
+        return trimmed.to_string();
+    }
+    let cut: String = trimmed.chars().take(BODY_EXCERPT).collect();
+    format!("{cut}...")
+}
+
+/// Joins an endpoint and a path without doubling or losing the slash.
+pub fn url(endpoint: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        endpoint.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(7));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn status_kinds() {
+        let k = |s: u16| status_error("p", StatusCode::from_u16(s).unwrap(), None, "").kind();
+        assert_eq!(k(401), "auth");
+        assert_eq!(k(403), "auth");
+        assert_eq!(k(429), "rate_limited");
+        assert_eq!(k(501), "unavailable");
+        assert_eq!(k(503), "upstream");
+        assert_eq!(k(504), "timeout");
+        assert_eq!(url("http://x/", "/v3/a"), "http://x/v3/a");
+    }
+}

@@ -1,0 +1,204 @@
+//! The UK Carbon Intensity API (NESO, formerly National Grid ESO), no key needed.
+//!
+//! Region names this source accepts:
+//! - `national` or `GB`: `GET {endpoint}/intensity/{from}/fw48h`, slots
+//!   `{"from", "to", "intensity": {"forecast", "actual", "index"}}` under `{"data": [...]}`;
+//! - `regionid:N` or just `N` (1-17, e.g. 13 = London):
+//!   `GET {endpoint}/regional/intensity/{from}/fw48h/regionid/N`, slots under
+//!   `{"data": {"regionid", ..., "data": [...]}}` (an array of one such object is accepted
+//!   too: the postcode form answers that way);
+//! - `postcode:RG10`: `.../fw48h/postcode/RG10` (outward code only).
+//!
+//! `{from}` is the start of the current half hour as `YYYY-MM-DDThh:mmZ`. A slot's value is
+//! its `actual` when published (past slots, national only), else its `forecast`. Past its
+//! horizon the API answers 200 with `{}` or fewer slots: `{}` is
+//! [`ForecastError::Unavailable`], fewer slots a shorter series.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::file::parse_timestamp;
+use super::validate::{self, RawPoint};
+use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+
+pub const NAME: &str = "uk-carbon-intensity";
+pub const DEFAULT_ENDPOINT: &str = "https://api.carbonintensity.org.uk";
+
+pub struct UkCarbonIntensity {
+    endpoint: String,
+    client: reqwest::Client,
+}
+
+impl UkCarbonIntensity {
+    pub fn new(endpoint: String, timeout: Duration) -> Result<Self, ForecastError> {
+        Ok(Self {
+            endpoint,
+            client: http::client(NAME, timeout)?,
+        })
+    }
+}
+
+/// The API path (after the endpoint) for `region` from `from`.
+pub fn path(region: &str, from: DateTime<Utc>) -> Result<String, ForecastError> {
+    let from = from.format("%Y-%m-%dT%H:%MZ");
+    let r = region.trim();
+    let unknown = || ForecastError::UnknownRegion {
+        provider: NAME.into(),
+        region: region.into(),
+        hint:
+            "use national (or GB), regionid:N with N in 1..=17 (13 = London), or postcode:OUTCODE"
+                .into(),
+    };
+    if r.eq_ignore_ascii_case("national") || r.eq_ignore_ascii_case("gb") {
+        return Ok(format!("/intensity/{from}/fw48h"));
+    }
+    let id = r
+        .strip_prefix("regionid:")
+        .or_else(|| r.strip_prefix("regionid/"))
+        .unwrap_or(r);
+    if let Ok(n) = id.parse::<u32>() {
+        if !(1..=17).contains(&n) {
+            return Err(unknown());
+        }
+        return Ok(format!("/regional/intensity/{from}/fw48h/regionid/{n}"));
+    }
+    if let Some(pc) = r.strip_prefix("postcode:") {
+        let pc = pc.trim();
+        if pc.is_empty() || pc.len() > 4 || !pc.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(unknown());
+        }
+        return Ok(format!(
+            "/regional/intensity/{from}/fw48h/postcode/{}",
+            pc.to_ascii_uppercase()
+        ));
+    }
+    Err(unknown())
+}
+
+#[derive(Deserialize)]
+struct Slot {
+    from: String,
+    to: String,
+    intensity: Intensity,
+}
+
+#[derive(Deserialize)]
+struct Intensity {
+    forecast: Option<f64>,
+    #[serde(default)]
+    actual: Option<f64>,
+}
+
+/// Finds the slot array in any of the response shapes.
+fn slots(body: &Value) -> Option<&Vec<Value>> {
+    let data = body.get("data")?;
+    match data {
+        Value::Array(items) => match items.first() {
+            // Postcode / array-wrapped regional form: [{regionid, data: [...]}]
+            Some(first) if first.get("data").is_some() => first.get("data")?.as_array(),
+            _ => Some(items),
+        },
+        Value::Object(_) => data.get("data")?.as_array(),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl ForecastSource for UkCarbonIntensity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+        let from = now.duration_trunc(TimeDelta::minutes(30)).unwrap_or(now);
+        let url = http::url(&self.endpoint, &path(region, from)?);
+        let resp = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| http::transport_error(NAME, e))?;
+        let resp = http::check(NAME, resp).await?;
+        let body: Value = http::json(NAME, resp).await?;
+        let invalid = |detail: String| ForecastError::Invalid {
+            provider: NAME.into(),
+            detail,
+        };
+        let Some(raw) = slots(&body) else {
+            if body.as_object().is_some_and(|o| o.is_empty()) {
+                return Err(ForecastError::Unavailable {
+                    provider: NAME.into(),
+                    detail: format!("no data from {from} (past the API's horizon?)"),
+                });
+            }
+            return Err(invalid("unexpected response shape: no data array".into()));
+        };
+        let mut points = Vec::with_capacity(raw.len());
+        let mut step: Option<i64> = None;
+        for v in raw {
+            let s: Slot = serde_json::from_value(v.clone())
+                .map_err(|e| invalid(format!("malformed slot: {e}")))?;
+            let a = parse_timestamp(&s.from).map_err(invalid)?;
+            let b = parse_timestamp(&s.to).map_err(invalid)?;
+            let len = (b - a).num_seconds();
+            match step {
+                None => step = Some(len),
+                Some(x) if x != len => step = Some(x.min(len)),
+                _ => {}
+            }
+            points.push(RawPoint::new(
+                a,
+                s.intensity.actual.or(s.intensity.forecast),
+            ));
+        }
+        if points.is_empty() {
+            return Err(ForecastError::Unavailable {
+                provider: NAME.into(),
+                detail: format!("no slots from {from} (past the API's horizon?)"),
+            });
+        }
+        let n = validate::normalise(NAME, points, step.filter(|s| *s > 0), now)?;
+        if !n.repairs.is_empty() {
+            tracing::info!(region, repairs = ?n.repairs, "uk-carbon-intensity forecast repaired");
+        }
+        Ok(Forecast {
+            region: region.to_string(),
+            source: NAME.to_string(),
+            signal: Signal::Average,
+            // The API does not say when it was issued; its forecasts update every half hour.
+            generated_at: from,
+            historical_replay: false,
+            series: n.series,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn paths() {
+        let t = Utc.with_ymd_and_hms(2024, 3, 1, 10, 30, 0).unwrap();
+        assert_eq!(
+            path("national", t).unwrap(),
+            "/intensity/2024-03-01T10:30Z/fw48h"
+        );
+        assert_eq!(
+            path("regionid:13", t).unwrap(),
+            "/regional/intensity/2024-03-01T10:30Z/fw48h/regionid/13"
+        );
+        assert_eq!(
+            path("postcode:rg10", t).unwrap(),
+            "/regional/intensity/2024-03-01T10:30Z/fw48h/postcode/RG10"
+        );
+        assert_eq!(path("99", t).unwrap_err().kind(), "unknown_region");
+        assert_eq!(path("DE", t).unwrap_err().kind(), "unknown_region");
+    }
+}

@@ -1,0 +1,199 @@
+//! WattTime API v3: `GET {endpoint}/login` with HTTP Basic auth returns `{"token"}`, valid
+//! for about 30 minutes; `GET {endpoint}/v3/forecast?region=R&signal_type=co2_moer` with
+//! `Authorization: Bearer` returns `{"data": [{"point_time", "value"}], "meta": {...}}`.
+//!
+//! The token is cached and renewed before it expires ([`TOKEN_TTL`]) or when the API
+//! answers 401 (a token revoked early), once per request. Values are marginal emissions
+//! (MOER) in lbs CO2/MWh, converted to g/kWh (1 lb = 453.59237 g, 1 MWh = 1000 kWh).
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::config::Secret;
+use super::validate::{self, RawPoint};
+use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+
+pub const NAME: &str = "watttime";
+pub const DEFAULT_ENDPOINT: &str = "https://api.watttime.org";
+/// Tokens live 30 minutes; renew a little early so a request never races the expiry.
+pub const TOKEN_TTL: Duration = Duration::from_secs(25 * 60);
+/// lbs/MWh to g/kWh.
+pub const LBS_PER_MWH_TO_G_PER_KWH: f64 = 0.453_592_37;
+
+pub struct WattTime {
+    endpoint: String,
+    username: Secret,
+    password: Secret,
+    horizon_hours: Option<i64>,
+    client: reqwest::Client,
+    token: Mutex<Option<(Secret, Instant)>>,
+}
+
+impl WattTime {
+    pub fn new(
+        endpoint: String,
+        username: Secret,
+        password: Secret,
+        timeout: Duration,
+        horizon_hours: Option<i64>,
+    ) -> Result<Self, ForecastError> {
+        Ok(Self {
+            endpoint,
+            username,
+            password,
+            // The API accepts 0..=72.
+            horizon_hours: horizon_hours.map(|h| h.clamp(1, 72)),
+            client: http::client(NAME, timeout)?,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// A valid token, logging in when there is none or it is old. Holding the lock across
+    /// the login makes concurrent fetches share one login.
+    async fn token(&self, force: bool) -> Result<Secret, ForecastError> {
+        let mut guard = self.token.lock().await;
+        if !force {
+            if let Some((tok, at)) = guard.as_ref() {
+                if at.elapsed() < TOKEN_TTL {
+                    return Ok(tok.clone());
+                }
+            }
+        }
+        let resp = self
+            .client
+            .get(http::url(&self.endpoint, "/login"))
+            .basic_auth(self.username.expose(), Some(self.password.expose()))
+            .send()
+            .await
+            .map_err(|e| http::transport_error(NAME, e))?;
+        let resp = http::check(NAME, resp).await.map_err(|e| match e {
+            ForecastError::Auth { provider, detail } => ForecastError::Auth {
+                provider,
+                detail: format!(
+                    "login rejected (check WATTTIME_USERNAME/WATTTIME_PASSWORD): {detail}"
+                ),
+            },
+            other => other,
+        })?;
+        #[derive(Deserialize)]
+        struct Login {
+            token: String,
+        }
+        let login: Login = http::json(NAME, resp).await?;
+        let tok = Secret::new(login.token);
+        *guard = Some((tok.clone(), Instant::now()));
+        Ok(tok)
+    }
+
+    async fn request(
+        &self,
+        region: &str,
+        token: &Secret,
+    ) -> Result<reqwest::Response, ForecastError> {
+        let mut query = vec![
+            ("region", region.to_string()),
+            ("signal_type", "co2_moer".to_string()),
+        ];
+        if let Some(h) = self.horizon_hours {
+            query.push(("horizon_hours", h.to_string()));
+        }
+        self.client
+            .get(http::url(&self.endpoint, "/v3/forecast"))
+            .query(&query)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| http::transport_error(NAME, e))
+    }
+}
+
+#[derive(Deserialize)]
+struct Response {
+    data: Vec<Point>,
+    meta: Meta,
+}
+
+#[derive(Deserialize)]
+struct Point {
+    point_time: DateTime<Utc>,
+    value: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(default)]
+    data_point_period_seconds: Option<i64>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    units: Option<String>,
+    #[serde(default)]
+    generated_at: Option<DateTime<Utc>>,
+}
+
+/// The factor from `units` to g/kWh; other units are rejected rather than guessed.
+pub fn unit_factor(units: Option<&str>) -> Result<f64, ForecastError> {
+    match units {
+        Some("lbs_co2_per_mwh") => Ok(LBS_PER_MWH_TO_G_PER_KWH),
+        // kg/MWh and g/kWh are the same quantity.
+        Some("kg_co2_per_mwh") | Some("g_co2_per_kwh") => Ok(1.0),
+        other => Err(ForecastError::Invalid {
+            provider: NAME.into(),
+            detail: format!(
+                "unsupported units {:?}: expected lbs_co2_per_mwh (signal_type co2_moer)",
+                other.unwrap_or("<missing>")
+            ),
+        }),
+    }
+}
+
+#[async_trait]
+impl ForecastSource for WattTime {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+        let token = self.token(false).await?;
+        let mut resp = self.request(region, &token).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            // Expired or revoked early: log in again once.
+            tracing::debug!("watttime token rejected; logging in again");
+            let token = self.token(true).await?;
+            resp = self.request(region, &token).await?;
+        }
+        let resp = http::check(NAME, resp).await?;
+        let body: Response = http::json(NAME, resp).await?;
+        if let Some(r) = &body.meta.region {
+            if !r.eq_ignore_ascii_case(region) {
+                return Err(ForecastError::Invalid {
+                    provider: NAME.into(),
+                    detail: format!("asked for region {region}, got {r}"),
+                });
+            }
+        }
+        let factor = unit_factor(body.meta.units.as_deref())?;
+        let points = body
+            .data
+            .iter()
+            .map(|p| RawPoint::new(p.point_time, p.value.map(|v| v * factor)))
+            .collect();
+        let n = validate::normalise(NAME, points, body.meta.data_point_period_seconds, now)?;
+        if !n.repairs.is_empty() {
+            tracing::info!(region, repairs = ?n.repairs, "watttime forecast repaired");
+        }
+        Ok(Forecast {
+            region: region.to_string(),
+            source: NAME.to_string(),
+            signal: Signal::Marginal,
+            generated_at: body.meta.generated_at.unwrap_or(now),
+            historical_replay: false,
+            series: n.series,
+        })
+    }
+}
