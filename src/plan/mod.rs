@@ -123,8 +123,151 @@ pub struct Plan {
 }
 
 pub mod horizon;
+pub mod oracle;
 
-/// Decide what to do now. Pure and deterministic.
-pub fn decide(_req: &PlanRequest<'_>) -> Plan {
-    todo!("implemented in plan::strategies")
+mod grid;
+mod strategies;
+#[cfg(test)]
+mod tests;
+
+use grid::{at, offset_ms, Grid, MS_PER_HOUR};
+use strategies::{Ctx, Outcome};
+
+/// The `remaining_secs` to pass to [`decide`]: the expected runtime, plus the restore
+/// overhead of every pause taken so far, minus the runtime accrued.
+///
+/// This is the contract with callers: `remaining_secs` excludes the overhead of FUTURE
+/// pauses (the planner adds those for the pauses it plans) but includes that of pauses
+/// already taken, which the job has to pay back when it resumes. Never negative.
+pub fn remaining_work_secs(
+    expected_runtime_secs: i64,
+    runtime_so_far_secs: i64,
+    pauses_so_far: u32,
+    constraints: &Constraints,
+) -> i64 {
+    let overhead = constraints
+        .checkpoint_overhead_secs
+        .max(0)
+        .saturating_mul(i64::from(pauses_so_far));
+    expected_runtime_secs
+        .saturating_add(overhead)
+        .saturating_sub(runtime_so_far_secs.max(0))
+        .max(0)
+}
+
+/// Decide what to do now. Pure and deterministic; never panics.
+///
+/// Degenerate inputs get a usable answer: no work left is `Run`/`Done` with no intervals;
+/// a deadline that cannot be met (including one in the past) is `Run`/`DeadlineInfeasible`
+/// (finish as early as possible); a forecast that does not cover `[now, deadline)` is
+/// taken at its mean where it is missing.
+pub fn decide(req: &PlanRequest<'_>) -> Plan {
+    let now = req.now;
+    if req.remaining_secs <= 0 {
+        return Plan {
+            action: Action::Run,
+            reason: Reason::Done,
+            next_transition: None,
+            intervals: Vec::new(),
+            expected_grams_per_kw: 0.0,
+        };
+    }
+    let r = req.remaining_secs.saturating_mul(1000);
+    let h = offset_ms(now, req.deadline);
+    if r > h {
+        let grid = Grid::new(req.forecast, now, r, &[]);
+        return finish(
+            now,
+            &grid,
+            Outcome {
+                blocks: vec![(0, r)],
+                reason: Reason::DeadlineInfeasible,
+            },
+        );
+    }
+    if req.strategy == Strategy::RunNow {
+        let grid = Grid::new(req.forecast, now, r, &[]);
+        return finish(
+            now,
+            &grid,
+            Outcome {
+                blocks: vec![(0, r)],
+                reason: Reason::RunNow,
+            },
+        );
+    }
+    let cx = context(req, r, h);
+    let grid = Grid::new(req.forecast, now, h, &[cx.run_lock, cx.pause_lock]);
+    let out = match req.strategy {
+        Strategy::RunNow => Outcome {
+            blocks: vec![(0, r)],
+            reason: Reason::RunNow,
+        },
+        Strategy::FlexibleStart => strategies::flexible_start(&grid, &cx),
+        Strategy::PauseResume => strategies::pause_resume(&grid, &cx),
+        Strategy::Threshold { max_gco2_per_kwh } => {
+            strategies::threshold(&grid, &cx, max_gco2_per_kwh)
+        }
+    };
+    finish(now, &grid, out)
+}
+
+/// Normalises a feasible request (`0 < r <= h`) to milliseconds and resolves the locks
+/// the job state implies.
+fn context(req: &PlanRequest<'_>, r: i64, h: i64) -> Ctx {
+    let c = &req.constraints;
+    let ms = |s: i64| s.max(0).saturating_mul(1000);
+    let (min_run, min_pause, o) = (
+        ms(c.min_run_secs),
+        ms(c.min_pause_secs),
+        ms(c.checkpoint_overhead_secs),
+    );
+    let allowed = c.max_pauses.map(|m| m.saturating_sub(req.pauses_so_far));
+    let (running, ran, run_lock, pause_lock) = match req.state {
+        JobState::NotStarted => (false, 0, 0, 0),
+        JobState::Running { since } => {
+            let ran = offset_ms(since, req.now).max(0);
+            (true, ran, (min_run - ran).clamp(0, r), 0)
+        }
+        JobState::Paused { since } => {
+            let paused = offset_ms(since, req.now).max(0);
+            // The guard overrides min_pause: never wait past the latest start.
+            (false, 0, 0, (min_pause - paused).clamp(0, h - r))
+        }
+    };
+    Ctx {
+        h,
+        r,
+        o,
+        min_run,
+        min_pause,
+        allowed,
+        running,
+        ran,
+        run_lock,
+        pause_lock,
+    }
+}
+
+fn finish(now: DateTime<Utc>, grid: &Grid, out: Outcome) -> Plan {
+    let blocks = out.blocks;
+    let (action, next) = match blocks.first() {
+        Some(&(0, end)) if blocks.len() > 1 => (Action::Run, Some(at(now, end))),
+        Some(&(0, _)) | None => (Action::Run, None),
+        Some(&(start, _)) => (Action::Pause, Some(at(now, start))),
+    };
+    let grams = grid.cost_of(&blocks) / MS_PER_HOUR;
+    Plan {
+        action,
+        reason: out.reason,
+        next_transition: next,
+        intervals: blocks
+            .iter()
+            .map(|&(a, b)| Interval {
+                start: at(now, a),
+                end: at(now, b),
+            })
+            .collect(),
+        expected_grams_per_kw: grams,
+    }
 }
