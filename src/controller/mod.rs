@@ -1,1 +1,353 @@
-//! Controller (to be written).
+//! The CarbonAwareJob controller: reconcile each CarbonAwareJob into a suspended-or-running
+//! batch/v1 Job, with status, Events and metrics.
+//!
+//! Reconcile is a pipeline: **read** (the object, its child Job, the region's intensities)
+//! -> **validate** (pure, [`validate`]) -> **build** (pure, [`build`]: accounting, the
+//! decision from [`crate::plan::decide`], the desired child Job and status) -> **apply**
+//! (server-side apply of the child Job, field manager `carbonshift`, only when it differs)
+//! -> **status** (server-side apply on the status subresource, only when it changed
+//! materially or accrued accounting is due to be persisted) -> Events and metrics.
+//! `carbonshift plan -f` runs the same validate and build functions without a cluster.
+//!
+//! ## What triggers a reconcile
+//! A change of the CarbonAwareJob or of its child Job (watched with `.owns()`), the
+//! requeue at `status.nextTransitionTime` (or the persist interval, whichever is first),
+//! and a refreshed forecast (receding horizon: every job is replanned when any region's
+//! forecast changes; the forecast cache makes that one fetch per region).
+//!
+//! ## Restart semantics
+//! No decision depends on in-memory state. The ledger (runtime, energy, emissions,
+//! baseline) is integrated from `status.lastAccountedTime` to now with the intensities of
+//! that past interval, and whether the Job was running over it is read from
+//! `status.runningSince`, which every transition persists. A restarted operator therefore
+//! continues exactly where the previous one stopped. Accrual alone is persisted at most
+//! every `--status-interval` (default 5 min), so status writes stay at one per transition
+//! plus one per interval; nothing is lost in between because nothing is kept in memory.
+//!
+//! ## A child Job deleted by hand
+//! It is recreated, in the state the plan wants (suspended or running), and the ledger is
+//! kept; a `ChildJobRecreated` Warning Event says so. This is how Kubernetes' own
+//! controllers treat their children; a Job whose pods checkpoint resumes from its last
+//! checkpoint. To stop the work, delete the CarbonAwareJob (the child Job is
+//! garbage-collected through its ownerReference). Once the CarbonAwareJob is Succeeded or
+//! Failed the child Job is never touched again, so `ttlSecondsAfterFinished` is safe.
+//!
+//! ## Bad input
+//! What the CRD's schema and CEL rules cannot reject (a deadline too close to creation,
+//! a pod template the API server refuses, no derivable power model, a name clash with an
+//! unrelated Job) becomes `Ready=False` with a reason (`InvalidSpec`, `JobConflict`,
+//! `RegionUnknown`) and a Warning Event whose message says what to change. The ledger is
+//! never overwritten.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use thiserror::Error;
+
+use crate::api::{CarbonAwareJob, CarbonAwareJobStatus, Phase, JOB_LABEL};
+use crate::forecast::ForecastError;
+use crate::metrics::Metrics;
+
+pub mod build;
+pub mod intensity;
+pub mod leader;
+pub mod server;
+pub mod validate;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
+pub use build::{build, Observed, Outcome};
+pub use intensity::{Feed, Intensities, SourceFeed};
+pub use validate::{validate, InvalidSpec, ValidSpec};
+
+/// Field manager of every write.
+pub const FIELD_MANAGER: &str = "carbonshift";
+/// Default interval at which accrued accounting is persisted.
+pub const DEFAULT_PERSIST_SECS: i64 = 300;
+
+/// Reconcile failures. `kind()` labels `carbonshift_reconcile_errors_total`.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("serialising: {0}")]
+    Serde(#[from] serde_json::Error),
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    /// Bounded metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "transport",
+            Error::Serde(_) => "serde",
+            Error::MissingField(_) => "invalid_object",
+        }
+    }
+}
+
+/// Maps a region name (from spec, flag or node label) to the grid zone the feed knows.
+pub type RegionResolver = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// Everything a reconcile needs besides the object.
+pub struct Context {
+    pub client: Client,
+    pub feed: Arc<dyn Feed>,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    /// Region for jobs without `spec.region` (`--region`, else the nodes' label).
+    pub default_region: Option<String>,
+    pub resolve_region: RegionResolver,
+    /// The wall clock; tests pin it.
+    pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    pub persist_every: TimeDelta,
+}
+
+impl Context {
+    /// A context with the wall clock, identity region mapping and default persist interval.
+    pub fn new(client: Client, feed: Arc<dyn Feed>, metrics: Metrics, instance: Option<String>) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance,
+            },
+        );
+        Self {
+            client,
+            feed,
+            metrics,
+            recorder,
+            default_region: None,
+            resolve_region: Arc::new(|r: &str| Ok(r.to_string())),
+            clock: Arc::new(Utc::now),
+            persist_every: TimeDelta::seconds(DEFAULT_PERSIST_SECS),
+        }
+    }
+}
+
+/// The region a job plans with, or why there is none.
+fn region_of(caj: &CarbonAwareJob, ctx: &Context) -> Result<String, String> {
+    let raw = caj
+        .spec
+        .region
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+        .or(ctx.default_region.as_deref())
+        .ok_or_else(|| {
+            "no region: spec.region is unset, the operator has no --region and no node carries topology.kubernetes.io/region".to_string()
+        })?;
+    (ctx.resolve_region)(raw.trim())
+}
+
+fn to_std(d: TimeDelta) -> Duration {
+    d.to_std().unwrap_or(Duration::from_secs(1))
+}
+
+/// Reconciles one CarbonAwareJob. See the module doc.
+pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_duration.start_timer();
+    let ns = caj.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = caj.name_any();
+    if caj.meta().deletion_timestamp.is_some() {
+        // The child Job goes with it through garbage collection; nothing to do.
+        return Ok(Action::await_change());
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let cajs: Api<CarbonAwareJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let now = (ctx.clock)();
+
+    let terminal = caj.status.as_ref().and_then(|s| s.phase).is_some_and(Phase::is_terminal);
+    let child = if terminal { None } else { jobs.get_opt(&name).await? };
+    let region = region_of(&caj, &ctx);
+    let intensities: Result<Arc<Intensities>, String> = match (&region, terminal) {
+        (Ok(r), false) => ctx.feed.get(r, now).await.map_err(|e: ForecastError| e.to_string()),
+        (_, true) => Err("finished".into()),
+        (Err(e), _) => Err(e.clone()),
+    };
+    if let (Ok(i), Ok(r)) = (&intensities, &region) {
+        if let Some(v) = i.series.value_at(now) {
+            ctx.metrics.grid_intensity.with_label_values(&[r.as_str(), i.provenance.as_str()]).set(v);
+        }
+    }
+    let mut out = build(Observed {
+        caj: &caj,
+        child: child.as_ref(),
+        region: region.as_deref().map_err(String::as_str),
+        intensities: intensities.as_deref().map_err(String::as_str),
+        now,
+        persist_every: ctx.persist_every,
+    });
+
+    if let Some(job) = &out.job {
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        match jobs.patch(&name, &pp, &Patch::Apply(job)).await {
+            Ok(_) => {}
+            // The API server refused the Job (its pod template is only validated here):
+            // the user must fix the spec, retrying cannot help.
+            Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
+                out = build::reject(
+                    &caj,
+                    "InvalidSpec",
+                    format!("the API server rejected the child Job: {}", s.message),
+                    now,
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    if out.write_status {
+        write_status(&cajs, &name, &out.status).await?;
+    }
+
+    // Metrics only after the status that records them is persisted, so one process never
+    // counts a transition or a completion twice.
+    let m = &ctx.metrics;
+    if let Some(t) = out.transition {
+        m.transitions.with_label_values(&[t.label()]).inc();
+    }
+    if out.deadline_missed {
+        m.deadline_misses.inc();
+    }
+    if out.finished.is_some() {
+        let s = &out.status;
+        m.avoided_emissions.with_label_values(&[ns.as_str()]).inc_by(s.avoided_grams.max(0.0));
+        m.emissions.with_label_values(&[ns.as_str()]).inc_by(s.emissions_grams.max(0.0));
+        m.baseline_emissions.with_label_values(&[ns.as_str()]).inc_by(s.baseline_grams.max(0.0));
+        m.energy.with_label_values(&[ns.as_str()]).inc_by(s.energy_kwh.max(0.0));
+    }
+
+    let reference = caj.object_ref(&());
+    for note in &out.notes {
+        tracing::info!(
+            namespace = %ns, name = %name, reason = note.reason, warning = note.warning,
+            "{}", note.message
+        );
+        let ev = Event {
+            type_: if note.warning { EventType::Warning } else { EventType::Normal },
+            reason: note.reason.into(),
+            note: Some(note.message.chars().take(1000).collect()),
+            action: "Schedule".into(),
+            secondary: None,
+        };
+        // Events are best effort: a failure must not undo a transition already applied.
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(namespace = %ns, name = %name, error = %e, "cannot publish event");
+        }
+    }
+
+    Ok(match out.requeue {
+        Some(d) => Action::requeue(to_std(d)),
+        None => Action::await_change(),
+    })
+}
+
+async fn write_status(api: &Api<CarbonAwareJob>, name: &str, status: &CarbonAwareJobStatus) -> Result<(), Error> {
+    let body = serde_json::json!({
+        "apiVersion": CarbonAwareJob::api_version(&()),
+        "kind": CarbonAwareJob::kind(&()),
+        "status": status,
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(name, &pp, &Patch::Apply(&body)).await?;
+    Ok(())
+}
+
+/// On error: count it by kind and retry soon (the API server or network is the usual
+/// cause; bad specs do not come here, they become conditions).
+pub fn error_policy(caj: Arc<CarbonAwareJob>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_errors.with_label_values(&[err.kind()]).inc();
+    tracing::warn!(
+        namespace = caj.namespace().unwrap_or_default(), name = %caj.name_any(),
+        kind = err.kind(), error = %err, "reconcile failed"
+    );
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// Runs the controller until `shutdown` resolves (then finishes in-flight reconciles).
+/// `refreshed` fires when a region's forecast changes: every job is replanned.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    refreshed: Option<tokio::sync::broadcast::Receiver<String>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    let (cajs, jobs): (Api<CarbonAwareJob>, Api<Job>) = match &namespace {
+        Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    // Fail fast with a useful message when the CRD is missing or RBAC forbids listing.
+    if let Err(e) = cajs.list(&kube::api::ListParams::default().limit(1)).await {
+        tracing::error!(
+            error = %e,
+            "cannot list CarbonAwareJobs: is the CRD installed (carbonshift crd | kubectl apply --server-side -f -) and may this service account list them?"
+        );
+        return Err(e.into());
+    }
+    let mut controller = Controller::new(cajs, watcher::Config::default().any_semantic())
+        // Only Jobs carbonshift created: the label keeps the watch cache small.
+        .owns(jobs, watcher::Config::default().labels(JOB_LABEL).any_semantic())
+        .graceful_shutdown_on(shutdown);
+    if let Some(rx) = refreshed {
+        let trigger = tokio_stream_from(rx).map(|region| {
+            tracing::debug!(%region, "forecast refreshed: replanning");
+        });
+        controller = controller.reconcile_all_on(trigger);
+    }
+    let store = controller.store();
+    let metrics = ctx.metrics.clone();
+    let gauges = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let mut counts = std::collections::HashMap::new();
+            for caj in store.state() {
+                let phase = caj.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Pending);
+                *counts.entry(phase).or_insert(0i64) += 1;
+            }
+            for p in Phase::ALL {
+                metrics.jobs.with_label_values(&[p.as_str()]).set(counts.get(&p).copied().unwrap_or(0));
+            }
+        }
+    });
+    tracing::info!(namespace = namespace.as_deref().unwrap_or("(all)"), "controller started");
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile request failed");
+            }
+        })
+        .await;
+    gauges.abort();
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// A broadcast receiver as a stream; lagging (more refreshes than buffered) still
+/// triggers one replan.
+fn tokio_stream_from(rx: tokio::sync::broadcast::Receiver<String>) -> impl futures::Stream<Item = String> + Send {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(region) => return Some((region, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return Some(("*".to_string(), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}

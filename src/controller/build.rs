@@ -1,0 +1,648 @@
+//! PURE build step: from what was read (the CarbonAwareJob with its status, the child Job,
+//! the region's intensities, the time) to what should be: the child Job to apply (if any
+//! write is needed), the new status, the Events to publish and when to look again.
+//!
+//! No kube client, no clock, no in-memory state: the same inputs always give the same
+//! outcome, so a restarted operator (or `carbonshift plan -f`) decides exactly as the one
+//! before it.
+//!
+//! ## Accounting
+//! Every reconcile integrates the ledger from `status.lastAccountedTime` to now with the
+//! intensities of that past interval (the feed keeps observed history): runtime, energy and
+//! emissions while the Job was unsuspended (state read from status, which every transition
+//! persists), and the run-now baseline, i.e. the Job running at once from creation without
+//! pauses. The baseline window is `[created, created + W]` where `W` is the larger of
+//! `expectedDuration` and the runtime net of checkpoint overhead, and on completion exactly
+//! that net runtime; accrual is incremental (`baseline_until` below), so the ledger never
+//! depends on history older than the last accounting step.
+//!
+//! The accrued status is *written* only when something else changed, or when
+//! `lastAccountedTime` is older than the persist interval: a crash then loses nothing (the
+//! next operator integrates from the persisted instant), and the status shown to users is
+//! at most one interval behind.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use kube::{Resource, ResourceExt};
+
+use super::intensity::{integrate_clamped, planning_series, value_clamped, Intensities};
+use super::validate::{validate, InvalidSpec, ValidSpec};
+use crate::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase, JOB_LABEL, MANAGED_BY};
+use crate::plan::{self, Action, JobState, Plan, PlanRequest, Reason};
+
+/// Condition types.
+pub const READY: &str = "Ready";
+pub const RUNNING: &str = "Running";
+
+/// When the forecast is unavailable, how soon to look again.
+pub const FORECAST_RETRY_SECS: i64 = 60;
+
+/// What was read for one reconcile.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    pub caj: &'a CarbonAwareJob,
+    pub child: Option<&'a Job>,
+    /// The grid zone, or why none could be resolved.
+    pub region: Result<&'a str, &'a str>,
+    /// The region's intensities, or why they are unavailable.
+    pub intensities: Result<&'a Intensities, &'a str>,
+    pub now: DateTime<Utc>,
+    /// Persist accrued accounting at least this often.
+    pub persist_every: TimeDelta,
+}
+
+/// A start, pause or resume, for `carbonshift_transitions_total{action}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Start,
+    Pause,
+    Resume,
+}
+
+impl Transition {
+    pub fn label(self) -> &'static str {
+        match self {
+            Transition::Start => "start",
+            Transition::Pause => "pause",
+            Transition::Resume => "resume",
+        }
+    }
+}
+
+/// An Event to publish on the CarbonAwareJob.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub warning: bool,
+    /// PascalCase: Started, Paused, Resumed, DeadlineGuard, Succeeded, Failed, InvalidSpec, ...
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The result of [`build`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: CarbonAwareJobStatus,
+    /// Whether `status` must be written (see the module doc).
+    pub write_status: bool,
+    /// The child Job to server-side apply; `None` when the live one already matches.
+    pub job: Option<Job>,
+    pub notes: Vec<Note>,
+    /// When to reconcile again; `None` for "only on change".
+    pub requeue: Option<TimeDelta>,
+    pub transition: Option<Transition>,
+    /// Set when the job became Succeeded/Failed in this step (count it once).
+    pub finished: Option<Phase>,
+    /// Set when the deadline was found missed (or infeasible) in this step.
+    pub deadline_missed: bool,
+    /// The plan, when one was made (for `plan -f`).
+    pub plan: Option<Plan>,
+    /// The validated spec, when valid (for `plan -f`).
+    pub spec: Option<ValidSpec>,
+}
+
+impl Outcome {
+    fn unchanged(status: CarbonAwareJobStatus) -> Self {
+        Self {
+            status,
+            write_status: false,
+            job: None,
+            notes: Vec::new(),
+            requeue: None,
+            transition: None,
+            finished: None,
+            deadline_missed: false,
+            plan: None,
+            spec: None,
+        }
+    }
+}
+
+/// CamelCase condition/event reason of a plan reason.
+pub fn reason_name(r: Reason) -> &'static str {
+    match r {
+        Reason::CleanWindow => "CleanWindow",
+        Reason::WaitingForCleanerWindow => "WaitingForCleanerWindow",
+        Reason::DeadlineGuard => "DeadlineGuard",
+        Reason::DeadlineInfeasible => "DeadlineInfeasible",
+        Reason::BelowThreshold => "BelowThreshold",
+        Reason::AboveThreshold => "AboveThreshold",
+        Reason::RunNow => "RunNow",
+        Reason::Constraint => "Constraint",
+        Reason::Done => "EstimateExceeded",
+    }
+}
+
+/// Sets condition `type_` in `conds`, keeping `lastTransitionTime` unless the status flips.
+pub fn set_condition(
+    conds: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let status_s = if status { "True" } else { "False" }.to_string();
+    let last = conds
+        .iter()
+        .find(|c| c.type_ == type_)
+        .filter(|c| c.status == status_s)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| time::to_time(now));
+    conds.retain(|c| c.type_ != type_);
+    conds.push(Condition {
+        type_: type_.to_string(),
+        status: status_s,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time: last,
+    });
+    conds.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+/// The status without what changes continuously (ledger, intensity), to decide whether a
+/// write is needed.
+fn material(s: &CarbonAwareJobStatus) -> CarbonAwareJobStatus {
+    CarbonAwareJobStatus {
+        current_intensity: None,
+        runtime_seconds: 0,
+        energy_kwh: 0.0,
+        emissions_grams: 0.0,
+        baseline_grams: 0.0,
+        avoided_grams: 0.0,
+        last_accounted_time: None,
+        ..s.clone()
+    }
+}
+
+fn child_finished(job: &Job) -> Option<(Phase, Option<DateTime<Utc>>, String)> {
+    let status = job.status.as_ref()?;
+    for c in status.conditions.iter().flatten() {
+        if c.status != "True" {
+            continue;
+        }
+        let at = c.last_transition_time.as_ref().map(time::from_time);
+        match c.type_.as_str() {
+            "Complete" => {
+                let at = status.completion_time.as_ref().map(time::from_time).or(at);
+                return Some((Phase::Succeeded, at, c.message.clone().unwrap_or_default()));
+            }
+            "Failed" => {
+                let msg = [c.reason.clone(), c.message.clone()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                return Some((Phase::Failed, at, msg));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Runtime net of checkpoint overhead: what the job would have needed running at once.
+fn net_runtime(st: &CarbonAwareJobStatus, v: &ValidSpec) -> i64 {
+    (st.runtime_seconds - i64::from(st.pauses.max(0)) * v.constraints.checkpoint_overhead_secs)
+        .max(0)
+}
+
+/// Where the baseline accrued so far ends.
+fn baseline_until(st: &CarbonAwareJobStatus, v: &ValidSpec, window_secs: i64) -> DateTime<Utc> {
+    let last = st.last_accounted_time.as_ref().map(time::from_time).unwrap_or(v.created);
+    last.min(v.created + TimeDelta::seconds(window_secs)).max(v.created)
+}
+
+/// Integrates the ledger from `lastAccountedTime` to `to` (see the module doc). With
+/// `final_runtime`, the baseline window is closed at the net runtime.
+fn accrue(
+    st: &mut CarbonAwareJobStatus,
+    v: &ValidSpec,
+    intens: &Intensities,
+    to: DateTime<Utc>,
+    final_runtime: bool,
+) {
+    let series = &intens.series;
+    let from = st.last_accounted_time.as_ref().map(time::from_time).unwrap_or(v.created);
+    let window_before = v.expected_secs.max(net_runtime(st, v));
+    let b_from = baseline_until(st, v, window_before);
+    if to > from && st.running_since.is_some() {
+        let secs = (to - from).num_seconds();
+        st.runtime_seconds += secs;
+        st.energy_kwh += v.power_kw * secs as f64 / 3600.0;
+        st.emissions_grams += v.power_kw * integrate_clamped(series, from, to);
+    }
+    let window_after = if final_runtime {
+        net_runtime(st, v)
+    } else {
+        v.expected_secs.max(net_runtime(st, v))
+    };
+    let b_to = to.max(from).min(v.created + TimeDelta::seconds(window_after)).max(v.created);
+    if b_to > b_from {
+        st.baseline_grams += v.power_kw * integrate_clamped(series, b_from, b_to);
+    } else if b_to < b_from {
+        // The job finished sooner than expectedDuration: the baseline would have too.
+        st.baseline_grams -= v.power_kw * integrate_clamped(series, b_to, b_from);
+        st.baseline_grams = st.baseline_grams.max(0.0);
+    }
+    st.avoided_grams = st.baseline_grams - st.emissions_grams;
+    if to > from {
+        st.last_accounted_time = Some(time::to_time(to));
+    }
+}
+
+/// The child Job as carbonshift wants it.
+pub fn child_job(caj: &CarbonAwareJob, v: &ValidSpec, suspend: bool) -> Job {
+    let name = caj.name_any();
+    let mut labels = caj
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .map(|m| m.labels.clone())
+        .unwrap_or_default();
+    labels.insert(JOB_LABEL.into(), name.clone());
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    let annotations = caj
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .map(|m| m.annotations.clone())
+        .filter(|a| !a.is_empty());
+    let mut spec = v.job_spec.clone();
+    spec.suspend = Some(suspend);
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: caj.namespace(),
+            labels: Some(labels),
+            annotations,
+            owner_references: caj.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+/// The outcome for a CarbonAwareJob carbonshift cannot act on: `Ready=False` with
+/// `reason`, a Warning Event when that is news, the ledger and the child Job untouched
+/// (never overwritten with zeros), and no requeue (a spec change triggers the next look).
+pub fn reject(caj: &CarbonAwareJob, reason: &'static str, message: String, now: DateTime<Utc>) -> Outcome {
+    let now = time::trunc(now);
+    let old = caj.status_or_default();
+    let mut st = old.clone();
+    st.observed_generation = caj.meta().generation;
+    st.phase = Some(st.phase.unwrap_or(Phase::Pending));
+    let was = old.conditions.iter().find(|c| c.type_ == READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    set_condition(&mut st.conditions, READY, false, reason, message.clone(), st.observed_generation, now);
+    let news = was != Some(("False".into(), reason.to_string(), message.clone()));
+    let write = st != old;
+    let mut o = Outcome::unchanged(st);
+    o.write_status = write;
+    if news {
+        o.notes.push(Note {
+            warning: true,
+            reason,
+            message,
+        });
+    }
+    o
+}
+
+fn fmt_t(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Builds the outcome of one reconcile. Pure.
+pub fn build(obs: Observed<'_>) -> Outcome {
+    let now = time::trunc(obs.now);
+    let caj = obs.caj;
+    let generation = caj.meta().generation;
+    let old = caj.status_or_default();
+    let mut st = old.clone();
+    st.observed_generation = generation;
+
+    // A finished job is history: keep its ledger, never touch the child again.
+    if old.phase.is_some_and(Phase::is_terminal) {
+        let write = st != old;
+        let mut o = Outcome::unchanged(st);
+        o.write_status = write;
+        return o;
+    }
+
+    let reject = |_st: CarbonAwareJobStatus, reason: &'static str, message: String| {
+        reject(caj, reason, message, now)
+    };
+
+    let v = match validate(caj, now) {
+        Ok(v) => v,
+        Err(InvalidSpec { message }) => return reject(st, "InvalidSpec", message),
+    };
+    if let Some(child) = obs.child {
+        let ours = child
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && Some(&o.uid) == caj.meta().uid.as_ref());
+        if !ours {
+            return reject(
+                st,
+                "JobConflict",
+                format!(
+                    "a Job named {:?} already exists and is not controlled by this CarbonAwareJob: \
+                     delete or rename it, or rename the CarbonAwareJob",
+                    child.name_any()
+                ),
+            );
+        }
+    }
+    let region = match obs.region {
+        Ok(r) => r,
+        Err(why) => {
+            return reject(
+                st,
+                "RegionUnknown",
+                format!("{why}: set spec.region (e.g. DE) or the operator's --region"),
+            )
+        }
+    };
+    st.region = Some(region.to_string());
+    st.deadline = Some(time::to_time(v.deadline));
+    st.job_name = Some(caj.name_any());
+
+    let mut notes = Vec::new();
+    let mut deadline_missed = false;
+    let intens = obs.intensities.ok();
+    if let Some(i) = intens {
+        st.forecast_source = Some(i.provenance.clone());
+        st.current_intensity = Some((value_clamped(&i.series, now) * 10.0).round() / 10.0);
+    }
+    let intensity_txt = st
+        .current_intensity
+        .map(|g| format!("{g} gCO2eq/kWh"))
+        .unwrap_or_else(|| "unknown intensity".into());
+
+    // Finished child: close the ledger.
+    if let Some((phase, at, msg)) = obs.child.and_then(child_finished) {
+        let at = time::trunc(at.unwrap_or(now).min(now));
+        if let Some(i) = intens {
+            let last = st.last_accounted_time.as_ref().map(time::from_time).unwrap_or(v.created);
+            accrue(&mut st, &v, i, at.max(last), true);
+        }
+        st.phase = Some(phase);
+        st.running_since = None;
+        st.paused_since = None;
+        st.completion_time = Some(time::to_time(at));
+        st.next_action = None;
+        st.next_transition_time = None;
+        st.planned_end = Some(time::to_time(at));
+        if at > v.deadline && !st.deadline_missed {
+            st.deadline_missed = true;
+            deadline_missed = true;
+        }
+        let ledger = format!(
+            "{:.0} g avoided (baseline {:.0} g, actual {:.0} g, {:.2} kWh, runtime {}, {} pauses)",
+            st.avoided_grams,
+            st.baseline_grams,
+            st.emissions_grams,
+            st.energy_kwh,
+            crate::duration::format_secs(st.runtime_seconds),
+            st.pauses
+        );
+        let (ok, reason) = match phase {
+            Phase::Succeeded => (true, "Succeeded"),
+            _ => (false, "Failed"),
+        };
+        let message = if ok {
+            format!("child Job completed: {ledger}")
+        } else {
+            format!("child Job failed ({msg}): {ledger}")
+        };
+        set_condition(&mut st.conditions, RUNNING, false, reason, message.clone(), generation, now);
+        set_condition(&mut st.conditions, READY, true, reason, "finished".into(), generation, now);
+        notes.push(Note {
+            warning: !ok,
+            reason,
+            message,
+        });
+        let mut o = Outcome::unchanged(st);
+        o.write_status = true;
+        o.notes = notes;
+        o.finished = Some(phase);
+        o.deadline_missed = deadline_missed;
+        o.spec = Some(v);
+        return o;
+    }
+
+    // Ledger up to now, with the state that held since the last step.
+    if let Some(i) = intens {
+        accrue(&mut st, &v, i, now, false);
+    }
+
+    let overhead = i64::from(st.pauses.max(0)) * v.constraints.checkpoint_overhead_secs;
+    let remaining = v.expected_secs + overhead - st.runtime_seconds;
+    let running = st.running_since.is_some();
+    let state = match (&st.running_since, &st.start_time) {
+        (Some(since), _) => JobState::Running {
+            since: time::from_time(since),
+        },
+        (None, Some(_)) => JobState::Paused {
+            since: st.paused_since.as_ref().map(time::from_time).unwrap_or(now),
+        },
+        (None, None) => JobState::NotStarted,
+    };
+
+    let series = intens.and_then(|i| planning_series(&i.series, now, v.deadline));
+    let (action, reason, next, plan) = if remaining <= 0 {
+        // The estimate is used up but Kubernetes says the job is not done: never pause it
+        // again, let it finish.
+        (Action::Run, Reason::Done, None, None)
+    } else if let Some(series) = &series {
+        let p = plan::decide(&PlanRequest {
+            now,
+            remaining_secs: remaining,
+            deadline: v.deadline,
+            strategy: v.strategy,
+            constraints: v.constraints,
+            state,
+            pauses_so_far: st.pauses.max(0) as u32,
+            forecast: series,
+        });
+        (p.action, p.reason, p.next_transition, Some(p))
+    } else {
+        // No intensities: hold the current state, but the deadline guard still applies.
+        let slack = (v.deadline - now).num_seconds() - remaining;
+        if slack <= FORECAST_RETRY_SECS {
+            (Action::Run, Reason::DeadlineGuard, None, None)
+        } else if running {
+            (Action::Run, Reason::Constraint, None, None)
+        } else {
+            (Action::Pause, Reason::Constraint, None, None)
+        }
+    };
+    let run = action == Action::Run;
+
+    // Transition.
+    let mut transition = None;
+    if run && !running {
+        st.running_since = Some(time::to_time(now));
+        st.paused_since = None;
+        let first = st.start_time.is_none();
+        if first {
+            st.start_time = Some(time::to_time(now));
+            transition = Some(Transition::Start);
+        } else {
+            transition = Some(Transition::Resume);
+        }
+        let (ev, verb) = match (reason, first) {
+            (Reason::DeadlineGuard, _) => ("DeadlineGuard", if first { "started" } else { "resumed" }),
+            (_, true) => ("Started", "started"),
+            (_, false) => ("Resumed", "resumed"),
+        };
+        notes.push(Note {
+            warning: reason == Reason::DeadlineGuard,
+            reason: ev,
+            message: format!(
+                "{verb} at {intensity_txt} ({}): {} of {} runtime left, deadline {}",
+                reason_name(reason),
+                crate::duration::format_secs(remaining.max(0)),
+                crate::duration::format_secs(v.expected_secs),
+                fmt_t(v.deadline)
+            ),
+        });
+    } else if !run && running {
+        st.running_since = None;
+        st.paused_since = Some(time::to_time(now));
+        st.pauses += 1;
+        transition = Some(Transition::Pause);
+        notes.push(Note {
+            warning: false,
+            reason: "Paused",
+            message: format!(
+                "paused at {intensity_txt} ({}): {} runtime left{}",
+                reason_name(reason),
+                crate::duration::format_secs(remaining.max(0)),
+                next.map(|t| format!(", resuming at {}", fmt_t(t))).unwrap_or_default()
+            ),
+        });
+    }
+    if reason == Reason::DeadlineInfeasible && !st.deadline_missed {
+        st.deadline_missed = true;
+        deadline_missed = true;
+        notes.push(Note {
+            warning: true,
+            reason: "DeadlineAtRisk",
+            message: format!(
+                "{} runtime left cannot finish by the deadline {} even running continuously",
+                crate::duration::format_secs(remaining.max(0)),
+                fmt_t(v.deadline)
+            ),
+        });
+    } else if now > v.deadline && !st.deadline_missed {
+        st.deadline_missed = true;
+        deadline_missed = true;
+        notes.push(Note {
+            warning: true,
+            reason: "DeadlineMissed",
+            message: format!("deadline {} passed before the job finished", fmt_t(v.deadline)),
+        });
+    }
+
+    st.phase = Some(if run {
+        Phase::Running
+    } else if st.start_time.is_some() {
+        Phase::Paused
+    } else {
+        Phase::Waiting
+    });
+    st.next_transition_time = next.map(time::to_time);
+    st.next_action = next.map(|_| if run { "Pause" } else { "Run" }.to_string());
+    let first_interval = plan.as_ref().and_then(|p| p.intervals.first().map(|i| i.start));
+    st.planned_start = st
+        .start_time
+        .clone()
+        .or_else(|| first_interval.map(time::to_time));
+    st.planned_end = plan
+        .as_ref()
+        .and_then(|p| p.intervals.last().map(|i| time::to_time(i.end)));
+
+    // Conditions.
+    match obs.intensities {
+        Ok(i) => set_condition(
+            &mut st.conditions,
+            READY,
+            true,
+            "Scheduled",
+            format!("planning with {} intensities for {region}", i.provenance),
+            generation,
+            now,
+        ),
+        Err(why) => set_condition(
+            &mut st.conditions,
+            READY,
+            false,
+            "ForecastUnavailable",
+            format!("no intensities for {region} ({why}); holding the current state, deadline guard active"),
+            generation,
+            now,
+        ),
+    }
+    let running_msg = match (run, next) {
+        (true, Some(t)) => format!("running; planned pause at {}", fmt_t(t)),
+        (true, None) => "running to completion".to_string(),
+        (false, Some(t)) => format!("suspended; planned start at {}", fmt_t(t)),
+        (false, None) => "suspended".to_string(),
+    };
+    set_condition(&mut st.conditions, RUNNING, run, reason_name(reason), running_msg, generation, now);
+
+    // Child Job: apply when missing or when suspension differs.
+    let live_suspend = obs
+        .child
+        .map(|j| j.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false));
+    let job = match live_suspend {
+        Some(s) if s == !run => None,
+        _ => Some(child_job(caj, &v, !run)),
+    };
+    if obs.child.is_none() && old.job_name.is_some() {
+        notes.push(Note {
+            warning: true,
+            reason: "ChildJobRecreated",
+            message: format!(
+                "child Job {} was deleted; recreated it {} (the ledger is kept). Delete the CarbonAwareJob to stop the work.",
+                caj.name_any(),
+                if run { "running" } else { "suspended" }
+            ),
+        });
+    }
+
+    // Status write: on any material change, or to persist accrual.
+    let last_written = old.last_accounted_time.as_ref().map(time::from_time);
+    // Without intensities nothing accrues, so there is nothing to persist.
+    let stale = intens.is_some() && last_written.is_none_or(|t| now - t >= obs.persist_every);
+    let write_status = material(&st) != material(&old) || stale || transition.is_some();
+    let persisted_at = if write_status { now } else { last_written.unwrap_or(now) };
+    let mut requeue = obs.persist_every - (now - persisted_at);
+    if let Some(t) = next {
+        requeue = requeue.min(t - now);
+    }
+    if obs.intensities.is_err() {
+        requeue = requeue.min(TimeDelta::seconds(FORECAST_RETRY_SECS));
+    }
+    let requeue = requeue.max(TimeDelta::seconds(1));
+
+    Outcome {
+        status: st,
+        write_status,
+        job,
+        notes,
+        requeue: Some(requeue),
+        transition,
+        finished: None,
+        deadline_missed,
+        plan,
+        spec: Some(v),
+    }
+}
