@@ -48,6 +48,7 @@ def env_of(container):
 def rules_of(role):
     return sorted(
         (tuple(sorted(r.get("apiGroups", []))), tuple(sorted(r.get("resources", []))), tuple(sorted(r.get("verbs", []))))
+        + ((tuple(r["resourceNames"]),) if r.get("resourceNames") else ())
         for r in role["rules"])
 
 
@@ -61,7 +62,10 @@ CORE_RULES = sorted([
     (("batch",), ("jobs",), tuple(sorted(["create", "get", "list", "watch", "patch"]))),
     (("events.k8s.io",), ("events",), ("create", "patch")),
 ])
-LEASE_RULES = [(("coordination.k8s.io",), ("leases",), tuple(sorted(["get", "create", "update"])))]
+LEASE_RULES = sorted([
+    (("coordination.k8s.io",), ("leases",), ("create",)),
+    (("coordination.k8s.io",), ("leases",), ("get", "update"), ("carbonshift-leader",)),
+])
 NODE_RULES = [(("",), ("nodes",), ("get", "list"))]
 
 if mode == "rbac-comments":
@@ -100,6 +104,7 @@ if dep and mode in ("default", "all-on"):
           "probes on /healthz and /readyz")
     check(c["args"][0] == "run", "container runs `carbonshift run`")
     check(env.get("CARBONSHIFT_LEADER_ELECTION") == "true", "leader election on")
+    check(env.get("CARBONSHIFT_LEASE_NAME") == "carbonshift-leader", "Lease named after the release")
     check(c["resources"].get("requests") and c["resources"].get("limits", {}).get("memory"),
           "resource requests and a memory limit")
     svc = one(docs, "Service")

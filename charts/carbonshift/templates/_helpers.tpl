@@ -52,6 +52,11 @@ app.kubernetes.io/part-of: carbonshift
 {{- end }}
 {{- end }}
 
+{{/* The leader-election Lease, one per release. */}}
+{{- define "carbonshift.leaseName" -}}
+{{- printf "%s-leader" (include "carbonshift.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{/* Namespace the operator's CarbonAwareJob/Job/Event permissions apply to ("" = cluster). */}}
 {{- define "carbonshift.watchNamespace" -}}
 {{- .Values.watchNamespace | default "" }}
