@@ -1,0 +1,481 @@
+#!/usr/bin/env bash
+# A real local Kubernetes control plane for end-to-end tests, without Docker.
+#
+# etcd, kube-apiserver, kube-controller-manager and kube-scheduler are built from their
+# published Go modules at the versions in hack/versions.env and run as plain processes on
+# 127.0.0.1; kwok stands in for kubelets and plays the pod lifecycle in hack/kwok/stages.yaml
+# on fake GPU nodes. See docs/local-cluster.md.
+#
+#   hack/cluster.sh up        build the tools once (cached in .cache/bin), start the cluster
+#   hack/cluster.sh env       print export lines: eval "$(hack/cluster.sh env)"
+#   hack/cluster.sh status    show what runs and whether the API server is ready
+#   hack/cluster.sh logs [N]  print each component's log path and its last N lines (default 0)
+#   hack/cluster.sh down      stop what `up` started and remove the cluster's state
+#   hack/cluster.sh build     only build the tools
+#   hack/cluster.sh pin       rewrite hack/tools/**/go.mod and go.sum from hack/versions.env
+#
+# Settings (environment):
+#   CARBONSHIFT_CLUSTER_DIR        state: certs, kubeconfig, etcd data, logs, pids
+#                                  (default .cache/cluster)
+#   CARBONSHIFT_CLUSTER_PORT_BASE  ports are BASE+379 etcd, +380 etcd peer, +443 apiserver,
+#                                  +257 controller-manager, +259 scheduler, +247 kwok
+#                                  (default 26000); give parallel clusters distinct bases and dirs
+#   CARBONSHIFT_CLUSTER_NODES      number of fake GPU nodes (default 3)
+#   CARBONSHIFT_CACHE_DIR          where built tools go (default .cache; binaries in .cache/bin)
+#   GO_BUILD_P                     go build -p (default 2)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/versions.env
+source "$ROOT/hack/versions.env"
+
+CACHE=${CARBONSHIFT_CACHE_DIR:-$ROOT/.cache}
+BIN=$CACHE/bin
+STATE=${CARBONSHIFT_CLUSTER_DIR:-$CACHE/cluster}
+CERTS=$STATE/certs
+LOGS=$STATE/logs
+PIDS=$STATE/pids
+KUBECONFIG_ADMIN=$STATE/kubeconfig
+
+PORT_BASE=${CARBONSHIFT_CLUSTER_PORT_BASE:-26000}
+ETCD_PORT=$((PORT_BASE + 379))
+ETCD_PEER_PORT=$((PORT_BASE + 380))
+APISERVER_PORT=$((PORT_BASE + 443))
+KCM_PORT=$((PORT_BASE + 257))
+SCHEDULER_PORT=$((PORT_BASE + 259))
+KWOK_PORT=$((PORT_BASE + 247))
+SERVER=https://127.0.0.1:$APISERVER_PORT
+
+NODES=${CARBONSHIFT_CLUSTER_NODES:-3}
+GPUS_PER_NODE=8
+REGION=eu-central-1
+# The kubernetes Service gets the first address of this range; nothing is ever routed there.
+SERVICE_CIDR=10.96.0.0/16
+POD_CIDR=10.244.0.0/16
+
+# Start order; `down` stops them in reverse.
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm promtool)
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
+
+# --- build ------------------------------------------------------------------------------
+
+# Everything the binaries depend on; a change rebuilds them (Go's cache keeps that quick).
+build_fingerprint() {
+  (
+    cd "$ROOT/hack"
+    cat versions.env tools/go.mod tools/go.sum tools/*/go.mod tools/*/go.sum
+    go version
+  ) | sha256sum | cut -d' ' -f1
+}
+
+check_pins() {
+  local minor=${K8S_VERSION#v1.}
+  local want=(
+    "tools/go.mod:k8s.io/kubernetes $K8S_VERSION"
+    "tools/go.mod:k8s.io/api => k8s.io/api v0.$minor"
+    "tools/go.mod:go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+    "tools/kwok/go.mod:sigs.k8s.io/kwok $KWOK_VERSION"
+    "tools/helm/go.mod:helm.sh/helm/v3 $HELM_VERSION"
+    "tools/promtool/go.mod:github.com/prometheus/prometheus $PROMETHEUS_VERSION"
+  )
+  local w
+  for w in "${want[@]}"; do
+    grep -qF "${w#*:}" "$ROOT/hack/${w%%:*}" ||
+      die "hack/${w%%:*} does not pin '${w#*:}' from hack/versions.env; run hack/cluster.sh pin"
+  done
+}
+
+go_env() {
+  export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+}
+
+build() {
+  local stamp=$BIN/.fingerprint fp
+  check_pins
+  fp=$(build_fingerprint)
+  if [[ -f $stamp && $(cat "$stamp") == "$fp" ]] && all_tools_present; then
+    return 0
+  fi
+  go_env
+  mkdir -p "$BIN"
+  local started=$SECONDS minor=${K8S_VERSION#v1.}
+  minor=${minor%%.*}
+  local common=(-p "${GO_BUILD_P:-2}" -trimpath)
+  # Without these the binaries report v0.0.0-master, which breaks version checks (Helm's
+  # kubeVersion, kubectl's skew warning).
+  local kver="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
+  kver+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+  kver+=" -X k8s.io/component-base/version.gitTreeState=clean"
+  kver+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+  kver+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+
+  log "building etcd $ETCD_VERSION and Kubernetes $K8S_VERSION (a cold build takes long: see docs/local-cluster.md)"
+  local tmp
+  tmp=$(mktemp -d "$CACHE/build.XXXXXX")
+  (cd "$ROOT/hack/tools" && go build "${common[@]}" -ldflags="-s -w $kver" -o "$tmp/" \
+    go.etcd.io/etcd/server/v3 \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubectl)
+  # The etcd main package is the module root go.etcd.io/etcd/server/v3, so go names it "server".
+  mv "$tmp/server" "$tmp/etcd"
+  log "building kwok $KWOK_VERSION"
+  (cd "$ROOT/hack/tools/kwok" && go build "${common[@]}" -ldflags="-s -w" -o "$tmp/kwok" sigs.k8s.io/kwok/cmd/kwok)
+  log "building helm $HELM_VERSION"
+  (cd "$ROOT/hack/tools/helm" && go build "${common[@]}" -ldflags="-s -w" -o "$tmp/helm" helm.sh/helm/v3/cmd/helm)
+  log "building promtool (Prometheus $PROMETHEUS_VERSION)"
+  # remove_all_sd drops the cloud service-discovery plugins promtool would otherwise link;
+  # Kubernetes and file discovery stay (promtool imports them directly).
+  (cd "$ROOT/hack/tools/promtool" && go build "${common[@]}" -tags remove_all_sd -ldflags="-s -w" \
+    -o "$tmp/promtool" github.com/prometheus/prometheus/cmd/promtool)
+  mv -f "$tmp"/* "$BIN/"
+  rmdir "$tmp"
+  echo "$fp" > "$stamp"
+  log "tools built into $BIN in $((SECONDS - started))s"
+}
+
+all_tools_present() {
+  local t
+  for t in "${TOOLS[@]}"; do [[ -x $BIN/$t ]] || return 1; done
+}
+
+pin() {
+  go_env
+  local minor=${K8S_VERSION#v1.} gomod m
+  log "pinning k8s.io/kubernetes $K8S_VERSION, staging modules v0.$minor, etcd $ETCD_VERSION"
+  (
+    cd "$ROOT/hack/tools"
+    go mod edit -require="k8s.io/kubernetes@$K8S_VERSION" -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+    gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+    [[ -f $gomod ]] || die "could not fetch the go.mod of k8s.io/kubernetes@$K8S_VERSION"
+    # k8s.io/kubernetes points each staging module at ./staging/src/...; pin the published one.
+    for m in $(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod"); do
+      go mod edit -replace="$m=$m@v0.$minor"
+    done
+    go mod tidy
+  )
+  (cd "$ROOT/hack/tools/kwok" && go mod edit -require="sigs.k8s.io/kwok@$KWOK_VERSION" && go mod tidy)
+  (cd "$ROOT/hack/tools/helm" && go mod edit -require="helm.sh/helm/v3@$HELM_VERSION" && go mod tidy)
+  (cd "$ROOT/hack/tools/promtool" && go mod edit -require="github.com/prometheus/prometheus@$PROMETHEUS_VERSION" && go mod tidy)
+  check_pins
+  log "pinned; commit hack/versions.env and hack/tools"
+}
+
+# --- processes ----------------------------------------------------------------------------
+
+pid_of() { [[ -f $PIDS/$1.pid ]] && cat "$PIDS/$1.pid"; }
+
+# Alive, and still the binary we started (not a recycled PID).
+is_ours() {
+  local pid=$1 name=$2 exe
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  # A rebuild replaces the file under a running process: Linux then shows " (deleted)".
+  [[ ${exe% (deleted)} == "$BIN/$name" ]]
+}
+
+start() {
+  local name=$1
+  shift
+  log "starting $name"
+  nohup "$BIN/$name" "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$PIDS/$name.pid"
+}
+
+stop_all() {
+  local i name pid
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    name=${COMPONENTS[i]}
+    pid=$(pid_of "$name") || continue
+    if is_ours "$pid" "$name"; then
+      log "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do is_ours "$pid" "$name" || break; sleep 0.2; done
+      if is_ours "$pid" "$name"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    fi
+    rm -f "$PIDS/$name.pid"
+  done
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...: retry COMMAND until it succeeds.
+wait_for() {
+  local what=$1 timeout=$2 deadline
+  shift 2
+  deadline=$((SECONDS + timeout))
+  until "$@" > /dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "timed out after ${timeout}s waiting for $what"
+      show_logs 30 >&2
+      return 1
+    fi
+    check_running
+    sleep 0.5
+  done
+}
+
+# Fail fast when a component died during start-up instead of waiting out a timeout.
+check_running() {
+  local name pid
+  for name in "${COMPONENTS[@]}"; do
+    pid=$(pid_of "$name") || continue
+    if ! is_ours "$pid" "$name"; then
+      log "$name (pid $pid) exited; last lines of $LOGS/$name.log:"
+      tail -n 40 "$LOGS/$name.log" >&2 || true
+      die "$name failed to start"
+    fi
+  done
+}
+
+port_in_use() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
+
+# --- certificates and kubeconfigs ---------------------------------------------------------
+
+gen_certs() {
+  mkdir -p "$CERTS"
+  cd "$CERTS"
+  cat > openssl.cnf <<EOF
+[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost,IP:${SERVICE_CIDR%.0/*}.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+EOF
+  openssl genrsa -out ca.key 2048 2> /dev/null
+  openssl req -x509 -new -key ca.key -config openssl.cnf -extensions ca -days 3650 \
+    -subj "/CN=carbonshift-local-ca" -out ca.crt
+  sign apiserver server "/CN=kube-apiserver"
+  sign admin client "/O=system:masters/CN=carbonshift-admin"
+  sign kube-controller-manager client "/CN=system:kube-controller-manager"
+  sign kube-scheduler client "/CN=system:kube-scheduler"
+  # kwok plays every kubelet at once; system:masters is simpler than one identity per node.
+  sign kwok client "/O=system:masters/CN=kwok"
+  # Service-account tokens: the API server signs with the private key and verifies with the
+  # public one; the controller manager's token controller needs the private key and the CA.
+  openssl genrsa -out sa.key 2048 2> /dev/null
+  openssl rsa -in sa.key -pubout -out sa.pub 2> /dev/null
+  rm -f ./*.csr ca.srl
+  cd - > /dev/null
+}
+
+sign() {
+  local name=$1 profile=$2 subj=$3
+  openssl genrsa -out "$name.key" 2048 2> /dev/null
+  openssl req -new -key "$name.key" -subj "$subj" -config openssl.cnf -out "$name.csr"
+  openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
+    -extfile openssl.cnf -extensions "$profile" -out "$name.crt" 2> /dev/null
+}
+
+write_kubeconfig() {
+  local file=$1 user=$2
+  local k=("$BIN/kubectl" --kubeconfig="$file")
+  "${k[@]}" config set-cluster carbonshift --server="$SERVER" --certificate-authority="$CERTS/ca.crt" --embed-certs > /dev/null
+  "${k[@]}" config set-credentials "$user" --client-certificate="$CERTS/$user.crt" --client-key="$CERTS/$user.key" --embed-certs > /dev/null
+  "${k[@]}" config set-context carbonshift --cluster=carbonshift --user="$user" > /dev/null
+  "${k[@]}" config use-context carbonshift > /dev/null
+}
+
+# --- nodes --------------------------------------------------------------------------------
+
+node_manifests() {
+  local i zones=(a b c)
+  for ((i = 1; i <= NODES; i++)); do
+    cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-gpu-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/arch: amd64
+    kubernetes.io/os: linux
+    kubernetes.io/hostname: kwok-gpu-$i
+    node.kubernetes.io/instance-type: gpu-8x
+    topology.kubernetes.io/region: $REGION
+    topology.kubernetes.io/zone: $REGION${zones[(i - 1) % 3]}
+    nvidia.com/gpu.present: "true"
+status:
+  capacity: &resources
+    cpu: "96"
+    memory: 1Ti
+    ephemeral-storage: 4Ti
+    pods: "110"
+    nvidia.com/gpu: "$GPUS_PER_NODE"
+  allocatable: *resources
+EOF
+  done
+}
+
+# --- commands -----------------------------------------------------------------------------
+
+api_ready() {
+  curl -sf --max-time 2 --cacert "$CERTS/ca.crt" --cert "$CERTS/admin.crt" --key "$CERTS/admin.key" \
+    "$SERVER/readyz" > /dev/null
+}
+
+nodes_ready() {
+  local ready
+  ready=$("$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" get nodes -l type=kwok \
+    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$')
+  ((ready == NODES))
+}
+
+up() {
+  command -v openssl > /dev/null || die "openssl is needed to make the cluster's certificates"
+  command -v curl > /dev/null || die "curl is needed to probe the components"
+  build
+
+  if [[ -d $STATE ]]; then
+    local name pid alive=0
+    for name in "${COMPONENTS[@]}"; do
+      pid=$(pid_of "$name") || continue
+      is_ours "$pid" "$name" && alive=$((alive + 1))
+    done
+    if ((alive == ${#COMPONENTS[@]})) && api_ready; then
+      log "already up at $SERVER"
+      return 0
+    fi
+    log "cleaning up state left by an earlier run"
+    stop_all
+    rm -rf "$STATE"
+  fi
+
+  local p
+  for p in $ETCD_PORT $ETCD_PEER_PORT $APISERVER_PORT $KCM_PORT $SCHEDULER_PORT $KWOK_PORT; do
+    port_in_use "$p" && die "port $p on 127.0.0.1 is taken by another process; set CARBONSHIFT_CLUSTER_PORT_BASE"
+  done
+
+  mkdir -p "$LOGS" "$PIDS" "$STATE/etcd"
+  gen_certs
+  write_kubeconfig "$KUBECONFIG_ADMIN" admin
+  write_kubeconfig "$STATE/kube-controller-manager.kubeconfig" kube-controller-manager
+  write_kubeconfig "$STATE/kube-scheduler.kubeconfig" kube-scheduler
+  write_kubeconfig "$STATE/kwok.kubeconfig" kwok
+
+  # fsync is off: the data is thrown away with the cluster, and it makes etcd much faster.
+  start etcd --name=carbonshift --data-dir="$STATE/etcd" --log-level=warn \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="carbonshift=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync=true
+  wait_for etcd 30 curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
+
+  # --endpoint-reconciler-type=none: the API server would otherwise publish its 127.0.0.1
+  # address as the kubernetes Service's endpoint, which validation rejects (loopback).
+  start kube-apiserver --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --tls-cert-file="$CERTS/apiserver.crt" --tls-private-key-file="$CERTS/apiserver.key" \
+    --client-ca-file="$CERTS/ca.crt" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$CERTS/sa.pub" --service-account-signing-key-file="$CERTS/sa.key" \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+    --allow-privileged=true --endpoint-reconciler-type=none --profiling=false
+  wait_for "kube-apiserver /readyz" 120 api_ready
+
+  start kube-controller-manager --kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$STATE/kube-controller-manager" \
+    --service-account-private-key-file="$CERTS/sa.key" --root-ca-file="$CERTS/ca.crt" \
+    --cluster-signing-cert-file="$CERTS/ca.crt" --cluster-signing-key-file="$CERTS/ca.key" \
+    --use-service-account-credentials=true --leader-elect=false --cluster-name=carbonshift \
+    --profiling=false
+  start kube-scheduler --kubeconfig="$STATE/kube-scheduler.kubeconfig" \
+    --authentication-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
+    --authorization-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --cert-dir="$STATE/kube-scheduler" \
+    --leader-elect=false --profiling=false
+  wait_for kube-controller-manager 60 curl -skf --max-time 2 "https://127.0.0.1:$KCM_PORT/healthz"
+  wait_for kube-scheduler 60 curl -skf --max-time 2 "https://127.0.0.1:$SCHEDULER_PORT/healthz"
+
+  node_manifests | "$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" apply -f - > /dev/null
+  start kwok --kubeconfig="$STATE/kwok.kubeconfig" --config="$ROOT/hack/kwok/stages.yaml" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --node-ip=127.0.0.1 --cidr="$POD_CIDR" --node-lease-duration-seconds=40 \
+    --server-address="127.0.0.1:$KWOK_PORT"
+  wait_for "$NODES Ready kwok nodes" 60 nodes_ready
+  # Pods can only be admitted once the namespace's default ServiceAccount exists.
+  wait_for "the default ServiceAccount" 60 "$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" get serviceaccount default -n default
+
+  log "up: $SERVER ($NODES kwok nodes with $GPUS_PER_NODE nvidia.com/gpu each)"
+  log "use it with: eval \"\$(hack/cluster.sh env)\""
+}
+
+down() {
+  if [[ ! -d $STATE ]]; then
+    log "not running"
+    return 0
+  fi
+  stop_all
+  rm -rf "$STATE"
+  log "down"
+}
+
+env_lines() {
+  printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_ADMIN"
+  printf 'export PATH=%q:"$PATH"\n' "$BIN"
+  printf 'export CARBONSHIFT_CLUSTER_LOGS=%q\n' "$LOGS"
+}
+
+status() {
+  local name pid rc=0
+  for name in "${COMPONENTS[@]}"; do
+    pid=$(pid_of "$name" || true)
+    if is_ours "$pid" "$name"; then
+      printf '%-24s running  pid %s\n' "$name" "$pid"
+    else
+      printf '%-24s stopped\n' "$name"
+      rc=1
+    fi
+  done
+  if [[ -f $CERTS/admin.crt ]] && api_ready; then
+    printf '%-24s ready at %s\n' "apiserver /readyz" "$SERVER"
+    "$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" get nodes -L topology.kubernetes.io/zone
+  else
+    printf '%-24s not ready\n' "apiserver /readyz"
+    rc=1
+  fi
+  return $rc
+}
+
+show_logs() {
+  local lines=${1:-0} name
+  for name in "${COMPONENTS[@]}"; do
+    echo "$LOGS/$name.log"
+    if ((lines > 0)) && [[ -f $LOGS/$name.log ]]; then
+      tail -n "$lines" "$LOGS/$name.log" | sed "s/^/  [$name] /"
+    fi
+  done
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  env) env_lines ;;
+  status) status ;;
+  logs) show_logs "${2:-0}" ;;
+  build) build ;;
+  pin) pin ;;
+  *)
+    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0" >&2
+    exit 2
+    ;;
+esac
