@@ -1,0 +1,5 @@
+//! Helpers shared by integration tests. Each test binary includes this with `mod common;`
+//! and uses what it needs, so unused items are expected.
+#![allow(dead_code)]
+
+pub mod cluster;
