@@ -1,12 +1,273 @@
-//! `carbonshift plan`.
+//! `carbonshift plan -f caj.yaml`: what the operator would do with a CarbonAwareJob
+//! manifest now, without a cluster. It runs the controller's own validate and build
+//! functions (hence [`crate::plan::decide`] and the accounting) on the manifest, so the
+//! answer is the operator's. A manifest with a `status` (e.g. `kubectl get caj x -o yaml`)
+//! is planned from that state: running, paused, runtime already done.
 
-use super::CliResult;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
 
+use super::{CliResult, Failure, Format};
+use crate::api::CarbonAwareJob;
+use crate::controller::build::{self, reason_name, Observed};
+use crate::controller::intensity::{integrate_clamped, Feed, SourceFeed};
+use crate::forecast::{self, ForecastArgs, ForecastError, ProviderConfig};
+use crate::plan::Action;
+
+/// Show what the operator would do with a CarbonAwareJob manifest now.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:\n  \
+    carbonshift plan -f examples/gpu-training.yaml\n  \
+    carbonshift plan -f caj.yaml --region FR --now 2024-03-01T18:00:00Z --format json\n  \
+    kubectl get caj my-job -o yaml | carbonshift plan -f -")]
+pub struct Args {
+    /// CarbonAwareJob manifest (YAML or JSON); `-` reads standard input.
+    #[arg(short = 'f', long = "filename", id = "manifest", value_name = "FILE")]
+    pub manifest: String,
 
-pub async fn run(_args: Args) -> CliResult {
-    Err(super::Failure::runtime(
-        "carbonshift plan: not implemented yet",
-    ))
+    /// Plan as of this instant (RFC 3339) instead of the current time.
+    #[arg(long, value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+
+    /// Grid zone or cloud region for a manifest without spec.region.
+    #[arg(long, env = "CARBONSHIFT_REGION")]
+    pub region: Option<String>,
+
+    #[command(flatten)]
+    pub forecast: ForecastArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    crate::forecast::file::parse_timestamp(s)
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Run {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    seconds: i64,
+    mean_grams_per_kwh: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    namespace: String,
+    name: String,
+    now: DateTime<Utc>,
+    region: String,
+    forecast_source: String,
+    current_intensity: Option<f64>,
+    strategy: String,
+    deadline: DateTime<Utc>,
+    remaining_seconds: i64,
+    power_kw: f64,
+    power: String,
+    action: String,
+    reason: String,
+    phase: String,
+    next_transition_time: Option<DateTime<Utc>>,
+    next_action: Option<String>,
+    planned_runs: Vec<Run>,
+    expected_grams: Option<f64>,
+    run_now_grams: Option<f64>,
+    events: Vec<String>,
+}
+
+fn failure(e: ForecastError) -> Failure {
+    match e {
+        ForecastError::Config { .. } | ForecastError::UnknownRegion { .. } => Failure::input(e),
+        _ => Failure::runtime(e),
+    }
+}
+
+fn read(file: &str) -> Result<String, Failure> {
+    if file == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| Failure::input(format!("stdin: {e}")))
+    } else {
+        std::fs::read_to_string(file).map_err(|e| Failure::input(format!("{file}: {e}")))
+    }
+}
+
+pub async fn run(args: Args) -> CliResult {
+    let text = read(&args.manifest)?;
+    let caj: CarbonAwareJob = serde_yaml::from_str(&text)
+        .map_err(|e| Failure::input(format!("{}: not a CarbonAwareJob: {e}", args.manifest)))?;
+    let now = args.now.unwrap_or_else(Utc::now);
+
+    let table = args.forecast.region_table().map_err(Failure::input)?;
+    let spec_region = caj.spec.region.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    let resolved = crate::region::resolve(spec_region, args.region.as_deref(), &[], &table, args.forecast.provider)
+        .map_err(|e| Failure::input(format!("{e} (or pass --region)")))?;
+    let region = resolved.provider_region;
+
+    let config = ProviderConfig::from_args(&args.forecast).map_err(failure)?;
+    let feed = SourceFeed(forecast::build_source(&config).map_err(failure)?);
+    let intens = feed.get(&region, now).await.map_err(failure)?;
+
+    let out = build::build(Observed {
+        caj: &caj,
+        child: None,
+        region: Ok(&region),
+        intensities: Ok(&intens),
+        now,
+        persist_every: TimeDelta::seconds(crate::controller::DEFAULT_PERSIST_SECS),
+    });
+    let Some(spec) = out.spec.as_ref() else {
+        let why = out
+            .notes
+            .first()
+            .map(|n| n.message.clone())
+            .unwrap_or_else(|| "the manifest cannot be planned".into());
+        return Err(Failure::input(why));
+    };
+    let st = &out.status;
+    let kw = spec.power_kw;
+    let series = &intens.series;
+    let overhead = i64::from(st.pauses.max(0)) * spec.constraints.checkpoint_overhead_secs;
+    let remaining = (spec.expected_secs + overhead - st.runtime_seconds).max(0);
+    let planned_runs: Vec<Run> = out
+        .plan
+        .as_ref()
+        .map(|p| {
+            p.intervals
+                .iter()
+                .map(|i| {
+                    let secs = (i.end - i.start).num_seconds();
+                    let g = integrate_clamped(series, i.start, i.end);
+                    Run {
+                        start: i.start,
+                        end: i.end,
+                        seconds: secs,
+                        mean_grams_per_kwh: if secs > 0 { g * 3600.0 / secs as f64 } else { 0.0 },
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let running = st.running_since.is_some();
+    let now_s = crate::api::time::trunc(now);
+    let report = Report {
+        namespace: caj.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: caj.metadata.name.clone().unwrap_or_default(),
+        now: now_s,
+        region: region.clone(),
+        forecast_source: intens.provenance.clone(),
+        current_intensity: st.current_intensity,
+        strategy: format!("{:?}", caj.spec.schedule.strategy),
+        deadline: spec.deadline,
+        remaining_seconds: remaining,
+        power_kw: kw,
+        power: spec.power_source.clone(),
+        action: if running { Action::Run } else { Action::Pause }.pipe(|a| match a {
+            Action::Run => "Run".to_string(),
+            Action::Pause => "Pause".to_string(),
+        }),
+        reason: st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == build::RUNNING)
+            .map(|c| c.reason.clone())
+            .unwrap_or_default(),
+        phase: st.phase.map(|p| p.as_str().to_string()).unwrap_or_default(),
+        next_transition_time: st.next_transition_time.as_ref().map(crate::api::time::from_time),
+        next_action: st.next_action.clone(),
+        expected_grams: out.plan.as_ref().map(|p| p.expected_grams_per_kw * kw),
+        run_now_grams: (remaining > 0)
+            .then(|| kw * integrate_clamped(series, now_s, now_s + TimeDelta::seconds(remaining))),
+        planned_runs,
+        events: out
+            .notes
+            .iter()
+            .filter(|n| n.reason != "ChildJobRecreated")
+            .map(|n| format!("{}: {}", n.reason, n.message))
+            .collect(),
+    };
+    let _ = reason_name;
+    match args.format {
+        Format::Json => {
+            let s = serde_json::to_string_pretty(&report).map_err(|e| Failure::runtime(e.to_string()))?;
+            println!("{s}");
+        }
+        Format::Table => print!("{}", table_text(&report)),
+        Format::Csv => {
+            println!("start,end,seconds,mean_grams_per_kwh");
+            for r in &report.planned_runs {
+                println!(
+                    "{},{},{},{:.1}",
+                    r.start.to_rfc3339(),
+                    r.end.to_rfc3339(),
+                    r.seconds,
+                    r.mean_grams_per_kwh
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `x.pipe(f)`: keeps the report literal readable.
+trait Pipe: Sized {
+    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn table_text(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let dur = crate::duration::format_secs;
+    let mut s = String::new();
+    let _ = writeln!(s, "CarbonAwareJob   {}/{}", r.namespace, r.name);
+    let _ = writeln!(s, "Region           {} ({})", r.region, r.forecast_source);
+    let _ = writeln!(
+        s,
+        "Now              {}  {}",
+        ts(r.now),
+        r.current_intensity.map(|g| format!("{g} gCO2eq/kWh")).unwrap_or_default()
+    );
+    let _ = writeln!(s, "Strategy         {}", r.strategy);
+    let _ = writeln!(s, "Deadline         {}", ts(r.deadline));
+    let _ = writeln!(s, "Remaining        {}", dur(r.remaining_seconds));
+    let _ = writeln!(s, "Power            {} = {:.3} kW", r.power, r.power_kw);
+    let _ = writeln!(s, "Decision         {} ({}), phase {}", r.action, r.reason, r.phase);
+    match (&r.next_transition_time, &r.next_action) {
+        (Some(t), Some(a)) => {
+            let _ = writeln!(s, "Next transition  {a} at {}", ts(*t));
+        }
+        _ => {
+            let _ = writeln!(s, "Next transition  none (runs to completion)");
+        }
+    }
+    if !r.planned_runs.is_empty() {
+        let _ = writeln!(s, "Planned runs");
+        let _ = writeln!(s, "  {:<22} {:<22} {:>9} {:>12}", "START", "END", "DURATION", "MEAN g/kWh");
+        for run in &r.planned_runs {
+            let _ = writeln!(
+                s,
+                "  {:<22} {:<22} {:>9} {:>12.1}",
+                ts(run.start),
+                ts(run.end),
+                dur(run.seconds),
+                run.mean_grams_per_kwh
+            );
+        }
+    }
+    if let (Some(e), Some(b)) = (r.expected_grams, r.run_now_grams) {
+        let pct = if b > 0.0 { (1.0 - e / b) * 100.0 } else { 0.0 };
+        let _ = writeln!(s, "Expected         {e:.0} gCO2eq (running now: {b:.0} g; {pct:.1} % less)");
+    }
+    for ev in &r.events {
+        let _ = writeln!(s, "Event            {ev}");
+    }
+    s
 }

@@ -1,12 +1,270 @@
-//! `carbonshift run`.
+//! `carbonshift run`: the operator. Wires the Kubernetes client, the shared forecast
+//! cache, region resolution, leader election, the HTTP endpoints and the controller, and
+//! shuts all of it down gracefully on SIGTERM/SIGINT.
 
-use super::CliResult;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::TimeDelta;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+use kube::Client;
+use tokio::sync::watch;
+
+use super::{CliResult, Failure};
+use crate::controller::{self, leader, server, Context};
+use crate::forecast::{self, ForecastArgs};
+use crate::metrics::Metrics;
+use crate::telemetry::{self, LogFormat};
+
+/// Node label whose value names the cluster's cloud region.
+const REGION_LABEL: &str = "topology.kubernetes.io/region";
+
+/// Run the operator: reconcile CarbonAwareJobs into suspended/running batch Jobs.
+///
+/// Uses the in-cluster service account, or KUBECONFIG / ~/.kube/config outside a cluster.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:\n  \
+    carbonshift run --region DE --leader-election false\n  \
+    CARBONSHIFT_FORECAST_PROVIDER=electricitymaps ELECTRICITYMAPS_TOKEN=... carbonshift run\n\n\
+    The default forecast source, embedded, replays real historical data onto the current\n\
+    calendar (labelled `embedded (historical replay)` in status); use a live provider in production.")]
+pub struct Args {
+    /// Grid zone or cloud region for jobs without spec.region (default: the nodes'
+    /// topology.kubernetes.io/region label, mapped through the region table).
+    #[arg(long, env = "CARBONSHIFT_REGION")]
+    pub region: Option<String>,
 
-pub async fn run(_args: Args) -> CliResult {
-    Err(super::Failure::runtime(
-        "carbonshift run: not implemented yet",
-    ))
+    #[command(flatten)]
+    pub forecast: ForecastArgs,
+
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "CARBONSHIFT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "CARBONSHIFT_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Elect a leader on a Lease so only one replica acts (`--leader-election false` to
+    /// disable, e.g. for a single replica run by hand).
+    #[arg(long, env = "CARBONSHIFT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "CARBONSHIFT_LEASE_NAME", default_value = "carbonshift-leader")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the client's default namespace).
+    #[arg(long, env = "CARBONSHIFT_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How often accrued accounting is written to status while nothing else changes.
+    #[arg(long, env = "CARBONSHIFT_STATUS_INTERVAL", default_value = "5m", value_parser = parse_interval)]
+    pub status_interval: i64,
+
+    /// Log format (filter with RUST_LOG).
+    #[arg(long, env = "CARBONSHIFT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+fn parse_interval(s: &str) -> Result<i64, String> {
+    match crate::duration::parse_secs(s) {
+        Ok(n) if n > 0 => Ok(n),
+        Ok(_) => Err("must be positive".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Why the operator stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    Signal,
+    LostLeadership,
+}
+
+async fn stopped(mut rx: watch::Receiver<Stop>) {
+    let _ = rx.wait_for(|s| *s != Stop::Running).await;
+}
+
+fn spawn_signal_handler(tx: watch::Sender<Stop>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        let _ = tx.send(Stop::Signal);
+    });
+}
+
+/// The distinct region labels of the cluster's nodes (best effort: without permission to
+/// list nodes the operator relies on `--region` / `spec.region`).
+async fn node_regions(client: &Client) -> Vec<String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.list_metadata(&ListParams::default().labels(REGION_LABEL)).await {
+        Ok(list) => {
+            let mut v: Vec<String> = list
+                .items
+                .iter()
+                .filter_map(|n| n.metadata.labels.as_ref()?.get(REGION_LABEL).cloned())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list nodes to learn the cluster's region; use --region or spec.region");
+            Vec::new()
+        }
+    }
+}
+
+fn identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "carbonshift".into());
+    format!("{host}_{}", std::process::id())
+}
+
+pub async fn run(args: Args) -> CliResult {
+    telemetry::init(args.log_format).map_err(Failure::input)?;
+    let metrics = Metrics::new().map_err(|e| Failure::runtime(format!("metrics registry: {e}")))?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+    spawn_signal_handler(stop_tx.clone());
+
+    let listener = server::bind(args.metrics_addr)
+        .await
+        .map_err(|e| Failure::input(format!("--metrics-addr {}: {e}", args.metrics_addr)))?;
+    let health = server::Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let http = tokio::spawn(server::serve(listener, health, stopped(stop_rx.clone())));
+
+    let client = Client::try_default().await.map_err(|e| {
+        Failure::runtime(format!(
+            "cannot configure the Kubernetes client (in-cluster service account or KUBECONFIG): {e}"
+        ))
+    })?;
+
+    let cache = forecast::build_cache(&args.forecast, metrics.clone()).map_err(Failure::input)?;
+    let refresher = cache.spawn_refresher(Duration::from_secs(30));
+    let provider = args.forecast.provider;
+    if provider == forecast::ProviderKind::Embedded {
+        tracing::warn!(
+            "forecast source: embedded (historical replay): real historical intensities replayed onto the current calendar, not a forecast of today's grid; set --forecast-provider for live data"
+        );
+    } else {
+        tracing::info!(provider = provider.name(), "forecast source");
+    }
+
+    let table = args
+        .forecast
+        .region_table()
+        .map_err(|e| Failure::input(e.to_string()))?;
+    let nodes = node_regions(&client).await;
+    let flag = args.region.clone();
+    match crate::region::resolve(None, flag.as_deref(), &nodes, &table, provider) {
+        Ok(r) => tracing::info!(region = %r.provider_region, origin = ?r.origin, "default region"),
+        Err(e) => tracing::warn!("no default region ({e}); jobs must set spec.region"),
+    }
+    let resolver: controller::RegionResolver = Arc::new(move |spec: Option<&str>| {
+        crate::region::resolve(spec, flag.as_deref(), &nodes, &table, provider)
+            .map(|r| r.provider_region)
+            .map_err(|e| e.to_string())
+    });
+
+    let ident = identity();
+    let mut ctx = Context::new(client.clone(), cache.clone(), metrics.clone(), Some(ident.clone()));
+    ctx.resolve_region = resolver;
+    ctx.persist_every = TimeDelta::seconds(args.status_interval);
+    let ctx = Arc::new(ctx);
+    ready.store(true, Ordering::Relaxed);
+
+    let mut elector = None;
+    if args.leader_election {
+        let ns = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let mut e = leader::Elector::new(
+            Api::<Lease>::namespaced(client.clone(), &ns),
+            leader::LeaseConfig {
+                name: args.lease_name.clone(),
+                namespace: ns,
+                identity: ident,
+                lease_duration: Duration::from_secs(15),
+                renew_every: Duration::from_secs(5),
+            },
+        );
+        tokio::select! {
+            _ = e.acquire() => {}
+            _ = stopped(stop_rx.clone()) => {
+                refresher.abort();
+                let _ = http.await;
+                return Ok(());
+            }
+        }
+        elector = Some(e);
+    } else {
+        tracing::info!("leader election disabled: make sure only one replica runs");
+    }
+
+    // While leading, renew in the background; losing the Lease stops the controller.
+    // The Lease is released only after the controller has drained, so a standby never
+    // acts while this replica still finishes a reconcile.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = elector.map(|mut e| {
+        let tx = stop_tx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = e.hold() => { let _ = tx.send(Stop::LostLeadership); }
+                _ = done_rx => { e.release().await; }
+            }
+        })
+    });
+
+    let result = controller::run(ctx, args.namespace.clone(), Some(cache.subscribe()), stopped(stop_rx.clone())).await;
+    // The controller can also end on its own (watch failure); stop everything else.
+    let _ = stop_tx.send_if_modified(|s| {
+        if *s == Stop::Running {
+            *s = Stop::Signal;
+            true
+        } else {
+            false
+        }
+    });
+    let _ = done_tx.send(());
+    if let Some(h) = holder {
+        let _ = h.await;
+    }
+    refresher.abort();
+    let _ = http.await;
+    result.map_err(|e| Failure::runtime(format!("controller: {e}")))?;
+    if *stop_rx.borrow() == Stop::LostLeadership {
+        return Err(Failure::runtime("lost leadership; exiting so a restart rejoins as standby"));
+    }
+    tracing::info!("stopped");
+    Ok(())
 }

@@ -365,7 +365,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
             return reject(
                 st,
                 "RegionUnknown",
-                format!("{why}: set spec.region (e.g. DE) or the operator's --region"),
+                why.to_string(),
             )
         }
     };

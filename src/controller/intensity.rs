@@ -32,6 +32,19 @@ pub trait Feed: Send + Sync {
 /// A [`Feed`] straight from a provider, without caching: for `plan -f` and tests.
 pub struct SourceFeed(pub Arc<dyn ForecastSource>);
 
+/// The operator's feed: the shared per-region cache (one upstream fetch per region per
+/// refresh, history merged in, stale/fallback data labelled in the provenance).
+#[async_trait]
+impl Feed for crate::forecast::Cache {
+    async fn get(&self, region: &str, now: DateTime<Utc>) -> Result<Arc<Intensities>, ForecastError> {
+        let c = crate::forecast::Cache::get(self, region, now).await?;
+        Ok(Arc::new(Intensities {
+            series: c.series().clone(),
+            provenance: c.provenance(),
+        }))
+    }
+}
+
 /// Provenance label of a forecast.
 pub fn provenance(source: &str, historical_replay: bool) -> String {
     if historical_replay {

@@ -100,8 +100,9 @@ impl Error {
     }
 }
 
-/// Maps a region name (from spec, flag or node label) to the grid zone the feed knows.
-pub type RegionResolver = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+/// The feed's region name for a job from its `spec.region` (falling back to the
+/// operator's `--region`, then the nodes' label), or why there is none.
+pub type RegionResolver = Arc<dyn Fn(Option<&str>) -> Result<String, String> + Send + Sync>;
 
 /// Everything a reconcile needs besides the object.
 pub struct Context {
@@ -109,8 +110,6 @@ pub struct Context {
     pub feed: Arc<dyn Feed>,
     pub metrics: Metrics,
     pub recorder: Recorder,
-    /// Region for jobs without `spec.region` (`--region`, else the nodes' label).
-    pub default_region: Option<String>,
     pub resolve_region: RegionResolver,
     /// The wall clock; tests pin it.
     pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
@@ -132,8 +131,9 @@ impl Context {
             feed,
             metrics,
             recorder,
-            default_region: None,
-            resolve_region: Arc::new(|r: &str| Ok(r.to_string())),
+            resolve_region: Arc::new(|r: Option<&str>| {
+                r.map(str::to_string).ok_or_else(|| "no region: spec.region is unset and the operator has no default".to_string())
+            }),
             clock: Arc::new(Utc::now),
             persist_every: TimeDelta::seconds(DEFAULT_PERSIST_SECS),
         }
@@ -142,16 +142,8 @@ impl Context {
 
 /// The region a job plans with, or why there is none.
 fn region_of(caj: &CarbonAwareJob, ctx: &Context) -> Result<String, String> {
-    let raw = caj
-        .spec
-        .region
-        .as_deref()
-        .filter(|r| !r.trim().is_empty())
-        .or(ctx.default_region.as_deref())
-        .ok_or_else(|| {
-            "no region: spec.region is unset, the operator has no --region and no node carries topology.kubernetes.io/region".to_string()
-        })?;
-    (ctx.resolve_region)(raw.trim())
+    let spec = caj.spec.region.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    (ctx.resolve_region)(spec)
 }
 
 fn to_std(d: TimeDelta) -> Duration {

@@ -50,14 +50,20 @@ pub fn router(h: Health) -> Router {
         .with_state(h)
 }
 
-/// Binds `addr` and serves until `shutdown` resolves.
+/// Binds `addr` (so a taken port fails start-up, not a background task).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serves on `listener` until `shutdown` resolves.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     h: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    }
     axum::serve(listener, router(h))
         .with_graceful_shutdown(shutdown)
         .await
