@@ -1,0 +1,96 @@
+//! `carbonshift plan -f`: the operator's decision for a manifest, without a cluster.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::io::Write;
+
+const NOW: &str = "2024-03-01T06:00:00Z";
+
+fn example() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gpu-training.yaml")).unwrap()
+}
+
+fn manifest(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn plan(file: &std::path::Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::cargo_bin("carbonshift").unwrap();
+    cmd.env_remove("CARBONSHIFT_REGION")
+        .args(["plan", "-f"])
+        .arg(file)
+        .args(["--now", NOW, "--region", "DE"])
+        .args(extra);
+    cmd
+}
+
+#[test]
+fn plans_the_example_as_json() {
+    let f = manifest(&example());
+    let out = plan(f.path(), &["--format", "json"]).assert().success().get_output().stdout.clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["region"], "DE");
+    assert_eq!(v["forecastSource"], "embedded (historical replay)");
+    // maxDelay 24h from a manifest never applied counts from --now.
+    assert_eq!(v["deadline"], "2024-03-02T06:00:00Z");
+    assert_eq!(v["remainingSeconds"], 6 * 3600);
+    assert!((v["powerKw"].as_f64().unwrap() - 0.48).abs() < 1e-9);
+    assert!(["Run", "Pause"].contains(&v["action"].as_str().unwrap()));
+    let runs = v["plannedRuns"].as_array().unwrap();
+    let planned: i64 = runs.iter().map(|r| r["seconds"].as_i64().unwrap()).sum();
+    assert!(planned >= 6 * 3600, "plans the whole runtime: {v}");
+    let last_end = runs.last().unwrap()["end"].as_str().unwrap();
+    assert!(last_end <= "2024-03-02T06:00:00Z", "ends by the deadline: {last_end}");
+    // Shifting never plans dirtier than running at once.
+    assert!(v["expectedGrams"].as_f64().unwrap() <= v["runNowGrams"].as_f64().unwrap() + 1e-6);
+}
+
+#[test]
+fn table_output_names_the_decision() {
+    let f = manifest(&example());
+    plan(f.path(), &[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Decision"))
+        .stdout(predicate::str::contains("embedded (historical replay)"))
+        .stdout(predicate::str::contains("Planned runs"));
+}
+
+#[test]
+fn run_now_runs_now() {
+    let f = manifest(&example().replace("strategy: PauseAndResume", "strategy: RunNow"));
+    let out = plan(f.path(), &["--format", "json"]).assert().success().get_output().stdout.clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["action"], "Run");
+    assert_eq!(v["phase"], "Running");
+}
+
+#[test]
+fn a_deadline_too_close_is_an_input_error() {
+    let text = example().replace("maxDelay: 24h ", "deadline: \"2024-03-01T08:00:00Z\" ");
+    let f = manifest(&text);
+    plan(f.path(), &[])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("leaves less than expectedDuration"));
+}
+
+#[test]
+fn no_power_model_is_an_input_error_with_the_fix() {
+    let text = example()
+        .replace("  power:\n    wattsPerGpu: 400           # A100 SXM board power\n    pue: 1.2\n", "")
+        .replace("                  nvidia.com/gpu: 1", "                  cpu: \"4\"");
+    let f = manifest(&text);
+    plan(f.path(), &[])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("spec.power.watts"));
+}
+
+#[test]
+fn not_a_manifest_is_an_input_error() {
+    let f = manifest("kind: [");
+    plan(f.path(), &[]).assert().code(2).stderr(predicate::str::contains("not a CarbonAwareJob"));
+}
