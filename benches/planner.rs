@@ -1,1 +1,161 @@
-fn main() {}
+//! Planner benchmarks: (a) one 8-day job with a 16-day deadline on 5-minute slots, per
+//! strategy; (b) a replan of 10,000 jobs with varied deadlines and remaining work against
+//! one forecast, as after a forecast refresh. Figures are recorded in docs/benchmarks.md.
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+
+use carbonshift::plan::{decide, Constraints, JobState, PlanRequest, Strategy};
+use carbonshift::series::Series;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()
+}
+
+/// A realistic-looking 5-minute series: daily solar dip, weekly wind swings, and noise
+/// from a fixed-seed generator (deterministic across runs).
+fn forecast(days: i64) -> Series {
+    let n = (days * 288) as usize;
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let vals = (0..n)
+        .map(|i| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let h = i as f64 / 12.0;
+            let solar = -120.0 * (-((h % 24.0 - 13.0) / 3.0).powi(2)).exp();
+            let wind = 80.0 * (h / 24.0 * 0.9).sin();
+            let noise = (seed % 4000) as f64 / 100.0 - 20.0;
+            (320.0 + solar + wind + noise).max(5.0)
+        })
+        .collect();
+    Series::new(t0(), 300, vals).unwrap()
+}
+
+fn request(f: &Series, strategy: Strategy, constraints: Constraints) -> PlanRequest<'_> {
+    PlanRequest {
+        now: t0() + TimeDelta::seconds(137),
+        remaining_secs: 8 * 86_400,
+        deadline: t0() + TimeDelta::days(16),
+        strategy,
+        constraints,
+        state: JobState::NotStarted,
+        pauses_so_far: 0,
+        forecast: f,
+    }
+}
+
+fn single_job(c: &mut Criterion) {
+    let f = forecast(16);
+    let constrained = Constraints {
+        min_run_secs: 3600,
+        min_pause_secs: 3600,
+        max_pauses: None,
+        checkpoint_overhead_secs: 300,
+    };
+    let capped = Constraints {
+        max_pauses: Some(20),
+        ..constrained
+    };
+    let mut g = c.benchmark_group("8d job, 16d deadline, 5 min slots");
+    for (name, s, cons) in [
+        (
+            "pause-resume unconstrained",
+            Strategy::PauseResume,
+            Constraints::default(),
+        ),
+        (
+            "pause-resume min run/pause 1h, overhead 5m",
+            Strategy::PauseResume,
+            constrained,
+        ),
+        (
+            "pause-resume + max 20 pauses",
+            Strategy::PauseResume,
+            capped,
+        ),
+        (
+            "flexible-start",
+            Strategy::FlexibleStart,
+            Constraints::default(),
+        ),
+        (
+            "threshold",
+            Strategy::Threshold {
+                max_gco2_per_kwh: 250.0,
+            },
+            constrained,
+        ),
+    ] {
+        let r = request(&f, s, cons);
+        g.bench_function(name, |b| b.iter(|| decide(black_box(&r))));
+    }
+    g.finish();
+}
+
+fn replan_10k(c: &mut Criterion) {
+    // A 72 h forecast extended to a week is what the operator plans on; jobs of 1-24 h
+    // with 0-96 h of slack, a third of them running, mixed strategies.
+    let f = forecast(7);
+    let now = t0() + TimeDelta::seconds(4242);
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let jobs: Vec<PlanRequest<'_>> = (0..10_000)
+        .map(|i| {
+            let rem = 3600 + (next() % (23 * 3600)) as i64;
+            let slack = (next() % (96 * 3600)) as i64;
+            let strategy = match i % 4 {
+                0 | 1 => Strategy::PauseResume,
+                2 => Strategy::FlexibleStart,
+                _ => Strategy::Threshold {
+                    max_gco2_per_kwh: 280.0,
+                },
+            };
+            let constraints = if i % 8 == 1 {
+                Constraints {
+                    min_run_secs: 1800,
+                    min_pause_secs: 1800,
+                    max_pauses: Some(10),
+                    checkpoint_overhead_secs: 120,
+                }
+            } else {
+                Constraints::default()
+            };
+            PlanRequest {
+                now,
+                remaining_secs: rem,
+                deadline: now + TimeDelta::seconds(rem + slack),
+                strategy,
+                constraints,
+                state: if i % 3 == 0 {
+                    JobState::Running {
+                        since: now - TimeDelta::minutes(45),
+                    }
+                } else {
+                    JobState::NotStarted
+                },
+                pauses_so_far: 0,
+                forecast: &f,
+            }
+        })
+        .collect();
+    let mut g = c.benchmark_group("replan");
+    g.sample_size(10);
+    g.bench_function("10k jobs, one 7-day 5 min forecast", |b| {
+        b.iter(|| {
+            jobs.iter()
+                .map(|r| decide(black_box(r)).intervals.len())
+                .sum::<usize>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, single_job, replan_10k);
+criterion_main!(benches);

@@ -145,6 +145,11 @@ impl Grid {
             .min(n - 1)
     }
 
+    /// Integral over `[0, bounds[i])` in (g/kWh)·ms.
+    pub fn prefix(&self, i: usize) -> f64 {
+        self.prefix[i]
+    }
+
     /// Integral over `[0, x)` in (g/kWh)·ms, given the slot `k` containing `x`.
     fn prefix_at(&self, k: usize, x: i64) -> f64 {
         if self.len() == 0 {

@@ -126,6 +126,7 @@ pub mod horizon;
 pub mod oracle;
 
 mod grid;
+mod lagrange;
 mod strategies;
 #[cfg(test)]
 mod tests;

@@ -215,13 +215,31 @@ struct Selector<'g> {
 
 impl<'g> Selector<'g> {
     fn new(grid: &'g Grid) -> Self {
-        let mut order: Vec<u32> = (0..grid.len() as u32).collect();
-        // Ties go to the earlier slot: running earlier never hurts a deadline.
-        order.sort_unstable_by(|&a, &b| {
+        // Ties go to the earlier slot: running earlier never hurts a deadline. Sorting
+        // packed (f32 intensity, index) integers is several times faster than comparing
+        // through the slice; a final insertion pass restores the exact f64 order, which
+        // the packed order can only miss between values equal to 7 significant digits.
+        let mut keys: Vec<u64> = grid
+            .vals
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (u64::from((v as f32).to_bits()) << 32) | i as u64)
+            .collect();
+        keys.sort_unstable();
+        let mut order: Vec<u32> = keys.iter().map(|&k| k as u32).collect();
+        let less = |a: u32, b: u32| {
             grid.vals[a as usize]
                 .total_cmp(&grid.vals[b as usize])
                 .then(a.cmp(&b))
-        });
+                .is_lt()
+        };
+        for i in 1..order.len() {
+            let mut j = i;
+            while j > 0 && less(order[j], order[j - 1]) {
+                order.swap(j, j - 1);
+                j -= 1;
+            }
+        }
         Selector {
             grid,
             order,
@@ -348,6 +366,8 @@ enum Fix {
     DropBlock(usize),
     /// Commit slots `l..=r` (a short run and its cheapest extension to `min_run`).
     Extend(usize, usize),
+    /// Ban slots `l..=r` (the ends of the runs around a short gap, widening it).
+    Trim(usize, usize),
 }
 
 /// Exact for the unconstrained problem: the cheapest slots.
@@ -375,7 +395,9 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
         .map(|k| grid.dur(k))
         .sum();
     let mut hint = 0;
-    for _ in 0..=n + 1 {
+    // Each round commits at least one slot; bounded so that a pathological instance costs
+    // O(slots) rounds at most a few dozen times (the Lagrangian candidate is the main one).
+    for _ in 0..(n + 1).min(32) {
         let (blocks, p) = sel.select_consistent(cx, &marks, hint)?;
         hint = p;
         let lam = sel.lambda(&marks);
@@ -433,6 +455,44 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
             Some((extra, l, r))
         };
 
+        // Widening gap gi to min_pause by giving up the dearer edge slot of the runs
+        // around it, one slot at a time, while both runs keep at least one slot. Returns
+        // the slots to ban (the widened gap, whole slots).
+        let widen = |gi: usize| -> Option<(f64, usize, usize)> {
+            if gi == 0 {
+                return None;
+            }
+            let (la, lb) = blocks[gi - 1];
+            let (ra, rb) = blocks[gi];
+            let (lmin, rmax) = (grid.locate(la), grid.locate(rb - 1));
+            let (mut l, mut r) = (grid.locate(lb - 1), grid.locate(ra));
+            if l >= r {
+                return None;
+            }
+            let mut lost = 0.0;
+            while grid.bounds[r] - grid.bounds[l + 1] < cx.min_pause {
+                let left = (l > lmin && marks[l] == Mark::Free).then_some(l);
+                let right = (r < rmax && marks[r] == Mark::Free).then_some(r);
+                let k = match (left, right) {
+                    (Some(x), Some(y)) => {
+                        if grid.vals[y] > grid.vals[x] {
+                            y
+                        } else {
+                            x
+                        }
+                    }
+                    (Some(x), None) | (None, Some(x)) => x,
+                    (None, None) => return None,
+                };
+                if k == l {
+                    l -= 1;
+                } else {
+                    r += 1;
+                }
+                lost += (lam - grid.vals[k]) * grid.dur(k) as f64;
+            }
+            (l + 1 < r).then_some((lost, l + 1, r - 1))
+        };
         let mut fixes: Vec<(f64, Fix)> = Vec::new();
         // Short gaps: fill, or drop a neighbouring run.
         for gi in 0..nb {
@@ -444,6 +504,11 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
                 continue;
             }
             let mut best = (fill_cost(gi), Fix::FillGap(gi));
+            if let Some((c, l, r)) = widen(gi) {
+                if c < best.0 || (prefer_drop && c <= best.0) {
+                    best = (c, Fix::Trim(l, r));
+                }
+            }
             for j in [gi.wrapping_sub(1), gi] {
                 if j < nb {
                     if let Some(c) = drop_cost(j) {
@@ -501,7 +566,7 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
                         let (x, y) = match f {
                             Fix::FillGap(gi) => (gi, gi),
                             Fix::DropBlock(j) => (j, j + 1),
-                            Fix::Extend(..) => continue,
+                            Fix::Extend(..) | Fix::Trim(..) => continue,
                         };
                         if used[x] || used[y] {
                             continue;
@@ -528,6 +593,13 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
                 Fix::DropBlock(j) => {
                     let (a, b) = blocks[j];
                     mark_range(&mut marks, grid, a, b, Mark::Banned);
+                }
+                Fix::Trim(l, r) => {
+                    for m in &mut marks[l..=r] {
+                        if *m == Mark::Free {
+                            *m = Mark::Banned;
+                        }
+                    }
                 }
                 Fix::Extend(l, r) => {
                     for m in &mut marks[l..=r] {
@@ -584,7 +656,15 @@ pub(crate) fn constrained(grid: &Grid, cx: &Ctx) -> Option<Blocks> {
         cands.push(vec![(s, s + cx.r)]);
     }
     if cx.allowed != Some(0) {
-        for prefer_drop in [false, true] {
+        cands.extend(super::lagrange::solve(grid, cx));
+        // The repair is a cheap second opinion; its tie-breaking variant only pays on
+        // small instances.
+        let variants: &[bool] = if grid.len() <= 256 {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &prefer_drop in variants {
             if let Some(b) = repair(grid, cx, prefer_drop) {
                 cands.push(b);
             }
