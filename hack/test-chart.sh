@@ -36,7 +36,7 @@ cd "$ROOT"
 STATIC_ONLY=0
 [[ "${1:-}" == "--static" ]] && STATIC_ONLY=1
 
-CHART=charts/carbonshift
+CHART=${CHART:-charts/carbonshift}  # overridable to test a modified copy
 NS=carbonshift-system          # release namespace (restricted Pod Security enforced)
 RELEASE=carbonshift
 JOBS_NS=chart-e2e              # where the test CarbonAwareJob runs
@@ -146,6 +146,7 @@ if have helm; then
   refuse "replicaCount 2 without leader election" "leaderElection" \
     tpl --set replicaCount=2 --set leaderElection.enabled=false
   refuse "provider file without a file" "forecast.file" tpl --set forecast.provider=file
+  refuse "fallback file without a file" "forecast.file" tpl --set forecast.fallback=file
   refuse "provider electricitymaps without a Secret" "existingSecret" tpl --set forecast.provider=electricitymaps
   refuse "unknown provider (schema)" "provider" tpl --set forecast.provider=bogus
   refuse "misspelt value key (schema)" "additional properties|not allowed|replicacount" tpl --set replicacount=2
@@ -204,19 +205,29 @@ if ! kubectl get --raw /readyz > /dev/null 2>&1; then
 fi
 
 k() { kubectl "$@"; }
-cleanup_ops=()
 operator_pid=""
-on_exit() {
-  if [[ -n $operator_pid ]] && kill -0 "$operator_pid" 2> /dev/null; then
-    kill "$operator_pid" 2> /dev/null
-    wait "$operator_pid" 2> /dev/null
+standby_pid=""
+# Stops only the operator processes this script started, by their PIDs.
+stop_pid() {
+  if [[ -n ${1:-} ]] && kill -0 "$1" 2> /dev/null; then
+    kill "$1" 2> /dev/null
+    wait "$1" 2> /dev/null
   fi
 }
+on_exit() {
+  stop_pid "$operator_pid"
+  stop_pid "$standby_pid"
+}
 trap on_exit EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # Namespaces: the release one enforces the restricted Pod Security Standard, so pod
 # admission itself proves the chart's securityContext.
 for ns in "$NS" "$JOBS_NS" "$WATCH_NS"; do
+  # A namespace still terminating from an earlier run cannot take new objects.
+  if [[ $(k get namespace "$ns" -o jsonpath='{.status.phase}' 2> /dev/null) == Terminating ]]; then
+    k wait --for=delete "namespace/$ns" --timeout=120s > /dev/null 2>&1
+  fi
   k create namespace "$ns" --dry-run=client -o yaml | k apply -f - > /dev/null
 done
 k label namespace "$NS" --overwrite pod-security.kubernetes.io/enforce=restricted \
@@ -294,16 +305,20 @@ print("timestamp,gco2_per_kwh")
 for i in range(6 * 60):
     print(f"{(t0 + timedelta(minutes=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},{250 + (i % 60)}")
 PY
-METRICS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-if [[ -x $BIN ]]; then
-  # Same configuration channel as the chart: CARBONSHIFT_* environment variables.
-  KUBECONFIG=$SA_KUBECONFIG POD_NAMESPACE=$NS POD_NAME=test-chart-operator \
+# start_operator NAME PORT: the operator binary as the chart's ServiceAccount, configured
+# through the same CARBONSHIFT_* variables the chart sets; log in $WORK/NAME.log.
+start_operator() {
+  KUBECONFIG=$SA_KUBECONFIG POD_NAMESPACE=$NS POD_NAME=$1 \
     CARBONSHIFT_REGION=DE CARBONSHIFT_FORECAST_PROVIDER=file \
     CARBONSHIFT_FORECAST_FILE="$WORK/forecast.csv" CARBONSHIFT_FORECAST_REFRESH=30s \
-    CARBONSHIFT_METRICS_ADDR=127.0.0.1:$METRICS_PORT CARBONSHIFT_LEADER_ELECTION=true \
+    CARBONSHIFT_METRICS_ADDR=127.0.0.1:$2 CARBONSHIFT_LEADER_ELECTION=true \
     CARBONSHIFT_LEASE_NAME=carbonshift-leader \
-    CARBONSHIFT_LOG_FORMAT=text RUST_LOG=info \
-    "$BIN" run > "$WORK/operator.log" 2>&1 &
+    CARBONSHIFT_LOG_FORMAT=text RUST_LOG=info NO_COLOR=1 \
+    "$BIN" run > "$WORK/$1.log" 2>&1 &
+}
+METRICS_PORT=$(free_port)
+if [[ -x $BIN ]]; then
+  start_operator operator "$METRICS_PORT"
   operator_pid=$!
   ready() { curl -sf --max-time 2 "http://127.0.0.1:$METRICS_PORT/readyz" > /dev/null; }
   for _ in $(seq 120); do ready && break; kill -0 "$operator_pid" 2> /dev/null || break; sleep 0.5; done
@@ -389,7 +404,7 @@ can() { k auth can-i "$@" --as="$SUBJECT" 2> /dev/null; }
 allowed=(
   "list carbonawarejobs.carbonshift.io -A"
   "watch carbonawarejobs.carbonshift.io -A"
-  "patch carbonawarejobs.carbonshift.io/status -n $JOBS_NS"
+  "patch carbonawarejobs.carbonshift.io --subresource=status -n $JOBS_NS"
   "create jobs.batch -n $JOBS_NS"
   "patch jobs.batch -n $JOBS_NS"
   "create events.events.k8s.io -n $JOBS_NS"
@@ -429,10 +444,32 @@ refuse "the operator's identity cannot delete a Secret (real request)" "forbidde
   env KUBECONFIG="$SA_KUBECONFIG" kubectl -n "$JOBS_NS" delete secret decoy
 check "the Secret is still there" k -n "$JOBS_NS" get secret decoy
 
+section "cluster: two replicas (leader election with the chart's Lease permissions)"
 if [[ -n $operator_pid ]]; then
-  kill "$operator_pid" 2> /dev/null
-  wait "$operator_pid" 2> /dev/null
+  STANDBY_PORT=$(free_port)
+  start_operator standby "$STANDBY_PORT"
+  standby_pid=$!
+  sleep 8
+  if grep -q 'became leader' "$WORK/standby.log"; then
+    fail "a second replica stays standby while the first holds the Lease"
+  else
+    pass "a second replica stays standby while the first holds the Lease"
+  fi
+  holder=$(k -n "$NS" get lease carbonshift-leader -o jsonpath='{.spec.holderIdentity}' 2> /dev/null)
+  [[ $holder == operator_* ]] && pass "Lease carbonshift-leader held by the first replica ($holder)" ||
+    fail "Lease carbonshift-leader held by the first replica (holder '$holder')"
+  # A clean shutdown releases the Lease, so the standby takes over at once.
+  stop_pid "$operator_pid"
   operator_pid=""
+  for _ in $(seq 40); do grep -q 'became leader' "$WORK/standby.log" && break; sleep 0.5; done
+  if grep -q 'became leader' "$WORK/standby.log"; then
+    pass "the standby takes over when the leader stops"
+  else
+    fail "the standby takes over when the leader stops (log: .cache/test-chart/standby.log)"
+    tail -n 15 "$WORK/standby.log" | sed 's/^/    | /'
+  fi
+  stop_pid "$standby_pid"
+  standby_pid=""
 fi
 
 section "cluster: uninstall keeps the CRD and the users' jobs"

@@ -80,8 +80,8 @@ app.kubernetes.io/part-of: carbonshift
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: two active operators would fight over the same Jobs" }}
 {{- end }}
-{{- if and (eq .Values.forecast.provider "file") (not (include "carbonshift.forecastFile" .)) }}
-{{- fail "forecast.provider=file needs forecast.file or forecast.fileConfigMap.name" }}
+{{- if and (or (eq .Values.forecast.provider "file") (eq .Values.forecast.fallback "file")) (not (include "carbonshift.forecastFile" .)) }}
+{{- fail "forecast.provider=file and forecast.fallback=file need forecast.file or forecast.fileConfigMap.name" }}
 {{- end }}
 {{- if and (eq .Values.forecast.provider "electricitymaps") (not .Values.forecast.existingSecret) (not (contains "ELECTRICITYMAPS_TOKEN" (toJson .Values.extraEnv))) }}
 {{- fail "forecast.provider=electricitymaps needs forecast.existingSecret with an API token (key forecast.secretKeys.electricityMapsToken)" }}
