@@ -10,6 +10,7 @@
 #   hack/cluster.sh env       print export lines: eval "$(hack/cluster.sh env)"
 #   hack/cluster.sh status    show what runs and whether the API server is ready
 #   hack/cluster.sh logs [N]  print each component's log path and its last N lines (default 0)
+#   hack/cluster.sh logs-tail [N]  the same with N defaulting to 50 (for failed test runs)
 #   hack/cluster.sh down      stop what `up` started and remove the cluster's state
 #   hack/cluster.sh build     only build the tools
 #   hack/cluster.sh pin       rewrite hack/tools/**/go.mod and go.sum from hack/versions.env
@@ -62,11 +63,13 @@ die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
 
 # --- build ------------------------------------------------------------------------------
 
-# Everything the binaries depend on; a change rebuilds them (Go's cache keeps that quick).
+# Everything the binaries depend on, the build commands included; a change rebuilds them
+# (Go's build cache keeps that to a few minutes of linking).
 build_fingerprint() {
   (
     cd "$ROOT/hack"
     cat versions.env tools/go.mod tools/go.sum tools/*/go.mod tools/*/go.sum
+    declare -f build
     go version
   ) | sha256sum | cut -d' ' -f1
 }
@@ -126,11 +129,16 @@ build() {
   log "building kwok $KWOK_VERSION"
   (cd "$ROOT/hack/tools/kwok" && go build "${common[@]}" -ldflags="-s -w" -o "$tmp/kwok" sigs.k8s.io/kwok/cmd/kwok)
   log "building helm $HELM_VERSION"
-  (cd "$ROOT/hack/tools/helm" && go build "${common[@]}" -ldflags="-s -w" -o "$tmp/helm" helm.sh/helm/v3/cmd/helm)
-  log "building promtool (Prometheus $PROMETHEUS_VERSION)"
+  (cd "$ROOT/hack/tools/helm" && go build "${common[@]}" -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    -o "$tmp/helm" helm.sh/helm/v3/cmd/helm)
+  # Prometheus tags its Go module v0.MMM.P for release M.MM.P.
+  local prom=${PROMETHEUS_VERSION#v0.}
+  prom="${prom:0:1}.$((10#${prom:1:2})).${prom#*.}"
+  log "building promtool (Prometheus $prom)"
   # remove_all_sd drops the cloud service-discovery plugins promtool would otherwise link;
   # Kubernetes and file discovery stay (promtool imports them directly).
-  (cd "$ROOT/hack/tools/promtool" && go build "${common[@]}" -tags remove_all_sd -ldflags="-s -w" \
+  (cd "$ROOT/hack/tools/promtool" && go build "${common[@]}" -tags remove_all_sd \
+    -ldflags="-s -w -X github.com/prometheus/common/version.Version=$prom" \
     -o "$tmp/promtool" github.com/prometheus/prometheus/cmd/promtool)
   mv -f "$tmp"/* "$BIN/"
   rmdir "$tmp"
@@ -255,28 +263,38 @@ basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = clientAuth
 EOF
-  openssl genrsa -out ca.key 2048 2> /dev/null
-  openssl req -x509 -new -key ca.key -config openssl.cnf -extensions ca -days 3650 \
-    -subj "/CN=carbonshift-local-ca" -out ca.crt
+  new_ca ca carbonshift-local-ca
+  # The aggregation layer's request-header CA; without it the controller manager and the
+  # scheduler log an error every few seconds about the missing requestheader bundle.
+  new_ca front-proxy-ca carbonshift-local-front-proxy-ca
   sign apiserver server "/CN=kube-apiserver"
   sign admin client "/O=system:masters/CN=carbonshift-admin"
   sign kube-controller-manager client "/CN=system:kube-controller-manager"
   sign kube-scheduler client "/CN=system:kube-scheduler"
   # kwok plays every kubelet at once; system:masters is simpler than one identity per node.
   sign kwok client "/O=system:masters/CN=kwok"
+  sign front-proxy-client client "/CN=front-proxy-client" front-proxy-ca
   # Service-account tokens: the API server signs with the private key and verifies with the
   # public one; the controller manager's token controller needs the private key and the CA.
   openssl genrsa -out sa.key 2048 2> /dev/null
   openssl rsa -in sa.key -pubout -out sa.pub 2> /dev/null
-  rm -f ./*.csr ca.srl
+  rm -f ./*.csr ./*.srl
   cd - > /dev/null
 }
 
+new_ca() {
+  local name=$1 cn=$2
+  openssl genrsa -out "$name.key" 2048 2> /dev/null
+  openssl req -x509 -new -key "$name.key" -config openssl.cnf -extensions ca -days 3650 \
+    -subj "/CN=$cn" -out "$name.crt"
+}
+
+# sign NAME PROFILE SUBJECT [CA]: a key and a certificate signed by CA (default ca).
 sign() {
-  local name=$1 profile=$2 subj=$3
+  local name=$1 profile=$2 subj=$3 ca=${4:-ca}
   openssl genrsa -out "$name.key" 2048 2> /dev/null
   openssl req -new -key "$name.key" -subj "$subj" -config openssl.cnf -out "$name.csr"
-  openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
+  openssl x509 -req -in "$name.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -days 365 \
     -extfile openssl.cnf -extensions "$profile" -out "$name.crt" 2> /dev/null
 }
 
@@ -363,7 +381,9 @@ up() {
     port_in_use "$p" && die "port $p on 127.0.0.1 is taken by another process; set CARBONSHIFT_CLUSTER_PORT_BASE"
   done
 
-  mkdir -p "$LOGS" "$PIDS" "$STATE/etcd"
+  mkdir -p "$LOGS" "$PIDS"
+  # A failed start stops what it started but keeps the logs for the post-mortem.
+  trap 'if (($? != 0)); then log "up failed; logs are in $LOGS"; stop_all; fi' EXIT
   gen_certs
   write_kubeconfig "$KUBECONFIG_ADMIN" admin
   write_kubeconfig "$STATE/kube-controller-manager.kubeconfig" kube-controller-manager
@@ -383,6 +403,10 @@ up() {
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --tls-cert-file="$CERTS/apiserver.crt" --tls-private-key-file="$CERTS/apiserver.key" \
     --client-ca-file="$CERTS/ca.crt" \
+    --requestheader-client-ca-file="$CERTS/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$CERTS/front-proxy-client.crt" --proxy-client-key-file="$CERTS/front-proxy-client.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$CERTS/sa.pub" --service-account-signing-key-file="$CERTS/sa.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
@@ -415,6 +439,7 @@ up() {
   # Pods can only be admitted once the namespace's default ServiceAccount exists.
   wait_for "the default ServiceAccount" 60 "$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" get serviceaccount default -n default
 
+  trap - EXIT
   log "up: $SERVER ($NODES kwok nodes with $GPUS_PER_NODE nvidia.com/gpu each)"
   log "use it with: eval \"\$(hack/cluster.sh env)\""
 }
@@ -472,6 +497,7 @@ case ${1:-} in
   env) env_lines ;;
   status) status ;;
   logs) show_logs "${2:-0}" ;;
+  logs-tail) show_logs "${2:-50}" ;;
   build) build ;;
   pin) pin ;;
   *)
