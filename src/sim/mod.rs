@@ -1,1 +1,435 @@
-//! Offline replay simulator (to be written).
+//! Offline replay of real intensity traces through the SAME planning and accounting code the
+//! operator runs. Pure: the clock is the simulated `t`, the data are arguments.
+//!
+//! A job is submitted every `submit_every` and must finish within `duration + slack`. For
+//! each receding-horizon strategy the job is driven exactly like the controller drives a
+//! `CarbonAwareJob`: at time `t` the simulator builds the forecast the operator would hold
+//! (issued at the last refresh, limited to the horizon, extended by a daily profile of the
+//! trailing history), asks [`plan::decide`], executes the action until the earliest of the
+//! planned transition, the next forecast refresh and completion, accrues the *actual*
+//! emissions, and asks again. The oracles plan once on the actuals over the whole window:
+//! they bound what any forecast could achieve.
+//!
+//! Jobs start after one day of the trace (`WARMUP`) so persistence and the history profile
+//! have a day to learn from; every strategy and forecast model sees the same job set.
+
+pub mod forecast;
+pub mod noise;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::data::Vintage;
+use crate::duration::format_secs;
+use crate::plan::{self, Action, Constraints, Interval, JobState, PlanRequest, Strategy};
+use crate::series::Series;
+pub use forecast::{ForecastModel, Forecaster};
+
+/// History the first job may learn from (persistence needs a full day).
+pub const WARMUP_SECS: i64 = 86_400;
+/// Trailing history for the beyond-horizon daily profile and the threshold percentile.
+pub const HISTORY_SECS: i64 = 14 * 86_400;
+/// Forecast refresh cadence for the hourly-issued models (real APIs update about hourly).
+pub const REFRESH_SECS: i64 = 3_600;
+
+/// Bad simulation input (a user error) or a broken invariant (a bug, reported, not panicked).
+#[derive(Debug, Error, PartialEq)]
+pub enum SimError {
+    #[error("{0}")]
+    Input(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The strategies `simulate` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    RunNow,
+    FlexibleStart,
+    PauseResume,
+    Threshold,
+    OracleFlexibleStart,
+    OraclePauseResume,
+}
+
+impl StrategyKind {
+    pub const ALL: [StrategyKind; 6] = [
+        StrategyKind::RunNow,
+        StrategyKind::FlexibleStart,
+        StrategyKind::PauseResume,
+        StrategyKind::Threshold,
+        StrategyKind::OracleFlexibleStart,
+        StrategyKind::OraclePauseResume,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            StrategyKind::RunNow => "run-now",
+            StrategyKind::FlexibleStart => "flexible-start",
+            StrategyKind::PauseResume => "pause-resume",
+            StrategyKind::Threshold => "threshold",
+            StrategyKind::OracleFlexibleStart => "oracle-flexible-start",
+            StrategyKind::OraclePauseResume => "oracle-pause-resume",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StrategyKind> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    fn is_oracle(&self) -> bool {
+        matches!(self, StrategyKind::OracleFlexibleStart | StrategyKind::OraclePauseResume)
+    }
+}
+
+/// The ground truth and, for the `vintages` model, the real forecasts.
+#[derive(Debug, Clone, Copy)]
+pub struct Truth<'a> {
+    pub actuals: &'a Series,
+    pub vintages: &'a [Vintage],
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub duration_secs: i64,
+    pub slack_secs: i64,
+    pub submit_every_secs: i64,
+    pub horizon_secs: i64,
+    pub forecast: ForecastModel,
+    /// Strategies to report; run-now and oracle-pause-resume are always computed because
+    /// savings and oracle fractions are relative to them.
+    pub strategies: Vec<StrategyKind>,
+    pub constraints: Constraints,
+    /// Fixed threshold (g/kWh); None: per job, the percentile `100 * duration / (duration +
+    /// slack)` of the trailing 14 days, i.e. the level below which the grid historically
+    /// spent just enough of such a window to fit the job.
+    pub threshold: Option<f64>,
+    /// Constant power draw of the job, kW.
+    pub power_kw: f64,
+}
+
+/// One job's outcome under one strategy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRun {
+    pub submitted: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    /// None: the trace ended before the job did (counted as a deadline miss).
+    pub finished: Option<DateTime<Utc>>,
+    pub emissions_g: f64,
+    pub pauses: u32,
+    /// Intervals during which the job ran.
+    pub runs: Vec<Interval>,
+}
+
+impl JobRun {
+    pub fn missed_deadline(&self) -> bool {
+        self.finished.is_none_or(|f| f > self.deadline)
+    }
+}
+
+/// Totals for one strategy.
+#[derive(Debug, Clone, Serialize)]
+pub struct StrategyReport {
+    pub strategy: StrategyKind,
+    pub emissions_g: f64,
+    pub savings_pct: f64,
+    /// savings / oracle-pause-resume savings; None when the oracle saves nothing.
+    pub oracle_fraction: Option<f64>,
+    pub deadline_misses: usize,
+    pub pauses_per_job: f64,
+    #[serde(skip)]
+    pub jobs: Vec<JobRun>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    pub jobs: usize,
+    /// In the order of `SimConfig::strategies`.
+    pub results: Vec<StrategyReport>,
+}
+
+/// Validates the configuration against the truth and returns the submission times.
+pub fn submissions(truth: &Truth<'_>, cfg: &SimConfig) -> Result<Vec<DateTime<Utc>>, SimError> {
+    let input = |m: String| Err(SimError::Input(m));
+    let actuals = truth.actuals;
+    let step = actuals.step_secs();
+    if cfg.duration_secs <= 0 {
+        return input("--duration must be positive".into());
+    }
+    if cfg.slack_secs <= 0 {
+        return input("--slack must be positive: with no slack every strategy is run-now".into());
+    }
+    if cfg.slack_secs < step {
+        return input(format!(
+            "--slack {} is shorter than the trace step {}: there is nothing to shift into",
+            format_secs(cfg.slack_secs),
+            format_secs(step)
+        ));
+    }
+    if cfg.submit_every_secs <= 0 {
+        return input("--submit-every must be positive".into());
+    }
+    if cfg.horizon_secs <= 0 {
+        return input("--horizon must be positive".into());
+    }
+    if !(cfg.power_kw.is_finite() && cfg.power_kw > 0.0) {
+        return input("power must be a positive number of kW".into());
+    }
+    if let Some(th) = cfg.threshold {
+        if !(th.is_finite() && th >= 0.0) {
+            return input(format!("--threshold {th} must be a non-negative number of g/kWh"));
+        }
+    }
+    let first = if cfg.forecast == ForecastModel::Vintages {
+        match truth.vintages.first() {
+            Some(v) => v.issued_at.max(actuals.start()),
+            None => return input("the vintages forecast needs the NESO vintages (region GB)".into()),
+        }
+    } else {
+        actuals.start() + TimeDelta::seconds(WARMUP_SECS)
+    };
+    let window = TimeDelta::seconds(cfg.duration_secs + cfg.slack_secs);
+    let every = TimeDelta::seconds(cfg.submit_every_secs);
+    let mut out = Vec::new();
+    let mut t = first;
+    while t + window <= actuals.end() {
+        out.push(t);
+        t += every;
+    }
+    if out.is_empty() {
+        let warm = if cfg.forecast == ForecastModel::Vintages { "".to_string() } else { format!("{} of history + ", format_secs(WARMUP_SECS)) };
+        return input(format!(
+            "the trace is too short for one job: it needs {warm}duration + slack = {} after {}, but it ends at {}",
+            format_secs((window).num_seconds()),
+            first.to_rfc3339(),
+            actuals.end().to_rfc3339()
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs every job under every strategy.
+pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimError> {
+    let submits = submissions(truth, cfg)?;
+    let forecaster = Forecaster::new(
+        truth.actuals,
+        truth.vintages,
+        cfg.forecast,
+        cfg.horizon_secs,
+        REFRESH_SECS.max(truth.actuals.step_secs()),
+        HISTORY_SECS,
+    );
+    let mut kinds = vec![StrategyKind::RunNow, StrategyKind::OraclePauseResume];
+    for k in &cfg.strategies {
+        if !kinds.contains(k) {
+            kinds.push(*k);
+        }
+    }
+    let mut runs: Vec<(StrategyKind, Vec<JobRun>)> = Vec::new();
+    for kind in kinds {
+        let jobs = submits
+            .iter()
+            .map(|&s| run_job(truth, &forecaster, cfg, kind, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        runs.push((kind, jobs));
+    }
+    let total = |k: StrategyKind| -> f64 {
+        runs.iter()
+            .find(|(kind, _)| *kind == k)
+            .map_or(0.0, |(_, j)| j.iter().map(|r| r.emissions_g).sum())
+    };
+    let base = total(StrategyKind::RunNow);
+    let savings = |e: f64| if base > 0.0 { 100.0 * (1.0 - e / base) } else { 0.0 };
+    let oracle_savings = savings(total(StrategyKind::OraclePauseResume));
+    let n = submits.len();
+    let mut results = Vec::new();
+    for k in &cfg.strategies {
+        let Some((_, jobs)) = runs.iter().find(|(kind, _)| kind == k) else { continue };
+        let emissions_g: f64 = jobs.iter().map(|r| r.emissions_g).sum();
+        let savings_pct = savings(emissions_g);
+        results.push(StrategyReport {
+            strategy: *k,
+            emissions_g,
+            savings_pct,
+            // Below a hundredth of a percent the oracle's savings are rounding noise (CA-QC).
+            oracle_fraction: (oracle_savings.abs() > 0.01).then(|| savings_pct / oracle_savings),
+            deadline_misses: jobs.iter().filter(|r| r.missed_deadline()).count(),
+            pauses_per_job: jobs.iter().map(|r| r.pauses as f64).sum::<f64>() / n as f64,
+            jobs: jobs.clone(),
+        });
+    }
+    Ok(SimReport { jobs: n, results })
+}
+
+/// Grams emitted running at `power_kw` over `[from, to)` on the actuals.
+fn emitted(actuals: &Series, power_kw: f64, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<f64, SimError> {
+    actuals
+        .integrate(from, to)
+        .map(|gh| gh * power_kw)
+        .map_err(|e| SimError::Internal(e.to_string()))
+}
+
+fn strategy_for(kind: StrategyKind, truth: &Truth<'_>, cfg: &SimConfig, submit: DateTime<Utc>) -> Strategy {
+    match kind {
+        StrategyKind::RunNow => Strategy::RunNow,
+        StrategyKind::FlexibleStart | StrategyKind::OracleFlexibleStart => Strategy::FlexibleStart,
+        StrategyKind::PauseResume | StrategyKind::OraclePauseResume => Strategy::PauseResume,
+        StrategyKind::Threshold => Strategy::Threshold {
+            max_gco2_per_kwh: cfg.threshold.unwrap_or_else(|| {
+                let p = cfg.duration_secs as f64 / (cfg.duration_secs + cfg.slack_secs) as f64;
+                trailing_percentile(truth.actuals, submit, p)
+            }),
+        },
+    }
+}
+
+/// The `p`-quantile (0..1) of the complete slots in the `HISTORY_SECS` before `t`.
+fn trailing_percentile(actuals: &Series, t: DateTime<Utc>, p: f64) -> f64 {
+    let from = t - TimeDelta::seconds(HISTORY_SECS);
+    let mut v: Vec<f64> = match actuals.slice(from, t) {
+        Some(h) => h
+            .values()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| h.slot_start(*i) + TimeDelta::seconds(h.step_secs()) <= t)
+            .map(|(_, x)| *x)
+            .collect(),
+        None => Vec::new(),
+    };
+    if v.is_empty() {
+        return actuals.mean();
+    }
+    v.sort_by(f64::total_cmp);
+    let idx = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    v[idx]
+}
+
+fn run_job(
+    truth: &Truth<'_>,
+    fc: &Forecaster<'_>,
+    cfg: &SimConfig,
+    kind: StrategyKind,
+    submit: DateTime<Utc>,
+) -> Result<JobRun, SimError> {
+    let deadline = submit + TimeDelta::seconds(cfg.duration_secs + cfg.slack_secs);
+    let strategy = strategy_for(kind, truth, cfg, submit);
+    if kind.is_oracle() {
+        return run_oracle(truth, cfg, strategy, submit, deadline);
+    }
+    let actuals = truth.actuals;
+    let mut job = JobRun { submitted: submit, deadline, finished: None, emissions_g: 0.0, pauses: 0, runs: Vec::new() };
+    let mut t = submit;
+    let mut remaining = cfg.duration_secs;
+    let mut state = JobState::NotStarted;
+    while remaining > 0 {
+        if t >= actuals.end() {
+            return Ok(job); // unfinished: a miss
+        }
+        let issued = fc.issue_at(t);
+        let until = deadline.max(t + TimeDelta::seconds(remaining + actuals.step_secs()));
+        let forecast = fc.forecast(issued.issued_at, t, until)?;
+        let plan = plan::decide(&PlanRequest {
+            now: t,
+            remaining_secs: remaining,
+            deadline,
+            strategy,
+            constraints: cfg.constraints,
+            state,
+            pauses_so_far: job.pauses,
+            forecast: &forecast,
+        });
+        // Act until the plan changes, a fresher forecast arrives, or the work is done; a
+        // transition at or before `t` would stall the loop, so it waits for the refresh.
+        let mut next = issued.next_refresh.unwrap_or(actuals.end()).min(actuals.end());
+        if let Some(tr) = plan.next_transition.filter(|tr| *tr > t) {
+            next = next.min(tr);
+        }
+        match plan.action {
+            Action::Run => {
+                if !matches!(state, JobState::Running { .. }) {
+                    state = JobState::Running { since: t };
+                }
+                next = next.min(t + TimeDelta::seconds(remaining));
+                if next <= t {
+                    return Err(SimError::Internal(format!("no progress at {t}")));
+                }
+                job.emissions_g += emitted(actuals, cfg.power_kw, t, next)?;
+                remaining -= (next - t).num_seconds();
+                match job.runs.last_mut() {
+                    Some(last) if last.end == t => last.end = next,
+                    _ => job.runs.push(Interval { start: t, end: next }),
+                }
+                if remaining <= 0 {
+                    job.finished = Some(next);
+                }
+            }
+            Action::Pause => {
+                if matches!(state, JobState::Running { .. }) {
+                    job.pauses += 1;
+                    state = JobState::Paused { since: t };
+                    // The resume will restore from the checkpoint: runtime the job owes from
+                    // now on (the planner's contract, see `plan::remaining_work_secs`).
+                    remaining += cfg.constraints.checkpoint_overhead_secs.max(0);
+                }
+            }
+        }
+        t = next;
+    }
+    Ok(job)
+}
+
+/// Perfect foresight over the whole window, planned once and executed as planned.
+fn run_oracle(
+    truth: &Truth<'_>,
+    cfg: &SimConfig,
+    strategy: Strategy,
+    submit: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+) -> Result<JobRun, SimError> {
+    let actuals = truth.actuals;
+    let window = actuals
+        .slice(submit, deadline)
+        .ok_or_else(|| SimError::Internal(format!("no actuals for {submit} .. {deadline}")))?;
+    let plan = plan::decide(&PlanRequest {
+        now: submit,
+        remaining_secs: cfg.duration_secs,
+        deadline,
+        strategy,
+        constraints: cfg.constraints,
+        state: JobState::NotStarted,
+        pauses_so_far: 0,
+        forecast: &window,
+    });
+    let mut job = JobRun { submitted: submit, deadline, finished: None, emissions_g: 0.0, pauses: 0, runs: Vec::new() };
+    let mut worked = 0;
+    for iv in &plan.intervals {
+        if iv.end <= iv.start {
+            continue;
+        }
+        job.emissions_g += emitted(actuals, cfg.power_kw, iv.start, iv.end)?;
+        worked += (iv.end - iv.start).num_seconds();
+        match job.runs.last_mut() {
+            Some(last) if last.end == iv.start => last.end = iv.end,
+            _ => job.runs.push(*iv),
+        }
+    }
+    job.pauses = job.runs.len().saturating_sub(1) as u32;
+    // The planner's intervals should also hold each pause's checkpoint overhead; only the
+    // work itself is checked, so a planner that omits overhead shows as optimistic oracles
+    // rather than a failed run.
+    let needed = cfg.duration_secs;
+    if worked < needed {
+        return Err(SimError::Internal(format!(
+            "oracle plan for the job submitted at {submit} covers {} of the {} needed",
+            format_secs(worked),
+            format_secs(needed)
+        )));
+    }
+    job.finished = job.runs.last().map(|r| r.end);
+    Ok(job)
+}
+
+#[cfg(test)]
+mod tests;
