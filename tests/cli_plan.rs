@@ -7,7 +7,11 @@ use std::io::Write;
 const NOW: &str = "2024-03-01T06:00:00Z";
 
 fn example() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gpu-training.yaml")).unwrap()
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/gpu-training.yaml"
+    ))
+    .unwrap()
 }
 
 fn manifest(text: &str) -> tempfile::NamedTempFile {
@@ -29,7 +33,12 @@ fn plan(file: &std::path::Path, extra: &[&str]) -> Command {
 #[test]
 fn plans_the_example_as_json() {
     let f = manifest(&example());
-    let out = plan(f.path(), &["--format", "json"]).assert().success().get_output().stdout.clone();
+    let out = plan(f.path(), &["--format", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["region"], "DE");
     assert_eq!(v["forecastSource"], "embedded (historical replay)");
@@ -42,7 +51,10 @@ fn plans_the_example_as_json() {
     let planned: i64 = runs.iter().map(|r| r["seconds"].as_i64().unwrap()).sum();
     assert!(planned >= 6 * 3600, "plans the whole runtime: {v}");
     let last_end = runs.last().unwrap()["end"].as_str().unwrap();
-    assert!(last_end <= "2024-03-02T06:00:00Z", "ends by the deadline: {last_end}");
+    assert!(
+        last_end <= "2024-03-02T06:00:00Z",
+        "ends by the deadline: {last_end}"
+    );
     // Shifting never plans dirtier than running at once.
     assert!(v["expectedGrams"].as_f64().unwrap() <= v["runNowGrams"].as_f64().unwrap() + 1e-6);
 }
@@ -61,7 +73,12 @@ fn table_output_names_the_decision() {
 #[test]
 fn run_now_runs_now() {
     let f = manifest(&example().replace("strategy: PauseAndResume", "strategy: RunNow"));
-    let out = plan(f.path(), &["--format", "json"]).assert().success().get_output().stdout.clone();
+    let out = plan(f.path(), &["--format", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["action"], "Run");
     assert_eq!(v["phase"], "Running");
@@ -74,14 +91,22 @@ fn a_deadline_too_close_is_an_input_error() {
     plan(f.path(), &[])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("leaves less than expectedDuration"));
+        .stderr(predicate::str::contains(
+            "leaves less than expectedDuration",
+        ));
 }
 
 #[test]
 fn no_power_model_is_an_input_error_with_the_fix() {
     let text = example()
-        .replace("  power:\n    wattsPerGpu: 400           # A100 SXM board power\n    pue: 1.2\n", "")
-        .replace("                  nvidia.com/gpu: 1", "                  cpu: \"4\"");
+        .replace(
+            "  power:\n    wattsPerGpu: 400           # A100 SXM board power\n    pue: 1.2\n",
+            "",
+        )
+        .replace(
+            "                  nvidia.com/gpu: 1",
+            "                  cpu: \"4\"",
+        );
     let f = manifest(&text);
     plan(f.path(), &[])
         .assert()
@@ -92,5 +117,8 @@ fn no_power_model_is_an_input_error_with_the_fix() {
 #[test]
 fn not_a_manifest_is_an_input_error() {
     let f = manifest("kind: [");
-    plan(f.path(), &[]).assert().code(2).stderr(predicate::str::contains("not a CarbonAwareJob"));
+    plan(f.path(), &[])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a CarbonAwareJob"));
 }

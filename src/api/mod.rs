@@ -66,7 +66,7 @@ pub const DEFAULT_WATTS_PER_GPU: f64 = 400.0;
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
     printcolumn(name = "Region", type_ = "string", json_path = ".status.region", description = "Grid zone planned with"),
     printcolumn(name = "Intensity", type_ = "number", json_path = ".status.currentIntensity", description = "Grid intensity now (gCO2eq/kWh)"),
-    printcolumn(name = "Next", type_ = "date", json_path = ".status.nextTransitionTime", description = "Next planned start/pause"),
+    printcolumn(name = "Next", type_ = "string", json_path = ".status.nextTransitionTime", description = "Next planned start/pause"),
     printcolumn(name = "Avoided(g)", type_ = "number", json_path = ".status.avoidedGrams", description = "Emissions avoided so far versus running at once (gCO2eq)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -118,7 +118,9 @@ pub struct TemplateMetadata {
 }
 
 /// Scheduling policy.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 pub enum StrategyName {
     /// Start at once and run to completion (the baseline; no shifting).
     RunNow,
@@ -340,10 +342,7 @@ pub struct CarbonAwareJobStatus {
 /// replaced by a schemaless object (see the module docs for why).
 fn job_spec_schema(generator: &mut SchemaGenerator) -> Schema {
     let mut schema = generator.subschema_for::<JobSpec>();
-    if let Some(props) = schema
-        .get_mut("properties")
-        .and_then(|p| p.as_object_mut())
-    {
+    if let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
         props.insert(
             "template".into(),
             json_schema!({

@@ -4,7 +4,10 @@
 use super::*;
 use kube::CustomResourceExt;
 
-const CRD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/carbonshift.io_carbonawarejobs.yaml");
+const CRD_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/crds/carbonshift.io_carbonawarejobs.yaml"
+);
 
 #[test]
 fn checked_in_crd_is_current() {
@@ -20,14 +23,20 @@ fn checked_in_crd_is_current() {
 #[test]
 fn names_match_the_public_contract() {
     let crd = CarbonAwareJob::crd();
-    assert_eq!(crd.metadata.name.as_deref(), Some("carbonawarejobs.carbonshift.io"));
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("carbonawarejobs.carbonshift.io")
+    );
     assert_eq!(crd.spec.group, "carbonshift.io");
     assert_eq!(crd.spec.scope, "Namespaced");
     let names = &crd.spec.names;
     assert_eq!(names.kind, "CarbonAwareJob");
     assert_eq!(names.plural, "carbonawarejobs");
     assert_eq!(names.short_names.as_deref(), Some(&["caj".to_string()][..]));
-    assert_eq!(names.categories.as_deref(), Some(&["carbonshift".to_string()][..]));
+    assert_eq!(
+        names.categories.as_deref(),
+        Some(&["carbonshift".to_string()][..])
+    );
     let v = &crd.spec.versions[0];
     assert_eq!(v.name, "v1alpha1");
     assert!(v.subresources.as_ref().unwrap().status.is_some());
@@ -38,7 +47,10 @@ fn names_match_the_public_contract() {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(cols, ["Phase", "Region", "Intensity", "Next", "Avoided(g)", "Age"]);
+    assert_eq!(
+        cols,
+        ["Phase", "Region", "Intensity", "Next", "Avoided(g)", "Age"]
+    );
 }
 
 #[test]
@@ -60,9 +72,20 @@ fn schema_has_cel_rules_descriptions_and_stays_small() {
     let crd = CarbonAwareJob::crd();
     let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
     let mut undocumented = Vec::new();
-    walk(&schema["openAPIV3Schema"]["properties"]["spec"], "spec", &mut undocumented);
-    walk(&schema["openAPIV3Schema"]["properties"]["status"], "status", &mut undocumented);
-    assert!(undocumented.is_empty(), "fields without description: {undocumented:?}");
+    walk(
+        &schema["openAPIV3Schema"]["properties"]["spec"],
+        "spec",
+        &mut undocumented,
+    );
+    walk(
+        &schema["openAPIV3Schema"]["properties"]["status"],
+        "status",
+        &mut undocumented,
+    );
+    assert!(
+        undocumented.is_empty(),
+        "fields without description: {undocumented:?}"
+    );
 }
 
 fn walk(node: &serde_json::Value, path: &str, out: &mut Vec<String>) {

@@ -10,7 +10,9 @@ use super::{CliResult, Failure, Format};
 ///   carbonshift crd > crds/carbonshift.io_carbonawarejobs.yaml
 ///   carbonshift crd | kubectl apply --server-side -f -
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  carbonshift crd | kubectl apply --server-side -f -\n  carbonshift crd --format json | jq .spec.versions[0].schema")]
+#[command(
+    after_help = "Example:\n  carbonshift crd | kubectl apply --server-side -f -\n  carbonshift crd --format json | jq .spec.versions[0].schema"
+)]
 pub struct Args {
     /// Output format: table (YAML, the default) or json.
     #[arg(long, value_enum, default_value = "table")]
@@ -25,7 +27,11 @@ pub async fn run(args: Args) -> CliResult {
             s.push('\n');
             s
         }
-        Format::Csv => return Err(Failure::input("the CRD has no CSV form; use --format table (YAML) or json")),
+        Format::Csv => {
+            return Err(Failure::input(
+                "the CRD has no CSV form; use --format table (YAML) or json",
+            ))
+        }
     };
     print!("{text}");
     Ok(())

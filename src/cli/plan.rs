@@ -101,9 +101,20 @@ pub async fn run(args: Args) -> CliResult {
     let now = args.now.unwrap_or_else(Utc::now);
 
     let table = args.forecast.region_table().map_err(Failure::input)?;
-    let spec_region = caj.spec.region.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    let resolved = crate::region::resolve(spec_region, args.region.as_deref(), &[], &table, args.forecast.provider)
-        .map_err(|e| Failure::input(format!("{e} (or pass --region)")))?;
+    let spec_region = caj
+        .spec
+        .region
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let resolved = crate::region::resolve(
+        spec_region,
+        args.region.as_deref(),
+        &[],
+        &table,
+        args.forecast.provider,
+    )
+    .map_err(|e| Failure::input(format!("{e} (or pass --region)")))?;
     let region = resolved.provider_region;
 
     let config = ProviderConfig::from_args(&args.forecast).map_err(failure)?;
@@ -144,7 +155,11 @@ pub async fn run(args: Args) -> CliResult {
                         start: i.start,
                         end: i.end,
                         seconds: secs,
-                        mean_grams_per_kwh: if secs > 0 { g * 3600.0 / secs as f64 } else { 0.0 },
+                        mean_grams_per_kwh: if secs > 0 {
+                            g * 3600.0 / secs as f64
+                        } else {
+                            0.0
+                        },
                     }
                 })
                 .collect()
@@ -153,7 +168,11 @@ pub async fn run(args: Args) -> CliResult {
     let running = st.running_since.is_some();
     let now_s = crate::api::time::trunc(now);
     let report = Report {
-        namespace: caj.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        namespace: caj
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         name: caj.metadata.name.clone().unwrap_or_default(),
         now: now_s,
         region: region.clone(),
@@ -175,7 +194,10 @@ pub async fn run(args: Args) -> CliResult {
             .map(|c| c.reason.clone())
             .unwrap_or_default(),
         phase: st.phase.map(|p| p.as_str().to_string()).unwrap_or_default(),
-        next_transition_time: st.next_transition_time.as_ref().map(crate::api::time::from_time),
+        next_transition_time: st
+            .next_transition_time
+            .as_ref()
+            .map(crate::api::time::from_time),
         next_action: st.next_action.clone(),
         expected_grams: out.plan.as_ref().map(|p| p.expected_grams_per_kw * kw),
         run_now_grams: (remaining > 0)
@@ -191,7 +213,8 @@ pub async fn run(args: Args) -> CliResult {
     let _ = reason_name;
     match args.format {
         Format::Json => {
-            let s = serde_json::to_string_pretty(&report).map_err(|e| Failure::runtime(e.to_string()))?;
+            let s = serde_json::to_string_pretty(&report)
+                .map_err(|e| Failure::runtime(e.to_string()))?;
             println!("{s}");
         }
         Format::Table => print!("{}", table_text(&report)),
@@ -233,13 +256,19 @@ fn table_text(r: &Report) -> String {
         s,
         "Now              {}  {}",
         ts(r.now),
-        r.current_intensity.map(|g| format!("{g} gCO2eq/kWh")).unwrap_or_default()
+        r.current_intensity
+            .map(|g| format!("{g} gCO2eq/kWh"))
+            .unwrap_or_default()
     );
     let _ = writeln!(s, "Strategy         {}", r.strategy);
     let _ = writeln!(s, "Deadline         {}", ts(r.deadline));
     let _ = writeln!(s, "Remaining        {}", dur(r.remaining_seconds));
     let _ = writeln!(s, "Power            {} = {:.3} kW", r.power, r.power_kw);
-    let _ = writeln!(s, "Decision         {} ({}), phase {}", r.action, r.reason, r.phase);
+    let _ = writeln!(
+        s,
+        "Decision         {} ({}), phase {}",
+        r.action, r.reason, r.phase
+    );
     match (&r.next_transition_time, &r.next_action) {
         (Some(t), Some(a)) => {
             let _ = writeln!(s, "Next transition  {a} at {}", ts(*t));
@@ -250,7 +279,11 @@ fn table_text(r: &Report) -> String {
     }
     if !r.planned_runs.is_empty() {
         let _ = writeln!(s, "Planned runs");
-        let _ = writeln!(s, "  {:<22} {:<22} {:>9} {:>12}", "START", "END", "DURATION", "MEAN g/kWh");
+        let _ = writeln!(
+            s,
+            "  {:<22} {:<22} {:>9} {:>12}",
+            "START", "END", "DURATION", "MEAN g/kWh"
+        );
         for run in &r.planned_runs {
             let _ = writeln!(
                 s,
@@ -264,7 +297,10 @@ fn table_text(r: &Report) -> String {
     }
     if let (Some(e), Some(b)) = (r.expected_grams, r.run_now_grams) {
         let pct = if b > 0.0 { (1.0 - e / b) * 100.0 } else { 0.0 };
-        let _ = writeln!(s, "Expected         {e:.0} gCO2eq (running now: {b:.0} g; {pct:.1} % less)");
+        let _ = writeln!(
+            s,
+            "Expected         {e:.0} gCO2eq (running now: {b:.0} g; {pct:.1} % less)"
+        );
     }
     for ev in &r.events {
         let _ = writeln!(s, "Event            {ev}");

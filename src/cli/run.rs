@@ -55,7 +55,11 @@ pub struct Args {
     pub leader_election: bool,
 
     /// Name of the leader-election Lease.
-    #[arg(long, env = "CARBONSHIFT_LEASE_NAME", default_value = "carbonshift-leader")]
+    #[arg(
+        long,
+        env = "CARBONSHIFT_LEASE_NAME",
+        default_value = "carbonshift-leader"
+    )]
     pub lease_name: String,
 
     /// Namespace of the Lease (default: POD_NAMESPACE, else the client's default namespace).
@@ -67,7 +71,12 @@ pub struct Args {
     pub status_interval: i64,
 
     /// Log format (filter with RUST_LOG).
-    #[arg(long, env = "CARBONSHIFT_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "CARBONSHIFT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -120,7 +129,10 @@ fn spawn_signal_handler(tx: watch::Sender<Stop>) {
 /// list nodes the operator relies on `--region` / `spec.region`).
 async fn node_regions(client: &Client) -> Vec<String> {
     let nodes: Api<Node> = Api::all(client.clone());
-    match nodes.list_metadata(&ListParams::default().labels(REGION_LABEL)).await {
+    match nodes
+        .list_metadata(&ListParams::default().labels(REGION_LABEL))
+        .await
+    {
         Ok(list) => {
             let mut v: Vec<String> = list
                 .items
@@ -195,7 +207,12 @@ pub async fn run(args: Args) -> CliResult {
     });
 
     let ident = identity();
-    let mut ctx = Context::new(client.clone(), cache.clone(), metrics.clone(), Some(ident.clone()));
+    let mut ctx = Context::new(
+        client.clone(),
+        cache.clone(),
+        metrics.clone(),
+        Some(ident.clone()),
+    );
     ctx.resolve_region = resolver;
     ctx.persist_every = TimeDelta::seconds(args.status_interval);
     let ctx = Arc::new(ctx);
@@ -245,7 +262,13 @@ pub async fn run(args: Args) -> CliResult {
         })
     });
 
-    let result = controller::run(ctx, args.namespace.clone(), Some(cache.subscribe()), stopped(stop_rx.clone())).await;
+    let result = controller::run(
+        ctx,
+        args.namespace.clone(),
+        Some(cache.subscribe()),
+        stopped(stop_rx.clone()),
+    )
+    .await;
     // The controller can also end on its own (watch failure); stop everything else.
     let _ = stop_tx.send_if_modified(|s| {
         if *s == Stop::Running {
@@ -263,7 +286,9 @@ pub async fn run(args: Args) -> CliResult {
     let _ = http.await;
     result.map_err(|e| Failure::runtime(format!("controller: {e}")))?;
     if *stop_rx.borrow() == Stop::LostLeadership {
-        return Err(Failure::runtime("lost leadership; exiting so a restart rejoins as standby"));
+        return Err(Failure::runtime(
+            "lost leadership; exiting so a restart rejoins as standby",
+        ));
     }
     tracing::info!("stopped");
     Ok(())

@@ -211,8 +211,13 @@ fn net_runtime(st: &CarbonAwareJobStatus, v: &ValidSpec) -> i64 {
 
 /// Where the baseline accrued so far ends.
 fn baseline_until(st: &CarbonAwareJobStatus, v: &ValidSpec, window_secs: i64) -> DateTime<Utc> {
-    let last = st.last_accounted_time.as_ref().map(time::from_time).unwrap_or(v.created);
-    last.min(v.created + TimeDelta::seconds(window_secs)).max(v.created)
+    let last = st
+        .last_accounted_time
+        .as_ref()
+        .map(time::from_time)
+        .unwrap_or(v.created);
+    last.min(v.created + TimeDelta::seconds(window_secs))
+        .max(v.created)
 }
 
 /// Integrates the ledger from `lastAccountedTime` to `to` (see the module doc). With
@@ -225,7 +230,11 @@ fn accrue(
     final_runtime: bool,
 ) {
     let series = &intens.series;
-    let from = st.last_accounted_time.as_ref().map(time::from_time).unwrap_or(v.created);
+    let from = st
+        .last_accounted_time
+        .as_ref()
+        .map(time::from_time)
+        .unwrap_or(v.created);
     let window_before = v.expected_secs.max(net_runtime(st, v));
     let b_from = baseline_until(st, v, window_before);
     if to > from && st.running_since.is_some() {
@@ -239,7 +248,10 @@ fn accrue(
     } else {
         v.expected_secs.max(net_runtime(st, v))
     };
-    let b_to = to.max(from).min(v.created + TimeDelta::seconds(window_after)).max(v.created);
+    let b_to = to
+        .max(from)
+        .min(v.created + TimeDelta::seconds(window_after))
+        .max(v.created);
     if b_to > b_from {
         st.baseline_grams += v.power_kw * integrate_clamped(series, b_from, b_to);
     } else if b_to < b_from {
@@ -248,9 +260,7 @@ fn accrue(
         st.baseline_grams = st.baseline_grams.max(0.0);
     }
     st.avoided_grams = st.baseline_grams - st.emissions_grams;
-    if to > from {
-        st.last_accounted_time = Some(time::to_time(to));
-    }
+    st.last_accounted_time = Some(time::to_time(to.max(from)));
 }
 
 /// The child Job as carbonshift wants it.
@@ -291,14 +301,31 @@ pub fn child_job(caj: &CarbonAwareJob, v: &ValidSpec, suspend: bool) -> Job {
 /// The outcome for a CarbonAwareJob carbonshift cannot act on: `Ready=False` with
 /// `reason`, a Warning Event when that is news, the ledger and the child Job untouched
 /// (never overwritten with zeros), and no requeue (a spec change triggers the next look).
-pub fn reject(caj: &CarbonAwareJob, reason: &'static str, message: String, now: DateTime<Utc>) -> Outcome {
+pub fn reject(
+    caj: &CarbonAwareJob,
+    reason: &'static str,
+    message: String,
+    now: DateTime<Utc>,
+) -> Outcome {
     let now = time::trunc(now);
     let old = caj.status_or_default();
     let mut st = old.clone();
     st.observed_generation = caj.meta().generation;
     st.phase = Some(st.phase.unwrap_or(Phase::Pending));
-    let was = old.conditions.iter().find(|c| c.type_ == READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
-    set_condition(&mut st.conditions, READY, false, reason, message.clone(), st.observed_generation, now);
+    let was = old
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    set_condition(
+        &mut st.conditions,
+        READY,
+        false,
+        reason,
+        message.clone(),
+        st.observed_generation,
+        now,
+    );
     let news = was != Some(("False".into(), reason.to_string(), message.clone()));
     let write = st != old;
     let mut o = Outcome::unchanged(st);
@@ -361,13 +388,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     }
     let region = match obs.region {
         Ok(r) => r,
-        Err(why) => {
-            return reject(
-                st,
-                "RegionUnknown",
-                why.to_string(),
-            )
-        }
+        Err(why) => return reject(st, "RegionUnknown", why.to_string()),
     };
     st.region = Some(region.to_string());
     st.deadline = Some(time::to_time(v.deadline));
@@ -389,7 +410,11 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     if let Some((phase, at, msg)) = obs.child.and_then(child_finished) {
         let at = time::trunc(at.unwrap_or(now).min(now));
         if let Some(i) = intens {
-            let last = st.last_accounted_time.as_ref().map(time::from_time).unwrap_or(v.created);
+            let last = st
+                .last_accounted_time
+                .as_ref()
+                .map(time::from_time)
+                .unwrap_or(v.created);
             accrue(&mut st, &v, i, at.max(last), true);
         }
         st.phase = Some(phase);
@@ -421,8 +446,24 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         } else {
             format!("child Job failed ({msg}): {ledger}")
         };
-        set_condition(&mut st.conditions, RUNNING, false, reason, message.clone(), generation, now);
-        set_condition(&mut st.conditions, READY, true, reason, "finished".into(), generation, now);
+        set_condition(
+            &mut st.conditions,
+            RUNNING,
+            false,
+            reason,
+            message.clone(),
+            generation,
+            now,
+        );
+        set_condition(
+            &mut st.conditions,
+            READY,
+            true,
+            reason,
+            "finished".into(),
+            generation,
+            now,
+        );
         notes.push(Note {
             warning: !ok,
             reason,
@@ -498,7 +539,9 @@ pub fn build(obs: Observed<'_>) -> Outcome {
             transition = Some(Transition::Resume);
         }
         let (ev, verb) = match (reason, first) {
-            (Reason::DeadlineGuard, _) => ("DeadlineGuard", if first { "started" } else { "resumed" }),
+            (Reason::DeadlineGuard, _) => {
+                ("DeadlineGuard", if first { "started" } else { "resumed" })
+            }
             (_, true) => ("Started", "started"),
             (_, false) => ("Resumed", "resumed"),
         };
@@ -525,7 +568,8 @@ pub fn build(obs: Observed<'_>) -> Outcome {
                 "paused at {intensity_txt} ({}): {} runtime left{}",
                 reason_name(reason),
                 crate::duration::format_secs(remaining.max(0)),
-                next.map(|t| format!(", resuming at {}", fmt_t(t))).unwrap_or_default()
+                next.map(|t| format!(", resuming at {}", fmt_t(t)))
+                    .unwrap_or_default()
             ),
         });
     }
@@ -547,7 +591,10 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         notes.push(Note {
             warning: true,
             reason: "DeadlineMissed",
-            message: format!("deadline {} passed before the job finished", fmt_t(v.deadline)),
+            message: format!(
+                "deadline {} passed before the job finished",
+                fmt_t(v.deadline)
+            ),
         });
     }
 
@@ -560,7 +607,9 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     });
     st.next_transition_time = next.map(time::to_time);
     st.next_action = next.map(|_| if run { "Pause" } else { "Run" }.to_string());
-    let first_interval = plan.as_ref().and_then(|p| p.intervals.first().map(|i| i.start));
+    let first_interval = plan
+        .as_ref()
+        .and_then(|p| p.intervals.first().map(|i| i.start));
     st.planned_start = st
         .start_time
         .clone()
@@ -596,14 +645,22 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         (false, Some(t)) => format!("suspended; planned start at {}", fmt_t(t)),
         (false, None) => "suspended".to_string(),
     };
-    set_condition(&mut st.conditions, RUNNING, run, reason_name(reason), running_msg, generation, now);
+    set_condition(
+        &mut st.conditions,
+        RUNNING,
+        run,
+        reason_name(reason),
+        running_msg,
+        generation,
+        now,
+    );
 
     // Child Job: apply when missing or when suspension differs.
     let live_suspend = obs
         .child
         .map(|j| j.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false));
     let job = match live_suspend {
-        Some(s) if s == !run => None,
+        Some(suspended) if suspended != run => None,
         _ => Some(child_job(caj, &v, !run)),
     };
     if obs.child.is_none() && old.job_name.is_some() {
@@ -623,7 +680,11 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     // Without intensities nothing accrues, so there is nothing to persist.
     let stale = intens.is_some() && last_written.is_none_or(|t| now - t >= obs.persist_every);
     let write_status = material(&st) != material(&old) || stale || transition.is_some();
-    let persisted_at = if write_status { now } else { last_written.unwrap_or(now) };
+    let persisted_at = if write_status {
+        now
+    } else {
+        last_written.unwrap_or(now)
+    };
     let mut requeue = obs.persist_every - (now - persisted_at);
     if let Some(t) = next {
         requeue = requeue.min(t - now);

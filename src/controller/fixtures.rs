@@ -1,0 +1,290 @@
+//! Test fixtures: a mocked API server (the ApiServerVerifier pattern: the test plays the
+//! API server, asserting each request the reconciler makes, in order, and answering it),
+//! a static intensity feed and CarbonAwareJob/Job builders.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use http::{Method, Request, Response};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use kube::client::Body;
+use kube::{Client, Resource};
+use serde_json::{json, Value};
+
+use super::intensity::{Feed, Intensities};
+use super::Context;
+use crate::api::{time, CarbonAwareJob, CarbonAwareJobStatus};
+use crate::forecast::ForecastError;
+use crate::metrics::Metrics;
+use crate::series::Series;
+
+pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+pub type Responder = tower_test::mock::SendResponse<Response<Body>>;
+
+/// The instant every test runs at.
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap()
+}
+
+pub fn at(mins: i64) -> DateTime<Utc> {
+    now() + TimeDelta::minutes(mins)
+}
+
+/// Hourly intensities starting 24 h before [`now`]: `past` for the past day, then
+/// `future[i]` for hour `i` from now, then 300 for the rest of three days.
+pub fn series(past: f64, future: &[f64]) -> Series {
+    let mut v = vec![past; 24];
+    v.extend_from_slice(future);
+    v.resize(24 + 72, 300.0);
+    Series::new(now() - TimeDelta::hours(24), 3600, v).unwrap()
+}
+
+/// A feed that always answers with one series.
+pub struct StaticFeed(pub Series);
+
+#[async_trait]
+impl Feed for StaticFeed {
+    async fn get(
+        &self,
+        _region: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<Arc<Intensities>, ForecastError> {
+        Ok(Arc::new(Intensities {
+            series: self.0.clone(),
+            provenance: "static".into(),
+        }))
+    }
+}
+
+/// A context on a mocked API server, pinned to [`now`] (+ `offset_mins`).
+pub fn context(series: Series, offset_mins: i64) -> (Arc<Context>, ApiServer) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let mut ctx = Context::new(
+        client,
+        Arc::new(StaticFeed(series)),
+        Metrics::new().unwrap(),
+        None,
+    );
+    ctx.clock = Arc::new(move || at(offset_mins));
+    ctx.resolve_region = Arc::new(|r: Option<&str>| Ok(r.unwrap_or("DE").to_string()));
+    (Arc::new(ctx), ApiServer(handle))
+}
+
+/// A CarbonAwareJob `ml/train` created 10 minutes before [`now`].
+pub fn caj(strategy: &str, expected: &str, schedule_extra: Value) -> CarbonAwareJob {
+    let mut schedule =
+        json!({"strategy": strategy, "maxDelay": "24h", "expectedDuration": expected});
+    if let (Some(s), Some(extra)) = (schedule.as_object_mut(), schedule_extra.as_object()) {
+        for (k, v) in extra {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "carbonshift.io/v1alpha1",
+        "kind": "CarbonAwareJob",
+        "metadata": {
+            "name": "train", "namespace": "ml", "uid": "caj-uid", "generation": 1,
+            "creationTimestamp": time::to_time(at(-10)),
+        },
+        "spec": {
+            "schedule": schedule,
+            "power": {"watts": 1000.0, "pue": 1.0},
+            "template": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "train", "image": "trainer:1"}]
+            }}}}
+        }
+    }))
+    .unwrap()
+}
+
+pub fn with_status(mut c: CarbonAwareJob, status: CarbonAwareJobStatus) -> CarbonAwareJob {
+    c.status = Some(status);
+    c
+}
+
+/// The child Job as the API server would return it.
+pub fn child(c: &CarbonAwareJob, suspend: bool, condition: Option<&str>) -> Job {
+    let v = super::validate(c, now()).unwrap();
+    let mut job = super::build::child_job(c, &v, suspend);
+    job.metadata.uid = Some("job-uid".into());
+    if let Some(t) = condition {
+        job.status = Some(JobStatus {
+            conditions: Some(vec![JobCondition {
+                type_: t.into(),
+                status: "True".into(),
+                reason: Some(
+                    if t == "Failed" {
+                        "BackoffLimitExceeded"
+                    } else {
+                        "Completed"
+                    }
+                    .into(),
+                ),
+                message: Some("done".into()),
+                last_transition_time: Some(time::to_time(at(-1))),
+                ..JobCondition::default()
+            }]),
+            completion_time: (t == "Complete").then(|| time::to_time(at(-1))),
+            ..JobStatus::default()
+        });
+    }
+    job
+}
+
+fn respond(tx: Responder, code: u16, body: &Value) {
+    tx.send_response(
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap(),
+    );
+}
+
+/// One request the reconciler made.
+pub struct Call {
+    pub method: Method,
+    pub uri: String,
+    pub body: Value,
+    tx: Responder,
+}
+
+impl Call {
+    pub fn reply(self, code: u16, body: &Value) {
+        respond(self.tx, code, body)
+    }
+
+    pub fn not_found(self) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "NotFound", "code": 404, "message": "not found"});
+        self.reply(404, &status)
+    }
+
+    /// Answers with the request body (what an apply/create returns).
+    pub fn echo(self) {
+        let body = self.body.clone();
+        self.reply(200, &body)
+    }
+}
+
+/// The test's side of the mocked API server.
+pub struct ApiServer(pub Handle);
+
+impl ApiServer {
+    pub async fn next(&mut self) -> Call {
+        let (req, tx) = tokio::time::timeout(Duration::from_secs(5), self.0.next_request())
+            .await
+            .expect("the reconciler made no further request")
+            .expect("service dropped");
+        let method = req.method().clone();
+        let uri = req.uri().to_string();
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        Call {
+            method,
+            uri,
+            body,
+            tx,
+        }
+    }
+
+    /// Expects `GET .../jobs/train` and answers with `job` or 404.
+    pub async fn get_child(&mut self, job: Option<&Job>) {
+        let call = self.next().await;
+        assert_eq!(call.method, Method::GET, "{}", call.uri);
+        assert_eq!(call.uri, "/apis/batch/v1/namespaces/ml/jobs/train");
+        match job {
+            Some(j) => {
+                let v = serde_json::to_value(j).unwrap();
+                call.reply(200, &v)
+            }
+            None => call.not_found(),
+        }
+    }
+
+    /// Expects a server-side apply of the child Job; returns its body.
+    pub async fn apply_child(&mut self) -> Value {
+        let call = self.next().await;
+        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
+        assert!(
+            call.uri
+                .starts_with("/apis/batch/v1/namespaces/ml/jobs/train?"),
+            "{}",
+            call.uri
+        );
+        assert!(
+            call.uri.contains("fieldManager=carbonshift"),
+            "{}",
+            call.uri
+        );
+        assert!(call.uri.contains("force=true"), "{}", call.uri);
+        let body = call.body.clone();
+        call.echo();
+        body
+    }
+
+    /// Expects a server-side apply of the status; returns the status written.
+    pub async fn apply_status(&mut self, c: &CarbonAwareJob) -> CarbonAwareJobStatus {
+        let call = self.next().await;
+        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
+        assert!(
+            call.uri.starts_with(
+                "/apis/carbonshift.io/v1alpha1/namespaces/ml/carbonawarejobs/train/status?"
+            ),
+            "{}",
+            call.uri
+        );
+        assert!(
+            call.uri.contains("fieldManager=carbonshift"),
+            "{}",
+            call.uri
+        );
+        assert_eq!(call.body["kind"], "CarbonAwareJob");
+        let status: CarbonAwareJobStatus =
+            serde_json::from_value(call.body["status"].clone()).unwrap();
+        let mut obj = serde_json::to_value(c).unwrap();
+        obj["status"] = call.body["status"].clone();
+        call.reply(200, &obj);
+        status
+    }
+
+    /// Expects an Event; returns (type, reason, note).
+    pub async fn event(&mut self) -> (String, String, String) {
+        let call = self.next().await;
+        assert_eq!(call.method, Method::POST, "{}", call.uri);
+        assert!(
+            call.uri
+                .starts_with("/apis/events.k8s.io/v1/namespaces/ml/events"),
+            "{}",
+            call.uri
+        );
+        let b = call.body.clone();
+        assert_eq!(b["regarding"]["name"], "train");
+        let out = (
+            b["type"].as_str().unwrap_or_default().to_string(),
+            b["reason"].as_str().unwrap_or_default().to_string(),
+            b["note"].as_str().unwrap_or_default().to_string(),
+        );
+        call.echo();
+        out
+    }
+}
+
+/// The owner reference the child Job must carry.
+pub fn assert_owned(job: &Value, c: &CarbonAwareJob) {
+    let o = &job["metadata"]["ownerReferences"][0];
+    assert_eq!(o["uid"], "caj-uid");
+    assert_eq!(o["controller"], true);
+    assert_eq!(o["kind"], CarbonAwareJob::kind(&()).as_ref());
+    assert_eq!(
+        job["metadata"]["labels"]["carbonshift.io/job"],
+        c.metadata.name.clone().unwrap()
+    );
+}

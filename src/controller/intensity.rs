@@ -26,7 +26,11 @@ pub struct Intensities {
 /// Source of intensities for the reconciler.
 #[async_trait]
 pub trait Feed: Send + Sync {
-    async fn get(&self, region: &str, now: DateTime<Utc>) -> Result<Arc<Intensities>, ForecastError>;
+    async fn get(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Intensities>, ForecastError>;
 }
 
 /// A [`Feed`] straight from a provider, without caching: for `plan -f` and tests.
@@ -36,7 +40,11 @@ pub struct SourceFeed(pub Arc<dyn ForecastSource>);
 /// refresh, history merged in, stale/fallback data labelled in the provenance).
 #[async_trait]
 impl Feed for crate::forecast::Cache {
-    async fn get(&self, region: &str, now: DateTime<Utc>) -> Result<Arc<Intensities>, ForecastError> {
+    async fn get(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Intensities>, ForecastError> {
         let c = crate::forecast::Cache::get(self, region, now).await?;
         Ok(Arc::new(Intensities {
             series: c.series().clone(),
@@ -56,7 +64,11 @@ pub fn provenance(source: &str, historical_replay: bool) -> String {
 
 #[async_trait]
 impl Feed for SourceFeed {
-    async fn get(&self, region: &str, now: DateTime<Utc>) -> Result<Arc<Intensities>, ForecastError> {
+    async fn get(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Intensities>, ForecastError> {
         let f = self.0.fetch(region, now).await?;
         Ok(Arc::new(Intensities {
             provenance: provenance(&f.source, f.historical_replay),
@@ -68,7 +80,11 @@ impl Feed for SourceFeed {
 /// The forecast cut to `[now, until)`, extended past its horizon with the mean of the same
 /// slot of the day over the whole series (its daily profile): real forecasts reach 24-72 h,
 /// deadlines may lie further out. Returns `None` when the series does not cover `now`.
-pub fn planning_series(series: &Series, now: DateTime<Utc>, until: DateTime<Utc>) -> Option<Series> {
+pub fn planning_series(
+    series: &Series,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Option<Series> {
     series.index_of(now)?;
     let step = series.step_secs();
     let until = until.max(now + TimeDelta::seconds(step));
@@ -123,7 +139,8 @@ pub fn integrate_clamped(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>
     if to <= from {
         return 0.0;
     }
-    let hours = |a: DateTime<Utc>, b: DateTime<Utc>| (b - a).num_milliseconds().max(0) as f64 / 3.6e6;
+    let hours =
+        |a: DateTime<Utc>, b: DateTime<Utc>| (b - a).num_milliseconds().max(0) as f64 / 3.6e6;
     let (start, end) = (series.start(), series.end());
     let first = series.values().first().copied().unwrap_or(0.0);
     let last = series.values().last().copied().unwrap_or(0.0);
@@ -166,7 +183,9 @@ mod tests {
     #[test]
     fn extends_past_the_horizon_with_the_daily_profile() {
         // Two days: hour h has value h (day 1) and h + 10 (day 2): profile mean h + 5.
-        let vals: Vec<f64> = (0..48).map(|i| (i % 24) as f64 + if i >= 24 { 10.0 } else { 0.0 }).collect();
+        let vals: Vec<f64> = (0..48)
+            .map(|i| (i % 24) as f64 + if i >= 24 { 10.0 } else { 0.0 })
+            .collect();
         let s = Series::new(t(0), 3600, vals).unwrap();
         let p = planning_series(&s, t(40), t(52)).unwrap();
         assert_eq!(p.start(), t(40));
@@ -180,7 +199,10 @@ mod tests {
     #[test]
     fn clamped_integral_uses_nearest_values_outside() {
         let s = Series::new(t(1), 3600, vec![100.0, 200.0]).unwrap();
-        assert_eq!(integrate_clamped(&s, t(0), t(4)), 100.0 + 100.0 + 200.0 + 200.0);
+        assert_eq!(
+            integrate_clamped(&s, t(0), t(4)),
+            100.0 + 100.0 + 200.0 + 200.0
+        );
         assert_eq!(integrate_clamped(&s, t(1), t(2)), 100.0);
         assert_eq!(integrate_clamped(&s, t(2), t(1)), 0.0);
         assert_eq!(value_clamped(&s, t(9)), 200.0);

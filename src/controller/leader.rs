@@ -90,7 +90,8 @@ impl Elector {
             lease.spec = Some(self.spec(transitions, spec.acquire_time.clone()));
         } else if holder.is_some() {
             let rv = lease.metadata.resource_version.clone().unwrap_or_default();
-            let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(1) as u64);
+            let duration =
+                Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(1) as u64);
             match &self.observed {
                 Some((seen, at)) if *seen == rv && at.elapsed() >= duration => {
                     // Unchanged for a whole lease duration: the holder is gone.
@@ -130,7 +131,9 @@ impl Elector {
                     announced = true;
                 }
                 Ok(Attempt::Standby) => {}
-                Err(e) => tracing::warn!(error = %e, "leader election: cannot read or write the Lease"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "leader election: cannot read or write the Lease")
+                }
             }
             tokio::time::sleep(self.cfg.renew_every).await;
         }
@@ -165,13 +168,19 @@ impl Elector {
         let Ok(Some(mut lease)) = self.api.get_opt(&self.cfg.name).await else {
             return;
         };
-        let Some(spec) = lease.spec.as_mut() else { return };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
         if spec.holder_identity.as_deref() != Some(self.cfg.identity.as_str()) {
             return;
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
-        match self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.cfg.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => tracing::info!(lease = %self.cfg.name, "released the Lease"),
             Err(e) => tracing::warn!(error = %e, "cannot release the Lease"),
         }

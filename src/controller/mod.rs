@@ -118,7 +118,12 @@ pub struct Context {
 
 impl Context {
     /// A context with the wall clock, identity region mapping and default persist interval.
-    pub fn new(client: Client, feed: Arc<dyn Feed>, metrics: Metrics, instance: Option<String>) -> Self {
+    pub fn new(
+        client: Client,
+        feed: Arc<dyn Feed>,
+        metrics: Metrics,
+        instance: Option<String>,
+    ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -132,7 +137,9 @@ impl Context {
             metrics,
             recorder,
             resolve_region: Arc::new(|r: Option<&str>| {
-                r.map(str::to_string).ok_or_else(|| "no region: spec.region is unset and the operator has no default".to_string())
+                r.map(str::to_string).ok_or_else(|| {
+                    "no region: spec.region is unset and the operator has no default".to_string()
+                })
             }),
             clock: Arc::new(Utc::now),
             persist_every: TimeDelta::seconds(DEFAULT_PERSIST_SECS),
@@ -142,7 +149,12 @@ impl Context {
 
 /// The region a job plans with, or why there is none.
 fn region_of(caj: &CarbonAwareJob, ctx: &Context) -> Result<String, String> {
-    let spec = caj.spec.region.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    let spec = caj
+        .spec
+        .region
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
     (ctx.resolve_region)(spec)
 }
 
@@ -153,7 +165,9 @@ fn to_std(d: TimeDelta) -> Duration {
 /// Reconciles one CarbonAwareJob. See the module doc.
 pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_duration.start_timer();
-    let ns = caj.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = caj
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = caj.name_any();
     if caj.meta().deletion_timestamp.is_some() {
         // The child Job goes with it through garbage collection; nothing to do.
@@ -163,19 +177,27 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     let cajs: Api<CarbonAwareJob> = Api::namespaced(ctx.client.clone(), &ns);
     let now = (ctx.clock)();
 
-    let terminal = caj.status.as_ref().and_then(|s| s.phase).is_some_and(Phase::is_terminal);
-    let child = if terminal { None } else { jobs.get_opt(&name).await? };
+    let terminal = caj
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(Phase::is_terminal);
+    let child = if terminal {
+        None
+    } else {
+        jobs.get_opt(&name).await?
+    };
     let region = region_of(&caj, &ctx);
     let intensities: Result<Arc<Intensities>, String> = match (&region, terminal) {
-        (Ok(r), false) => ctx.feed.get(r, now).await.map_err(|e: ForecastError| e.to_string()),
+        (Ok(r), false) => ctx
+            .feed
+            .get(r, now)
+            .await
+            .map_err(|e: ForecastError| e.to_string()),
         (_, true) => Err("finished".into()),
         (Err(e), _) => Err(e.clone()),
     };
-    if let (Ok(i), Ok(r)) = (&intensities, &region) {
-        if let Some(v) = i.series.value_at(now) {
-            ctx.metrics.grid_intensity.with_label_values(&[r.as_str(), i.provenance.as_str()]).set(v);
-        }
-    }
+    // carbonshift_grid_intensity_gco2_per_kwh is set by the forecast cache, per region.
     let mut out = build(Observed {
         caj: &caj,
         child: child.as_ref(),
@@ -218,10 +240,18 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     }
     if out.finished.is_some() {
         let s = &out.status;
-        m.avoided_emissions.with_label_values(&[ns.as_str()]).inc_by(s.avoided_grams.max(0.0));
-        m.emissions.with_label_values(&[ns.as_str()]).inc_by(s.emissions_grams.max(0.0));
-        m.baseline_emissions.with_label_values(&[ns.as_str()]).inc_by(s.baseline_grams.max(0.0));
-        m.energy.with_label_values(&[ns.as_str()]).inc_by(s.energy_kwh.max(0.0));
+        m.avoided_emissions
+            .with_label_values(&[ns.as_str()])
+            .inc_by(s.avoided_grams.max(0.0));
+        m.emissions
+            .with_label_values(&[ns.as_str()])
+            .inc_by(s.emissions_grams.max(0.0));
+        m.baseline_emissions
+            .with_label_values(&[ns.as_str()])
+            .inc_by(s.baseline_grams.max(0.0));
+        m.energy
+            .with_label_values(&[ns.as_str()])
+            .inc_by(s.energy_kwh.max(0.0));
     }
 
     let reference = caj.object_ref(&());
@@ -231,7 +261,11 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
             "{}", note.message
         );
         let ev = Event {
-            type_: if note.warning { EventType::Warning } else { EventType::Normal },
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: note.reason.into(),
             note: Some(note.message.chars().take(1000).collect()),
             action: "Schedule".into(),
@@ -249,7 +283,11 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     })
 }
 
-async fn write_status(api: &Api<CarbonAwareJob>, name: &str, status: &CarbonAwareJobStatus) -> Result<(), Error> {
+async fn write_status(
+    api: &Api<CarbonAwareJob>,
+    name: &str,
+    status: &CarbonAwareJobStatus,
+) -> Result<(), Error> {
     let body = serde_json::json!({
         "apiVersion": CarbonAwareJob::api_version(&()),
         "kind": CarbonAwareJob::kind(&()),
@@ -263,7 +301,10 @@ async fn write_status(api: &Api<CarbonAwareJob>, name: &str, status: &CarbonAwar
 /// On error: count it by kind and retry soon (the API server or network is the usual
 /// cause; bad specs do not come here, they become conditions).
 pub fn error_policy(caj: Arc<CarbonAwareJob>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_errors.with_label_values(&[err.kind()]).inc();
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[err.kind()])
+        .inc();
     tracing::warn!(
         namespace = caj.namespace().unwrap_or_default(), name = %caj.name_any(),
         kind = err.kind(), error = %err, "reconcile failed"
@@ -280,7 +321,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let (cajs, jobs): (Api<CarbonAwareJob>, Api<Job>) = match &namespace {
-        Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
     // Fail fast with a useful message when the CRD is missing or RBAC forbids listing.
@@ -293,7 +337,10 @@ pub async fn run(
     }
     let mut controller = Controller::new(cajs, watcher::Config::default().any_semantic())
         // Only Jobs carbonshift created: the label keeps the watch cache small.
-        .owns(jobs, watcher::Config::default().labels(JOB_LABEL).any_semantic())
+        .owns(
+            jobs,
+            watcher::Config::default().labels(JOB_LABEL).any_semantic(),
+        )
         .graceful_shutdown_on(shutdown);
     if let Some(rx) = refreshed {
         let trigger = tokio_stream_from(rx).map(|region| {
@@ -308,15 +355,25 @@ pub async fn run(
             tokio::time::sleep(Duration::from_secs(10)).await;
             let mut counts = std::collections::HashMap::new();
             for caj in store.state() {
-                let phase = caj.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Pending);
+                let phase = caj
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .unwrap_or(Phase::Pending);
                 *counts.entry(phase).or_insert(0i64) += 1;
             }
             for p in Phase::ALL {
-                metrics.jobs.with_label_values(&[p.as_str()]).set(counts.get(&p).copied().unwrap_or(0));
+                metrics
+                    .jobs
+                    .with_label_values(&[p.as_str()])
+                    .set(counts.get(&p).copied().unwrap_or(0));
             }
         }
     });
-    tracing::info!(namespace = namespace.as_deref().unwrap_or("(all)"), "controller started");
+    tracing::info!(
+        namespace = namespace.as_deref().unwrap_or("(all)"),
+        "controller started"
+    );
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -332,14 +389,14 @@ pub async fn run(
 
 /// A broadcast receiver as a stream; lagging (more refreshes than buffered) still
 /// triggers one replan.
-fn tokio_stream_from(rx: tokio::sync::broadcast::Receiver<String>) -> impl futures::Stream<Item = String> + Send {
+fn tokio_stream_from(
+    rx: tokio::sync::broadcast::Receiver<String>,
+) -> impl futures::Stream<Item = String> + Send {
     futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(region) => return Some((region, rx)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return Some(("*".to_string(), rx)),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
+        match rx.recv().await {
+            Ok(region) => Some((region, rx)),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(("*".to_string(), rx)),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }
     })
 }

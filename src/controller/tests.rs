@@ -1,0 +1,464 @@
+//! Reconcile tests against a mocked API server: the exact API calls of each transition
+//! (create, start/resume, pause, complete, fail, deadline guard, invalid spec, deleted
+//! child, nothing-to-do), plus pure tests of the build step's accounting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use serde_json::json;
+
+use super::build::{build, Observed};
+use super::fixtures::*;
+use super::intensity::Intensities;
+use super::reconcile;
+use crate::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase};
+
+/// Runs one reconcile while `script` plays the API server; returns the requeue action.
+async fn run<F, Fut>(
+    c: &CarbonAwareJob,
+    ctx: Arc<super::Context>,
+    api: ApiServer,
+    script: F,
+) -> kube::runtime::controller::Action
+where
+    F: FnOnce(ApiServer) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let task = tokio::spawn(reconcile(Arc::new(c.clone()), ctx));
+    script(api).await;
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("reconcile did not finish: an unexpected API request?")
+        .expect("reconcile panicked")
+        .expect("reconcile failed")
+}
+
+fn running_status(c: &CarbonAwareJob, since_mins: i64, runtime: i64) -> CarbonAwareJobStatus {
+    CarbonAwareJobStatus {
+        phase: Some(Phase::Running),
+        job_name: Some("train".into()),
+        region: Some("DE".into()),
+        running_since: Some(time::to_time(at(since_mins))),
+        start_time: Some(time::to_time(at(since_mins))),
+        last_accounted_time: Some(time::to_time(at(-1))),
+        runtime_seconds: runtime,
+        deadline: c
+            .spec
+            .schedule
+            .max_delay
+            .as_ref()
+            .map(|_| time::to_time(at(-10) + TimeDelta::hours(24))),
+        ..CarbonAwareJobStatus::default()
+    }
+}
+
+#[tokio::test]
+async fn create_applies_a_suspended_child_and_waits_for_the_clean_window() {
+    // Dirty for 6 h, then clean.
+    let s = series(
+        500.0,
+        &[500.0, 500.0, 500.0, 500.0, 500.0, 500.0, 50.0, 50.0, 50.0],
+    );
+    let (ctx, api) = context(s, 0);
+    let c = caj("PauseAndResume", "2h", json!({}));
+    let action = run(&c, ctx.clone(), api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(None).await;
+            let job = api.apply_child().await;
+            assert_eq!(job["apiVersion"], "batch/v1");
+            assert_eq!(job["kind"], "Job");
+            assert_eq!(job["spec"]["suspend"], true);
+            assert_eq!(
+                job["spec"]["template"]["spec"]["containers"][0]["image"],
+                "trainer:1"
+            );
+            assert_owned(&job, &c);
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Waiting));
+            assert_eq!(st.job_name.as_deref(), Some("train"));
+            assert_eq!(st.region.as_deref(), Some("DE"));
+            assert_eq!(st.forecast_source.as_deref(), Some("static"));
+            assert_eq!(st.next_action.as_deref(), Some("Run"));
+            assert_eq!(st.next_transition_time, Some(time::to_time(at(6 * 60))));
+            assert_eq!(st.current_intensity, Some(500.0));
+            assert_eq!(st.observed_generation, Some(1));
+            // The run-now baseline accrues from creation: 10 min at 500 g/kWh and 1 kW.
+            assert!(
+                (st.baseline_grams - 500.0 / 6.0).abs() < 1e-6,
+                "{}",
+                st.baseline_grams
+            );
+            assert_eq!(st.emissions_grams, 0.0);
+            assert_eq!(st.last_accounted_time, Some(time::to_time(now())));
+            let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("True", "Scheduled")
+            );
+            let running = st.conditions.iter().find(|c| c.type_ == "Running").unwrap();
+            assert_eq!(
+                (running.status.as_str(), running.reason.as_str()),
+                ("False", "WaitingForCleanerWindow")
+            );
+        }
+    })
+    .await;
+    // Next look: the persist interval (5 min) comes before the planned start (6 h).
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(300))
+    );
+}
+
+#[tokio::test]
+async fn start_unsuspends_the_child_and_records_the_transition() {
+    let s = series(500.0, &[50.0, 50.0, 50.0, 500.0]);
+    let (ctx, api) = context(s, 0);
+    let base = caj("PauseAndResume", "2h", json!({}));
+    let c = with_status(
+        base.clone(),
+        CarbonAwareJobStatus {
+            phase: Some(Phase::Waiting),
+            job_name: Some("train".into()),
+            last_accounted_time: Some(time::to_time(at(-1))),
+            ..CarbonAwareJobStatus::default()
+        },
+    );
+    let metrics = ctx.metrics.clone();
+    run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(Some(&child(&c, true, None))).await;
+            let job = api.apply_child().await;
+            assert_eq!(job["spec"]["suspend"], false);
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Running));
+            assert_eq!(st.running_since, Some(time::to_time(now())));
+            assert_eq!(st.start_time, Some(time::to_time(now())));
+            // 2 h of work fit in the 3 clean hours: run to completion, no planned pause.
+            assert_eq!(st.next_action, None);
+            assert_eq!(st.planned_end, Some(time::to_time(at(120))));
+            let (ty, reason, note) = api.event().await;
+            assert_eq!((ty.as_str(), reason.as_str()), ("Normal", "Started"));
+            assert!(note.contains("50 gCO2eq/kWh"), "{note}");
+        }
+    })
+    .await;
+    assert_eq!(metrics.transitions.with_label_values(&["start"]).get(), 1);
+}
+
+#[tokio::test]
+async fn pause_suspends_the_child_and_accrues_the_run() {
+    // Clean hour is over: dirty for 4 h, clean after; 1 h of 2 h done.
+    let s = series(50.0, &[500.0, 500.0, 500.0, 500.0, 50.0, 50.0]);
+    let (ctx, api) = context(s, 0);
+    let base = caj("PauseAndResume", "2h", json!({}));
+    let c = with_status(base.clone(), running_status(&base, -60, 3540));
+    let metrics = ctx.metrics.clone();
+    run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(Some(&child(&c, false, None))).await;
+            let job = api.apply_child().await;
+            assert_eq!(job["spec"]["suspend"], true);
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Paused));
+            assert_eq!(st.pauses, 1);
+            assert_eq!(st.running_since, None);
+            assert_eq!(st.paused_since, Some(time::to_time(now())));
+            // The last minute of running (at 50 g/kWh, 1 kW) is accounted.
+            assert_eq!(st.runtime_seconds, 3600);
+            assert!(
+                (st.emissions_grams - 50.0 / 60.0).abs() < 1e-6,
+                "{}",
+                st.emissions_grams
+            );
+            assert_eq!(st.next_action.as_deref(), Some("Run"));
+            let (ty, reason, _) = api.event().await;
+            assert_eq!((ty.as_str(), reason.as_str()), ("Normal", "Paused"));
+        }
+    })
+    .await;
+    assert_eq!(metrics.transitions.with_label_values(&["pause"]).get(), 1);
+}
+
+#[tokio::test]
+async fn completion_marks_succeeded_and_counts_once() {
+    let s = series(100.0, &[100.0; 4]);
+    let (ctx, api) = context(s, 0);
+    let base = caj("RunNow", "1h", json!({}));
+    let mut st = running_status(&base, -61, 1860);
+    st.last_accounted_time = Some(time::to_time(at(-30)));
+    let c = with_status(base.clone(), st);
+    let metrics = ctx.metrics.clone();
+    run(&c, ctx.clone(), api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(Some(&child(&c, false, Some("Complete"))))
+                .await;
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Succeeded));
+            assert_eq!(st.completion_time, Some(time::to_time(at(-1))));
+            assert_eq!(st.running_since, None);
+            // Accrued up to the completion time, not to now: 29 min at 100 g/kWh, 1 kW.
+            assert_eq!(st.runtime_seconds, 1860 + 29 * 60);
+            assert!(
+                (st.emissions_grams - 2900.0 / 60.0).abs() < 1e-6,
+                "{}",
+                st.emissions_grams
+            );
+            let (ty, reason, note) = api.event().await;
+            assert_eq!((ty.as_str(), reason.as_str()), ("Normal", "Succeeded"));
+            assert!(note.contains("avoided"), "{note}");
+        }
+    })
+    .await;
+    assert!(metrics.emissions.with_label_values(&["ml"]).get() > 0.0);
+    let counted = metrics.emissions.with_label_values(&["ml"]).get();
+
+    // Reconciling the finished object again writes nothing and counts nothing.
+    let (ctx2, api2) = context(series(100.0, &[100.0]), 5);
+    let ctx2 = Arc::new(super::Context {
+        metrics: metrics.clone(),
+        ..Arc::try_unwrap(ctx2).ok().unwrap()
+    });
+    let mut done = c.clone();
+    if let Some(st) = done.status.as_mut() {
+        st.phase = Some(Phase::Succeeded);
+        st.running_since = None;
+        st.observed_generation = Some(1);
+    }
+    let action = run(&done, ctx2, api2, |_| async {}).await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    assert_eq!(metrics.emissions.with_label_values(&["ml"]).get(), counted);
+}
+
+#[tokio::test]
+async fn failure_marks_failed_with_a_warning() {
+    let (ctx, api) = context(series(100.0, &[100.0; 4]), 0);
+    let base = caj("RunNow", "1h", json!({}));
+    let c = with_status(base.clone(), running_status(&base, -30, 1740));
+    run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(Some(&child(&c, false, Some("Failed")))).await;
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Failed));
+            let running = st.conditions.iter().find(|c| c.type_ == "Running").unwrap();
+            assert_eq!(running.reason, "Failed");
+            assert!(
+                running.message.contains("BackoffLimitExceeded"),
+                "{}",
+                running.message
+            );
+            let (ty, reason, _) = api.event().await;
+            assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "Failed"));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deadline_guard_starts_a_job_whatever_the_grid() {
+    // 24 h window from creation 10 min ago; it is now 22 h later and 2 h of work remain:
+    // the slack is gone, and the grid is dirty.
+    let offset = 22 * 60 - 10;
+    let s = series(500.0, &vec![900.0; 30]);
+    let (ctx, api) = context(s, offset);
+    let c = with_status(
+        caj("PauseAndResume", "2h", json!({})),
+        CarbonAwareJobStatus {
+            phase: Some(Phase::Waiting),
+            job_name: Some("train".into()),
+            last_accounted_time: Some(time::to_time(at(offset - 1))),
+            ..CarbonAwareJobStatus::default()
+        },
+    );
+    run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(Some(&child(&c, true, None))).await;
+            let job = api.apply_child().await;
+            assert_eq!(job["spec"]["suspend"], false);
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Running));
+            let running = st.conditions.iter().find(|c| c.type_ == "Running").unwrap();
+            assert_eq!(running.reason, "DeadlineGuard");
+            let (ty, reason, _) = api.event().await;
+            assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "DeadlineGuard"));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nothing_changed_means_no_writes() {
+    let s = series(
+        500.0,
+        &[500.0, 500.0, 500.0, 500.0, 500.0, 500.0, 50.0, 50.0],
+    );
+    let base = caj("PauseAndResume", "2h", json!({}));
+    // First pass (pure) gives the status the operator would have written a minute ago.
+    let feed = Intensities {
+        series: s.clone(),
+        provenance: "static".into(),
+    };
+    let ch = child(&base, true, None);
+    let first = build(Observed {
+        caj: &base,
+        child: Some(&ch),
+        region: Ok("DE"),
+        intensities: Ok(&feed),
+        now: at(-1),
+        persist_every: TimeDelta::minutes(5),
+    });
+    let c = with_status(base.clone(), first.status);
+    let (ctx, api) = context(s, 0);
+    let action = run(&c, ctx, api, |mut api| {
+        let ch = ch.clone();
+        async move {
+            api.get_child(Some(&ch)).await;
+        }
+    })
+    .await;
+    // Requeued for when the accrual must be persisted (5 min after the last write).
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(240))
+    );
+}
+
+#[tokio::test]
+async fn invalid_spec_becomes_a_condition_and_a_warning() {
+    let (ctx, api) = context(series(100.0, &[100.0]), 0);
+    // Created 10 min ago with a deadline 1 h after creation for 2 h of work.
+    let c = caj(
+        "FlexibleStart",
+        "2h",
+        json!({"maxDelay": null, "deadline": time::to_time(at(50))}),
+    );
+    let action = run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(None).await;
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Pending));
+            let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("False", "InvalidSpec")
+            );
+            assert!(
+                ready.message.contains("expectedDuration"),
+                "{}",
+                ready.message
+            );
+            let (ty, reason, _) = api.event().await;
+            assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "InvalidSpec"));
+        }
+    })
+    .await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
+async fn a_deleted_child_is_recreated_keeping_the_ledger() {
+    let s = series(500.0, &[500.0, 500.0, 500.0, 50.0, 50.0, 50.0]);
+    let (ctx, api) = context(s, 0);
+    let base = caj("PauseAndResume", "2h", json!({}));
+    let c = with_status(
+        base.clone(),
+        CarbonAwareJobStatus {
+            phase: Some(Phase::Paused),
+            job_name: Some("train".into()),
+            start_time: Some(time::to_time(at(-120))),
+            paused_since: Some(time::to_time(at(-60))),
+            last_accounted_time: Some(time::to_time(at(-1))),
+            runtime_seconds: 3600,
+            pauses: 1,
+            emissions_grams: 42.0,
+            ..CarbonAwareJobStatus::default()
+        },
+    );
+    run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(None).await;
+            let job = api.apply_child().await;
+            assert_eq!(job["spec"]["suspend"], true);
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.runtime_seconds, 3600);
+            assert_eq!(st.emissions_grams, 42.0);
+            assert_eq!(st.pauses, 1);
+            let (ty, reason, _) = api.event().await;
+            assert_eq!(
+                (ty.as_str(), reason.as_str()),
+                ("Warning", "ChildJobRecreated")
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_job_that_is_not_ours_is_a_conflict() {
+    let (ctx, api) = context(series(100.0, &[100.0]), 0);
+    let c = caj("RunNow", "1h", json!({}));
+    let mut foreign = child(&c, false, None);
+    foreign.metadata.owner_references = None;
+    run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(Some(&foreign)).await;
+            let st = api.apply_status(&c).await;
+            let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+            assert_eq!(ready.reason, "JobConflict");
+            let (_, reason, _) = api.event().await;
+            assert_eq!(reason, "JobConflict");
+        }
+    })
+    .await;
+}
+
+/// Accounting in several steps (as a restarted operator does) equals one step.
+#[test]
+fn accrual_is_additive_across_restarts() {
+    let s = series(100.0, &[200.0, 400.0, 100.0, 300.0, 300.0]);
+    let feed = Intensities {
+        series: s,
+        provenance: "static".into(),
+    };
+    let base = caj("RunNow", "6h", json!({}));
+    let start = with_status(base.clone(), running_status(&base, -1, 0));
+    let step = |c: &CarbonAwareJob, mins: i64| {
+        let ch = child(c, false, None);
+        let o = build(Observed {
+            caj: c,
+            child: Some(&ch),
+            region: Ok("DE"),
+            intensities: Ok(&feed),
+            now: at(mins),
+            persist_every: TimeDelta::minutes(5),
+        });
+        with_status(c.clone(), o.status)
+    };
+    let one = step(&start, 200);
+    let mut many = start.clone();
+    for m in [7, 61, 119, 150, 200] {
+        many = step(&many, m);
+    }
+    let (a, b) = (one.status.unwrap(), many.status.unwrap());
+    assert_eq!(a.runtime_seconds, b.runtime_seconds);
+    assert!((a.emissions_grams - b.emissions_grams).abs() < 1e-9);
+    assert!((a.baseline_grams - b.baseline_grams).abs() < 1e-9);
+    assert!((a.energy_kwh - b.energy_kwh).abs() < 1e-12);
+    // 201 min at 1 kW: 1 min at 100, 60 at 200, 60 at 400, 60 at 100, 20 at 300.
+    let expected = (100.0 + 60.0 * 200.0 + 60.0 * 400.0 + 60.0 * 100.0 + 20.0 * 300.0) / 60.0;
+    assert!(
+        (a.emissions_grams - expected).abs() < 1e-6,
+        "{} vs {expected}",
+        a.emissions_grams
+    );
+}

@@ -126,16 +126,18 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
             Some(t) if t > 0.0 && t.is_finite() => Strategy::Threshold {
                 max_gco2_per_kwh: t,
             },
-            _ => {
-                return Err(invalid(
-                    "strategy Threshold needs a positive spec.schedule.thresholdGramsPerKWh, e.g. 200",
-                ))
-            }
+            _ => return Err(invalid(
+                "strategy Threshold needs a positive spec.schedule.thresholdGramsPerKWh, e.g. 200",
+            )),
         },
     };
 
-    let job_spec: JobSpec = serde_json::from_value(caj.spec.template.spec.clone())
-        .map_err(|e| invalid(format!("spec.template.spec is not a valid batch/v1 JobSpec: {e}")))?;
+    let job_spec: JobSpec =
+        serde_json::from_value(caj.spec.template.spec.clone()).map_err(|e| {
+            invalid(format!(
+                "spec.template.spec is not a valid batch/v1 JobSpec: {e}"
+            ))
+        })?;
     let containers = job_spec
         .template
         .spec
