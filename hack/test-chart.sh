@@ -233,6 +233,12 @@ done
 k label namespace "$NS" --overwrite pod-security.kubernetes.io/enforce=restricted \
   pod-security.kubernetes.io/warn=restricted > /dev/null
 
+# A release left by an interrupted earlier run would make `helm install` fail.
+if helm status "$RELEASE" -n "$NS" > /dev/null 2>&1; then
+  echo "note: uninstalling release $RELEASE left by an earlier run"
+  helm uninstall "$RELEASE" -n "$NS" --wait --timeout 2m > /dev/null 2>&1
+fi
+
 # A CRD left by earlier tests (kubectl apply -f crds/) is not Helm's: mark it for adoption,
 # the documented way (docs/install.md) to move a kubectl-installed CRD under the chart.
 if k get crd "$CRD" > /dev/null 2>&1 &&
