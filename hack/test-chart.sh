@@ -273,6 +273,13 @@ check "helm install into $NS (restricted Pod Security enforced)" \
 check "operator pods admitted and available" \
   k -n "$NS" rollout status deployment/$RELEASE --timeout=120s
 check "CRD established after install" k wait --for=condition=Established --timeout=60s crd/$CRD
+# The examples users are pointed at must be valid against the installed CRD.
+while IFS= read -r f; do
+  check "example $f accepted by the API server (dry-run=server)" k apply --dry-run=server -f "$f"
+done < <(find examples -name '*.yaml' ! -name kustomization.yaml ! -path '*/checkpointing/*' 2> /dev/null | sort)
+[[ -f examples/checkpointing/kustomization.yaml ]] &&
+  check "example examples/checkpointing accepted by the API server (kubectl apply -k, dry-run=server)" \
+    k apply --dry-run=server -k examples/checkpointing
 check "NOTES.txt tells the user the next commands" bash -c \
   "helm get notes $RELEASE -n $NS | grep -q 'kubectl apply -f' && helm get notes $RELEASE -n $NS | grep -q 'kubectl get caj -w'"
 
