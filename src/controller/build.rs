@@ -91,6 +91,8 @@ pub struct Outcome {
     /// When to reconcile again; `None` for "only on change".
     pub requeue: Option<TimeDelta>,
     pub transition: Option<Transition>,
+    /// The transition was forced by the deadline guard (`transitions_total{action="deadline-guard"}`).
+    pub deadline_guard: bool,
     /// Set when the job became Succeeded/Failed in this step (count it once).
     pub finished: Option<Phase>,
     /// Set when the deadline was found missed (or infeasible) in this step.
@@ -110,6 +112,7 @@ impl Outcome {
             notes: Vec::new(),
             requeue: None,
             transition: None,
+            deadline_guard: false,
             finished: None,
             deadline_missed: false,
             plan: None,
@@ -701,6 +704,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         notes,
         requeue: Some(requeue),
         transition,
+        deadline_guard: transition.is_some() && run && reason == Reason::DeadlineGuard,
         finished: None,
         deadline_missed,
         plan,

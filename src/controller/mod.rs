@@ -235,6 +235,9 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     if let Some(t) = out.transition {
         m.transitions.with_label_values(&[t.label()]).inc();
     }
+    if out.deadline_guard {
+        m.transitions.with_label_values(&["deadline-guard"]).inc();
+    }
     if out.deadline_missed {
         m.deadline_misses.inc();
     }

@@ -267,6 +267,7 @@ async fn deadline_guard_starts_a_job_whatever_the_grid() {
     let offset = 22 * 60 - 10;
     let s = series(500.0, &vec![900.0; 30]);
     let (ctx, api) = context(s, offset);
+    let metrics = ctx.metrics.clone();
     let c = with_status(
         caj("PauseAndResume", "2h", json!({})),
         CarbonAwareJobStatus {
@@ -291,6 +292,14 @@ async fn deadline_guard_starts_a_job_whatever_the_grid() {
         }
     })
     .await;
+    assert_eq!(metrics.transitions.with_label_values(&["start"]).get(), 1);
+    assert_eq!(
+        metrics
+            .transitions
+            .with_label_values(&["deadline-guard"])
+            .get(),
+        1
+    );
 }
 
 #[tokio::test]
