@@ -23,6 +23,7 @@ fi
 
 step "build"
 cargo build --locked --all-targets
+hack/sync-chart-crds.sh --check
 
 if [[ "${CARBONSHIFT_SKIP_E2E:-0}" == 1 ]]; then
   step "cargo test (no cluster)"
