@@ -20,6 +20,9 @@ use super::strategies::{Blocks, Ctx};
 
 const INF: f64 = f64::INFINITY;
 
+/// Cap on the edge moves of [`trim`] and [`extend`] (each costs a scan of the runs).
+const EDGE_STEPS: usize = 96;
+
 /// Scratch buffers reused across DP passes.
 struct Dp<'g> {
     grid: &'g Grid,
@@ -257,16 +260,27 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Optio
         hi = hi * 2.0 + 1.0;
     }
     let mut best = best?;
+    let mut best_surplus = net(cx, &best) - cx.r;
+    let step = (0..grid.len())
+        .map(|k| grid.dur(k))
+        .max()
+        .unwrap_or(1)
+        .max(1);
     // The work only changes at a few prices; 24 halvings of the intensity range resolve
     // them to well under a gram per kWh.
     for _ in 0..24 {
         if hi - lo <= 1e-6 * hi.abs().max(1.0) {
             break;
         }
+        // Close enough: less than a slot of surplus is trimmed exactly afterwards.
+        if best_surplus < step {
+            break;
+        }
         let mid = 0.5 * (lo + hi);
         let b = blocks_of(grid, &dp.solve(mid, mu)?.mask);
         if net(cx, &b) >= cx.r {
             hi = mid;
+            best_surplus = net(cx, &b) - cx.r;
             best = b;
         } else {
             lo = mid;
@@ -281,7 +295,9 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Optio
 /// and its overhead, fewer); never before the pause lock or past the deadline.
 fn extend(grid: &Grid, cx: &Ctx, mut blocks: Blocks) -> Option<Blocks> {
     let mp = cx.min_pause.max(1);
-    for _ in 0..4 * (grid.len() + blocks.len() + 1) {
+    // Each step scans every run; the jump it bridges is a few slots on real grids, so a
+    // schedule still short after EDGE_STEPS steps is left to the other candidates.
+    for _ in 0..EDGE_STEPS {
         let deficit = cx.r - net(cx, &blocks);
         if deficit <= 0 {
             return Some(blocks);
@@ -369,8 +385,9 @@ fn extend(grid: &Grid, cx: &Ctx, mut blocks: Blocks) -> Option<Blocks> {
 fn trim(grid: &Grid, cx: &Ctx, mut blocks: Blocks) -> Blocks {
     let mut surplus = net(cx, &blocks) - cx.r;
     let nb = blocks.len();
-    // Each cut removes at least one slot's part, so this ends; the cap is a safety net.
-    for _ in 0..4 * (grid.len() + nb + 1) {
+    // Each cut removes at least one slot's part; a surplus left after EDGE_STEPS cuts only
+    // means the job is planned a little more runtime than it needs (still valid).
+    for _ in 0..EDGE_STEPS {
         if surplus <= 0 {
             break;
         }

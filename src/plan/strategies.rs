@@ -659,10 +659,12 @@ pub(crate) fn constrained(grid: &Grid, cx: &Ctx) -> Option<Blocks> {
         cands.extend(super::lagrange::solve(grid, cx));
         // The repair is a cheap second opinion; its tie-breaking variant only pays on
         // small instances.
-        let variants: &[bool] = if grid.len() <= 256 {
-            &[false, true]
-        } else {
-            &[false]
+        let variants: &[bool] = match grid.len() {
+            0..=256 => &[false, true],
+            257..=1024 => &[false],
+            // On long horizons the Lagrangian candidate wins and the repair's rounds of
+            // O(slots) selections would dominate the planning time.
+            _ => &[],
         };
         for &prefer_drop in variants {
             if let Some(b) = repair(grid, cx, prefer_drop) {
