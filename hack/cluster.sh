@@ -117,6 +117,7 @@ build() {
 
   log "building etcd $ETCD_VERSION and Kubernetes $K8S_VERSION (a cold build takes long: see docs/local-cluster.md)"
   local tmp
+  rm -rf "$CACHE"/build.* # left by an interrupted build
   tmp=$(mktemp -d "$CACHE/build.XXXXXX")
   (cd "$ROOT/hack/tools" && go build "${common[@]}" -ldflags="-s -w $kver" -o "$tmp/" \
     go.etcd.io/etcd/server/v3 \
@@ -381,6 +382,7 @@ up() {
     port_in_use "$p" && die "port $p on 127.0.0.1 is taken by another process; set CARBONSHIFT_CLUSTER_PORT_BASE"
   done
 
+  umask 077 # the state holds private keys
   mkdir -p "$LOGS" "$PIDS"
   # A failed start stops what it started but keeps the logs for the post-mortem.
   trap 'if (($? != 0)); then log "up failed; logs are in $LOGS"; stop_all; fi' EXIT

@@ -18,7 +18,9 @@ use common::cluster::{
     TestNamespace, GPU, KWOK_NODE_SELECTOR, RUN_FOR,
 };
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    Container, Node, Pod, PodSpec, PodTemplateSpec, ResourceRequirements,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -30,7 +32,10 @@ const STEP: Duration = Duration::from_secs(90);
 fn gpu_job(name: &str, parallelism: i32, pod_annotations: &[(&str, &str)]) -> Job {
     let gpu = [(GPU.to_owned(), Quantity("1".to_owned()))];
     Job {
-        metadata: ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
         spec: Some(JobSpec {
             parallelism: Some(parallelism),
             completions: Some(parallelism),
@@ -38,7 +43,10 @@ fn gpu_job(name: &str, parallelism: i32, pod_annotations: &[(&str, &str)]) -> Jo
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     annotations: Some(
-                        pod_annotations.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                        pod_annotations
+                            .iter()
+                            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                            .collect(),
                     ),
                     ..ObjectMeta::default()
                 }),
@@ -64,7 +72,10 @@ fn gpu_job(name: &str, parallelism: i32, pod_annotations: &[(&str, &str)]) -> Jo
 }
 
 async fn job_pods(pods: &Api<Pod>, job: &str) -> Result<Vec<Pod>, kube::Error> {
-    Ok(pods.list(&ListParams::default().labels(&job_pods_selector(job))).await?.items)
+    Ok(pods
+        .list(&ListParams::default().labels(&job_pods_selector(job)))
+        .await?
+        .items)
 }
 
 fn uid(pod: &Pod) -> String {
@@ -83,7 +94,9 @@ async fn wait_running_on_kwok(
     let nodes: Api<Node> = Api::all(client.clone());
     let kwok_nodes: BTreeSet<String> = must(
         "list kwok nodes",
-        nodes.list(&ListParams::default().labels(KWOK_NODE_SELECTOR)).await,
+        nodes
+            .list(&ListParams::default().labels(KWOK_NODE_SELECTOR))
+            .await,
     )
     .items
     .into_iter()
@@ -99,7 +112,10 @@ async fn wait_running_on_kwok(
                 .filter(|p| !exclude.contains(&uid(p)) && p.metadata.deletion_timestamp.is_none())
                 .filter(|p| {
                     pod_running_ready(p)
-                        && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| kwok_nodes.contains(n))
+                        && p.spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_ref())
+                            .is_some_and(|n| kwok_nodes.contains(n))
                 })
                 .collect();
             Ok::<_, kube::Error>((running.len() >= n).then_some(running))
@@ -119,24 +135,42 @@ async fn e2e_cluster_canary() {
     // 1. kubectl lists the kwok GPU nodes as Ready.
     let table = cluster::kubectl(&["get", "nodes", "-l", KWOK_NODE_SELECTOR, "--no-headers"]);
     let rows: Vec<&str> = table.lines().collect();
-    assert!(!rows.is_empty(), "kubectl get nodes lists no kwok nodes:\n{table}");
+    assert!(
+        !rows.is_empty(),
+        "kubectl get nodes lists no kwok nodes:\n{table}"
+    );
     for row in &rows {
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cols.get(1), Some(&"Ready"), "kwok node not Ready: {row}");
     }
     let nodes: Api<Node> = Api::all(client.clone());
-    let listed = must("list nodes", nodes.list(&ListParams::default().labels(KWOK_NODE_SELECTOR)).await);
+    let listed = must(
+        "list nodes",
+        nodes
+            .list(&ListParams::default().labels(KWOK_NODE_SELECTOR))
+            .await,
+    );
     assert_eq!(listed.items.len(), rows.len());
     for node in &listed.items {
         let name = node.metadata.name.as_deref().unwrap_or("?");
-        let gpus = node.status.as_ref().and_then(|s| s.allocatable.as_ref()).and_then(|a| a.get(GPU));
+        let gpus = node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .and_then(|a| a.get(GPU));
         assert!(
             gpus.is_some_and(|q| q.0.parse::<u32>().is_ok_and(|n| n > 0)),
             "node {name} advertises no allocatable {GPU}: {gpus:?}"
         );
         let labels = node.metadata.labels.clone().unwrap_or_default();
-        assert!(labels.contains_key("topology.kubernetes.io/region"), "node {name} has no region label");
-        assert!(labels.contains_key("topology.kubernetes.io/zone"), "node {name} has no zone label");
+        assert!(
+            labels.contains_key("topology.kubernetes.io/region"),
+            "node {name} has no region label"
+        );
+        assert!(
+            labels.contains_key("topology.kubernetes.io/zone"),
+            "node {name} has no zone label"
+        );
     }
 
     let ns = TestNamespace::create(&client, "canary").await;
@@ -144,11 +178,22 @@ async fn e2e_cluster_canary() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
 
     // 2. A GPU Job is scheduled onto a kwok node, runs, and completes (after run-for).
-    must("create Job once", jobs.create(&PostParams::default(), &gpu_job("once", 1, &[(RUN_FOR, "6s")])).await);
+    must(
+        "create Job once",
+        jobs.create(
+            &PostParams::default(),
+            &gpu_job("once", 1, &[(RUN_FOR, "6s")]),
+        )
+        .await,
+    );
     let running = wait_running_on_kwok(&client, &pods, "once", 1, &BTreeSet::new()).await;
     assert_eq!(running.len(), 1);
     wait_until("Job once Complete", STEP, || async {
-        Ok::<_, kube::Error>(jobs.get_opt("once").await?.filter(|j| job_has_condition(j, "Complete")))
+        Ok::<_, kube::Error>(
+            jobs.get_opt("once")
+                .await?
+                .filter(|j| job_has_condition(j, "Complete")),
+        )
     })
     .await;
     let finished = must("list pods of once", job_pods(&pods, "once").await);
@@ -159,35 +204,62 @@ async fn e2e_cluster_canary() {
     );
 
     // 3. Suspending a running Job removes its pods and reports Suspended.
-    must("create Job pausable", jobs.create(&PostParams::default(), &gpu_job("pausable", 2, &[])).await);
+    must(
+        "create Job pausable",
+        jobs.create(&PostParams::default(), &gpu_job("pausable", 2, &[]))
+            .await,
+    );
     let first = wait_running_on_kwok(&client, &pods, "pausable", 2, &BTreeSet::new()).await;
     let first_uids: BTreeSet<String> = first.iter().map(uid).collect();
     must(
         "suspend Job pausable",
-        jobs.patch("pausable", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}}))).await,
+        jobs.patch(
+            "pausable",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await,
     );
     wait_until("pods of suspended Job pausable gone", STEP, || async {
         Ok::<_, kube::Error>(job_pods(&pods, "pausable").await?.is_empty().then_some(()))
     })
     .await;
     wait_until("Job pausable Suspended", STEP, || async {
-        Ok::<_, kube::Error>(jobs.get_opt("pausable").await?.filter(|j| job_has_condition(j, "Suspended")))
+        Ok::<_, kube::Error>(
+            jobs.get_opt("pausable")
+                .await?
+                .filter(|j| job_has_condition(j, "Suspended")),
+        )
     })
     .await;
 
     // 4. Resuming it brings new pods.
     must(
         "resume Job pausable",
-        jobs.patch("pausable", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": false}}))).await,
+        jobs.patch(
+            "pausable",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": false}})),
+        )
+        .await,
     );
     wait_running_on_kwok(&client, &pods, "pausable", 2, &first_uids).await;
 
     // 5. Deleting the Job (propagation Background) garbage-collects its pods.
-    must("delete Job pausable", jobs.delete("pausable", &DeleteParams::background()).await);
-    wait_until("Job pausable deleted and its pods garbage-collected", STEP, || async {
-        let job_gone = jobs.get_opt("pausable").await?.is_none();
-        Ok::<_, kube::Error>((job_gone && job_pods(&pods, "pausable").await?.is_empty()).then_some(()))
-    })
+    must(
+        "delete Job pausable",
+        jobs.delete("pausable", &DeleteParams::background()).await,
+    );
+    wait_until(
+        "Job pausable deleted and its pods garbage-collected",
+        STEP,
+        || async {
+            let job_gone = jobs.get_opt("pausable").await?.is_none();
+            Ok::<_, kube::Error>(
+                (job_gone && job_pods(&pods, "pausable").await?.is_empty()).then_some(()),
+            )
+        },
+    )
     .await;
 
     ns.delete().await;

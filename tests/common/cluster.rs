@@ -79,7 +79,10 @@ pub fn print_component_logs(lines: usize) {
         }
     };
     files.sort();
-    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "log")) {
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "log"))
+    {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         eprintln!("===== last {lines} lines of {} =====", file.display());
@@ -102,7 +105,9 @@ impl Drop for LogsOnFailure {
 
 /// A DNS-1123 label unique to this process and moment: `prefix-<base36>`.
 pub fn unique_name(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let mut n = nanos ^ (u128::from(std::process::id()) << 64);
     let mut suffix = String::new();
     while n > 0 && suffix.len() < 10 {
@@ -133,7 +138,9 @@ where
         }
         if start.elapsed() >= timeout {
             match last_error {
-                Some(err) => panic!("timed out after {timeout:?} waiting for {what}; last error: {err}"),
+                Some(err) => {
+                    panic!("timed out after {timeout:?} waiting for {what}; last error: {err}")
+                }
                 None => panic!("timed out after {timeout:?} waiting for {what}"),
             }
         }
@@ -169,7 +176,10 @@ impl TestNamespace {
             ..Namespace::default()
         };
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        must("create namespace", namespaces.create(&PostParams::default(), &ns).await);
+        must(
+            "create namespace",
+            namespaces.create(&PostParams::default(), &ns).await,
+        );
         let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
         wait_until(
             format!("ServiceAccount default in namespace {name}"),
@@ -177,13 +187,21 @@ impl TestNamespace {
             || accounts.get_opt("default"),
         )
         .await;
-        Self { name, client: client.clone() }
+        Self {
+            name,
+            client: client.clone(),
+        }
     }
 
     /// Deletes the namespace (and so everything in it); does not wait.
     pub async fn delete(self) {
         let namespaces: Api<Namespace> = Api::all(self.client);
-        must("delete namespace", namespaces.delete(&self.name, &DeleteParams::background()).await);
+        must(
+            "delete namespace",
+            namespaces
+                .delete(&self.name, &DeleteParams::background())
+                .await,
+        );
     }
 }
 
@@ -205,7 +223,9 @@ pub fn job_has_condition(job: &Job, type_: &str) -> bool {
 
 /// Whether the pod is Running with its Ready condition True.
 pub fn pod_running_ready(pod: &Pod) -> bool {
-    let Some(status) = pod.status.as_ref() else { return false };
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
     status.phase.as_deref() == Some("Running")
         && status
             .conditions
@@ -215,7 +235,10 @@ pub fn pod_running_ready(pod: &Pod) -> bool {
 
 /// The pod's phase, or "" when it has none yet.
 pub fn pod_phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
 /// Label selector for the pods of Job `name` (set by the Job controller).
