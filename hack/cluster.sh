@@ -493,7 +493,8 @@ show_logs() {
   done
 }
 
-case ${1:-} in
+main() {
+  case ${1:-} in
   up) up ;;
   down) down ;;
   env) env_lines ;;
@@ -506,4 +507,8 @@ case ${1:-} in
     sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0" >&2
     exit 2
     ;;
-esac
+  esac
+}
+
+# One line, read whole before it runs: editing this file while a build runs cannot derail it.
+main "$@"; exit
