@@ -162,7 +162,7 @@ pin() {
     gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
     [[ -f $gomod ]] || die "could not fetch the go.mod of k8s.io/kubernetes@$K8S_VERSION"
     # k8s.io/kubernetes points each staging module at ./staging/src/...; pin the published one.
-    for m in $(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod"); do
+    awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod" | while read -r m; do
       go mod edit -replace="$m=$m@v0.$minor"
     done
     go mod tidy
@@ -208,6 +208,35 @@ stop_all() {
     fi
     rm -f "$PIDS/$name.pid"
   done
+}
+
+# Our components still running without their PID file (state deleted under them): found by
+# their binary and by this cluster's state directory on their command line, so that another
+# checkout's cluster, or one with another CARBONSHIFT_CLUSTER_DIR, is left alone.
+stray_pids() {
+  local link pid exe name
+  for link in /proc/[0-9]*/exe; do
+    exe=$(readlink "$link" 2> /dev/null) || continue
+    exe=${exe% (deleted)}
+    name=${exe##*/}
+    [[ $exe == "$BIN/$name" && " ${COMPONENTS[*]} " == *" $name "* ]] || continue
+    pid=${link#/proc/}
+    pid=${pid%/exe}
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null | grep -qF -- "=$STATE/" && echo "$pid"
+  done
+  return 0
+}
+
+stop_strays() {
+  local pids
+  pids=$(stray_pids)
+  [[ -n $pids ]] || return 0
+  log "stopping leftover components: pids ${pids//$'\n'/ }"
+  # shellcheck disable=SC2086
+  kill -TERM $pids 2> /dev/null || true
+  for _ in $(seq 50); do [[ -z $(stray_pids) ]] && return 0; sleep 0.2; done
+  # shellcheck disable=SC2046
+  kill -KILL $(stray_pids) 2> /dev/null || true
 }
 
 # wait_for DESCRIPTION SECONDS COMMAND...: retry COMMAND until it succeeds.
@@ -350,6 +379,7 @@ api_ready() {
     "$SERVER/readyz" > /dev/null
 }
 
+# shellcheck disable=SC2317 # called through wait_for
 nodes_ready() {
   local ready
   ready=$("$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" get nodes -l type=kwok \
@@ -376,6 +406,7 @@ up() {
     stop_all
     rm -rf "$STATE"
   fi
+  stop_strays
 
   local p
   for p in $ETCD_PORT $ETCD_PEER_PORT $APISERVER_PORT $KCM_PORT $SCHEDULER_PORT $KWOK_PORT; do
@@ -447,17 +478,19 @@ up() {
 }
 
 down() {
+  stop_all
+  stop_strays
   if [[ ! -d $STATE ]]; then
     log "not running"
     return 0
   fi
-  stop_all
   rm -rf "$STATE"
   log "down"
 }
 
 env_lines() {
   printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_ADMIN"
+  # shellcheck disable=SC2016 # $PATH is for the shell that evals this
   printf 'export PATH=%q:"$PATH"\n' "$BIN"
   printf 'export CARBONSHIFT_CLUSTER_LOGS=%q\n' "$LOGS"
 }
