@@ -203,7 +203,7 @@ fn plot_and_csv_and_table() {
         .args(["--trace", f.path().to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--plot-job", "2"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("pause-resume").and(predicate::str::contains("ODbL")));
+        .stdout(predicate::str::contains("pause-resume").and(predicate::str::contains("ODbL").not()));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("pause-resume"));
     cmd()

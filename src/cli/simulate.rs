@@ -121,6 +121,8 @@ pub struct Args {
 /// The truth to replay and where it came from.
 struct Source {
     region: String,
+    /// Licence attribution to print with results from embedded data.
+    attribution: Option<&'static str>,
     actuals: Series,
     vintages: Vec<Vintage>,
 }
@@ -139,7 +141,7 @@ pub async fn run(args: Args) -> CliResult {
     if let Some(path) = &args.plot {
         plot(path, args.plot_job, &src, &report)?;
     }
-    print!("{}", render(&args, &cfg, &src.region, &report));
+    print!("{}", render(&args, &cfg, &src, &report));
     Ok(())
 }
 
@@ -257,14 +259,16 @@ fn source(args: &Args, region: Option<&str>, model: ForecastModel) -> Result<Sou
             ))
         })?;
     }
-    Ok(Source { region, actuals, vintages })
+    let attribution = args.trace.is_none().then_some(data::ATTRIBUTION);
+    Ok(Source { region, attribution, actuals, vintages })
 }
 
 fn hours(secs: i64) -> f64 {
     secs as f64 / 3600.0
 }
 
-fn render(args: &Args, cfg: &SimConfig, region: &str, report: &SimReport) -> String {
+fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> String {
+    let region = src.region.as_str();
     let mut out = String::new();
     match args.format {
         Format::Json => {
@@ -344,7 +348,9 @@ fn render(args: &Args, cfg: &SimConfig, region: &str, report: &SimReport) -> Str
                     r.pauses_per_job
                 );
             }
-            let _ = writeln!(out, "data: {}", data::ATTRIBUTION);
+            if let Some(a) = src.attribution {
+                let _ = writeln!(out, "data: {a}");
+            }
         }
     }
     out
@@ -466,7 +472,9 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
                     s("pauses_per_job"), s("deadline_misses")
                 );
             }
-            let _ = writeln!(out, "data: {}", data::ATTRIBUTION);
+            if args.trace.is_none() {
+                let _ = writeln!(out, "data: {}", data::ATTRIBUTION);
+            }
         }
     }
     print!("{out}");

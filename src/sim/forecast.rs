@@ -3,6 +3,8 @@
 //! learnt from the trailing history only. Nothing here may read the truth after the issue
 //! time except the `perfect` and `noisy` models, whose point is exactly that.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 
 use super::noise::NoiseModel;
@@ -44,6 +46,25 @@ pub struct Forecaster<'a> {
     refresh_secs: i64,
     history_secs: i64,
     noise: Option<NoiseModel>,
+}
+
+/// Issued forecasts kept while jobs that may ask for them are still being simulated.
+pub struct ForecastCache {
+    /// How far past its issue time each cached forecast reaches (a job's whole window).
+    reach_secs: i64,
+    entries: BTreeMap<DateTime<Utc>, Series>,
+}
+
+impl ForecastCache {
+    pub fn new(reach_secs: i64) -> Self {
+        Self { reach_secs, entries: BTreeMap::new() }
+    }
+
+    /// Drops forecasts issued before `t`: jobs are simulated in submission order, and a job
+    /// submitted at `t` never asks for an earlier issue.
+    pub fn evict_before(&mut self, t: DateTime<Utc>) {
+        self.entries = self.entries.split_off(&t);
+    }
 }
 
 /// A forecast as issued: valid from `issued_at` until the next refresh.
@@ -89,13 +110,45 @@ impl<'a> Forecaster<'a> {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Series, SimError> {
+        let full = self.extended(issued_at, until)?;
+        Self::from_now(&full, issued_at, now)
+    }
+
+    /// Like [`Forecaster::forecast`], but each issue is built once, to `issued_at + reach`,
+    /// and reused by every job and strategy that asks within it: the dozens of overlapping
+    /// long jobs would otherwise rebuild the same profile-extended series every hour.
+    pub fn forecast_cached(
+        &self,
+        cache: &mut ForecastCache,
+        issued_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Series, SimError> {
+        let reach_end = issued_at + TimeDelta::seconds(cache.reach_secs);
+        if until > reach_end {
+            return self.forecast(issued_at, now, until);
+        }
+        if !cache.entries.contains_key(&issued_at) {
+            let full = self.extended(issued_at, reach_end)?;
+            cache.entries.insert(issued_at, full);
+        }
+        match cache.entries.get(&issued_at) {
+            Some(full) => Self::from_now(full, issued_at, now),
+            None => self.forecast(issued_at, now, until),
+        }
+    }
+
+    fn extended(&self, issued_at: DateTime<Utc>, until: DateTime<Utc>) -> Result<Series, SimError> {
         let base = self.base(issued_at)?;
-        let full = if base.end() < until {
+        Ok(if base.end() < until {
             let profile = self.profile(issued_at, &base);
             extend_with_profile(&base, &profile, until)
         } else {
             base
-        };
+        })
+    }
+
+    fn from_now(full: &Series, issued_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<Series, SimError> {
         full.slice(now, full.end()).ok_or_else(|| {
             SimError::Internal(format!("forecast issued {issued_at} does not cover {now}"))
         })
@@ -220,6 +273,24 @@ mod tests {
         assert_eq!(issued.next_refresh, Some(t0() + TimeDelta::hours(2)));
         let b = f.base(issued.issued_at).unwrap();
         assert_eq!(b.values(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn cached_forecasts_equal_fresh_ones_up_to_the_deadline() {
+        let s = truth();
+        for model in [ForecastModel::Perfect, ForecastModel::Noisy { seed: 9 }, ForecastModel::Persistence] {
+            let f = Forecaster::new(&s, &[], model, 6 * 3600, 3600, 2 * 86_400);
+            let mut cache = ForecastCache::new(30 * 3600);
+            for h in [26, 27, 30, 40] {
+                let issued = t0() + TimeDelta::hours(h);
+                let now = issued + TimeDelta::minutes(20);
+                let until = issued + TimeDelta::hours(20);
+                let fresh = f.forecast(issued, now, until).unwrap();
+                let cached = f.forecast_cached(&mut cache, issued, now, until).unwrap();
+                assert_eq!(fresh.start(), cached.start());
+                assert_eq!(fresh.values(), &cached.values()[..fresh.len()], "{model:?} {h}");
+            }
+        }
     }
 
     #[test]

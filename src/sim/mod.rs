@@ -24,7 +24,7 @@ use crate::data::Vintage;
 use crate::duration::format_secs;
 use crate::plan::{self, Action, Constraints, Interval, JobState, PlanRequest, Strategy};
 use crate::series::Series;
-pub use forecast::{ForecastModel, Forecaster};
+pub use forecast::{ForecastCache, ForecastModel, Forecaster};
 
 /// History the first job may learn from (persistence needs a full day).
 pub const WARMUP_SECS: i64 = 86_400;
@@ -227,13 +227,18 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
             kinds.push(*k);
         }
     }
-    let mut runs: Vec<(StrategyKind, Vec<JobRun>)> = Vec::new();
-    for kind in kinds {
-        let jobs = submits
-            .iter()
-            .map(|&s| run_job(truth, &forecaster, cfg, kind, s))
-            .collect::<Result<Vec<_>, _>>()?;
-        runs.push((kind, jobs));
+    // Job by job, every strategy in turn, so the forecast cache only holds the issues of
+    // the jobs in flight.
+    let mut runs: Vec<(StrategyKind, Vec<JobRun>)> =
+        kinds.iter().map(|k| (*k, Vec::with_capacity(submits.len()))).collect();
+    let window = cfg.duration_secs + cfg.slack_secs;
+    let mut cache = ForecastCache::new(window + truth.actuals.step_secs());
+    for &s in &submits {
+        // The issue in force at submission may predate it by up to one refresh.
+        cache.evict_before(forecaster.issue_at(s).issued_at);
+        for (kind, jobs) in runs.iter_mut() {
+            jobs.push(run_job(truth, &forecaster, &mut cache, cfg, *kind, s)?);
+        }
     }
     let total = |k: StrategyKind| -> f64 {
         runs.iter()
@@ -309,6 +314,7 @@ fn trailing_percentile(actuals: &Series, t: DateTime<Utc>, p: f64) -> f64 {
 fn run_job(
     truth: &Truth<'_>,
     fc: &Forecaster<'_>,
+    cache: &mut ForecastCache,
     cfg: &SimConfig,
     kind: StrategyKind,
     submit: DateTime<Utc>,
@@ -329,7 +335,7 @@ fn run_job(
         }
         let issued = fc.issue_at(t);
         let until = deadline.max(t + TimeDelta::seconds(remaining + actuals.step_secs()));
-        let forecast = fc.forecast(issued.issued_at, t, until)?;
+        let forecast = fc.forecast_cached(cache, issued.issued_at, t, until)?;
         let plan = plan::decide(&PlanRequest {
             now: t,
             remaining_secs: remaining,
