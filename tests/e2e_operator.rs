@@ -1,0 +1,1827 @@
+//! End-to-end tests of the operator on the real local control plane (`hack/cluster.sh`):
+//! the `carbonshift` binary, fed a 1-minute forecast from a CSV file, drives CarbonAwareJobs
+//! through the real kube-apiserver, Job controller and scheduler, with kwok playing the
+//! GPU nodes' kubelets. Issue 4, "what it must show".
+//!
+//! Runs only with `CARBONSHIFT_E2E=1` and `KUBECONFIG` set:
+//! ```text
+//! hack/cluster.sh up && eval "$(hack/cluster.sh env)"
+//! CARBONSHIFT_E2E=1 cargo test --test e2e_operator -- --nocapture
+//! ```
+//!
+//! One test, [`operator_end_to_end`], runs six scenarios concurrently (see there why), about
+//! 5 minutes in all; `CARBONSHIFT_E2E_ONLY=pause,flex` picks some.
+//!
+//! Isolation: every scenario has its own namespace, its own operator process (`--namespace`
+//! of that namespace, leader Lease in it, its own `/metrics` port, SIGKILLed on drop, log
+//! printed when the scenario fails) and its own forecast CSV in a temporary directory, built
+//! around "now" in 1-minute slots.
+//!
+//! Time: each forecast is laid out from a slot boundary `p` at least 30 s ahead (see
+//! [`first_boundary`]), so a phase the test must observe lasts at least 30 s. Every timestamp
+//! the operator writes is whole seconds; tolerances below say how much latency they allow.
+//!
+//! Power: every pod asks for one `nvidia.com/gpu` and no `spec.power` is given, so the
+//! operator's documented default applies: 1 GPU x 400 W x PUE 1.2 = 0.48 kW.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+use carbonshift::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use common::cluster::{
+    self, job_pods_selector, must, pod_phase, pod_running_ready, wait_until, TestNamespace,
+    COMPLETE, RUN_FOR,
+};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+/// Facility power of every test job (1 GPU x 400 W x PUE 1.2), kW.
+const POWER_KW: f64 = 0.48;
+/// Forecast resolution.
+const SLOT_SECS: i64 = 60;
+/// Region the operator plans with (`--region`) and the CSV's region column.
+const REGION: &str = "DE";
+/// The CRD the tests install (idempotent server-side apply).
+const CRD_PATH: &str = "crds/carbonshift.io_carbonawarejobs.yaml";
+
+// ------------------------------------------------------------------------------------------
+// Forecast
+
+/// A forecast in 1-minute slots, written as the `file` provider's CSV.
+struct Forecast {
+    start: DateTime<Utc>,
+    values: Vec<f64>,
+}
+
+impl Forecast {
+    /// Slots from 15 min before `p` to 45 min after it; `value(k)` is the intensity of the
+    /// slot starting at `p + k min` (so `k < 0` is before `p`). History before now is
+    /// included because the operator integrates the past with it.
+    fn around(p: DateTime<Utc>, value: impl Fn(i64) -> f64) -> Self {
+        Self {
+            start: p - TimeDelta::minutes(15),
+            values: (-15..45).map(value).collect(),
+        }
+    }
+
+    /// Intensity in force at `t` (the first/last value outside the series).
+    fn at(&self, t: DateTime<Utc>) -> f64 {
+        let k = (t - self.start).num_seconds().div_euclid(SLOT_SECS);
+        let k = k.clamp(0, self.values.len() as i64 - 1) as usize;
+        self.values[k]
+    }
+
+    /// Integral of intensity over `[from, to)`, (g/kWh)·h: multiply by kW to get grams.
+    fn integral(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+        let mut total = 0.0;
+        let mut t = from;
+        while t < to {
+            let slot_end = self.start
+                + TimeDelta::seconds(
+                    ((t - self.start).num_seconds().div_euclid(SLOT_SECS) + 1) * SLOT_SECS,
+                );
+            let end = slot_end.min(to);
+            total += self.at(t) * (end - t).num_milliseconds() as f64 / 3.6e6;
+            t = end;
+        }
+        total
+    }
+
+    fn write_csv(&self, path: &Path) {
+        let mut f = must("create forecast CSV", File::create(path));
+        let mut text = String::from("timestamp,region,gco2_per_kwh\n");
+        for (i, v) in self.values.iter().enumerate() {
+            let t = self.start + TimeDelta::seconds(i as i64 * SLOT_SECS);
+            text.push_str(&format!(
+                "{},{REGION},{v}\n",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        must("write forecast CSV", f.write_all(text.as_bytes()));
+    }
+}
+
+/// The first minute boundary at least 30 s after `now`.
+fn first_boundary(now: DateTime<Utc>) -> DateTime<Utc> {
+    let next =
+        must("round to minute", now.duration_trunc(TimeDelta::minutes(1))) + TimeDelta::minutes(1);
+    if next - now < TimeDelta::seconds(30) {
+        next + TimeDelta::minutes(1)
+    } else {
+        next
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The operator process
+
+fn free_port() -> u16 {
+    let listener = must("bind a free port", TcpListener::bind("127.0.0.1:0"));
+    must("local addr", listener.local_addr()).port()
+}
+
+/// One `carbonshift run` process for one test namespace; SIGKILLed on drop, its log printed
+/// if the test fails.
+struct Operator {
+    child: Option<Child>,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Operator {
+    /// Starts the operator on `ns` with the CSV at `forecast`; `extra` are more flags.
+    fn spawn(ns: &str, forecast: &Path, dir: &Path, label: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let log = dir.join(format!("{label}.log"));
+        let out = must("create operator log", File::create(&log));
+        let err = must("clone operator log", out.try_clone());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carbonshift"));
+        cmd.args(["run", "--forecast-provider", "file", "--forecast-file"])
+            .arg(forecast)
+            .args([
+                "--region",
+                REGION,
+                "--namespace",
+                ns,
+                "--lease-namespace",
+                ns,
+            ])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("RUST_LOG", "info,carbonshift=debug")
+            // Plain text in the log file (the operator colours its text logs by default).
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        let child = must("spawn carbonshift run", cmd.spawn());
+        println!(
+            "[{ns}] {label}: pid {} metrics 127.0.0.1:{port} log {}",
+            child.id(),
+            log.display()
+        );
+        Self {
+            child: Some(child),
+            log,
+            port,
+        }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    async fn ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        let http = reqwest::Client::new();
+        wait_until(
+            format!("operator ready at {url}"),
+            Duration::from_secs(60),
+            || async {
+                let ok = http
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                Ok::<_, String>(ok.then_some(()))
+            },
+        )
+        .await;
+    }
+
+    /// `GET /metrics`.
+    async fn scrape(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let resp = must("GET /metrics", reqwest::get(&url).await);
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        must("read /metrics", resp.text().await)
+    }
+
+    /// SIGKILL: no graceful shutdown, no Lease release.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "===== operator log {} =====\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Cluster set-up and manifests
+
+static CRD: Once = Once::new();
+
+/// Installs (or updates) the CRD once per test binary and waits until it is served.
+fn install_crd() {
+    CRD.call_once(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(CRD_PATH);
+        let path = path.to_string_lossy();
+        cluster::kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "e2e-operator",
+            "-f",
+            &path,
+        ]);
+        cluster::kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/carbonawarejobs.carbonshift.io",
+        ]);
+    });
+}
+
+/// Everything one test needs: namespace, clients, a tempdir for the CSV and logs.
+struct Env {
+    client: Client,
+    ns: TestNamespace,
+    cajs: Api<CarbonAwareJob>,
+    pods: Api<Pod>,
+    jobs: Api<Job>,
+    dir: tempfile::TempDir,
+    forecast: PathBuf,
+}
+
+impl Env {
+    async fn new(prefix: &str) -> Self {
+        install_crd();
+        let client = cluster::client().await;
+        let ns = TestNamespace::create(&client, prefix).await;
+        let dir = must("tempdir", tempfile::tempdir());
+        let forecast = dir.path().join("forecast.csv");
+        Self {
+            cajs: Api::namespaced(client.clone(), &ns.name),
+            pods: Api::namespaced(client.clone(), &ns.name),
+            jobs: Api::namespaced(client.clone(), &ns.name),
+            client,
+            ns,
+            dir,
+            forecast,
+        }
+    }
+
+    fn operator(&self, label: &str, extra: &[&str]) -> Operator {
+        Operator::spawn(&self.ns.name, &self.forecast, self.dir.path(), label, extra)
+    }
+
+    /// Events whose involved object is the CarbonAwareJob `name`, oldest first.
+    async fn events(&self, name: &str) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
+        let mut evs: Vec<Event> = must("list events", api.list(&lp).await)
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.kind.as_deref() == Some("CarbonAwareJob"))
+            .collect();
+        evs.sort_by_key(|e| e.metadata.creation_timestamp.as_ref().map(time::from_time));
+        evs
+    }
+}
+
+fn event_reasons(evs: &[Event]) -> Vec<String> {
+    evs.iter().filter_map(|e| e.reason.clone()).collect()
+}
+
+fn describe_events(evs: &[Event]) -> String {
+    evs.iter()
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e.type_.as_deref().unwrap_or("?"),
+                e.reason.as_deref().unwrap_or("?"),
+                e.message.as_deref().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A CarbonAwareJob whose single pod asks for one GPU, with `pod_annotations` for kwok.
+fn manifest(
+    name: &str,
+    schedule: serde_json::Value,
+    pod_annotations: serde_json::Value,
+) -> serde_json::Value {
+    json!({
+        "apiVersion": "carbonshift.io/v1alpha1",
+        "kind": "CarbonAwareJob",
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": schedule,
+            "template": {"spec": {
+                "backoffLimit": 2,
+                "template": {
+                    "metadata": {"annotations": pod_annotations},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{
+                            "name": "train",
+                            "image": "registry.example/train:1",
+                            "resources": {
+                                "requests": {"nvidia.com/gpu": "1"},
+                                "limits": {"nvidia.com/gpu": "1"}
+                            }
+                        }]
+                    }
+                }
+            }}
+        }
+    })
+}
+
+fn typed(value: serde_json::Value) -> CarbonAwareJob {
+    must("manifest as CarbonAwareJob", serde_json::from_value(value))
+}
+
+async fn create(env: &Env, value: serde_json::Value) -> CarbonAwareJob {
+    must(
+        "create CarbonAwareJob",
+        env.cajs.create(&PostParams::default(), &typed(value)).await,
+    )
+}
+
+fn created_at(caj: &CarbonAwareJob) -> DateTime<Utc> {
+    caj.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(time::from_time)
+        .unwrap_or_else(Utc::now)
+}
+
+fn t_opt(
+    t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+) -> Option<DateTime<Utc>> {
+    t.as_ref().map(time::from_time)
+}
+
+fn condition<'a>(
+    st: &'a CarbonAwareJobStatus,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    st.conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn rel_close(actual: f64, expected: f64, rel: f64) -> bool {
+    (actual - expected).abs() <= rel * expected.abs().max(1e-9)
+}
+
+// ------------------------------------------------------------------------------------------
+// Tracking a job over time
+
+/// A pod of the child Job as seen over time (times from the API server, whole seconds).
+#[derive(Debug, Clone)]
+struct PodSeen {
+    name: String,
+    created: DateTime<Utc>,
+    started: Option<DateTime<Utc>>,
+    /// Deletion requested (the containers stop then) or the pod finished.
+    ended: Option<DateTime<Utc>>,
+    phase: String,
+}
+
+/// One poll: the status and the pods alive then.
+#[derive(Debug, Clone)]
+struct Sample {
+    at: DateTime<Utc>,
+    status: CarbonAwareJobStatus,
+    /// UIDs of pods not being deleted and not finished.
+    live: BTreeSet<String>,
+    /// Pods listed at all (including terminating ones).
+    listed: usize,
+}
+
+/// Polls one CarbonAwareJob and its pods, keeping the history.
+struct Tracker {
+    cajs: Api<CarbonAwareJob>,
+    pods: Api<Pod>,
+    name: String,
+    samples: Vec<Sample>,
+    pods_seen: BTreeMap<String, PodSeen>,
+    last: Option<CarbonAwareJob>,
+}
+
+impl Tracker {
+    fn new(env: &Env, name: &str) -> Self {
+        Self {
+            cajs: env.cajs.clone(),
+            pods: env.pods.clone(),
+            name: name.to_string(),
+            samples: Vec::new(),
+            pods_seen: BTreeMap::new(),
+            last: None,
+        }
+    }
+
+    async fn poll(&mut self) {
+        let at = Utc::now();
+        // Errors are retried at the next poll: the API server may be briefly busy.
+        let Ok(Some(caj)) = self.cajs.get_opt(&self.name).await else {
+            return;
+        };
+        let Ok(pods) = self
+            .pods
+            .list(&ListParams::default().labels(&job_pods_selector(&self.name)))
+            .await
+        else {
+            return;
+        };
+        let mut live = BTreeSet::new();
+        for pod in &pods.items {
+            let uid = pod.uid().unwrap_or_default();
+            let phase = pod_phase(pod).to_string();
+            let finished = phase == "Succeeded" || phase == "Failed";
+            let deleted = t_opt(&pod.metadata.deletion_timestamp);
+            if deleted.is_none() && !finished {
+                live.insert(uid.clone());
+            }
+            let started = pod.status.as_ref().and_then(|s| t_opt(&s.start_time));
+            let finished_at = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| {
+                    cs.iter().find_map(|c| {
+                        c.state
+                            .as_ref()?
+                            .terminated
+                            .as_ref()?
+                            .finished_at
+                            .as_ref()
+                            .map(time::from_time)
+                    })
+                });
+            let entry = self.pods_seen.entry(uid).or_insert_with(|| PodSeen {
+                name: pod.name_any(),
+                created: t_opt(&pod.metadata.creation_timestamp).unwrap_or(at),
+                started: None,
+                ended: None,
+                phase: String::new(),
+            });
+            entry.started = entry.started.or(started);
+            entry.phase = phase;
+            if entry.ended.is_none() {
+                entry.ended = deleted.or(if finished {
+                    finished_at.or(Some(at))
+                } else {
+                    None
+                });
+            }
+        }
+        // A pod gone between two polls ended at the latest then.
+        let listed: BTreeSet<String> = pods.items.iter().filter_map(|p| p.uid()).collect();
+        for (uid, seen) in self.pods_seen.iter_mut() {
+            if !listed.contains(uid) && seen.ended.is_none() {
+                seen.ended = Some(at);
+            }
+        }
+        self.samples.push(Sample {
+            at,
+            status: caj.status_or_default(),
+            live,
+            listed: pods.items.len(),
+        });
+        self.last = Some(caj);
+    }
+
+    fn status(&self) -> CarbonAwareJobStatus {
+        self.last
+            .as_ref()
+            .map(CarbonAwareJob::status_or_default)
+            .unwrap_or_default()
+    }
+
+    fn phase(&self) -> Option<Phase> {
+        self.status().phase
+    }
+
+    /// The phases seen, consecutive repeats collapsed.
+    fn phases(&self) -> Vec<Phase> {
+        let mut out: Vec<Phase> = Vec::new();
+        for s in &self.samples {
+            if let Some(p) = s.status.phase {
+                if out.last() != Some(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Seconds the job's pods have run: the work a checkpointing workload has done.
+    fn pod_work_secs(&self, now: DateTime<Utc>) -> i64 {
+        self.pods_seen
+            .values()
+            .filter_map(|p| Some((p.ended.unwrap_or(now) - p.started?).num_seconds().max(0)))
+            .sum()
+    }
+
+    /// Status numbers must never go backwards: runtime, energy, emissions and pauses at all,
+    /// the baseline until the job finishes (on completion it is closed at the actual net
+    /// runtime, so it may shrink once when the job ran shorter than expectedDuration).
+    fn assert_monotonic(&self) {
+        for w in self.samples.windows(2) {
+            let (a, b) = (&w[0].status, &w[1].status);
+            let ctx = || {
+                format!(
+                    "between {} and {}:\n  before {a:?}\n  after  {b:?}",
+                    w[0].at, w[1].at
+                )
+            };
+            assert!(
+                b.runtime_seconds >= a.runtime_seconds,
+                "runtimeSeconds went backwards {}",
+                ctx()
+            );
+            assert!(
+                b.energy_kwh >= a.energy_kwh - 1e-12,
+                "energyKWh went backwards {}",
+                ctx()
+            );
+            assert!(
+                b.emissions_grams >= a.emissions_grams - 1e-9,
+                "emissionsGrams went backwards {}",
+                ctx()
+            );
+            assert!(b.pauses >= a.pauses, "pauses went backwards {}", ctx());
+            if !b.phase.is_some_and(Phase::is_terminal) {
+                assert!(
+                    b.baseline_grams >= a.baseline_grams - 1e-9,
+                    "baselineGrams went backwards {}",
+                    ctx()
+                );
+            }
+        }
+    }
+
+    /// Distinct `runningSince` values (starts and resumes) and `pausedSince` values, in order.
+    fn transitions(&self) -> (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) {
+        let mut runs: Vec<DateTime<Utc>> = Vec::new();
+        let mut pauses: Vec<DateTime<Utc>> = Vec::new();
+        for s in &self.samples {
+            if let Some(t) = t_opt(&s.status.running_since) {
+                if runs.last() != Some(&t) {
+                    runs.push(t);
+                }
+            }
+            if let Some(t) = t_opt(&s.status.paused_since) {
+                if s.status.start_time.is_some() && pauses.last() != Some(&t) {
+                    pauses.push(t);
+                }
+            }
+        }
+        (runs, pauses)
+    }
+
+    fn dump(&self) -> String {
+        let mut out = String::new();
+        let mut last = None;
+        for s in &self.samples {
+            let key = (
+                s.status.phase,
+                s.status.runtime_seconds,
+                s.status.pauses,
+                s.live.len(),
+                s.listed,
+            );
+            if last != Some(key) {
+                out.push_str(&format!(
+                    "  {} phase={:?} runtime={} pauses={} emissions={:.3} baseline={:.3} live_pods={} listed_pods={}\n",
+                    s.at.format("%H:%M:%S%.3f"),
+                    s.status.phase,
+                    s.status.runtime_seconds,
+                    s.status.pauses,
+                    s.status.emissions_grams,
+                    s.status.baseline_grams,
+                    s.live.len(),
+                    s.listed
+                ));
+                last = Some(key);
+            }
+        }
+        for (uid, p) in &self.pods_seen {
+            out.push_str(&format!(
+                "  pod {} ({uid}) created {} started {:?} ended {:?} phase {}\n",
+                p.name, p.created, p.started, p.ended, p.phase
+            ));
+        }
+        out
+    }
+
+    /// Polls every 250 ms until `pred` holds for the status, and returns that status; panics
+    /// after `timeout`.
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&CarbonAwareJobStatus) -> bool,
+    ) -> CarbonAwareJobStatus {
+        let until = Utc::now() + TimeDelta::from_std(timeout).unwrap_or(TimeDelta::MAX);
+        loop {
+            self.poll().await;
+            let st = self.status();
+            if self.last.is_some() && pred(&st) {
+                return st;
+            }
+            assert!(
+                Utc::now() < until,
+                "timed out after {timeout:?} waiting for {what}; history:\n{}",
+                self.dump()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Polls every 500 ms until the job is Succeeded or Failed, or panics at `until`.
+    async fn until_finished(&mut self, until: DateTime<Utc>) {
+        while !self.phase().is_some_and(Phase::is_terminal) {
+            assert!(
+                Utc::now() < until,
+                "CarbonAwareJob {} not finished by {until}; history:\n{}",
+                self.name,
+                self.dump()
+            );
+            self.poll().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+async fn mark_pod_complete(pods: &Api<Pod>, name: &str) {
+    let patch = json!({"metadata": {"annotations": {COMPLETE: "true"}}});
+    must(
+        &format!("annotate pod {name} {COMPLETE}=true"),
+        pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await,
+    );
+}
+
+/// Asserts the ledger of a finished job against the forecast: runtime is the sum of the
+/// run intervals, emissions their integral, baseline the integral of running at once from
+/// creation for the net runtime (no checkpoint overhead in these jobs), avoided the
+/// difference, energy power x runtime.
+fn assert_ledger(
+    st: &CarbonAwareJobStatus,
+    intervals: &[(DateTime<Utc>, DateTime<Utc>)],
+    created: DateTime<Utc>,
+    f: &Forecast,
+) {
+    let runtime: i64 = intervals.iter().map(|(a, b)| (*b - *a).num_seconds()).sum();
+    assert!(
+        (st.runtime_seconds - runtime).abs() <= 1,
+        "runtimeSeconds {} but the run intervals {intervals:?} add up to {runtime} s",
+        st.runtime_seconds
+    );
+    let emissions: f64 = intervals
+        .iter()
+        .map(|(a, b)| POWER_KW * f.integral(*a, *b))
+        .sum();
+    assert!(
+        rel_close(st.emissions_grams, emissions, 0.01),
+        "emissionsGrams {} but the forecast over the run intervals {intervals:?} gives {emissions}",
+        st.emissions_grams
+    );
+    let baseline = POWER_KW * f.integral(created, created + TimeDelta::seconds(st.runtime_seconds));
+    assert!(
+        rel_close(st.baseline_grams, baseline, 0.01),
+        "baselineGrams {} but running {} s at once from creation ({created}) gives {baseline}",
+        st.baseline_grams,
+        st.runtime_seconds
+    );
+    assert!(
+        (st.avoided_grams - (st.baseline_grams - st.emissions_grams)).abs() < 1e-6,
+        "avoidedGrams {} != baselineGrams {} - emissionsGrams {}",
+        st.avoided_grams,
+        st.baseline_grams,
+        st.emissions_grams
+    );
+    let energy = POWER_KW * st.runtime_seconds as f64 / 3600.0;
+    assert!(
+        rel_close(st.energy_kwh, energy, 0.01),
+        "energyKWh {} but 0.48 kW x runtime gives {energy}",
+        st.energy_kwh
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// The driver
+
+/// Names the scenario whose task is unwinding (a panic in a spawned task names only the
+/// worker thread).
+struct ScenarioGuard(&'static str);
+
+impl Drop for ScenarioGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("===== scenario {} FAILED (panic above) =====", self.0);
+        }
+    }
+}
+
+/// All scenarios, run concurrently in one test: they spend their time waiting for forecast
+/// minutes to pass, and the test harness runs only as many tests at once as there are CPUs
+/// (two here), which would serialise them into three rounds. Each scenario reports PASS or
+/// FAIL with its duration; a failing scenario prints its panic, its job history and its
+/// operator's log, and leaves its namespace behind for inspection.
+///
+/// `CARBONSHIFT_E2E_ONLY=pause,flex` runs only the scenarios whose names contain one of the
+/// given words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_end_to_end() {
+    if !cluster::enabled() {
+        return;
+    }
+    let _logs = cluster::LogsOnFailure;
+    install_crd();
+    type Scenario = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+    let all: Vec<(&str, Scenario)> = vec![
+        (
+            "pause_and_resume",
+            Box::pin(pause_and_resume_pauses_and_resumes_pods()),
+        ),
+        (
+            "flexible_start",
+            Box::pin(flexible_start_starts_in_cleanest_window()),
+        ),
+        (
+            "deadline_guard",
+            Box::pin(deadline_guard_forces_run_on_dirty_grid()),
+        ),
+        (
+            "operator_restart",
+            Box::pin(operator_restart_loses_no_accounting()),
+        ),
+        (
+            "invalid_manifests",
+            Box::pin(invalid_manifests_are_refused_with_readable_messages()),
+        ),
+        (
+            "metrics_and_run_now",
+            Box::pin(metrics_report_avoided_emissions_and_run_now_sanity()),
+        ),
+    ];
+    let only: Option<Vec<String>> = std::env::var("CARBONSHIFT_E2E_ONLY").ok().map(|v| {
+        v.split(',')
+            .map(|w| w.trim().to_string())
+            .filter(|w| !w.is_empty())
+            .collect()
+    });
+    let started = std::time::Instant::now();
+    let mut handles = Vec::new();
+    for (name, scenario) in all {
+        if only
+            .as_ref()
+            .is_some_and(|words| !words.iter().any(|w| name.contains(w.as_str())))
+        {
+            continue;
+        }
+        handles.push((
+            name,
+            tokio::spawn(async move {
+                let _guard = ScenarioGuard(name);
+                let t = std::time::Instant::now();
+                scenario.await;
+                t.elapsed()
+            }),
+        ));
+    }
+    assert!(
+        !handles.is_empty(),
+        "CARBONSHIFT_E2E_ONLY={only:?} selects no scenario"
+    );
+    let mut report = Vec::new();
+    let mut failed = Vec::new();
+    for (name, handle) in handles {
+        match handle.await {
+            Ok(took) => report.push(format!("PASS {name} ({:.0} s)", took.as_secs_f64())),
+            Err(e) => {
+                report.push(format!(
+                    "FAIL {name}: {}",
+                    if e.is_panic() {
+                        "panicked (see above)"
+                    } else {
+                        "cancelled"
+                    }
+                ));
+                failed.push(name);
+            }
+        }
+    }
+    println!(
+        "operator e2e scenarios ({:.0} s in all):\n  {}",
+        started.elapsed().as_secs_f64(),
+        report.join("\n  ")
+    );
+    assert!(
+        failed.is_empty(),
+        "failed scenarios: {failed:?}\n  {}",
+        report.join("\n  ")
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. Pause and resume
+
+/// A PauseAndResume job needing 2 min, with two clean minutes split by a dirty one:
+/// Waiting (dirty) -> Running (clean slot p) -> Paused (dirty p+1) -> Running (clean p+2)
+/// -> Succeeded.
+///
+/// The workload: the pods carry `run-for: 1h`, i.e. they never finish on their own, and the
+/// test plays a training job that checkpoints on SIGTERM and resumes from its checkpoint. It
+/// adds up how long its pods really ran (pod start to deletion, API server times) and, once
+/// that reaches expectedDuration, marks the running pod complete. This mirrors reality
+/// better than a per-pod `run-for` (kwok restarts that clock with every new pod, which is a
+/// job that restarts from scratch after each pause) and better than completing the pod when
+/// the operator's runtimeSeconds reaches expectedDuration (that would let the operator's
+/// own accounting decide when the work is done, so a wrong ledger could not be caught): the
+/// work done is measured independently of the operator and compared with its ledger.
+async fn pause_and_resume_pauses_and_resumes_pods() {
+    let env = Env::new("e2e-pause").await;
+    let p = first_boundary(Utc::now());
+    let at = |k: i64| p + TimeDelta::minutes(k);
+    let f = Forecast::around(p, |k| match k {
+        0 | 2 => 50.0,
+        ..=1 => 400.0,
+        // Dirtier and dirtier afterwards: once resumed, finishing at once is strictly best.
+        _ => 450.0 + 10.0 * (k - 3) as f64,
+    });
+    f.write_csv(&env.forecast);
+    let op = env.operator("operator", &[]);
+    op.ready().await;
+
+    let expected = 120;
+    let caj = create(
+        &env,
+        manifest(
+            "train",
+            json!({"strategy": "PauseAndResume", "expectedDuration": "2m", "maxDelay": "7m"}),
+            json!({RUN_FOR: "1h"}),
+        ),
+    )
+    .await;
+    let created = created_at(&caj);
+    println!("[{}] p = {p}, created {created}", env.ns.name);
+
+    let mut tr = Tracker::new(&env, "train");
+    let mut completed_pod = None;
+    let until = at(6);
+    while !tr.phase().is_some_and(Phase::is_terminal) {
+        assert!(
+            Utc::now() < until,
+            "job not finished by {until}; history:\n{}",
+            tr.dump()
+        );
+        tr.poll().await;
+        let now = Utc::now();
+        if completed_pod.is_none() && tr.pod_work_secs(now) >= expected {
+            // The work is done: the running pod exits 0.
+            let running = must(
+                "list pods",
+                env.pods
+                    .list(&ListParams::default().labels(&job_pods_selector("train")))
+                    .await,
+            )
+            .items
+            .into_iter()
+            .find(|p| pod_running_ready(p) && p.metadata.deletion_timestamp.is_none());
+            if let Some(pod) = running {
+                mark_pod_complete(&env.pods, &pod.name_any()).await;
+                println!(
+                    "[{}] pods ran {} s: completed pod {}",
+                    env.ns.name,
+                    tr.pod_work_secs(now),
+                    pod.name_any()
+                );
+                completed_pod = Some(pod.name_any());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let st = tr.status();
+    let history = tr.dump();
+    println!("[{}] history:\n{history}", env.ns.name);
+
+    assert_eq!(
+        tr.phases(),
+        vec![
+            Phase::Waiting,
+            Phase::Running,
+            Phase::Paused,
+            Phase::Running,
+            Phase::Succeeded
+        ],
+        "phases; history:\n{history}"
+    );
+    tr.assert_monotonic();
+    assert_eq!(
+        st.pauses, 1,
+        "one dirty minute between two clean ones: exactly one pause; {st:?}"
+    );
+    assert!(
+        completed_pod.is_some(),
+        "the test never completed a pod; history:\n{history}"
+    );
+
+    // Transitions at the forecast's slot boundaries: start in the first clean minute (not
+    // before it), pause when it ends, resume in the second clean minute.
+    let (runs, pauses) = tr.transitions();
+    assert_eq!(
+        runs.len(),
+        2,
+        "one start and one resume, got runningSince values {runs:?}"
+    );
+    assert_eq!(
+        pauses.len(),
+        1,
+        "one pause, got pausedSince values {pauses:?}"
+    );
+    let tol = TimeDelta::seconds(10);
+    for (what, got, want) in [
+        ("start", runs[0], at(0)),
+        ("pause", pauses[0], at(1)),
+        ("resume", runs[1], at(2)),
+    ] {
+        assert!(
+            got >= want && got <= want + tol,
+            "{what} at {got}, expected at the slot boundary {want} (at most {tol} late)"
+        );
+    }
+    assert_eq!(
+        t_opt(&st.start_time),
+        Some(runs[0]),
+        "startTime is the first start"
+    );
+    let completion = t_opt(&st.completion_time).expect("completionTime set when Succeeded");
+
+    // Pods: those of the first run deleted on pause (none left while paused), new ones
+    // (other UIDs) created on resume.
+    let first_run: BTreeSet<String> = tr
+        .samples
+        .iter()
+        .filter(|s| s.at < pauses[0] && t_opt(&s.status.running_since) == Some(runs[0]))
+        .flat_map(|s| s.live.iter().cloned())
+        .collect();
+    assert!(
+        !first_run.is_empty(),
+        "no pod seen running in the first run; history:\n{history}"
+    );
+    assert!(
+        tr.samples.iter().any(|s| s.status.phase == Some(Phase::Paused) && s.listed == 0),
+        "while Paused the child Job still had pods (suspension must delete them); history:\n{history}"
+    );
+    assert!(
+        tr.samples
+            .iter()
+            .filter(|s| s.status.phase == Some(Phase::Paused))
+            .all(|s| s.live.is_empty()),
+        "a pod not being deleted while Paused; history:\n{history}"
+    );
+    let second_run: BTreeSet<String> = tr
+        .samples
+        .iter()
+        .filter(|s| t_opt(&s.status.running_since) == Some(runs[1]))
+        .flat_map(|s| s.live.iter().cloned())
+        .collect();
+    assert!(
+        !second_run.is_empty(),
+        "no pod seen running after the resume; history:\n{history}"
+    );
+    assert!(
+        first_run.is_disjoint(&second_run),
+        "resume reused pods {first_run:?} / {second_run:?}"
+    );
+    for uid in &first_run {
+        let ended = tr.pods_seen[uid].ended;
+        assert!(
+            ended.is_some_and(|e| e <= pauses[0] + TimeDelta::seconds(5)),
+            "pod {uid} of the first run ended {ended:?}, not at the pause {}",
+            pauses[0]
+        );
+    }
+    for uid in &second_run {
+        let created = tr.pods_seen[uid].created;
+        assert!(
+            created >= runs[1],
+            "pod {uid} of the second run created {created}, before the resume {}",
+            runs[1]
+        );
+    }
+
+    // The ledger: consistent with the transitions and the forecast, and with the work the
+    // pods really did (the operator counts from unsuspend, the pods start a moment later).
+    let intervals = [(runs[0], pauses[0]), (runs[1], completion)];
+    assert_ledger(&st, &intervals, created, &f);
+    let work = tr.pod_work_secs(completion);
+    assert!(
+        st.runtime_seconds >= work && st.runtime_seconds <= work + 8,
+        "runtimeSeconds {} but the pods ran {work} s; history:\n{history}",
+        st.runtime_seconds
+    );
+    assert!(
+        st.runtime_seconds >= expected,
+        "runtimeSeconds {} < expectedDuration {expected}",
+        st.runtime_seconds
+    );
+    assert!(
+        st.emissions_grams > 0.0 && st.baseline_grams > 0.0,
+        "{st:?}"
+    );
+    assert!(
+        st.avoided_grams > 0.0 && st.avoided_grams > 0.5 * st.baseline_grams,
+        "running in the two 50 g minutes instead of at once (mostly 400 g) must avoid most of the baseline: {st:?}"
+    );
+    assert!(!st.deadline_missed, "{st:?}");
+
+    let evs = env.events("train").await;
+    let reasons = event_reasons(&evs);
+    for want in ["Started", "Paused", "Resumed", "Succeeded"] {
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "no {want} Event; events:\n{}",
+            describe_events(&evs)
+        );
+    }
+    env.ns.delete().await;
+    drop(op);
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. Flexible start
+
+/// A FlexibleStart job needing 1 min waits for the cleanest minute (p+2, 50 g; p+1 is a
+/// decoy at 200 g) and starts there, not before; it runs without pausing (its pods' own
+/// `run-for` equals expectedDuration: a job that cannot checkpoint runs in one go).
+async fn flexible_start_starts_in_cleanest_window() {
+    let env = Env::new("e2e-flex").await;
+    let p = first_boundary(Utc::now());
+    let at = |k: i64| p + TimeDelta::minutes(k);
+    let f = Forecast::around(p, |k| match k {
+        ..=0 => 400.0,
+        1 => 200.0,
+        2 => 50.0,
+        _ => 400.0,
+    });
+    f.write_csv(&env.forecast);
+    let op = env.operator("operator", &[]);
+    op.ready().await;
+
+    let caj = create(
+        &env,
+        manifest(
+            "flex",
+            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "6m"}),
+            json!({RUN_FOR: "60s"}),
+        ),
+    )
+    .await;
+    let created = created_at(&caj);
+    let mut tr = Tracker::new(&env, "flex");
+
+    // While waiting the status announces the planned start.
+    let waiting = tr
+        .wait_for(
+            "flex Waiting with plannedStart",
+            Duration::from_secs(30),
+            |st| st.phase == Some(Phase::Waiting) && st.planned_start.is_some(),
+        )
+        .await;
+    assert_eq!(
+        t_opt(&waiting.planned_start),
+        Some(at(2)),
+        "plannedStart while waiting: {waiting:?}"
+    );
+    assert_eq!(
+        t_opt(&waiting.next_transition_time),
+        Some(at(2)),
+        "nextTransitionTime: {waiting:?}"
+    );
+    assert_eq!(waiting.next_action.as_deref(), Some("Run"), "{waiting:?}");
+    let running = condition(&waiting, "Running").map(|c| (c.status.clone(), c.reason.clone()));
+    assert_eq!(
+        running,
+        Some(("False".into(), "WaitingForCleanerWindow".into())),
+        "{waiting:?}"
+    );
+
+    tr.until_finished(at(5)).await;
+    let st = tr.status();
+    let history = tr.dump();
+    println!("[{}] history:\n{history}", env.ns.name);
+    assert_eq!(
+        tr.phases(),
+        vec![Phase::Waiting, Phase::Running, Phase::Succeeded],
+        "history:\n{history}"
+    );
+    tr.assert_monotonic();
+
+    let start = t_opt(&st.start_time).expect("startTime");
+    let tol = TimeDelta::seconds(10);
+    assert!(
+        start >= at(2) && start <= at(2) + tol,
+        "started at {start}; the cleanest minute starts at {} (tolerance {tol})",
+        at(2)
+    );
+    // The pods, too, appear only in the window.
+    let first_pod = tr
+        .pods_seen
+        .values()
+        .map(|p| p.created)
+        .min()
+        .expect("a pod");
+    assert!(
+        first_pod >= at(2),
+        "a pod was created at {first_pod}, before the window {}",
+        at(2)
+    );
+    assert_eq!(st.pauses, 0, "FlexibleStart never pauses: {st:?}");
+    let completion = t_opt(&st.completion_time).expect("completionTime");
+    assert_ledger(&st, &[(start, completion)], created, &f);
+    assert!(
+        st.runtime_seconds >= 60 && st.runtime_seconds <= 70,
+        "runtimeSeconds {}",
+        st.runtime_seconds
+    );
+    assert!(
+        st.avoided_grams > 0.0,
+        "waiting for 50 g instead of 400 g avoids emissions: {st:?}"
+    );
+
+    let evs = env.events("flex").await;
+    let reasons = event_reasons(&evs);
+    for want in ["Started", "Succeeded"] {
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "no {want} Event; events:\n{}",
+            describe_events(&evs)
+        );
+    }
+    env.ns.delete().await;
+    drop(op);
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. Deadline guard
+
+/// A Threshold job (run below 100 g) on a grid at 400 g until well after its deadline:
+/// waiting is what the policy wants, but the deadline guard starts it when the slack runs
+/// out (expectedDuration 1m, maxDelay 2m: at creation + 1m), dirty grid or not, and it
+/// finishes in time. Status and Events say DeadlineGuard. The pods run 45 s (a job that
+/// finishes within its estimate), so only the operator's own timing decides the deadline.
+async fn deadline_guard_forces_run_on_dirty_grid() {
+    let env = Env::new("e2e-guard").await;
+    let now = Utc::now();
+    let base = must("round", now.duration_trunc(TimeDelta::minutes(1)));
+    // Clean only from base+3m, which is after the deadline (created + 2m < base + 3m).
+    let f = Forecast::around(base, |k| if k >= 3 { 50.0 } else { 400.0 });
+    f.write_csv(&env.forecast);
+    let op = env.operator("operator", &[]);
+    op.ready().await;
+
+    let caj = create(
+        &env,
+        manifest(
+            "guard",
+            json!({"strategy": "Threshold", "thresholdGramsPerKWh": 100, "expectedDuration": "1m", "maxDelay": "2m"}),
+            json!({RUN_FOR: "45s"}),
+        ),
+    )
+    .await;
+    let created = created_at(&caj);
+    let deadline = created + TimeDelta::minutes(2);
+    let latest_start = deadline - TimeDelta::minutes(1);
+    let mut tr = Tracker::new(&env, "guard");
+
+    let waiting = tr
+        .wait_for("guard Waiting", Duration::from_secs(30), |st| {
+            st.phase == Some(Phase::Waiting)
+        })
+        .await;
+    assert_eq!(
+        t_opt(&waiting.deadline),
+        Some(deadline),
+        "status.deadline: {waiting:?}"
+    );
+    let reason = condition(&waiting, "Running").map(|c| c.reason.clone());
+    assert_eq!(
+        reason.as_deref(),
+        Some("AboveThreshold"),
+        "waiting above the threshold: {waiting:?}"
+    );
+
+    // Until it runs: then the Running condition must name the guard.
+    while tr.phase() == Some(Phase::Waiting) {
+        assert!(
+            Utc::now() < deadline,
+            "still Waiting at the deadline; history:\n{}",
+            tr.dump()
+        );
+        tr.poll().await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let started = tr.status();
+    let cond = condition(&started, "Running").cloned();
+    assert_eq!(
+        cond.as_ref()
+            .map(|c| (c.status.as_str(), c.reason.as_str())),
+        Some(("True", "DeadlineGuard")),
+        "the run must be the deadline guard's: {started:?}; history:\n{}",
+        tr.dump()
+    );
+    tr.until_finished(deadline + TimeDelta::minutes(2)).await;
+    let st = tr.status();
+    let history = tr.dump();
+    println!("[{}] history:\n{history}", env.ns.name);
+    assert_eq!(
+        tr.phases(),
+        vec![Phase::Waiting, Phase::Running, Phase::Succeeded],
+        "history:\n{history}"
+    );
+    tr.assert_monotonic();
+
+    let start = t_opt(&st.start_time).expect("startTime");
+    assert!(
+        start >= latest_start - TimeDelta::seconds(5),
+        "started at {start}: the grid was above the threshold, so it should have waited until the slack ran out at {latest_start}"
+    );
+    assert!(
+        start <= latest_start,
+        "started at {start}, after the latest start {latest_start} (deadline {deadline} - expectedDuration 1m): \
+         a job using its whole expectedDuration would miss the deadline"
+    );
+    let intensity = started.current_intensity.unwrap_or_default();
+    assert!(
+        intensity >= 400.0,
+        "it ran on a dirty grid: currentIntensity {intensity}"
+    );
+    let completion = t_opt(&st.completion_time).expect("completionTime");
+    assert!(
+        completion <= deadline,
+        "completed at {completion}, after the deadline {deadline}"
+    );
+    assert!(
+        !st.deadline_missed,
+        "deadline met, but status.deadlineMissed: {st:?}"
+    );
+    assert_ledger(&st, &[(start, completion)], created, &f);
+
+    let evs = env.events("guard").await;
+    let guard = evs
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("DeadlineGuard"));
+    assert!(
+        guard.is_some(),
+        "no DeadlineGuard Event; events:\n{}",
+        describe_events(&evs)
+    );
+    let guard = guard.map(|e| (e.type_.clone(), e.message.clone().unwrap_or_default()));
+    if let Some((type_, message)) = guard {
+        assert_eq!(
+            type_.as_deref(),
+            Some("Warning"),
+            "DeadlineGuard Event type"
+        );
+        assert!(
+            message.contains("deadline"),
+            "DeadlineGuard Event message should say why: {message}"
+        );
+    }
+    for bad in ["DeadlineAtRisk", "DeadlineMissed"] {
+        assert!(
+            !event_reasons(&evs).iter().any(|r| r == bad),
+            "{bad} Event although the deadline was met; events:\n{}",
+            describe_events(&evs)
+        );
+    }
+    env.ns.delete().await;
+    drop(op);
+}
+
+// ------------------------------------------------------------------------------------------
+// 4. Operator restart
+
+/// SIGKILL the operator while a job runs, start another one (it waits for the dead one's
+/// Lease to expire): no runtime or emissions are lost. Status numbers never go backwards,
+/// and the final runtime matches the wall-clock running time of the child Job.
+async fn operator_restart_loses_no_accounting() {
+    let env = Env::new("e2e-restart").await;
+    let now = Utc::now();
+    let base = must("round", now.duration_trunc(TimeDelta::minutes(1)));
+    // Varying every minute, so the emissions integral checks the right interval.
+    let f = Forecast::around(base, |k| 200.0 + 50.0 * (k * 3).rem_euclid(5) as f64);
+    f.write_csv(&env.forecast);
+    // Accrual persisted every 10 s so the test sees the numbers move.
+    let mut op1 = env.operator("operator-1", &["--status-interval", "10s"]);
+    op1.ready().await;
+
+    let caj = create(
+        &env,
+        manifest(
+            "steady",
+            json!({"strategy": "RunNow", "expectedDuration": "2m", "maxDelay": "10m"}),
+            json!({RUN_FOR: "100s"}),
+        ),
+    )
+    .await;
+    let created = created_at(&caj);
+    let mut tr = Tracker::new(&env, "steady");
+
+    // Running for a while, with accrual persisted.
+    let before_kill = tr
+        .wait_for(
+            "steady Running with runtime persisted",
+            Duration::from_secs(90),
+            |st| st.phase == Some(Phase::Running) && st.runtime_seconds >= 25,
+        )
+        .await;
+    op1.kill();
+    println!(
+        "[{}] killed operator-1 at runtime {}",
+        env.ns.name, before_kill.runtime_seconds
+    );
+
+    // Down for 20 s: the job keeps running in the cluster, nobody accounts for it.
+    let down_until = Utc::now() + TimeDelta::seconds(20);
+    while Utc::now() < down_until {
+        tr.poll().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        tr.phase(),
+        Some(Phase::Running),
+        "job still running while the operator is down"
+    );
+    let op2 = env.operator("operator-2", &["--status-interval", "10s"]);
+    op2.ready().await;
+
+    tr.until_finished(Utc::now() + TimeDelta::minutes(3)).await;
+    let st = tr.status();
+    let history = tr.dump();
+    println!("[{}] history:\n{history}", env.ns.name);
+    assert_eq!(
+        tr.phases(),
+        vec![Phase::Running, Phase::Succeeded],
+        "history:\n{history}"
+    );
+    tr.assert_monotonic();
+    assert!(
+        st.runtime_seconds > before_kill.runtime_seconds
+            && st.emissions_grams > before_kill.emissions_grams,
+        "the restarted operator continued the ledger: before kill {before_kill:?}, final {st:?}"
+    );
+
+    // Wall clock: the child Job ran from its startTime to its completionTime.
+    let job = must("get child Job", env.jobs.get("steady").await);
+    let js = job.status.clone().unwrap_or_default();
+    let (j_start, j_end) = (
+        t_opt(&js.start_time).expect("child Job startTime"),
+        t_opt(&js.completion_time).expect("child Job completionTime"),
+    );
+    let wall = (j_end - j_start).num_seconds();
+    assert!(
+        (st.runtime_seconds - wall).abs() <= 3,
+        "runtimeSeconds {} but the child Job ran {wall} s ({j_start} .. {j_end}): runtime lost or invented across the restart",
+        st.runtime_seconds
+    );
+    assert!(
+        st.runtime_seconds >= 100,
+        "the pods ran 100 s, runtimeSeconds {}",
+        st.runtime_seconds
+    );
+    let start = t_opt(&st.start_time).expect("startTime");
+    let completion = t_opt(&st.completion_time).expect("completionTime");
+    assert_eq!(st.pauses, 0, "{st:?}");
+    assert_ledger(&st, &[(start, completion)], created, &f);
+
+    let log2 = op2.log_text();
+    assert!(!log2.contains("panicked"), "operator-2 panicked:\n{log2}");
+    env.ns.delete().await;
+    drop(op1);
+    drop(op2);
+}
+
+// ------------------------------------------------------------------------------------------
+// 5. Invalid manifests
+
+/// What the schema and CEL rules can express is refused by the API server, with a message
+/// that names the field and the fix; what they cannot (an absolute deadline too close to
+/// creation) becomes `Ready=False, reason=InvalidSpec` and a Warning Event.
+async fn invalid_manifests_are_refused_with_readable_messages() {
+    let env = Env::new("e2e-invalid").await;
+    let pod = json!({RUN_FOR: "30s"});
+    let soon =
+        (Utc::now() + TimeDelta::hours(6)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+
+    // The valid base manifest is accepted (dry run), so refusals below are about the field.
+    let ok = typed(manifest(
+        "ok",
+        json!({"expectedDuration": "1h", "maxDelay": "6h"}),
+        pod.clone(),
+    ));
+    must(
+        "dry-run create of a valid manifest",
+        env.cajs
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                },
+                &ok,
+            )
+            .await,
+    );
+    // (what, schedule, the message must contain, the message must not contain). A garbled
+    // duration must be reported as such, without the CEL rules that cannot parse it adding
+    // internal noise ("type conversion error ... google.protobuf.Duration") that also names
+    // rules the manifest does not break.
+    let noise = vec!["type conversion error", "google.protobuf"];
+    let cases: Vec<(&str, serde_json::Value, Vec<&str>, Vec<&str>)> = vec![
+        (
+            "both deadline and maxDelay",
+            json!({"expectedDuration": "1h", "maxDelay": "6h", "deadline": soon}),
+            vec!["set exactly one of schedule.deadline and schedule.maxDelay"],
+            vec![],
+        ),
+        (
+            "neither deadline nor maxDelay",
+            json!({"expectedDuration": "1h"}),
+            vec!["set exactly one of schedule.deadline and schedule.maxDelay"],
+            vec![],
+        ),
+        (
+            "negative maxDelay",
+            json!({"expectedDuration": "1h", "maxDelay": "-5m"}),
+            vec!["spec.schedule.maxDelay", "-5m"],
+            noise.clone(),
+        ),
+        (
+            "garbled expectedDuration",
+            json!({"expectedDuration": "2 hours", "maxDelay": "6h"}),
+            vec!["spec.schedule.expectedDuration", "2 hours"],
+            noise.clone(),
+        ),
+        (
+            "days are not a CRD duration",
+            json!({"expectedDuration": "1h", "maxDelay": "1d"}),
+            vec!["spec.schedule.maxDelay", "1d"],
+            noise.clone(),
+        ),
+        (
+            "absurdly long maxDelay (beyond CEL's duration range)",
+            json!({"expectedDuration": "1h", "maxDelay": "99999999999999999999h"}),
+            vec!["spec.schedule.maxDelay"],
+            noise.clone(),
+        ),
+        (
+            "zero expectedDuration",
+            json!({"expectedDuration": "0s", "maxDelay": "6h"}),
+            vec!["expectedDuration must be positive"],
+            vec![],
+        ),
+        (
+            "zero maxDelay",
+            json!({"expectedDuration": "1m", "maxDelay": "0m"}),
+            vec!["maxDelay must be positive"],
+            vec![],
+        ),
+        (
+            "threshold zero",
+            json!({"strategy": "Threshold", "thresholdGramsPerKWh": 0, "expectedDuration": "1h", "maxDelay": "6h"}),
+            vec!["thresholdGramsPerKWh must be positive"],
+            vec![],
+        ),
+        (
+            "threshold negative",
+            json!({"strategy": "Threshold", "thresholdGramsPerKWh": -50.5, "expectedDuration": "1h", "maxDelay": "6h"}),
+            vec!["thresholdGramsPerKWh must be positive"],
+            vec![],
+        ),
+        (
+            "Threshold without a threshold",
+            json!({"strategy": "Threshold", "expectedDuration": "1h", "maxDelay": "6h"}),
+            vec!["strategy Threshold needs schedule.thresholdGramsPerKWh"],
+            vec![],
+        ),
+        (
+            "expectedDuration > maxDelay",
+            json!({"expectedDuration": "3h", "maxDelay": "2h"}),
+            vec!["schedule.expectedDuration must not exceed schedule.maxDelay"],
+            vec![],
+        ),
+        (
+            "unknown strategy",
+            json!({"strategy": "Sometimes", "expectedDuration": "1h", "maxDelay": "6h"}),
+            vec!["spec.schedule.strategy", "Sometimes", "FlexibleStart"],
+            vec![],
+        ),
+    ];
+    // Raw JSON (not the typed CarbonAwareJob, which cannot even hold an unknown strategy).
+    let ar = ApiResource::erase::<CarbonAwareJob>(&());
+    let raw: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), &env.ns.name, &ar);
+    let mut failures = Vec::new();
+    for (i, (what, schedule, wants, unwanted)) in cases.iter().enumerate() {
+        let obj: DynamicObject = must(
+            "manifest as JSON object",
+            serde_json::from_value(manifest(&format!("bad-{i}"), schedule.clone(), pod.clone())),
+        );
+        match raw.create(&PostParams::default(), &obj).await {
+            Ok(_) => failures.push(format!("{what}: accepted {schedule}")),
+            Err(kube::Error::Api(s)) => {
+                println!("[{}] {what}: {} {}", env.ns.name, s.code, s.message);
+                if s.code != 422 {
+                    failures.push(format!(
+                        "{what}: HTTP {} (want 422 Invalid): {}",
+                        s.code, s.message
+                    ));
+                }
+                for want in wants {
+                    if !s.message.contains(want) {
+                        failures.push(format!(
+                            "{what}: message does not contain {want:?}: {}",
+                            s.message
+                        ));
+                    }
+                }
+                for bad in unwanted {
+                    if s.message.contains(bad) {
+                        failures.push(format!("{what}: message contains {bad:?}: {}", s.message));
+                    }
+                }
+            }
+            Err(e) => failures.push(format!("{what}: {e}")),
+        }
+    }
+    // Asserted at the end, so the controller-side check below runs as well.
+
+    // What CEL cannot check: an absolute deadline closer than expectedDuration.
+    let base = must("round", Utc::now().duration_trunc(TimeDelta::minutes(1)));
+    Forecast::around(base, |_| 300.0).write_csv(&env.forecast);
+    let op = env.operator("operator", &[]);
+    op.ready().await;
+    let close =
+        (Utc::now() + TimeDelta::minutes(10)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    create(
+        &env,
+        manifest(
+            "too-close",
+            json!({"expectedDuration": "1h", "deadline": close}),
+            pod.clone(),
+        ),
+    )
+    .await;
+    let st = wait_until("too-close Ready=False", Duration::from_secs(60), || async {
+        let caj = env.cajs.get("too-close").await?;
+        let st = caj.status_or_default();
+        Ok::<_, kube::Error>(
+            condition(&st, "Ready")
+                .is_some_and(|c| c.status == "False")
+                .then_some(st),
+        )
+    })
+    .await;
+    let ready = condition(&st, "Ready").cloned().expect("Ready condition");
+    assert_eq!(ready.reason, "InvalidSpec", "{st:?}");
+    for want in ["leaves less than expectedDuration", "move the deadline"] {
+        assert!(
+            ready.message.contains(want),
+            "Ready message should contain {want:?}: {}",
+            ready.message
+        );
+    }
+    assert!(
+        env.jobs.get_opt("too-close").await.ok().flatten().is_none(),
+        "a child Job was created for an invalid spec"
+    );
+    let evs = wait_until("InvalidSpec Event", Duration::from_secs(30), || async {
+        let evs = env.events("too-close").await;
+        Ok::<_, String>(
+            evs.iter()
+                .any(|e| e.reason.as_deref() == Some("InvalidSpec"))
+                .then_some(evs),
+        )
+    })
+    .await;
+    let ev = evs
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("InvalidSpec"))
+        .cloned()
+        .expect("event");
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+    assert!(
+        ev.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("leaves less than expectedDuration"),
+        "{ev:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "invalid manifests:\n{}",
+        failures.join("\n")
+    );
+    env.ns.delete().await;
+    drop(op);
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. Metrics, and a plain run-now job
+
+/// Where promtool is: PATH (`hack/cluster.sh env`), else the repo's tool cache.
+fn promtool() -> PathBuf {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("promtool");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/bin/promtool")
+}
+
+fn metric_value(text: &str, name: &str, label: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// A plain RunNow job (and what `kubectl get caj` shows for it) and a FlexibleStart job that
+/// waits for a clean minute; once both finished, `/metrics` reports their avoided emissions
+/// under the namespace, and `promtool check metrics` accepts the scrape.
+async fn metrics_report_avoided_emissions_and_run_now_sanity() {
+    let env = Env::new("e2e-metrics").await;
+    let ns = env.ns.name.clone();
+    let p = first_boundary(Utc::now());
+    let f = Forecast::around(p, |k| if k == 0 { 50.0 } else { 400.0 });
+    f.write_csv(&env.forecast);
+    let op = env.operator("operator", &[]);
+    op.ready().await;
+
+    create(
+        &env,
+        manifest(
+            "now",
+            json!({"strategy": "RunNow", "expectedDuration": "30s", "maxDelay": "10m"}),
+            json!({RUN_FOR: "20s"}),
+        ),
+    )
+    .await;
+    create(
+        &env,
+        manifest(
+            "later",
+            json!({"strategy": "FlexibleStart", "expectedDuration": "30s", "maxDelay": "5m"}),
+            json!({RUN_FOR: "30s"}),
+        ),
+    )
+    .await;
+
+    // kubectl's printer columns while `now` runs and `later` waits.
+    let table = wait_until(
+        "kubectl get caj: now Running, later Waiting",
+        Duration::from_secs(30),
+        || async {
+            let out = cluster::kubectl(&["get", "caj", "-n", &ns]);
+            let row = |name: &str, phase: &str| {
+                out.lines()
+                    .any(|l| l.split_whitespace().take(2).eq([name, phase]))
+            };
+            Ok::<_, String>((row("now", "Running") && row("later", "Waiting")).then_some(out))
+        },
+    )
+    .await;
+    println!("[{ns}] kubectl get caj:\n{table}");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "PHASE",
+            "REGION",
+            "INTENSITY",
+            "NEXT",
+            "AVOIDED(G)",
+            "AGE"
+        ],
+        "printer columns:\n{table}"
+    );
+    let now_row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("now "))
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(now_row.get(2), Some(&REGION), "REGION column: {now_row:?}");
+    assert_eq!(
+        now_row.get(3),
+        Some(&"400"),
+        "INTENSITY column: {now_row:?}"
+    );
+    // The same through the API: a run-now job starts at once.
+    let now_status = must("get now", env.cajs.get("now").await).status_or_default();
+    let reason = condition(&now_status, "Running").map(|c| c.reason.clone());
+    assert_eq!(reason.as_deref(), Some("RunNow"), "{now_status:?}");
+
+    let mut now_tr = Tracker::new(&env, "now");
+    let mut later_tr = Tracker::new(&env, "later");
+    now_tr.until_finished(p + TimeDelta::minutes(3)).await;
+    later_tr.until_finished(p + TimeDelta::minutes(3)).await;
+    let table = cluster::kubectl(&["get", "caj", "-n", &ns]);
+    println!("[{ns}] kubectl get caj:\n{table}");
+    for name in ["now", "later"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq([name, "Succeeded"])),
+            "{name} not Succeeded in kubectl get caj:\n{table}"
+        );
+    }
+    let now_st = now_tr.status();
+    let later_st = later_tr.status();
+    assert_eq!(now_st.phase, Some(Phase::Succeeded));
+    assert_eq!(later_st.phase, Some(Phase::Succeeded));
+    assert!(
+        now_st.runtime_seconds >= 20 && now_st.emissions_grams > 0.0,
+        "{now_st:?}"
+    );
+    assert!(
+        later_st.avoided_grams > 0.0,
+        "later ran at 50 g instead of 400 g: {later_st:?}"
+    );
+    assert!(
+        t_opt(&later_st.start_time).is_some_and(|t| t >= p),
+        "later started before the clean minute {p}: {later_st:?}"
+    );
+
+    // Counted once per finished job, as max(avoided, 0).
+    let expected = now_st.avoided_grams.max(0.0) + later_st.avoided_grams.max(0.0);
+    let label = format!("namespace=\"{ns}\"");
+    let text = op.scrape().await;
+    let avoided = metric_value(&text, "carbonshift_avoided_emissions_grams_total", &label);
+    assert!(
+        avoided.is_some_and(|v| v > 0.0 && rel_close(v, expected, 1e-6)),
+        "carbonshift_avoided_emissions_grams_total{{{label}}} = {avoided:?}, expected {expected} (> 0); scrape:\n{text}"
+    );
+    let emitted = metric_value(&text, "carbonshift_emissions_grams_total", &label);
+    let expected_emitted = now_st.emissions_grams + later_st.emissions_grams;
+    assert!(
+        emitted.is_some_and(|v| rel_close(v, expected_emitted, 1e-6)),
+        "carbonshift_emissions_grams_total{{{label}}} = {emitted:?}, expected {expected_emitted}"
+    );
+
+    let tool = promtool();
+    let mut child = must(
+        &format!("run {} check metrics", tool.display()),
+        Command::new(&tool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn(),
+    );
+    if let Some(mut stdin) = child.stdin.take() {
+        must("write scrape to promtool", stdin.write_all(text.as_bytes()));
+    }
+    let out = must("wait for promtool", child.wait_with_output());
+    assert!(
+        out.status.success(),
+        "promtool check metrics rejected the scrape ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.ns.delete().await;
+    drop(op);
+}
