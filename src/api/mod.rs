@@ -21,6 +21,14 @@
 //! Durations in the CRD use hours, minutes and seconds only (`90s`, `4m`, `6h`, `1h30m`):
 //! the same grammar CEL's `duration()` accepts, so the schema's regex and the CEL rules agree.
 //! ([`crate::duration::parse_secs`] also reads days, for the CLI.)
+//!
+//! The API server evaluates CEL rules even on a field whose `pattern` already failed, and
+//! `duration()` of a string it cannot parse is a runtime error reported as "type conversion
+//! error from 'string' to 'google.protobuf.Duration' evaluating rule: <that rule's
+//! message>", which tells the user about a rule they did not break. So every rule that calls
+//! `duration()` first checks the pattern (`!x.matches(PATTERN) || ...`), and the pattern
+//! bounds the digits so that whatever it accepts lies within CEL's duration range (about
+//! 10,000 years): a bad duration gets exactly one error, the pattern's.
 
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -40,7 +48,9 @@ pub const JOB_LABEL: &str = "carbonshift.io/job";
 /// `app.kubernetes.io/managed-by` value on child Jobs.
 pub const MANAGED_BY: &str = "carbonshift";
 /// Regex of a CRD duration: hours, minutes, seconds, largest first, at least one.
-pub const DURATION_PATTERN: &str = "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$";
+/// The digit bounds keep every match within CEL's duration range (see the module doc); the
+/// CEL rules that call `duration()` repeat this pattern literally (a unit test checks).
+pub const DURATION_PATTERN: &str = "^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$";
 /// Default power usage effectiveness when `spec.power.pue` is unset: a typical modern
 /// hyperscale/colocation data centre (Uptime Institute surveys report 1.1-1.6).
 pub const DEFAULT_PUE: f64 = 1.2;
@@ -140,7 +150,7 @@ pub enum StrategyName {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("has(self.deadline) != has(self.maxDelay)").message("set exactly one of schedule.deadline and schedule.maxDelay"),
-    validation = Rule::new("!has(self.maxDelay) || duration(self.expectedDuration) <= duration(self.maxDelay)").message("schedule.expectedDuration must not exceed schedule.maxDelay: the job could not finish in time"),
+    validation = Rule::new("!has(self.maxDelay) || !self.expectedDuration.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || !self.maxDelay.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || duration(self.expectedDuration) <= duration(self.maxDelay)").message("schedule.expectedDuration must not exceed schedule.maxDelay: the job could not finish in time"),
     validation = Rule::new("self.strategy != 'Threshold' || has(self.thresholdGramsPerKWh)").message("strategy Threshold needs schedule.thresholdGramsPerKWh"),
 )]
 pub struct Schedule {
@@ -153,13 +163,13 @@ pub struct Schedule {
     /// Deadline relative to the CarbonAwareJob's creation, e.g. `24h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("maxDelay must be positive"))]
+    #[x_kube(validation = Rule::new("!self.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || duration(self) > duration('0s')").message("maxDelay must be positive"))]
     pub max_delay: Option<String>,
     /// Runtime the Job needs to finish, e.g. `6h`. Planning reserves this much running
     /// time (plus checkpoint overhead per pause); if the Job runs longer it is never paused
     /// again and runs to completion.
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("expectedDuration must be positive"))]
+    #[x_kube(validation = Rule::new("!self.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || duration(self) > duration('0s')").message("expectedDuration must be positive"))]
     pub expected_duration: String,
     /// Once started or resumed, run at least this long before pausing (e.g. `30m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -56,6 +56,12 @@ fn names_match_the_public_contract() {
 #[test]
 fn schema_has_cel_rules_descriptions_and_stays_small() {
     let yaml = crd_yaml().unwrap();
+    // The rules as the API server reads them (the YAML quotes and escapes some).
+    let mut rules = Vec::new();
+    collect_rules(
+        &serde_json::to_value(CarbonAwareJob::crd()).unwrap(),
+        &mut rules,
+    );
     for rule in [
         "has(self.deadline) != has(self.maxDelay)",
         "duration(self.expectedDuration) <= duration(self.maxDelay)",
@@ -63,7 +69,10 @@ fn schema_has_cel_rules_descriptions_and_stays_small() {
         "duration(self) > duration('0s')",
         "self.metadata.name.size() <= 63",
     ] {
-        assert!(yaml.contains(rule), "missing CEL rule {rule}");
+        assert!(
+            rules.iter().any(|r| r.contains(rule)),
+            "missing CEL rule {rule}"
+        );
     }
     assert!(yaml.contains("x-kubernetes-preserve-unknown-fields: true"));
     // Client-side apply stores the whole object in a 256 KiB annotation.
@@ -86,6 +95,75 @@ fn schema_has_cel_rules_descriptions_and_stays_small() {
         undocumented.is_empty(),
         "fields without description: {undocumented:?}"
     );
+}
+
+/// Every CEL rule calling `duration()` first checks DURATION_PATTERN on each string it
+/// converts, so a malformed duration is reported once, by the pattern, and not also as a
+/// "type conversion error" naming rules the manifest does not break (seen on a real API
+/// server, tests/e2e_operator.rs "invalid manifests").
+#[test]
+fn duration_rules_check_the_pattern_first() {
+    let crd = CarbonAwareJob::crd();
+    let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+    let mut rules = Vec::new();
+    collect_rules(&schema, &mut rules);
+    let with_duration: Vec<&String> = rules.iter().filter(|r| r.contains("duration(")).collect();
+    assert_eq!(with_duration.len(), 3, "{rules:?}");
+    for rule in with_duration {
+        let converted: Vec<&str> = rule
+            .match_indices("duration(")
+            .map(|(i, _)| {
+                let arg = &rule[i + "duration(".len()..];
+                &arg[..arg.find(')').unwrap()]
+            })
+            .filter(|arg| !arg.starts_with('\''))
+            .collect();
+        assert!(!converted.is_empty(), "{rule}");
+        for arg in converted {
+            let guard = format!("!{arg}.matches('{DURATION_PATTERN}') || ");
+            assert!(
+                rule.contains(&guard),
+                "rule {rule:?} converts {arg} without `{guard}` first"
+            );
+        }
+    }
+}
+
+/// Whatever DURATION_PATTERN accepts is within CEL's duration range (+-10,000 years, the
+/// range of google.protobuf.Duration), so `duration()` never fails on a matching string.
+#[test]
+fn duration_pattern_stays_within_cels_range() {
+    const CEL_MAX_SECS: i64 = 315_576_000_000;
+    let largest = "9999999h999999999m9999999999s";
+    let secs = crate::duration::parse_secs(largest).unwrap();
+    assert!(secs < CEL_MAX_SECS, "{largest} = {secs} s");
+    assert!(largest.len() <= 32, "within the fields' maxLength");
+    for unit in ['h', 'm', 's'] {
+        assert!(
+            DURATION_PATTERN.contains(&format!("}}{unit})?")),
+            "digits before {unit} are bounded"
+        );
+    }
+    assert!(
+        !DURATION_PATTERN.contains("]+"),
+        "no unbounded repetition: {DURATION_PATTERN}"
+    );
+}
+
+fn collect_rules(node: &serde_json::Value, out: &mut Vec<String>) {
+    match node {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Array(vs)) = map.get("x-kubernetes-validations") {
+                out.extend(
+                    vs.iter()
+                        .filter_map(|v| v["rule"].as_str().map(str::to_string)),
+                );
+            }
+            map.values().for_each(|v| collect_rules(v, out));
+        }
+        serde_json::Value::Array(vs) => vs.iter().for_each(|v| collect_rules(v, out)),
+        _ => {}
+    }
 }
 
 fn walk(node: &serde_json::Value, path: &str, out: &mut Vec<String>) {
