@@ -498,7 +498,8 @@ fn plot(path: &PathBuf, n: usize, src: &Source, report: &SimReport) -> CliResult
         .slice(from, to)
         .ok_or_else(|| Failure::runtime("no data to plot for this job"))?;
     let h = |t: DateTime<Utc>| (t - start).num_seconds() as f64 / 3600.0;
-    let ymax = window.values().iter().cloned().fold(1.0, f64::max) * 1.1;
+    // Headroom for the legend above the curve.
+    let ymax = window.values().iter().cloned().fold(1.0, f64::max) * 1.4;
     let rows = report.results.len() as f64;
     let band = ymax * 0.06;
     let ymin = -band * (rows + 0.5);
@@ -519,6 +520,8 @@ fn plot(path: &PathBuf, n: usize, src: &Source, report: &SimReport) -> CliResult
             .configure_mesh()
             .x_desc("hours since submission")
             .y_desc("gCO2eq/kWh (actual)")
+            // The strategy bars live below zero; those axis values mean nothing.
+            .y_label_formatter(&|y| if *y < 0.0 { String::new() } else { format!("{y:.0}") })
             .draw()?;
         let pts: Vec<(f64, f64)> = window
             .values()
@@ -530,10 +533,20 @@ fn plot(path: &PathBuf, n: usize, src: &Source, report: &SimReport) -> CliResult
                 [(a, *v), (b, *v)]
             })
             .collect();
-        chart.draw_series(LineSeries::new(pts, BLACK.stroke_width(2)))?.label("actual intensity");
+        let line = |c: RGBColor| move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2));
+        chart
+            .draw_series(LineSeries::new(pts, BLACK.stroke_width(2)))?
+            .label("actual intensity")
+            .legend(line(BLACK));
         let d = h(deadline);
-        chart.draw_series(LineSeries::new(vec![(d, ymin), (d, ymax)], RED.stroke_width(1)))?.label("deadline");
-        chart.draw_series(LineSeries::new(vec![(0.0, ymin), (0.0, ymax)], BLUE.stroke_width(1)))?.label("submitted");
+        chart
+            .draw_series(LineSeries::new(vec![(d, ymin), (d, ymax)], RED.stroke_width(1)))?
+            .label("deadline")
+            .legend(line(RED));
+        chart
+            .draw_series(LineSeries::new(vec![(0.0, ymin), (0.0, ymax)], BLUE.stroke_width(1)))?
+            .label("submitted")
+            .legend(line(BLUE));
         let palette = [RGBColor(120, 120, 120), RGBColor(230, 140, 20), RGBColor(30, 150, 60),
             RGBColor(150, 60, 180), RGBColor(240, 190, 60), RGBColor(20, 110, 200)];
         for (i, r) in report.results.iter().enumerate() {
