@@ -20,7 +20,11 @@ fn fails_with(args: &[&str], needles: &[&str]) {
     let out = cmd().args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     for n in needles {
         assert!(err.contains(n), "{args:?}: want {n:?} in {err:?}");
@@ -45,10 +49,22 @@ fn file(text: &str) -> tempfile::NamedTempFile {
 }
 
 fn run_json(args: &[&str]) -> Value {
-    let out = cmd().args(args).args(["--format", "json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd()
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.trim_end().lines().count(), 1, "exactly one JSON object: {text}");
+    assert_eq!(
+        text.trim_end().lines().count(),
+        1,
+        "exactly one JSON object: {text}"
+    );
     serde_json::from_str(&text).unwrap()
 }
 
@@ -63,7 +79,10 @@ fn result<'a>(v: &'a Value, strategy: &str) -> &'a Value {
 
 #[test]
 fn unknown_zone_lists_the_valid_ones() {
-    fails_with(&["--region", "Atlantis"], &["unknown zone \"Atlantis\"", "DE", "US-CAL-CISO"]);
+    fails_with(
+        &["--region", "Atlantis"],
+        &["unknown zone \"Atlantis\"", "DE", "US-CAL-CISO"],
+    );
 }
 
 #[test]
@@ -72,40 +91,93 @@ fn malformed_trace_files_name_the_line() {
     let r0 = "2023-01-01T00:00:00Z,XX,100\n";
     let r1 = "2023-01-01T01:00:00Z,XX,100\n";
     let cases = [
-        (format!("{h}{r0}{r1}2023-01-01T02:00:00Z,XX\n"), "line 4: malformed CSV"),
-        (format!("{h}{r0}not-a-time,XX,1\n"), "line 3: timestamp \"not-a-time\""),
-        (format!("{h}{r0}{r1}2023-01-01T00:30:00Z,XX,1\n"), "line 4: timestamps not increasing"),
+        (
+            format!("{h}{r0}{r1}2023-01-01T02:00:00Z,XX\n"),
+            "line 4: malformed CSV",
+        ),
+        (
+            format!("{h}{r0}not-a-time,XX,1\n"),
+            "line 3: timestamp \"not-a-time\"",
+        ),
+        (
+            format!("{h}{r0}{r1}2023-01-01T00:30:00Z,XX,1\n"),
+            "line 4: timestamps not increasing",
+        ),
         (format!("{h}{r0}{r1}{r1}"), "line 4: duplicate timestamp"),
-        (format!("{h}{r0}{r1}2023-01-01T05:00:00Z,XX,1\n"), "line 4: gap"),
-        (format!("{h}{r0}2023-01-01T01:00:00Z,XX,NaN\n"), "line 3: gco2_per_kwh \"NaN\""),
-        (format!("{h}{r0}2023-01-01T01:00:00Z,XX,-5\n"), "line 3: gco2_per_kwh -5 is negative"),
-        (format!("{h}{r0}2023-01-01T01:00:00Z,XX,\n"), "line 3: empty gco2_per_kwh"),
-        (format!("{h}{r0}2023-01-01T01:00:00Z,YY,1\n"), "line 3: region \"YY\""),
-        ("time,value\n1,2\n".to_string(), "line 1: header has no `timestamp`"),
+        (
+            format!("{h}{r0}{r1}2023-01-01T05:00:00Z,XX,1\n"),
+            "line 4: gap",
+        ),
+        (
+            format!("{h}{r0}2023-01-01T01:00:00Z,XX,NaN\n"),
+            "line 3: gco2_per_kwh \"NaN\"",
+        ),
+        (
+            format!("{h}{r0}2023-01-01T01:00:00Z,XX,-5\n"),
+            "line 3: gco2_per_kwh -5 is negative",
+        ),
+        (
+            format!("{h}{r0}2023-01-01T01:00:00Z,XX,\n"),
+            "line 3: empty gco2_per_kwh",
+        ),
+        (
+            format!("{h}{r0}2023-01-01T01:00:00Z,YY,1\n"),
+            "line 3: region \"YY\"",
+        ),
+        (
+            "time,value\n1,2\n".to_string(),
+            "line 1: header has no `timestamp`",
+        ),
     ];
     for (text, want) in cases {
         let f = file(&text);
         fails_with(&["--trace", f.path().to_str().unwrap()], &[want]);
     }
-    fails_with(&["--trace", "/nonexistent/trace.csv"], &["cannot read /nonexistent/trace.csv"]);
+    fails_with(
+        &["--trace", "/nonexistent/trace.csv"],
+        &["cannot read /nonexistent/trace.csv"],
+    );
 }
 
 #[test]
 fn bad_durations_and_slack_are_input_errors() {
-    fails_with(&["--region", "DE", "--slack", "0s"], &["--slack must be positive"]);
-    fails_with(&["--region", "DE", "--slack", "30m"], &["shorter than the trace step"]);
-    fails_with(&["--region", "DE", "--duration", "0h"], &["--duration must be positive"]);
-    fails_with(&["--region", "DE", "--duration", "6x"], &["--duration", "invalid duration"]);
-    fails_with(&["--region", "DE", "--strategy", "yolo"], &["unknown strategy \"yolo\""]);
+    fails_with(
+        &["--region", "DE", "--slack", "0s"],
+        &["--slack must be positive"],
+    );
+    fails_with(
+        &["--region", "DE", "--slack", "30m"],
+        &["shorter than the trace step"],
+    );
+    fails_with(
+        &["--region", "DE", "--duration", "0h"],
+        &["--duration must be positive"],
+    );
+    fails_with(
+        &["--region", "DE", "--duration", "6x"],
+        &["--duration", "invalid duration"],
+    );
+    fails_with(
+        &["--region", "DE", "--strategy", "yolo"],
+        &["unknown strategy \"yolo\""],
+    );
     fails_with(&[], &["--region ZONE or --trace FILE"]);
 }
 
 #[test]
 fn vintages_need_gb() {
-    fails_with(&["--region", "DE", "--forecast", "vintages"], &["only for GB"]);
+    fails_with(
+        &["--region", "DE", "--forecast", "vintages"],
+        &["only for GB"],
+    );
     let f = file(&trace_text(100));
     fails_with(
-        &["--trace", f.path().to_str().unwrap(), "--forecast", "vintages"],
+        &[
+            "--trace",
+            f.path().to_str().unwrap(),
+            "--forecast",
+            "vintages",
+        ],
         &["--region GB"],
     );
 }
@@ -113,9 +185,19 @@ fn vintages_need_gb() {
 #[test]
 fn trace_too_short_for_one_job() {
     let f = file(&trace_text(40));
-    fails_with(&["--trace", f.path().to_str().unwrap()], &["too short for one job"]);
     fails_with(
-        &["--region", "DE", "--from", "2022-01-01", "--to", "2022-01-02"],
+        &["--trace", f.path().to_str().unwrap()],
+        &["too short for one job"],
+    );
+    fails_with(
+        &[
+            "--region",
+            "DE",
+            "--from",
+            "2022-01-01",
+            "--to",
+            "2022-01-02",
+        ],
         &["too short for one job"],
     );
 }
@@ -126,7 +208,9 @@ fn help_has_an_example() {
         .arg("--help")
         .assert()
         .success()
-        .stdout(predicate::str::contains("carbonshift simulate --region DE --duration 6h --slack 24h"));
+        .stdout(predicate::str::contains(
+            "carbonshift simulate --region DE --duration 6h --slack 24h",
+        ));
 }
 
 #[test]
@@ -136,23 +220,50 @@ fn json_shape_on_a_trace_file() {
     let obj = v.as_object().unwrap();
     let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["duration_hours", "forecast", "jobs", "region", "results", "slack_hours"]);
+    assert_eq!(
+        keys,
+        [
+            "duration_hours",
+            "forecast",
+            "jobs",
+            "region",
+            "results",
+            "slack_hours"
+        ]
+    );
     assert_eq!(v["region"], "XX");
     assert_eq!(v["duration_hours"], 6.0);
     assert_eq!(v["slack_hours"], 24.0);
     assert_eq!(v["forecast"], "perfect");
     let results = v["results"].as_array().unwrap();
-    let names: Vec<_> = results.iter().map(|r| r["strategy"].as_str().unwrap()).collect();
+    let names: Vec<_> = results
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
-        ["run-now", "flexible-start", "pause-resume", "threshold", "oracle-flexible-start", "oracle-pause-resume"]
+        [
+            "run-now",
+            "flexible-start",
+            "pause-resume",
+            "threshold",
+            "oracle-flexible-start",
+            "oracle-pause-resume"
+        ]
     );
     for r in results {
         let mut k: Vec<_> = r.as_object().unwrap().keys().map(String::as_str).collect();
         k.sort_unstable();
         assert_eq!(
             k,
-            ["deadline_misses", "emissions_g", "oracle_fraction", "pauses_per_job", "savings_pct", "strategy"]
+            [
+                "deadline_misses",
+                "emissions_g",
+                "oracle_fraction",
+                "pauses_per_job",
+                "savings_pct",
+                "strategy"
+            ]
         );
     }
     assert_eq!(result(&v, "run-now")["savings_pct"], 0.0);
@@ -162,7 +273,14 @@ fn json_shape_on_a_trace_file() {
 /// The design targets on three months of real German data.
 #[test]
 fn targets_on_real_data_perfect_and_noisy() {
-    let window = ["--region", "DE", "--from", "2022-01-01", "--to", "2022-04-01"];
+    let window = [
+        "--region",
+        "DE",
+        "--from",
+        "2022-01-01",
+        "--to",
+        "2022-04-01",
+    ];
     let v = run_json(&window);
     assert!(v["jobs"].as_u64().unwrap() > 250);
     for r in v["results"].as_array().unwrap() {
@@ -170,8 +288,12 @@ fn targets_on_real_data_perfect_and_noisy() {
     }
     let pr = result(&v, "pause-resume");
     assert!(pr["oracle_fraction"].as_f64().unwrap() >= 0.99, "{pr}");
-    let fs = result(&v, "flexible-start")["savings_pct"].as_f64().unwrap();
-    let ofs = result(&v, "oracle-flexible-start")["savings_pct"].as_f64().unwrap();
+    let fs = result(&v, "flexible-start")["savings_pct"]
+        .as_f64()
+        .unwrap();
+    let ofs = result(&v, "oracle-flexible-start")["savings_pct"]
+        .as_f64()
+        .unwrap();
     assert!((fs - ofs).abs() <= 0.1, "{fs} vs {ofs}");
 
     let v = run_json(&[&window[..], &["--forecast", "noisy", "--seed", "1"]].concat());
@@ -185,13 +307,30 @@ fn targets_on_real_data_perfect_and_noisy() {
 
 #[test]
 fn vintages_run_on_the_neso_data() {
-    let v = run_json(&["--region", "gb", "--forecast", "vintages", "--duration", "4h", "--slack", "12h", "--submit-every", "3h"]);
+    let v = run_json(&[
+        "--region",
+        "gb",
+        "--forecast",
+        "vintages",
+        "--duration",
+        "4h",
+        "--slack",
+        "12h",
+        "--submit-every",
+        "3h",
+    ]);
     assert_eq!(v["region"], "GB");
     assert_eq!(v["forecast"], "vintages");
     assert!(v["jobs"].as_u64().unwrap() >= 10, "{v}");
     for r in v["results"].as_array().unwrap() {
         assert_eq!(r["deadline_misses"], 0, "{r}");
     }
+    // Results from embedded data carry the licences' attribution.
+    cmd()
+        .args(["--region", "GB", "--forecast", "vintages", "--duration", "4h", "--slack", "12h"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ODbL 1.0").and(predicate::str::contains("NESO")));
 }
 
 #[test]
@@ -200,19 +339,45 @@ fn plot_and_csv_and_table() {
     let svg = dir.path().join("job.svg");
     let f = file(&trace_text(24 * 10));
     cmd()
-        .args(["--trace", f.path().to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--plot-job", "2"])
+        .args([
+            "--trace",
+            f.path().to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+            "--plot-job",
+            "2",
+        ])
         .assert()
         .success()
-        .stdout(predicate::str::contains("pause-resume").and(predicate::str::contains("ODbL").not()));
+        .stdout(
+            predicate::str::contains("pause-resume").and(predicate::str::contains("ODbL").not()),
+        );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("pause-resume"));
     cmd()
-        .args(["--trace", f.path().to_str().unwrap(), "--format", "csv", "--strategy", "pause-resume"])
+        .args([
+            "--trace",
+            f.path().to_str().unwrap(),
+            "--format",
+            "csv",
+            "--strategy",
+            "pause-resume",
+        ])
         .assert()
         .success()
-        .stdout(predicate::str::starts_with("region,jobs,").and(predicate::str::contains("XX,").count(1)));
+        .stdout(
+            predicate::str::starts_with("region,jobs,")
+                .and(predicate::str::contains("XX,").count(1)),
+        );
     fails_with(
-        &["--trace", f.path().to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--plot-job", "999"],
+        &[
+            "--trace",
+            f.path().to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+            "--plot-job",
+            "999",
+        ],
         &["--plot-job 999"],
     );
 }
@@ -221,10 +386,22 @@ fn plot_and_csv_and_table() {
 fn paper_table_on_a_short_trace() {
     let f = file(&trace_text(24 * 40));
     let out = cmd()
-        .args(["--paper", "--trace", f.path().to_str().unwrap(), "--submit-every", "2d", "--format", "json"])
+        .args([
+            "--paper",
+            "--trace",
+            f.path().to_str().unwrap(),
+            "--submit-every",
+            "2d",
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 8);
@@ -232,6 +409,10 @@ fn paper_table_on_a_short_trace() {
     assert_eq!(rows[7]["window"], "16d");
     for r in rows {
         assert_eq!(r["deadline_misses"], 0, "{r}");
-        assert!(r["pause_resume_pct"].as_f64().unwrap() >= r["flexible_start_pct"].as_f64().unwrap() - 0.01, "{r}");
+        assert!(
+            r["pause_resume_pct"].as_f64().unwrap()
+                >= r["flexible_start_pct"].as_f64().unwrap() - 0.01,
+            "{r}"
+        );
     }
 }

@@ -133,10 +133,15 @@ pub async fn run(args: Args) -> CliResult {
         return paper(&args, cfg);
     }
     if args.region.len() > 1 {
-        return Err(Failure::input("several --region values are only supported with --paper"));
+        return Err(Failure::input(
+            "several --region values are only supported with --paper",
+        ));
     }
     let src = source(&args, args.region.first().map(String::as_str), cfg.forecast)?;
-    let truth = Truth { actuals: &src.actuals, vintages: &src.vintages };
+    let truth = Truth {
+        actuals: &src.actuals,
+        vintages: &src.vintages,
+    };
     let report = sim::simulate(&truth, &cfg).map_err(sim_failure)?;
     if let Some(path) = &args.plot {
         plot(path, args.plot_job, &src, &report)?;
@@ -165,7 +170,10 @@ fn config(args: &Args) -> Result<SimConfig, Failure> {
             for name in s.split(',') {
                 let k = StrategyKind::parse(name.trim()).ok_or_else(|| {
                     let valid: Vec<_> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
-                    Failure::input(format!("unknown strategy {name:?}; valid: {}", valid.join(", ")))
+                    Failure::input(format!(
+                        "unknown strategy {name:?}; valid: {}",
+                        valid.join(", ")
+                    ))
                 })?;
                 if !out.contains(&k) {
                     out.push(k);
@@ -243,13 +251,25 @@ fn source(args: &Args, region: Option<&str>, model: ForecastModel) -> Result<Sou
                 let v = data::neso_vintages().map_err(Failure::runtime)?;
                 ("GB".to_string(), a, v)
             } else {
-                (zone.to_string(), data::load_zone(zone).map_err(Failure::input)?, Vec::new())
+                (
+                    zone.to_string(),
+                    data::load_zone(zone).map_err(Failure::input)?,
+                    Vec::new(),
+                )
             }
         }
     };
     if args.from.is_some() || args.to.is_some() {
-        let from = args.from.as_deref().map(|s| parse_instant("from", s)).transpose()?;
-        let to = args.to.as_deref().map(|s| parse_instant("to", s)).transpose()?;
+        let from = args
+            .from
+            .as_deref()
+            .map(|s| parse_instant("from", s))
+            .transpose()?;
+        let to = args
+            .to
+            .as_deref()
+            .map(|s| parse_instant("to", s))
+            .transpose()?;
         let (f, t) = (from.unwrap_or(actuals.start()), to.unwrap_or(actuals.end()));
         actuals = actuals.slice(f, t).ok_or_else(|| {
             Failure::input(format!(
@@ -260,7 +280,12 @@ fn source(args: &Args, region: Option<&str>, model: ForecastModel) -> Result<Sou
         })?;
     }
     let attribution = args.trace.is_none().then_some(data::ATTRIBUTION);
-    Ok(Source { region, attribution, actuals, vintages })
+    Ok(Source {
+        region,
+        attribution,
+        actuals,
+        vintages,
+    })
 }
 
 fn hours(secs: i64) -> f64 {
@@ -312,7 +337,8 @@ fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> Str
                     r.strategy.name(),
                     r.emissions_g,
                     r.savings_pct,
-                    r.oracle_fraction.map_or(String::new(), |f| format!("{f:.4}")),
+                    r.oracle_fraction
+                        .map_or(String::new(), |f| format!("{f:.4}")),
                     r.deadline_misses,
                     r.pauses_per_job
                 );
@@ -343,7 +369,8 @@ fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> Str
                     r.strategy.name(),
                     r.emissions_g / 1000.0,
                     r.savings_pct,
-                    r.oracle_fraction.map_or("-".to_string(), |f| format!("{:.1}%", 100.0 * f)),
+                    r.oracle_fraction
+                        .map_or("-".to_string(), |f| format!("{:.1}%", 100.0 * f)),
                     r.deadline_misses,
                     r.pauses_per_job
                 );
@@ -392,9 +419,17 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
     let mut rows = Vec::new();
     for region in &regions {
         let src = source(args, region.as_deref(), base.forecast)?;
-        let truth = Truth { actuals: &src.actuals, vintages: &src.vintages };
+        let truth = Truth {
+            actuals: &src.actuals,
+            vintages: &src.vintages,
+        };
         for (slack_label, d, s) in paper_cases() {
-            let cfg = SimConfig { duration_secs: d, slack_secs: s, strategies: strategies.clone(), ..base.clone() };
+            let cfg = SimConfig {
+                duration_secs: d,
+                slack_secs: s,
+                strategies: strategies.clone(),
+                ..base.clone()
+            };
             let report = sim::simulate(&truth, &cfg).map_err(sim_failure)?;
             let get = |k: StrategyKind| report.results.iter().find(|r| r.strategy == k);
             let pct = |k| get(k).map_or(f64::NAN, |r| r.savings_pct);
@@ -415,7 +450,8 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
         }
     }
     let mut out = String::new();
-    let field = |r: &serde_json::Value, k: &str| r.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    let field =
+        |r: &serde_json::Value, k: &str| r.get(k).cloned().unwrap_or(serde_json::Value::Null);
     match args.format {
         Format::Json => {
             let v = json!({
@@ -428,8 +464,17 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
         }
         Format::Csv => {
             let keys = [
-                "region", "duration", "slack", "window", "jobs", "flexible_start_pct", "pause_resume_pct",
-                "oracle_flexible_start_pct", "oracle_pause_resume_pct", "pauses_per_job", "deadline_misses",
+                "region",
+                "duration",
+                "slack",
+                "window",
+                "jobs",
+                "flexible_start_pct",
+                "pause_resume_pct",
+                "oracle_flexible_start_pct",
+                "oracle_pause_resume_pct",
+                "pauses_per_job",
+                "deadline_misses",
             ];
             let _ = writeln!(out, "{}", keys.join(","));
             for r in &rows {
@@ -459,17 +504,24 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
             for r in &rows {
                 let s = |k: &str| match field(r, k) {
                     serde_json::Value::String(s) => s,
-                    serde_json::Value::Number(n) => n.as_f64().map_or(n.to_string(), |f| {
-                        if f.fract() == 0.0 && !k.ends_with("pct") { format!("{f}") } else { format!("{f:.1}") }
-                    }),
+                    serde_json::Value::Number(n) if n.is_f64() => {
+                        n.as_f64().map_or(n.to_string(), |f| format!("{f:.1}"))
+                    }
                     v => v.to_string(),
                 };
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    s("region"), s("duration"), s("slack"), s("jobs"), s("flexible_start_pct"),
-                    s("pause_resume_pct"), s("oracle_flexible_start_pct"), s("oracle_pause_resume_pct"),
-                    s("pauses_per_job"), s("deadline_misses")
+                    s("region"),
+                    s("duration"),
+                    s("slack"),
+                    s("jobs"),
+                    s("flexible_start_pct"),
+                    s("pause_resume_pct"),
+                    s("oracle_flexible_start_pct"),
+                    s("oracle_pause_resume_pct"),
+                    s("pauses_per_job"),
+                    s("deadline_misses")
                 );
             }
             if args.trace.is_none() {
@@ -488,10 +540,14 @@ fn plot(path: &PathBuf, n: usize, src: &Source, report: &SimReport) -> CliResult
         return Err(Failure::input("--plot needs at least one strategy"));
     };
     let Some(job) = first.jobs.get(n) else {
-        return Err(Failure::input(format!("--plot-job {n}: there are only {} jobs", first.jobs.len())));
+        return Err(Failure::input(format!(
+            "--plot-job {n}: there are only {} jobs",
+            first.jobs.len()
+        )));
     };
     let (start, deadline) = (job.submitted, job.deadline);
-    let margin = TimeDelta::seconds(((deadline - start).num_seconds() / 20).max(src.actuals.step_secs()));
+    let margin =
+        TimeDelta::seconds(((deadline - start).num_seconds() / 20).max(src.actuals.step_secs()));
     let (from, to) = (start - margin, deadline + margin);
     let window = src
         .actuals
@@ -504,12 +560,18 @@ fn plot(path: &PathBuf, n: usize, src: &Source, report: &SimReport) -> CliResult
     let band = ymax * 0.06;
     let ymin = -band * (rows + 0.5);
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (1000, 420 + 24 * report.results.len() as u32)).into_drawing_area();
+        let root = SVGBackend::new(path, (1000, 420 + 24 * report.results.len() as u32))
+            .into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("{}: job {n} submitted {} ({} of work, deadline {})", src.region,
-                    start.format("%Y-%m-%d %H:%M UTC"), format_secs(job_work(job)), deadline.format("%Y-%m-%d %H:%M")),
+                format!(
+                    "{}: job {n} submitted {} ({} of work, deadline {})",
+                    src.region,
+                    start.format("%Y-%m-%d %H:%M UTC"),
+                    format_secs(job_work(job)),
+                    deadline.format("%Y-%m-%d %H:%M")
+                ),
                 ("sans-serif", 16),
             )
             .margin(12)
@@ -521,7 +583,13 @@ fn plot(path: &PathBuf, n: usize, src: &Source, report: &SimReport) -> CliResult
             .x_desc("hours since submission")
             .y_desc("gCO2eq/kWh (actual)")
             // The strategy bars live below zero; those axis values mean nothing.
-            .y_label_formatter(&|y| if *y < 0.0 { String::new() } else { format!("{y:.0}") })
+            .y_label_formatter(&|y| {
+                if *y < 0.0 {
+                    String::new()
+                } else {
+                    format!("{y:.0}")
+                }
+            })
             .draw()?;
         let pts: Vec<(f64, f64)> = window
             .values()
@@ -533,31 +601,49 @@ fn plot(path: &PathBuf, n: usize, src: &Source, report: &SimReport) -> CliResult
                 [(a, *v), (b, *v)]
             })
             .collect();
-        let line = |c: RGBColor| move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2));
+        let line = |c: RGBColor| {
+            move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2))
+        };
         chart
             .draw_series(LineSeries::new(pts, BLACK.stroke_width(2)))?
             .label("actual intensity")
             .legend(line(BLACK));
         let d = h(deadline);
         chart
-            .draw_series(LineSeries::new(vec![(d, ymin), (d, ymax)], RED.stroke_width(1)))?
+            .draw_series(LineSeries::new(
+                vec![(d, ymin), (d, ymax)],
+                RED.stroke_width(1),
+            ))?
             .label("deadline")
             .legend(line(RED));
         chart
-            .draw_series(LineSeries::new(vec![(0.0, ymin), (0.0, ymax)], BLUE.stroke_width(1)))?
+            .draw_series(LineSeries::new(
+                vec![(0.0, ymin), (0.0, ymax)],
+                BLUE.stroke_width(1),
+            ))?
             .label("submitted")
             .legend(line(BLUE));
-        let palette = [RGBColor(120, 120, 120), RGBColor(230, 140, 20), RGBColor(30, 150, 60),
-            RGBColor(150, 60, 180), RGBColor(240, 190, 60), RGBColor(20, 110, 200)];
+        let palette = [
+            RGBColor(120, 120, 120),
+            RGBColor(230, 140, 20),
+            RGBColor(30, 150, 60),
+            RGBColor(150, 60, 180),
+            RGBColor(240, 190, 60),
+            RGBColor(20, 110, 200),
+        ];
         for (i, r) in report.results.iter().enumerate() {
             let Some(j) = r.jobs.get(n) else { continue };
             let color = palette[i % palette.len()];
             let y1 = -band * (i as f64 + 0.15);
             let y0 = -band * (i as f64 + 0.85);
             chart
-                .draw_series(j.runs.iter().map(|iv| Rectangle::new([(h(iv.start), y0), (h(iv.end), y1)], color.filled())))?
+                .draw_series(j.runs.iter().map(|iv| {
+                    Rectangle::new([(h(iv.start), y0), (h(iv.end), y1)], color.filled())
+                }))?
                 .label(format!("{} ({:.0} g)", r.strategy.name(), j.emissions_g))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
+                });
         }
         chart
             .configure_series_labels()
@@ -572,5 +658,8 @@ fn plot(path: &PathBuf, n: usize, src: &Source, report: &SimReport) -> CliResult
 }
 
 fn job_work(job: &sim::JobRun) -> i64 {
-    job.runs.iter().map(|r| (r.end - r.start).num_seconds()).sum()
+    job.runs
+        .iter()
+        .map(|r| (r.end - r.start).num_seconds())
+        .sum()
 }

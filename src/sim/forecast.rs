@@ -57,7 +57,10 @@ pub struct ForecastCache {
 
 impl ForecastCache {
     pub fn new(reach_secs: i64) -> Self {
-        Self { reach_secs, entries: BTreeMap::new() }
+        Self {
+            reach_secs,
+            entries: BTreeMap::new(),
+        }
     }
 
     /// Drops forecasts issued before `t`: jobs are simulated in submission order, and a job
@@ -83,23 +86,43 @@ impl<'a> Forecaster<'a> {
         history_secs: i64,
     ) -> Self {
         let noise = match model {
-            ForecastModel::Noisy { seed } => Some(NoiseModel::new(seed, truth.step_secs(), truth.len())),
+            ForecastModel::Noisy { seed } => {
+                Some(NoiseModel::new(seed, truth.step_secs(), truth.len()))
+            }
             _ => None,
         };
-        Self { truth, vintages, model, horizon_secs, refresh_secs, history_secs, noise }
+        Self {
+            truth,
+            vintages,
+            model,
+            horizon_secs,
+            refresh_secs,
+            history_secs,
+            noise,
+        }
     }
 
     /// The refresh in force at `t` and the next one.
     pub fn issue_at(&self, t: DateTime<Utc>) -> Issued {
         if self.model == ForecastModel::Vintages {
             let k = self.vintages.partition_point(|v| v.issued_at <= t);
-            let issued_at = if k == 0 { t } else { self.vintages[k - 1].issued_at };
-            return Issued { issued_at, next_refresh: self.vintages.get(k).map(|v| v.issued_at) };
+            let issued_at = if k == 0 {
+                t
+            } else {
+                self.vintages[k - 1].issued_at
+            };
+            return Issued {
+                issued_at,
+                next_refresh: self.vintages.get(k).map(|v| v.issued_at),
+            };
         }
         let since = (t - self.truth.start()).num_seconds().max(0);
         let k = since / self.refresh_secs;
         let issued_at = self.truth.start() + TimeDelta::seconds(k * self.refresh_secs);
-        Issued { issued_at, next_refresh: Some(issued_at + TimeDelta::seconds(self.refresh_secs)) }
+        Issued {
+            issued_at,
+            next_refresh: Some(issued_at + TimeDelta::seconds(self.refresh_secs)),
+        }
     }
 
     /// The forecast issued at `issued_at`, covering `[slot of now, until)`: the model's values
@@ -128,14 +151,13 @@ impl<'a> Forecaster<'a> {
         if until > reach_end {
             return self.forecast(issued_at, now, until);
         }
-        if !cache.entries.contains_key(&issued_at) {
-            let full = self.extended(issued_at, reach_end)?;
-            cache.entries.insert(issued_at, full);
-        }
-        match cache.entries.get(&issued_at) {
-            Some(full) => Self::from_now(full, issued_at, now),
-            None => self.forecast(issued_at, now, until),
-        }
+        let full = match cache.entries.entry(issued_at) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(self.extended(issued_at, reach_end)?)
+            }
+        };
+        Self::from_now(full, issued_at, now)
     }
 
     fn extended(&self, issued_at: DateTime<Utc>, until: DateTime<Utc>) -> Result<Series, SimError> {
@@ -148,7 +170,11 @@ impl<'a> Forecaster<'a> {
         })
     }
 
-    fn from_now(full: &Series, issued_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<Series, SimError> {
+    fn from_now(
+        full: &Series,
+        issued_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Series, SimError> {
         full.slice(now, full.end()).ok_or_else(|| {
             SimError::Internal(format!("forecast issued {issued_at} does not cover {now}"))
         })
@@ -170,9 +196,9 @@ impl<'a> Forecaster<'a> {
         }
         let truth = self.truth;
         let step = truth.step_secs();
-        let i0 = truth
-            .index_of(issued_at)
-            .ok_or_else(|| SimError::Internal(format!("issue time {issued_at} outside the trace")))?;
+        let i0 = truth.index_of(issued_at).ok_or_else(|| {
+            SimError::Internal(format!("issue time {issued_at} outside the trace"))
+        })?;
         // At least the slot in progress, however short the horizon.
         let n = ((self.horizon_secs + step - 1) / step).max(1) as usize;
         let i1 = (i0 + n).min(truth.len());
@@ -195,11 +221,16 @@ impl<'a> Forecaster<'a> {
                     Some(m) => m.errors(i0 as u64, i0, lead0, actual.len()),
                     None => vec![0.0; actual.len()],
                 };
-                actual.iter().zip(errs).map(|(a, e)| (a + e).max(0.0)).collect()
+                actual
+                    .iter()
+                    .zip(errs)
+                    .map(|(a, e)| (a + e).max(0.0))
+                    .collect()
             }
             ForecastModel::Vintages => actual.to_vec(),
         };
-        Series::new(truth.slot_start(i0), step, values).map_err(|e| SimError::Internal(e.to_string()))
+        Series::new(truth.slot_start(i0), step, values)
+            .map_err(|e| SimError::Internal(e.to_string()))
     }
 
     /// Mean per slot of the UTC day over the trailing history before `issued_at` (complete
@@ -208,7 +239,11 @@ impl<'a> Forecaster<'a> {
     fn profile(&self, issued_at: DateTime<Utc>, base: &Series) -> DailyProfile {
         let truth = self.truth;
         let step = base.step_secs();
-        let (pstep, slots) = if 86_400 % step == 0 { (step, (86_400 / step) as usize) } else { (86_400, 1) };
+        let (pstep, slots) = if 86_400 % step == 0 {
+            (step, (86_400 / step) as usize)
+        } else {
+            (86_400, 1)
+        };
         let from = issued_at - TimeDelta::seconds(self.history_secs);
         let mut sum = vec![0.0; slots];
         let mut cnt = vec![0usize; slots];
@@ -227,13 +262,20 @@ impl<'a> Forecaster<'a> {
                 n_all += 1;
             }
         }
-        let fallback = if n_all > 0 { all / n_all as f64 } else { base.mean() };
+        let fallback = if n_all > 0 {
+            all / n_all as f64
+        } else {
+            base.mean()
+        };
         let means = sum
             .iter()
             .zip(&cnt)
             .map(|(s, &c)| if c > 0 { s / c as f64 } else { fallback })
             .collect();
-        DailyProfile { step_secs: pstep, means }
+        DailyProfile {
+            step_secs: pstep,
+            means,
+        }
     }
 }
 
@@ -253,7 +295,14 @@ mod tests {
     #[test]
     fn persistence_repeats_the_last_observed_day() {
         let s = truth();
-        let f = Forecaster::new(&s, &[], ForecastModel::Persistence, 48 * 3600, 3600, 7 * 86_400);
+        let f = Forecaster::new(
+            &s,
+            &[],
+            ForecastModel::Persistence,
+            48 * 3600,
+            3600,
+            7 * 86_400,
+        );
         let at = t0() + TimeDelta::hours(30);
         let b = f.base(at).unwrap();
         assert_eq!(b.start(), at);
@@ -278,7 +327,11 @@ mod tests {
     #[test]
     fn cached_forecasts_equal_fresh_ones_up_to_the_deadline() {
         let s = truth();
-        for model in [ForecastModel::Perfect, ForecastModel::Noisy { seed: 9 }, ForecastModel::Persistence] {
+        for model in [
+            ForecastModel::Perfect,
+            ForecastModel::Noisy { seed: 9 },
+            ForecastModel::Persistence,
+        ] {
             let f = Forecaster::new(&s, &[], model, 6 * 3600, 3600, 2 * 86_400);
             let mut cache = ForecastCache::new(30 * 3600);
             for h in [26, 27, 30, 40] {
@@ -288,7 +341,11 @@ mod tests {
                 let fresh = f.forecast(issued, now, until).unwrap();
                 let cached = f.forecast_cached(&mut cache, issued, now, until).unwrap();
                 assert_eq!(fresh.start(), cached.start());
-                assert_eq!(fresh.values(), &cached.values()[..fresh.len()], "{model:?} {h}");
+                assert_eq!(
+                    fresh.values(),
+                    &cached.values()[..fresh.len()],
+                    "{model:?} {h}"
+                );
             }
         }
     }

@@ -80,7 +80,10 @@ impl StrategyKind {
     }
 
     fn is_oracle(&self) -> bool {
-        matches!(self, StrategyKind::OracleFlexibleStart | StrategyKind::OraclePauseResume)
+        matches!(
+            self,
+            StrategyKind::OracleFlexibleStart | StrategyKind::OraclePauseResume
+        )
     }
 }
 
@@ -179,13 +182,17 @@ pub fn submissions(truth: &Truth<'_>, cfg: &SimConfig) -> Result<Vec<DateTime<Ut
     }
     if let Some(th) = cfg.threshold {
         if !(th.is_finite() && th >= 0.0) {
-            return input(format!("--threshold {th} must be a non-negative number of g/kWh"));
+            return input(format!(
+                "--threshold {th} must be a non-negative number of g/kWh"
+            ));
         }
     }
     let first = if cfg.forecast == ForecastModel::Vintages {
         match truth.vintages.first() {
             Some(v) => v.issued_at.max(actuals.start()),
-            None => return input("the vintages forecast needs the NESO vintages (region GB)".into()),
+            None => {
+                return input("the vintages forecast needs the NESO vintages (region GB)".into())
+            }
         }
     } else {
         actuals.start() + TimeDelta::seconds(WARMUP_SECS)
@@ -199,7 +206,11 @@ pub fn submissions(truth: &Truth<'_>, cfg: &SimConfig) -> Result<Vec<DateTime<Ut
         t += every;
     }
     if out.is_empty() {
-        let warm = if cfg.forecast == ForecastModel::Vintages { "".to_string() } else { format!("{} of history + ", format_secs(WARMUP_SECS)) };
+        let warm = if cfg.forecast == ForecastModel::Vintages {
+            "".to_string()
+        } else {
+            format!("{} of history + ", format_secs(WARMUP_SECS))
+        };
         return input(format!(
             "the trace is too short for one job: it needs {warm}duration + slack = {} after {}, but it ends at {}",
             format_secs((window).num_seconds()),
@@ -229,8 +240,10 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
     }
     // Job by job, every strategy in turn, so the forecast cache only holds the issues of
     // the jobs in flight.
-    let mut runs: Vec<(StrategyKind, Vec<JobRun>)> =
-        kinds.iter().map(|k| (*k, Vec::with_capacity(submits.len()))).collect();
+    let mut runs: Vec<(StrategyKind, Vec<JobRun>)> = kinds
+        .iter()
+        .map(|k| (*k, Vec::with_capacity(submits.len())))
+        .collect();
     let window = cfg.duration_secs + cfg.slack_secs;
     let mut cache = ForecastCache::new(window + truth.actuals.step_secs());
     for &s in &submits {
@@ -246,12 +259,20 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
             .map_or(0.0, |(_, j)| j.iter().map(|r| r.emissions_g).sum())
     };
     let base = total(StrategyKind::RunNow);
-    let savings = |e: f64| if base > 0.0 { 100.0 * (1.0 - e / base) } else { 0.0 };
+    let savings = |e: f64| {
+        if base > 0.0 {
+            100.0 * (1.0 - e / base)
+        } else {
+            0.0
+        }
+    };
     let oracle_savings = savings(total(StrategyKind::OraclePauseResume));
     let n = submits.len();
     let mut results = Vec::new();
     for k in &cfg.strategies {
-        let Some((_, jobs)) = runs.iter().find(|(kind, _)| kind == k) else { continue };
+        let Some((_, jobs)) = runs.iter().find(|(kind, _)| kind == k) else {
+            continue;
+        };
         let emissions_g: f64 = jobs.iter().map(|r| r.emissions_g).sum();
         let savings_pct = savings(emissions_g);
         results.push(StrategyReport {
@@ -269,14 +290,24 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
 }
 
 /// Grams emitted running at `power_kw` over `[from, to)` on the actuals.
-fn emitted(actuals: &Series, power_kw: f64, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<f64, SimError> {
+fn emitted(
+    actuals: &Series,
+    power_kw: f64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<f64, SimError> {
     actuals
         .integrate(from, to)
         .map(|gh| gh * power_kw)
         .map_err(|e| SimError::Internal(e.to_string()))
 }
 
-fn strategy_for(kind: StrategyKind, truth: &Truth<'_>, cfg: &SimConfig, submit: DateTime<Utc>) -> Strategy {
+fn strategy_for(
+    kind: StrategyKind,
+    truth: &Truth<'_>,
+    cfg: &SimConfig,
+    submit: DateTime<Utc>,
+) -> Strategy {
     match kind {
         StrategyKind::RunNow => Strategy::RunNow,
         StrategyKind::FlexibleStart | StrategyKind::OracleFlexibleStart => Strategy::FlexibleStart,
@@ -325,7 +356,14 @@ fn run_job(
         return run_oracle(truth, cfg, strategy, submit, deadline);
     }
     let actuals = truth.actuals;
-    let mut job = JobRun { submitted: submit, deadline, finished: None, emissions_g: 0.0, pauses: 0, runs: Vec::new() };
+    let mut job = JobRun {
+        submitted: submit,
+        deadline,
+        finished: None,
+        emissions_g: 0.0,
+        pauses: 0,
+        runs: Vec::new(),
+    };
     let mut t = submit;
     let mut remaining = cfg.duration_secs;
     let mut state = JobState::NotStarted;
@@ -348,7 +386,10 @@ fn run_job(
         });
         // Act until the plan changes, a fresher forecast arrives, or the work is done; a
         // transition at or before `t` would stall the loop, so it waits for the refresh.
-        let mut next = issued.next_refresh.unwrap_or(actuals.end()).min(actuals.end());
+        let mut next = issued
+            .next_refresh
+            .unwrap_or(actuals.end())
+            .min(actuals.end());
         if let Some(tr) = plan.next_transition.filter(|tr| *tr > t) {
             next = next.min(tr);
         }
@@ -365,7 +406,10 @@ fn run_job(
                 remaining -= (next - t).num_seconds();
                 match job.runs.last_mut() {
                     Some(last) if last.end == t => last.end = next,
-                    _ => job.runs.push(Interval { start: t, end: next }),
+                    _ => job.runs.push(Interval {
+                        start: t,
+                        end: next,
+                    }),
                 }
                 if remaining <= 0 {
                     job.finished = Some(next);
@@ -408,7 +452,14 @@ fn run_oracle(
         pauses_so_far: 0,
         forecast: &window,
     });
-    let mut job = JobRun { submitted: submit, deadline, finished: None, emissions_g: 0.0, pauses: 0, runs: Vec::new() };
+    let mut job = JobRun {
+        submitted: submit,
+        deadline,
+        finished: None,
+        emissions_g: 0.0,
+        pauses: 0,
+        runs: Vec::new(),
+    };
     let mut worked = 0;
     for iv in &plan.intervals {
         if iv.end <= iv.start {

@@ -64,12 +64,23 @@ impl NoiseModel {
         // Stream 0 is the shared component; per-issue streams start at 1.
         rng.set_stream(0);
         let shared = ar1(&mut rng, slots, step_secs as f64 / 3600.0 / TAU_SHARED_H);
-        Self { seed, step_secs, buckets, shared }
+        Self {
+            seed,
+            step_secs,
+            buckets,
+            shared,
+        }
     }
 
     /// Error (g) to add to the truth of target slots `first_slot ..` as issued at lead
     /// `first_lead_secs` for the first one. Deterministic in (seed, `issue_key`).
-    pub fn errors(&self, issue_key: u64, first_slot: usize, first_lead_secs: i64, n: usize) -> Vec<f64> {
+    pub fn errors(
+        &self,
+        issue_key: u64,
+        first_slot: usize,
+        first_lead_secs: i64,
+        n: usize,
+    ) -> Vec<f64> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_stream(issue_key.wrapping_add(1));
         let own = ar1(&mut rng, n, self.step_secs as f64 / 3600.0 / TAU_ISSUE_H);
@@ -128,7 +139,8 @@ fn folded_normal_mean(mu: f64, sigma: f64) -> f64 {
         return mu.abs();
     }
     let r = mu / sigma;
-    sigma * (2.0 / std::f64::consts::PI).sqrt() * (-r * r / 2.0).exp() + mu * erf(r / std::f64::consts::SQRT_2)
+    sigma * (2.0 / std::f64::consts::PI).sqrt() * (-r * r / 2.0).exp()
+        + mu * erf(r / std::f64::consts::SQRT_2)
 }
 
 /// Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): plenty for calibrating grams.
@@ -167,7 +179,10 @@ mod tests {
             let e = m.errors(issue as u64, issue, 0, 48);
             for (k, v) in e.iter().enumerate() {
                 let lead = k as f64;
-                let b = NESO_ERROR_BY_LEAD.iter().position(|(u, _, _)| lead < *u).unwrap_or(4);
+                let b = NESO_ERROR_BY_LEAD
+                    .iter()
+                    .position(|(u, _, _)| lead < *u)
+                    .unwrap_or(4);
                 acc[b].0 += v.abs();
                 acc[b].1 += v;
                 acc[b].2 += 1;
@@ -176,8 +191,14 @@ mod tests {
         for (b, (_, mae, bias)) in NESO_ERROR_BY_LEAD.iter().enumerate() {
             let n = acc[b].2 as f64;
             let (m_mae, m_bias) = (acc[b].0 / n, acc[b].1 / n);
-            assert!((m_mae - mae).abs() < 0.06 * mae, "bucket {b}: MAE {m_mae} vs {mae}");
-            assert!((m_bias - bias).abs() < 3.0, "bucket {b}: bias {m_bias} vs {bias}");
+            assert!(
+                (m_mae - mae).abs() < 0.06 * mae,
+                "bucket {b}: MAE {m_mae} vs {mae}"
+            );
+            assert!(
+                (m_bias - bias).abs() < 3.0,
+                "bucket {b}: bias {m_bias} vs {bias}"
+            );
         }
     }
 
@@ -187,7 +208,9 @@ mod tests {
         assert_eq!(m.errors(5, 5, 0, 48), m.errors(5, 5, 0, 48));
         assert_ne!(m.errors(5, 5, 0, 48), m.errors(6, 5, 0, 48));
         // Neighbouring hours are strongly correlated (lag-1 correlation well above 0.5).
-        let e: Vec<f64> = (0..400usize).flat_map(|i| m.errors(i as u64, i, 0, 2)).collect();
+        let e: Vec<f64> = (0..400usize)
+            .flat_map(|i| m.errors(i as u64, i, 0, 2))
+            .collect();
         let (mut num, mut den) = (0.0, 0.0);
         for pair in e.chunks(2) {
             num += (pair[0] - 2.8) * (pair[1] - 2.8);

@@ -12,7 +12,9 @@ fn diurnal(days: usize) -> Series {
         .map(|i| {
             let hour = (i % 24) as f64;
             let day = (i / 24) as f64;
-            200.0 + 100.0 * (std::f64::consts::TAU * (hour - 15.0) / 24.0).cos() + 20.0 * (day * 0.9).sin()
+            200.0
+                + 100.0 * (std::f64::consts::TAU * (hour - 15.0) / 24.0).cos()
+                + 20.0 * (day * 0.9).sin()
         })
         .collect();
     Series::new(t0(), 3600, values).unwrap()
@@ -39,7 +41,10 @@ fn get(r: &SimReport, k: StrategyKind) -> &StrategyReport {
 #[test]
 fn submissions_start_after_warmup_and_fit_the_trace() {
     let s = diurnal(10);
-    let truth = Truth { actuals: &s, vintages: &[] };
+    let truth = Truth {
+        actuals: &s,
+        vintages: &[],
+    };
     let subs = submissions(&truth, &cfg(ForecastModel::Perfect)).unwrap();
     assert_eq!(subs[0], t0() + TimeDelta::days(1));
     let last = *subs.last().unwrap();
@@ -50,7 +55,10 @@ fn submissions_start_after_warmup_and_fit_the_trace() {
 #[test]
 fn rejects_bad_configurations() {
     let s = diurnal(3);
-    let truth = Truth { actuals: &s, vintages: &[] };
+    let truth = Truth {
+        actuals: &s,
+        vintages: &[],
+    };
     let mut c = cfg(ForecastModel::Perfect);
     c.duration_secs = 0;
     assert!(matches!(submissions(&truth, &c), Err(SimError::Input(m)) if m.contains("--duration")));
@@ -59,10 +67,14 @@ fn rejects_bad_configurations() {
     assert!(matches!(submissions(&truth, &c), Err(SimError::Input(m)) if m.contains("--slack")));
     let mut c = cfg(ForecastModel::Perfect);
     c.slack_secs = 600;
-    assert!(matches!(submissions(&truth, &c), Err(SimError::Input(m)) if m.contains("shorter than the trace step")));
+    assert!(
+        matches!(submissions(&truth, &c), Err(SimError::Input(m)) if m.contains("shorter than the trace step"))
+    );
     let mut c = cfg(ForecastModel::Perfect);
     c.slack_secs = 3 * 86_400;
-    assert!(matches!(submissions(&truth, &c), Err(SimError::Input(m)) if m.contains("too short for one job")));
+    assert!(
+        matches!(submissions(&truth, &c), Err(SimError::Input(m)) if m.contains("too short for one job"))
+    );
     let c = cfg(ForecastModel::Vintages);
     assert!(matches!(submissions(&truth, &c), Err(SimError::Input(m)) if m.contains("vintages")));
 }
@@ -82,13 +94,20 @@ fn threshold_default_is_a_trailing_percentile() {
 #[test]
 fn perfect_forecast_reaches_the_oracle() {
     let s = diurnal(30);
-    let truth = Truth { actuals: &s, vintages: &[] };
+    let truth = Truth {
+        actuals: &s,
+        vintages: &[],
+    };
     let r = simulate(&truth, &cfg(ForecastModel::Perfect)).unwrap();
     assert!(r.jobs > 80);
     for x in &r.results {
         assert_eq!(x.deadline_misses, 0, "{:?}", x.strategy);
         for j in &x.jobs {
-            let worked: i64 = j.runs.iter().map(|iv| (iv.end - iv.start).num_seconds()).sum();
+            let worked: i64 = j
+                .runs
+                .iter()
+                .map(|iv| (iv.end - iv.start).num_seconds())
+                .sum();
             assert_eq!(worked, 6 * 3600, "{:?}", x.strategy);
         }
     }
@@ -104,7 +123,10 @@ fn perfect_forecast_reaches_the_oracle() {
 #[test]
 fn noisy_forecasts_are_reproducible_and_meet_deadlines() {
     let s = diurnal(20);
-    let truth = Truth { actuals: &s, vintages: &[] };
+    let truth = Truth {
+        actuals: &s,
+        vintages: &[],
+    };
     let c = cfg(ForecastModel::Noisy { seed: 3 });
     let a = simulate(&truth, &c).unwrap();
     let b = simulate(&truth, &c).unwrap();
