@@ -10,6 +10,9 @@
 //! never paused. After `runtime` seconds of actual running, the baseline has consumed the
 //! window `[created, created + runtime)`; both that window and the actual run intervals
 //! are in the past, so they are integrated over measured intensities, not forecasts.
+//! Restore overhead after a pause (reloading a checkpoint, accrued with
+//! [`Ledger::accrue_restore`]) costs energy and emissions but is not work: the run-now
+//! counterfactual never pauses, so its runtime, and the baseline window, exclude it.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -106,6 +109,10 @@ pub struct Ledger {
     pub emissions_grams: f64,
     /// Emissions the run-now counterfactual had caused for the same runtime, grams.
     pub baseline_grams: f64,
+    /// Seconds of `runtime_secs` spent restoring after pauses (not work: excluded from the
+    /// baseline window).
+    #[serde(default)]
+    pub restore_secs: f64,
 }
 
 impl Ledger {
@@ -120,8 +127,9 @@ impl Ledger {
     }
 
     /// Accrues a run interval `[from, to)`: energy and actual emissions over it, and the
-    /// baseline over `[created + runtime, created + runtime + (to - from))`. All or
-    /// nothing: on error the ledger is unchanged (retry when the series covers both).
+    /// baseline over `[created + work, created + work + (to - from))`, where `work` is
+    /// `runtime_secs - restore_secs`. All or nothing: on error the ledger is unchanged
+    /// (retry when the series covers both).
     ///
     /// Intervals must be accrued in order and without overlap; the ledger cannot check
     /// that, so the caller accrues `[last_accrued, now)` (for instance at each status
@@ -148,13 +156,37 @@ impl Ledger {
                 .checked_add_signed(ms(r))
                 .ok_or(AccountingError::OutOfRange(r))
         };
-        let b0 = shift(self.runtime_secs)?;
-        let b1 = shift(self.runtime_secs + secs)?;
+        let work = (self.runtime_secs - self.restore_secs).max(0.0);
+        let b0 = shift(work)?;
+        let b1 = shift(work + secs)?;
         let baseline = emissions_grams(power, series, b0, b1)?;
         self.runtime_secs += secs;
         self.energy_kwh += energy_kwh(power, secs);
         self.emissions_grams += actual;
         self.baseline_grams += baseline;
+        Ok(())
+    }
+
+    /// Accrues `[from, to)` spent restoring from a checkpoint after a pause: runtime,
+    /// energy and actual emissions like [`Ledger::accrue_run`], but no baseline (the run-now
+    /// counterfactual never pauses, so never restores). All or nothing, like `accrue_run`.
+    pub fn accrue_restore(
+        &mut self,
+        power: &PowerModel,
+        series: &Series,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(), AccountingError> {
+        power.check()?;
+        if to < from {
+            return Err(AccountingError::BackwardsInterval { from, to });
+        }
+        let secs = (to - from).num_milliseconds() as f64 / 1000.0;
+        let actual = emissions_grams(power, series, from, to)?;
+        self.runtime_secs += secs;
+        self.restore_secs += secs;
+        self.energy_kwh += energy_kwh(power, secs);
+        self.emissions_grams += actual;
         Ok(())
     }
 }
@@ -209,6 +241,35 @@ mod tests {
         let json = serde_json::to_value(l).unwrap();
         assert!(json.get("baselineGrams").is_some());
         assert_eq!(serde_json::from_value::<Ledger>(json).unwrap(), l);
+    }
+
+    #[test]
+    fn restore_overhead_costs_emissions_but_not_baseline() {
+        let s = Series::new(t(0), 3600, vec![400.0, 300.0, 100.0, 50.0, 200.0]).unwrap();
+        let p = PowerModel::total(1000.0, 1.0).unwrap();
+        let mut l = Ledger::default();
+        // Ran 0-1, paused, restored 2-3, worked 3-4: the work is 2 h, so the baseline is
+        // the run-now job over 0-2; the restore hour is emitted but never in the baseline.
+        l.accrue_run(&p, &s, t(0), t(0), t(1)).unwrap();
+        l.record_pause();
+        l.accrue_restore(&p, &s, t(2), t(3)).unwrap();
+        l.accrue_run(&p, &s, t(0), t(3), t(4)).unwrap();
+        assert_eq!(l.runtime_secs, 3.0 * 3600.0);
+        assert_eq!(l.restore_secs, 3600.0);
+        assert!((l.energy_kwh - 3.0).abs() < 1e-12);
+        assert!((l.emissions_grams - (400.0 + 100.0 + 50.0)).abs() < 1e-9);
+        assert!((l.baseline_grams - (400.0 + 300.0)).abs() < 1e-9);
+        let before = l;
+        assert!(l.accrue_restore(&p, &s, t(4), t(9)).is_err());
+        assert!(l.accrue_restore(&p, &s, t(4), t(3)).is_err());
+        assert_eq!(l, before);
+        // Ledgers stored before restore_secs existed still read.
+        let mut json = serde_json::to_value(l).unwrap();
+        json.as_object_mut().unwrap().remove("restoreSecs");
+        assert_eq!(
+            serde_json::from_value::<Ledger>(json).unwrap().restore_secs,
+            0.0
+        );
     }
 
     proptest! {

@@ -7,14 +7,17 @@
 //! before it.
 //!
 //! ## Accounting
-//! Every reconcile integrates the ledger from `status.lastAccountedTime` to now with the
-//! intensities of that past interval (the feed keeps observed history): runtime, energy and
-//! emissions while the Job was unsuspended (state read from status, which every transition
-//! persists), and the run-now baseline, i.e. the Job running at once from creation without
-//! pauses. The baseline window is `[created, created + W]` where `W` is the larger of
-//! `expectedDuration` and the runtime net of checkpoint overhead, and on completion exactly
-//! that net runtime; accrual is incremental (`baseline_until` below), so the ledger never
-//! depends on history older than the last accounting step.
+//! One path, [`crate::accounting::Ledger`] (`plan -f` runs this same step). Every reconcile
+//! accrues the ledger from `status.lastAccountedTime` to now with the intensities of that
+//! past interval (the feed keeps observed history; older gaps take the nearest known value,
+//! see [`covering`]), if the Job was unsuspended over it (read from `status.runningSince`,
+//! which every transition persists): runtime, energy, emissions, and the run-now baseline,
+//! i.e. the same job started at creation and never paused, over
+//! `[created, created + work)`. `work` is the runtime net of restore overhead: the first
+//! `checkpointOverhead` of each resume is accrued as restore (emitted, never in the
+//! baseline, since the counterfactual never pauses). The status fields are the ledger's
+//! numbers; the restore seconds follow from `pauses` and `runningSince`, so a restarted
+//! operator rebuilds the same ledger from the status alone.
 //!
 //! The accrued status is *written* only when something else changed, or when
 //! `lastAccountedTime` is older than the persist interval: a crash then loses nothing (the
@@ -26,8 +29,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::{Resource, ResourceExt};
 
-use super::intensity::{integrate_clamped, planning_series, value_clamped, Intensities};
+use super::intensity::{covering, planning_series, value_clamped, Intensities};
 use super::validate::{validate, InvalidSpec, ValidSpec};
+use crate::accounting::Ledger;
 use crate::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase, JOB_LABEL, MANAGED_BY};
 use crate::plan::{self, Action, JobState, Plan, PlanRequest, Reason};
 
@@ -206,64 +210,73 @@ fn child_finished(job: &Job) -> Option<(Phase, Option<DateTime<Utc>>, String)> {
     None
 }
 
-/// Runtime net of checkpoint overhead: what the job would have needed running at once.
-fn net_runtime(st: &CarbonAwareJobStatus, v: &ValidSpec) -> i64 {
-    (st.runtime_seconds - i64::from(st.pauses.max(0)) * v.constraints.checkpoint_overhead_secs)
-        .max(0)
+/// The ledger kept in `st`, accounted up to `accounted_to`. Restore seconds are not stored:
+/// every resume restores for `checkpointOverhead` (see the module doc), so they follow
+/// from the pauses taken and, while running, from how long ago the last resume was.
+fn ledger_of(st: &CarbonAwareJobStatus, v: &ValidSpec, accounted_to: DateTime<Utc>) -> Ledger {
+    let o = v.constraints.checkpoint_overhead_secs.max(0);
+    let pauses = i64::from(st.pauses.max(0));
+    let runtime = st.runtime_seconds.max(0);
+    let restored = match st.running_since.as_ref().map(time::from_time) {
+        // Running after `pauses` resumes, the last of them possibly still restoring.
+        Some(since) if pauses > 0 => {
+            (pauses - 1) * o + (accounted_to - since).num_seconds().clamp(0, o)
+        }
+        // Paused after `pauses` pauses: `pauses - 1` resumes so far.
+        _ => (pauses - 1).max(0) * o,
+    };
+    Ledger {
+        runtime_secs: runtime as f64,
+        pauses: pauses as u32,
+        energy_kwh: st.energy_kwh,
+        emissions_grams: st.emissions_grams,
+        baseline_grams: st.baseline_grams,
+        restore_secs: restored.min(runtime) as f64,
+    }
 }
 
-/// Where the baseline accrued so far ends.
-fn baseline_until(st: &CarbonAwareJobStatus, v: &ValidSpec, window_secs: i64) -> DateTime<Utc> {
-    let last = st
-        .last_accounted_time
-        .as_ref()
-        .map(time::from_time)
-        .unwrap_or(v.created);
-    last.min(v.created + TimeDelta::seconds(window_secs))
-        .max(v.created)
-}
-
-/// Integrates the ledger from `lastAccountedTime` to `to` (see the module doc). With
-/// `final_runtime`, the baseline window is closed at the net runtime.
-fn accrue(
-    st: &mut CarbonAwareJobStatus,
-    v: &ValidSpec,
-    intens: &Intensities,
-    to: DateTime<Utc>,
-    final_runtime: bool,
-) {
-    let series = &intens.series;
+/// Accrues the ledger from `lastAccountedTime` to `to` (see the module doc). An interval
+/// the ledger refuses (only times beyond any representable range) is skipped rather than
+/// retried forever.
+fn accrue(st: &mut CarbonAwareJobStatus, v: &ValidSpec, intens: &Intensities, to: DateTime<Utc>) {
     let from = st
         .last_accounted_time
         .as_ref()
         .map(time::from_time)
         .unwrap_or(v.created);
-    let window_before = v.expected_secs.max(net_runtime(st, v));
-    let b_from = baseline_until(st, v, window_before);
-    if to > from && st.running_since.is_some() {
-        let secs = (to - from).num_seconds();
-        st.runtime_seconds += secs;
-        st.energy_kwh += v.power_kw * secs as f64 / 3600.0;
-        st.emissions_grams += v.power_kw * integrate_clamped(series, from, to);
-    }
-    let window_after = if final_runtime {
-        net_runtime(st, v)
-    } else {
-        v.expected_secs.max(net_runtime(st, v))
-    };
-    let b_to = to
-        .max(from)
-        .min(v.created + TimeDelta::seconds(window_after))
-        .max(v.created);
-    if b_to > b_from {
-        st.baseline_grams += v.power_kw * integrate_clamped(series, b_from, b_to);
-    } else if b_to < b_from {
-        // The job finished sooner than expectedDuration: the baseline would have too.
-        st.baseline_grams -= v.power_kw * integrate_clamped(series, b_to, b_from);
-        st.baseline_grams = st.baseline_grams.max(0.0);
+    let to = to.max(from);
+    if let Some(since) = st.running_since.as_ref().map(time::from_time) {
+        if to > from {
+            let mut l = ledger_of(st, v, from);
+            let restore_end = if l.pauses > 0 {
+                since + TimeDelta::seconds(v.constraints.checkpoint_overhead_secs.max(0))
+            } else {
+                since
+            };
+            let mid = restore_end.clamp(from, to);
+            // `min`: a status that claims a run before creation (clock skew, a hand edit)
+            // must still accrue, never stall the ledger.
+            let created = v.created.min(mid);
+            // The series must cover the run and the baseline window it adds.
+            let work = TimeDelta::seconds((l.runtime_secs - l.restore_secs).max(0.0) as i64);
+            let series = covering(
+                &intens.series,
+                from.min(created + work),
+                to.max(created + work + (to - from)),
+            );
+            let accrued = l
+                .accrue_restore(&v.power, &series, from, mid)
+                .and_then(|()| l.accrue_run(&v.power, &series, created, mid, to));
+            if accrued.is_ok() {
+                st.runtime_seconds = l.runtime_secs.round() as i64;
+                st.energy_kwh = l.energy_kwh;
+                st.emissions_grams = l.emissions_grams;
+                st.baseline_grams = l.baseline_grams;
+            }
+        }
     }
     st.avoided_grams = st.baseline_grams - st.emissions_grams;
-    st.last_accounted_time = Some(time::to_time(to.max(from)));
+    st.last_accounted_time = Some(time::to_time(to));
 }
 
 /// The child Job as carbonshift wants it.
@@ -413,12 +426,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     if let Some((phase, at, msg)) = obs.child.and_then(child_finished) {
         let at = time::trunc(at.unwrap_or(now).min(now));
         if let Some(i) = intens {
-            let last = st
-                .last_accounted_time
-                .as_ref()
-                .map(time::from_time)
-                .unwrap_or(v.created);
-            accrue(&mut st, &v, i, at.max(last), true);
+            accrue(&mut st, &v, i, at);
         }
         st.phase = Some(phase);
         st.running_since = None;
@@ -483,11 +491,16 @@ pub fn build(obs: Observed<'_>) -> Outcome {
 
     // Ledger up to now, with the state that held since the last step.
     if let Some(i) = intens {
-        accrue(&mut st, &v, i, now, false);
+        accrue(&mut st, &v, i, now);
     }
 
-    let overhead = i64::from(st.pauses.max(0)) * v.constraints.checkpoint_overhead_secs;
-    let remaining = v.expected_secs + overhead - st.runtime_seconds;
+    let pauses_so_far = st.pauses.max(0) as u32;
+    let remaining = plan::remaining_work_secs(
+        v.expected_secs,
+        st.runtime_seconds,
+        pauses_so_far,
+        &v.constraints,
+    );
     let running = st.running_since.is_some();
     let state = match (&st.running_since, &st.start_time) {
         (Some(since), _) => JobState::Running {
@@ -512,7 +525,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
             strategy: v.strategy,
             constraints: v.constraints,
             state,
-            pauses_so_far: st.pauses.max(0) as u32,
+            pauses_so_far,
             forecast: series,
         });
         (p.action, p.reason, p.next_transition, Some(p))

@@ -6,6 +6,7 @@
 //! per-region forecast cache (one upstream fetch per region per refresh); `plan -f` and the
 //! reconcile tests with a plain [`ForecastSource`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -131,34 +132,54 @@ fn profile_value(profile: &[Option<f64>], step: i64, t: DateTime<Utc>) -> f64 {
     profile[k].unwrap_or(0.0)
 }
 
+/// Most slots [`covering`] adds; beyond that the gap is nonsense, not history to bridge.
+const MAX_PAD_SLOTS: i64 = 1_000_000;
+
+/// The series extended to cover `[from, to)`, missing slots at its first or last value.
+/// The past a restarted operator must account for (and the run-now baseline window, which
+/// starts at creation) may reach before the history a provider still returns; the nearest
+/// known value is the best estimate and keeps the ledger moving. Borrowed when the series
+/// already covers the interval.
+pub fn covering(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>) -> Cow<'_, Series> {
+    let (start, end) = (series.start(), series.end());
+    if from >= start && to <= end {
+        return Cow::Borrowed(series);
+    }
+    let step = series.step_secs();
+    let slots = |a: DateTime<Utc>, b: DateTime<Utc>| {
+        let secs = (b - a).num_seconds().max(0);
+        (secs + step - 1) / step
+    };
+    let before = slots(from, start);
+    let after = slots(end, to);
+    if before + after > MAX_PAD_SLOTS {
+        return Cow::Borrowed(series);
+    }
+    let vals = series.values();
+    let first = vals.first().copied().unwrap_or(0.0);
+    let last = vals.last().copied().unwrap_or(0.0);
+    let mut v = Vec::with_capacity(vals.len() + (before + after) as usize);
+    v.resize(before as usize, first);
+    v.extend_from_slice(vals);
+    v.resize(v.len() + after as usize, last);
+    match Series::new(start - TimeDelta::seconds(before * step), step, v) {
+        Ok(s) => Cow::Owned(s),
+        Err(_) => Cow::Borrowed(series),
+    }
+}
+
 /// Integral of intensity over `[from, to)` in (g/kWh)·h, like [`Series::integrate`], but
-/// total: parts outside the series use its first or last value. The past a restarted
-/// operator must account for may reach before the history a provider still returns; the
-/// nearest known value is the best estimate and keeps the ledger moving.
+/// total: parts outside the series take its first or last value, as in [`covering`].
 pub fn integrate_clamped(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     if to <= from {
         return 0.0;
     }
-    let hours =
-        |a: DateTime<Utc>, b: DateTime<Utc>| (b - a).num_milliseconds().max(0) as f64 / 3.6e6;
-    let (start, end) = (series.start(), series.end());
-    let first = series.values().first().copied().unwrap_or(0.0);
-    let last = series.values().last().copied().unwrap_or(0.0);
-    let mut total = 0.0;
-    if from < start {
-        total += first * hours(from, to.min(start));
-    }
-    if to > end {
-        total += last * hours(from.max(end), to);
-    }
-    let (a, b) = (from.max(start), to.min(end));
-    if a < b {
-        total += series.integrate(a, b).unwrap_or(0.0);
-    }
-    total
+    covering(series, from, to)
+        .integrate(from, to)
+        .unwrap_or(0.0)
 }
 
-/// Intensity in force at `t`, clamped to the series' ends like [`integrate_clamped`].
+/// Intensity in force at `t`, clamped to the series' ends like [`covering`].
 pub fn value_clamped(series: &Series, t: DateTime<Utc>) -> f64 {
     if let Some(v) = series.value_at(t) {
         return v;
@@ -197,13 +218,20 @@ mod tests {
     }
 
     #[test]
-    fn clamped_integral_uses_nearest_values_outside() {
+    fn covering_pads_with_the_nearest_values_outside() {
         let s = Series::new(t(1), 3600, vec![100.0, 200.0]).unwrap();
+        let c = covering(&s, t(0) + TimeDelta::minutes(30), t(4));
+        assert_eq!(c.start(), t(0));
+        assert_eq!(c.values(), &[100.0, 100.0, 200.0, 200.0]);
+        assert_eq!(
+            c.integrate(t(0), t(4)).unwrap(),
+            100.0 + 100.0 + 200.0 + 200.0
+        );
+        assert!(matches!(covering(&s, t(1), t(2)), Cow::Borrowed(_)));
         assert_eq!(
             integrate_clamped(&s, t(0), t(4)),
             100.0 + 100.0 + 200.0 + 200.0
         );
-        assert_eq!(integrate_clamped(&s, t(1), t(2)), 100.0);
         assert_eq!(integrate_clamped(&s, t(2), t(1)), 0.0);
         assert_eq!(value_clamped(&s, t(9)), 200.0);
     }

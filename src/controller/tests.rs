@@ -84,13 +84,10 @@ async fn create_applies_a_suspended_child_and_waits_for_the_clean_window() {
             assert_eq!(st.next_transition_time, Some(time::to_time(at(6 * 60))));
             assert_eq!(st.current_intensity, Some(500.0));
             assert_eq!(st.observed_generation, Some(1));
-            // The run-now baseline accrues from creation: 10 min at 500 g/kWh and 1 kW.
-            assert!(
-                (st.baseline_grams - 500.0 / 6.0).abs() < 1e-6,
-                "{}",
-                st.baseline_grams
-            );
+            // The run-now baseline covers the same runtime as the job: none yet.
+            assert_eq!(st.baseline_grams, 0.0);
             assert_eq!(st.emissions_grams, 0.0);
+            assert_eq!(st.avoided_grams, 0.0);
             assert_eq!(st.last_accounted_time, Some(time::to_time(now())));
             let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
             assert_eq!(
@@ -470,4 +467,63 @@ fn accrual_is_additive_across_restarts() {
         "{} vs {expected}",
         a.emissions_grams
     );
+}
+
+/// After a pause, the first `checkpointOverhead` of the resumed run is restore: emitted,
+/// counted as runtime, but never in the run-now baseline (which never pauses), also when
+/// the operator restarts in the middle of the restore.
+#[test]
+fn restore_overhead_is_emitted_but_not_in_the_baseline() {
+    // 100 g/kWh in the past day, then 200, 400, 100, 300 per hour.
+    let s = series(100.0, &[200.0, 400.0, 100.0, 300.0, 300.0]);
+    let feed = Intensities {
+        series: s,
+        provenance: "static".into(),
+    };
+    let base = caj("PauseAndResume", "2h", json!({"checkpointOverhead": "30m"}));
+    // Created at -10 min, 20 min of work before a pause (baseline over -10 .. +10 min:
+    // 10 min at 100, 10 at 200), resumed at 0.
+    let st = CarbonAwareJobStatus {
+        phase: Some(Phase::Running),
+        job_name: Some("train".into()),
+        region: Some("DE".into()),
+        start_time: Some(time::to_time(at(-10))),
+        running_since: Some(time::to_time(at(0))),
+        last_accounted_time: Some(time::to_time(at(0))),
+        runtime_seconds: 20 * 60,
+        pauses: 1,
+        emissions_grams: 100.0 / 3.0,
+        baseline_grams: 50.0,
+        ..CarbonAwareJobStatus::default()
+    };
+    let start = with_status(base, st);
+    let step = |c: &CarbonAwareJob, mins: i64| {
+        let ch = child(c, false, None);
+        let o = build(Observed {
+            caj: c,
+            child: Some(&ch),
+            region: Ok("DE"),
+            intensities: Ok(&feed),
+            now: at(mins),
+            persist_every: TimeDelta::minutes(5),
+        });
+        with_status(c.clone(), o.status)
+    };
+    let one = step(&start, 60).status.unwrap();
+    // Restarts in the restore (at 10 min) and after it.
+    let many = step(&step(&step(&start, 10), 45), 60).status.unwrap();
+    for st in [&one, &many] {
+        assert_eq!(st.runtime_seconds, 80 * 60);
+        // Ran 0-60 min at 200 g/kWh, 1 kW.
+        assert!((st.emissions_grams - (100.0 / 3.0 + 200.0)).abs() < 1e-6);
+        // Work 20 + 30 min: the baseline covers creation (-10 min) to +40 min, i.e. 10 min
+        // at 100 and 40 min at 200; the 30 min restore are not in it.
+        let baseline: f64 = (10.0 * 100.0 + 40.0 * 200.0) / 60.0;
+        assert!((baseline - 150.0).abs() < 1e-9);
+        assert!(
+            (st.baseline_grams - baseline).abs() < 1e-6,
+            "{} vs {baseline}",
+            st.baseline_grams
+        );
+    }
 }

@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::JobSpec;
 use kube::Resource;
 use thiserror::Error;
 
+use crate::accounting::PowerModel;
 use crate::api::{time, CarbonAwareJob, StrategyName, DEFAULT_PUE, DEFAULT_WATTS_PER_GPU};
 use crate::duration::parse_secs;
 use crate::plan::{Constraints, Strategy};
@@ -42,7 +43,9 @@ pub struct ValidSpec {
     pub created: DateTime<Utc>,
     /// Absolute deadline.
     pub deadline: DateTime<Utc>,
-    /// Facility power while running, kW (IT power x PUE).
+    /// Power while running, for the ledger.
+    pub power: PowerModel,
+    /// Facility power while running, kW (`power.kw()`: IT power x PUE).
     pub power_kw: f64,
     /// How `power_kw` was derived, for `plan -f` and docs (`2 GPU x 400 W x PUE 1.2`).
     pub power_source: String,
@@ -150,14 +153,15 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
         ));
     }
 
-    let (power_kw, power_source) = power(caj, &job_spec)?;
+    let (power, power_source) = power(caj, &job_spec)?;
     Ok(ValidSpec {
         strategy,
         constraints,
         expected_secs,
         created,
         deadline,
-        power_kw,
+        power,
+        power_kw: power.kw(),
         power_source,
         job_spec,
         region: caj.spec.region.clone().filter(|r| !r.trim().is_empty()),
@@ -192,7 +196,10 @@ fn gpus_per_pod(job_spec: &JobSpec) -> Result<i64, InvalidSpec> {
     Ok(total)
 }
 
-fn power(caj: &CarbonAwareJob, job_spec: &JobSpec) -> Result<(f64, String), InvalidSpec> {
+fn power(caj: &CarbonAwareJob, job_spec: &JobSpec) -> Result<(PowerModel, String), InvalidSpec> {
+    let model = |watts: f64, pue: f64| {
+        PowerModel::total(watts, pue).map_err(|e| invalid(format!("spec.power: {e}")))
+    };
     let p = caj.spec.power.clone().unwrap_or_default();
     let pue = p.pue.unwrap_or(DEFAULT_PUE);
     if !(1.0..=5.0).contains(&pue) {
@@ -207,7 +214,7 @@ fn power(caj: &CarbonAwareJob, job_spec: &JobSpec) -> Result<(f64, String), Inva
         if !(w > 0.0 && w.is_finite()) {
             return Err(invalid("spec.power.watts must be positive"));
         }
-        return Ok((w * pue / 1000.0, format!("{w} W x PUE {pue}")));
+        return Ok((model(w, pue)?, format!("{w} W x PUE {pue}")));
     }
     let per_gpu = p.watts_per_gpu.unwrap_or(DEFAULT_WATTS_PER_GPU);
     if !(per_gpu > 0.0 && per_gpu.is_finite()) {
@@ -228,7 +235,7 @@ fn power(caj: &CarbonAwareJob, job_spec: &JobSpec) -> Result<(f64, String), Inva
         )));
     }
     Ok((
-        gpus as f64 * per_gpu * pue / 1000.0,
+        model(gpus as f64 * per_gpu, pue)?,
         format!("{gpus} GPU x {per_gpu} W x PUE {pue}"),
     ))
 }
