@@ -34,7 +34,11 @@ pub enum DataError {
     #[error("cannot read {path}: {detail}")]
     Io { path: String, detail: String },
     #[error("{source_name}: line {line}: {detail}")]
-    Line { source_name: String, line: u64, detail: String },
+    Line {
+        source_name: String,
+        line: u64,
+        detail: String,
+    },
     #[error("{source_name}: {detail}")]
     File { source_name: String, detail: String },
 }
@@ -92,7 +96,8 @@ const NESO_VINTAGES: &[u8] =
     include_bytes!("../data/neso_gb_national_forecast_vintages_2023-03.csv.gz");
 
 /// Attribution to show wherever embedded data is used or redistributed.
-pub const ATTRIBUTION: &str = "Electricity Maps (electricitymaps.com), data licensed under ODbL 1.0; \
+pub const ATTRIBUTION: &str =
+    "Electricity Maps (electricitymaps.com), data licensed under ODbL 1.0; \
 Carbon Intensity API, National Energy System Operator (NESO), CC BY 4.0";
 
 /// The embedded Electricity Maps zone ids.
@@ -102,11 +107,17 @@ pub fn zones() -> &'static [&'static str] {
 
 /// Canonical spelling of an embedded zone (case-insensitive match), if it exists.
 pub fn canonical_zone(zone: &str) -> Option<&'static str> {
-    ZONES.iter().copied().find(|z| z.eq_ignore_ascii_case(zone.trim()))
+    ZONES
+        .iter()
+        .copied()
+        .find(|z| z.eq_ignore_ascii_case(zone.trim()))
 }
 
 fn unknown_zone(zone: &str) -> DataError {
-    DataError::UnknownZone { zone: zone.to_string(), valid: ZONES.join(", ") }
+    DataError::UnknownZone {
+        zone: zone.to_string(),
+        valid: ZONES.join(", "),
+    }
 }
 
 /// The embedded hourly trace of `zone` (case-insensitive), `gco2_per_kwh` (direct).
@@ -129,8 +140,10 @@ pub fn load_zone(zone: &str) -> Result<Series, DataError> {
 /// name is decompressed.
 pub fn load_csv_path(path: &Path) -> Result<Trace, DataError> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path)
-        .map_err(|e| DataError::Io { path: name.clone(), detail: e.to_string() })?;
+    let file = std::fs::File::open(path).map_err(|e| DataError::Io {
+        path: name.clone(),
+        detail: e.to_string(),
+    })?;
     let reader = std::io::BufReader::new(file);
     if path.extension().is_some_and(|e| e == "gz") {
         load_csv_reader(GzDecoder::new(reader), &name)
@@ -151,14 +164,20 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
         line,
         detail,
     };
-    let file_err = |detail: String| DataError::File { source_name: source_name.to_string(), detail };
+    let file_err = |detail: String| DataError::File {
+        source_name: source_name.to_string(),
+        detail,
+    };
 
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
         .flexible(false)
         .from_reader(reader);
-    let headers = rdr.headers().map_err(|e| csv_err(e, source_name, 1))?.clone();
+    let headers = rdr
+        .headers()
+        .map_err(|e| csv_err(e, source_name, 1))?
+        .clone();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
         return Err(file_err(
             "empty file: a header `timestamp,region,gco2_per_kwh` is required".into(),
@@ -216,7 +235,10 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
             .parse()
             .map_err(|_| line_err(line, format!("gco2_per_kwh {v_text:?} is not a number")))?;
         if !v.is_finite() {
-            return Err(line_err(line, format!("gco2_per_kwh {v_text:?} is not a finite number")));
+            return Err(line_err(
+                line,
+                format!("gco2_per_kwh {v_text:?} is not a finite number"),
+            ));
         }
         if v < 0.0 {
             return Err(line_err(line, format!("gco2_per_kwh {v_text} is negative")));
@@ -229,7 +251,11 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
             if dt_ms < 0 {
                 return Err(line_err(
                     line,
-                    format!("timestamps not increasing: {} after {}", fmt_ts(t), fmt_ts(p)),
+                    format!(
+                        "timestamps not increasing: {} after {}",
+                        fmt_ts(t),
+                        fmt_ts(p)
+                    ),
                 ));
             }
             match step {
@@ -287,16 +313,25 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
 fn csv_err(e: csv::Error, source_name: &str, fallback_line: u64) -> DataError {
     let line = e.position().map_or(fallback_line.max(1), |p| p.line());
     let detail = match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("malformed CSV: {len} fields where the header has {expected_len}")
         }
         csv::ErrorKind::Utf8 { .. } => "malformed CSV: not valid UTF-8".to_string(),
         csv::ErrorKind::Io(io) => {
-            return DataError::Io { path: source_name.to_string(), detail: io.to_string() }
+            return DataError::Io {
+                path: source_name.to_string(),
+                detail: io.to_string(),
+            }
         }
         _ => format!("malformed CSV: {e}"),
     };
-    DataError::Line { source_name: source_name.to_string(), line, detail }
+    DataError::Line {
+        source_name: source_name.to_string(),
+        line,
+        detail,
+    }
 }
 
 fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
@@ -329,17 +364,26 @@ pub fn neso_vintages() -> Result<Vec<Vintage>, DataError> {
 
 fn parse_vintages() -> Result<Vec<Vintage>, DataError> {
     const NAME: &str = "embedded NESO vintages";
-    let bad = |line: u64, detail: String| DataError::Line { source_name: NAME.into(), line, detail };
+    let bad = |line: u64, detail: String| DataError::Line {
+        source_name: NAME.into(),
+        line,
+        detail,
+    };
     let mut rdr = csv::ReaderBuilder::new().from_reader(GzDecoder::new(NESO_VINTAGES));
     // Rows are grouped by issued_at; each group is one contiguous half-hourly trajectory.
     let mut groups: Vec<(DateTime<Utc>, DateTime<Utc>, Vec<f64>)> = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let line = i as u64 + 2;
         let rec = rec.map_err(|e| csv_err(e, NAME, line))?;
-        let field = |k: usize| rec.get(k).ok_or_else(|| bad(line, format!("missing field {k}")));
+        let field = |k: usize| {
+            rec.get(k)
+                .ok_or_else(|| bad(line, format!("missing field {k}")))
+        };
         let issued = parse_timestamp(field(0)?).map_err(|d| bad(line, d))?;
         let ts = parse_timestamp(field(1)?).map_err(|d| bad(line, d))?;
-        let v: f64 = field(3)?.parse().map_err(|_| bad(line, "bad forecast value".into()))?;
+        let v: f64 = field(3)?
+            .parse()
+            .map_err(|_| bad(line, "bad forecast value".into()))?;
         match groups.last_mut() {
             Some((iss, first, vals)) if *iss == issued => {
                 let expected = *first + TimeDelta::minutes(30 * vals.len() as i64);
@@ -357,7 +401,10 @@ fn parse_vintages() -> Result<Vec<Vintage>, DataError> {
             source_name: NAME.into(),
             detail: e.to_string(),
         })?;
-        out.push(Vintage { issued_at, forecast });
+        out.push(Vintage {
+            issued_at,
+            forecast,
+        });
     }
     out.sort_by_key(|v| v.issued_at);
     Ok(out)
@@ -397,7 +444,11 @@ mod tests {
             assert_eq!(s.start(), ts(y0, 1, 1, 0, 0), "{zone}");
             assert_eq!(s.slot_start(s.len() - 1), ts(y1, 12, 31, 23, 0), "{zone}");
             let tol = if zone == "CA-QC" { 0.05 } else { 0.5 };
-            assert!((s.mean() - mean).abs() <= tol, "{zone}: mean {} vs {mean}", s.mean());
+            assert!(
+                (s.mean() - mean).abs() <= tol,
+                "{zone}: mean {} vs {mean}",
+                s.mean()
+            );
         }
     }
 
@@ -405,7 +456,10 @@ mod tests {
     fn zone_lookup_is_case_insensitive_and_lists_valid_zones() {
         assert_eq!(load_zone("de").unwrap().len(), 26_280);
         let e = load_zone("XX").unwrap_err().to_string();
-        assert!(e.contains("unknown zone \"XX\"") && e.contains("US-CAL-CISO"), "{e}");
+        assert!(
+            e.contains("unknown zone \"XX\"") && e.contains("US-CAL-CISO"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -417,7 +471,9 @@ mod tests {
         assert!((a.mean() - 148.0).abs() < 0.5, "{}", a.mean());
         let v = neso_vintages().unwrap();
         assert_eq!(v.len(), 36);
-        assert!(v.iter().all(|x| x.forecast.len() == 96 && x.forecast.step_secs() == 1800));
+        assert!(v
+            .iter()
+            .all(|x| x.forecast.len() == 96 && x.forecast.step_secs() == 1800));
         assert_eq!(v[0].issued_at, ts(2023, 3, 14, 3, 31));
         assert_eq!(v[35].issued_at, ts(2023, 3, 18, 13, 1));
         assert!(v.windows(2).all(|w| w[0].issued_at < w[1].issued_at));
@@ -469,18 +525,51 @@ mod tests {
         let r0 = "2023-01-01T00:00:00Z,DE,1\n";
         let r1 = "2023-01-01T01:00:00Z,DE,1\n";
         let cases: &[(String, &str)] = &[
-            (format!("{h}{r0}2023-01-01T01:00:00Z,DE\n"), "line 3: malformed CSV"),
-            (format!("{h}{r0}yesterday,DE,1\n"), "line 3: timestamp \"yesterday\""),
-            (format!("{h}{r0}{r1}2023-01-01T00:30:00Z,DE,1\n"), "line 4: timestamps not increasing"),
+            (
+                format!("{h}{r0}2023-01-01T01:00:00Z,DE\n"),
+                "line 3: malformed CSV",
+            ),
+            (
+                format!("{h}{r0}yesterday,DE,1\n"),
+                "line 3: timestamp \"yesterday\"",
+            ),
+            (
+                format!("{h}{r0}{r1}2023-01-01T00:30:00Z,DE,1\n"),
+                "line 4: timestamps not increasing",
+            ),
             (format!("{h}{r0}{r0}"), "line 3: duplicate timestamp"),
-            (format!("{h}{r0}{r1}2023-01-01T03:00:00Z,DE,1\n"), "line 4: gap"),
-            (format!("{h}{r0}{r1}2023-01-01T01:30:00Z,DE,1\n"), "line 4: step change"),
-            (format!("{h}{r0}2023-01-01T01:00:00Z,DE,NaN\n"), "line 3: gco2_per_kwh \"NaN\""),
-            (format!("{h}{r0}2023-01-01T01:00:00Z,DE,\n"), "line 3: empty gco2_per_kwh"),
-            (format!("{h}{r0}2023-01-01T01:00:00Z,DE,-3\n"), "line 3: gco2_per_kwh -3 is negative"),
-            (format!("{h}{r0}2023-01-01T01:00:00Z,FR,1\n"), "line 3: region \"FR\""),
-            (format!("{h}{r0}2023-01-01T00:00:30Z,DE,1\n"), "line 3: step 30000 ms"),
-            ("timestamp,gco2_per_kwh\n".to_string(), "line 1: header has no `region`"),
+            (
+                format!("{h}{r0}{r1}2023-01-01T03:00:00Z,DE,1\n"),
+                "line 4: gap",
+            ),
+            (
+                format!("{h}{r0}{r1}2023-01-01T01:30:00Z,DE,1\n"),
+                "line 4: step change",
+            ),
+            (
+                format!("{h}{r0}2023-01-01T01:00:00Z,DE,NaN\n"),
+                "line 3: gco2_per_kwh \"NaN\"",
+            ),
+            (
+                format!("{h}{r0}2023-01-01T01:00:00Z,DE,\n"),
+                "line 3: empty gco2_per_kwh",
+            ),
+            (
+                format!("{h}{r0}2023-01-01T01:00:00Z,DE,-3\n"),
+                "line 3: gco2_per_kwh -3 is negative",
+            ),
+            (
+                format!("{h}{r0}2023-01-01T01:00:00Z,FR,1\n"),
+                "line 3: region \"FR\"",
+            ),
+            (
+                format!("{h}{r0}2023-01-01T00:00:30Z,DE,1\n"),
+                "line 3: step 30000 ms",
+            ),
+            (
+                "timestamp,gco2_per_kwh\n".to_string(),
+                "line 1: header has no `region`",
+            ),
             (String::new(), "empty file"),
             (h.to_string(), "no data rows"),
             (format!("{h}{r0}"), "only one data row"),

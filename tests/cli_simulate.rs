@@ -327,7 +327,16 @@ fn vintages_run_on_the_neso_data() {
     }
     // Results from embedded data carry the licences' attribution.
     cmd()
-        .args(["--region", "GB", "--forecast", "vintages", "--duration", "4h", "--slack", "12h"])
+        .args([
+            "--region",
+            "GB",
+            "--forecast",
+            "vintages",
+            "--duration",
+            "4h",
+            "--slack",
+            "12h",
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains("ODbL 1.0").and(predicate::str::contains("NESO")));
