@@ -20,6 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::accounting::{self, PowerModel};
 use crate::data::Vintage;
 use crate::duration::format_secs;
 use crate::plan::{self, Action, Constraints, Interval, JobState, PlanRequest, Strategy};
@@ -289,16 +290,19 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
     Ok(SimReport { jobs: n, results })
 }
 
-/// Grams emitted running at `power_kw` over `[from, to)` on the actuals.
+/// Grams emitted running at `power_kw` over `[from, to)` on the actuals, through the same
+/// accounting function the controller's ledger uses.
 fn emitted(
     actuals: &Series,
     power_kw: f64,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<f64, SimError> {
-    actuals
-        .integrate(from, to)
-        .map(|gh| gh * power_kw)
+    let power = PowerModel {
+        watts: power_kw * 1000.0,
+        pue: 1.0,
+    };
+    accounting::emissions_grams(&power, actuals, from, to)
         .map_err(|e| SimError::Internal(e.to_string()))
 }
 
