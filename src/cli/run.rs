@@ -125,9 +125,15 @@ fn spawn_signal_handler(tx: watch::Sender<Stop>) {
     });
 }
 
-/// The distinct region labels of the cluster's nodes (best effort: without permission to
-/// list nodes the operator relies on `--region` / `spec.region`).
-async fn node_regions(client: &Client) -> Vec<String> {
+/// The distinct region labels of the cluster's nodes, for jobs without `spec.region` when
+/// `--region` is unset (the flag wins over node labels, so with it the nodes are not
+/// listed: the Helm chart grants `nodes` only with `regionDiscovery.fromNodeLabels`).
+/// Best effort: without permission to list nodes every job must set `spec.region`.
+async fn node_regions(client: &Client, flag: Option<&str>) -> Vec<String> {
+    if let Some(region) = flag.map(str::trim).filter(|r| !r.is_empty()) {
+        tracing::debug!(%region, "--region is set: not listing nodes for their {REGION_LABEL} label");
+        return Vec::new();
+    }
     let nodes: Api<Node> = Api::all(client.clone());
     match nodes
         .list_metadata(&ListParams::default().labels(REGION_LABEL))
@@ -143,8 +149,17 @@ async fn node_regions(client: &Client) -> Vec<String> {
             v.dedup();
             v
         }
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            tracing::warn!(
+                "not allowed to list nodes, so the cluster's region cannot be read from their \
+                 {REGION_LABEL} label: set --region (Helm value `region`) or grant node access \
+                 (Helm value `regionDiscovery.fromNodeLabels=true`); until then every \
+                 CarbonAwareJob must set spec.region"
+            );
+            Vec::new()
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot list nodes to learn the cluster's region; use --region or spec.region");
+            tracing::warn!(error = %e, "cannot list nodes to learn the cluster's region from their {REGION_LABEL} label; set --region or spec.region");
             Vec::new()
         }
     }
@@ -194,8 +209,8 @@ pub async fn run(args: Args) -> CliResult {
         .forecast
         .region_table()
         .map_err(|e| Failure::input(e.to_string()))?;
-    let nodes = node_regions(&client).await;
     let flag = args.region.clone();
+    let nodes = node_regions(&client, flag.as_deref()).await;
     match crate::region::resolve(None, flag.as_deref(), &nodes, &table, provider) {
         Ok(r) => tracing::info!(region = %r.provider_region, origin = ?r.origin, "default region"),
         Err(e) => tracing::warn!("no default region ({e}); jobs must set spec.region"),
