@@ -319,7 +319,9 @@ pub struct CarbonAwareJobStatus {
     /// Emissions of the runtime so far, gCO2eq.
     #[serde(default)]
     pub emissions_grams: f64,
-    /// Emissions the Job would have caused so far running at once from creation, gCO2eq.
+    /// Run-now counterfactual for the same work done so far, gCO2eq: what the Job would
+    /// have emitted had it started at creation and never paused, over its net runtime
+    /// (restore overhead excluded: the counterfactual never pauses).
     #[serde(default)]
     pub baseline_grams: f64,
     /// `baselineGrams - emissionsGrams` (final once Succeeded).
