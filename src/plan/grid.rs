@@ -55,10 +55,16 @@ impl Grid {
         let fs = offset_ms(now, forecast.start());
         let len = forecast.len() as i64;
         let fe = fs.saturating_add(step.saturating_mul(len));
-        let fallback = if forecast.is_empty() {
-            0.0
-        } else {
-            forecast.mean()
+        // The mean is only needed where the forecast does not reach (an O(len) sum).
+        let mut fallback = None;
+        let mut fallback = || {
+            *fallback.get_or_insert_with(|| {
+                if forecast.is_empty() {
+                    0.0
+                } else {
+                    forecast.mean()
+                }
+            })
         };
 
         let mut bounds = Vec::with_capacity(
@@ -68,15 +74,13 @@ impl Grid {
         if fs < end && fe > 0 {
             // First grid boundary strictly after 0, then every step up to `end` or `fe`.
             let mut k = if fs > 0 { 0 } else { (-fs) / step + 1 };
-            loop {
-                let b = fs.saturating_add(k.saturating_mul(step));
-                if b >= end || k > len {
-                    break;
-                }
+            let mut b = fs.saturating_add(k.saturating_mul(step));
+            while b < end && k <= len {
                 if b > 0 {
                     bounds.push(b);
                 }
                 k += 1;
+                b = b.saturating_add(step);
             }
         }
         let mut sorted = true;
@@ -94,25 +98,34 @@ impl Grid {
             bounds.push(end);
         }
 
-        let n = bounds.len() - 1;
         let values = forecast.values();
-        let mut vals = Vec::with_capacity(n);
-        let mut prefix = Vec::with_capacity(n + 1);
-        prefix.push(0.0);
+        // The forecast slot `idx` covers `[lo_b, hi_b)`; boundaries increase, so it usually
+        // just moves to the next one (no division per slot).
+        let (mut idx, mut lo_b, mut hi_b) = (0usize, i64::MAX, i64::MIN);
+        let n = bounds.len() - 1;
+        let mut vals = vec![0.0; n];
+        let mut prefix = vec![0.0; n + 1];
         let mut acc = 0.0;
-        for k in 0..n {
-            let b = bounds[k];
-            let v = if b >= fs && b < fe {
-                values
-                    .get(((b - fs) / step) as usize)
-                    .copied()
-                    .unwrap_or(fallback)
+        for ((v, p), w) in vals.iter_mut().zip(&mut prefix[1..]).zip(bounds.windows(2)) {
+            let b = w[0];
+            *v = if b < fs || b >= fe {
+                fallback()
             } else {
-                fallback
+                if b < lo_b || b >= hi_b {
+                    if b >= hi_b && b < hi_b.saturating_add(step) {
+                        idx += 1;
+                        lo_b = hi_b;
+                    } else {
+                        let k = (b - fs) / step;
+                        idx = usize::try_from(k).unwrap_or(usize::MAX);
+                        lo_b = fs + k * step;
+                    }
+                    hi_b = lo_b.saturating_add(step);
+                }
+                values.get(idx).copied().unwrap_or_else(&mut fallback)
             };
-            vals.push(v);
-            acc += v * (bounds[k + 1] - b) as f64;
-            prefix.push(acc);
+            acc += *v * (w[1] - b) as f64;
+            *p = acc;
         }
         Grid {
             bounds,
@@ -151,6 +164,7 @@ impl Grid {
     }
 
     /// Integral over `[0, x)` in (g/kWh)·ms, given the slot `k` containing `x`.
+    #[inline]
     fn prefix_at(&self, k: usize, x: i64) -> f64 {
         if self.len() == 0 {
             return 0.0;
@@ -185,6 +199,7 @@ impl<'g> Cursor<'g> {
     }
 
     /// Integral over `[0, x)`; `x` must not decrease between calls.
+    #[inline]
     pub fn prefix(&mut self, x: i64) -> f64 {
         let g = self.grid;
         let n = g.len();

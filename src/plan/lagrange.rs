@@ -23,88 +23,64 @@ const INF: f64 = f64::INFINITY;
 /// Cap on the edge moves of [`trim`] and [`extend`] (each costs a scan of the runs).
 const EDGE_STEPS: usize = 96;
 
+/// Per-boundary data of the DP that does not depend on the prices, computed once per
+/// decision (every pass of the bisections reuses it).
+#[derive(Clone, Copy)]
+struct Pre {
+    /// Cost and length (ms, as f64) of slot `i - 1`, so that the step into boundary `i`
+    /// is `sc - lam * sd`.
+    sc: f64,
+    sd: f64,
+    /// Cost and length of `[b[jr], b[i])`, where `jr` is the largest `j < i` with
+    /// `b[i] - b[j] >= min_run` (0 if none).
+    wc: f64,
+    wd: f64,
+    /// `N(jr)` and `N(i - 1)`.
+    nr: f64,
+    nf: f64,
+    jr: u32,
+    /// Largest `j < i` with `b[i] - b[j] >= min_pause` (0 if none).
+    jp: u32,
+    /// Whether a run may start at `jr` (it lasts `min_run`), a pause at `jp`.
+    okr: bool,
+    okp: bool,
+}
+
 /// Scratch buffers reused across DP passes.
 struct Dp<'g> {
     grid: &'g Grid,
     cx: &'g Ctx,
+    /// `pre[i - 1]` describes boundary `i` (1..=n).
+    pre: Vec<Pre>,
     r: Vec<f64>,
     p: Vec<f64>,
-    f: Vec<f64>,
-    /// How R(i) was reached: 0 continue, 1 start after a pause at `rj[i]`, 2 first start
-    /// at `rj[i]`, 3 the locked current run, 4 the current run at boundary 0.
-    rc: Vec<u8>,
-    rj: Vec<u32>,
-    /// How P(i) was reached: 0 stay paused, 1 paused at `pj[i]`.
-    pc: Vec<u8>,
-    pj: Vec<u32>,
-    /// How F(i) was reached: 0 continue, 1 after a pause, 2 first start, 3 current run.
-    fc: Vec<u8>,
+    /// How each boundary was reached, packed: bits 0-2 R (0 continue, 1 start after a
+    /// pause at `jr`, 2 first start at `jr`, 3 the locked current run, 4 the current run at
+    /// boundary 0), bit 3 P (0 stay paused, 1 paused at `jp`), bits 4-5 F (0 continue, 1
+    /// after a pause, 2 first start).
+    how: Vec<u8>,
+    mask: Vec<bool>,
     /// Boundary index of the end of the run lock (Running), if any.
     lock_end: Option<usize>,
-    /// First boundary at which a not-yet-running job may start.
-    first_start: usize,
-}
-
-struct Sol {
-    mask: Vec<bool>,
+    /// Longest slot (ms).
+    max_dur: i64,
 }
 
 impl<'g> Dp<'g> {
     fn new(grid: &'g Grid, cx: &'g Ctx) -> Self {
         let n = grid.len();
+        let b = &grid.bounds;
         let lock_end = (cx.running && cx.run_lock > 0)
-            .then(|| grid.bounds.partition_point(|&b| b < cx.run_lock))
+            .then(|| b.partition_point(|&x| x < cx.run_lock))
             .filter(|&i| i <= n);
+        // First boundary at which a not-yet-running job may start.
         let first_start = if cx.running {
             n + 1
         } else {
-            grid.bounds.partition_point(|&b| b < cx.pause_lock)
+            b.partition_point(|&x| x < cx.pause_lock)
         };
-        Dp {
-            grid,
-            cx,
-            r: vec![INF; n + 1],
-            p: vec![INF; n + 1],
-            f: vec![INF; n + 1],
-            rc: vec![0; n + 1],
-            rj: vec![0; n + 1],
-            pc: vec![0; n + 1],
-            pj: vec![0; n + 1],
-            fc: vec![0; n + 1],
-            lock_end,
-            first_start,
-        }
-    }
-
-    /// `N(i)`: 0 where a job that has not run yet may start, else infinite.
-    fn n_at(&self, i: usize) -> f64 {
-        if i >= self.first_start {
-            0.0
-        } else {
-            INF
-        }
-    }
-
-    /// One pass for prices `lam` (per ms of work) and `mu` (per pause); returns the run
-    /// mask of the best schedule, or None if nothing is reachable.
-    fn solve(&mut self, lam: f64, mu: f64) -> Option<Sol> {
-        let g = self.grid;
-        let cx = self.cx;
-        let n = g.len();
-        let b = &g.bounds;
-        let w = |j: usize, i: usize| (g.prefix(i) - g.prefix(j)) - lam * (b[i] - b[j]) as f64;
-        let pen = mu + lam * cx.o as f64;
-        self.r.iter_mut().for_each(|x| *x = INF);
-        self.p.iter_mut().for_each(|x| *x = INF);
-        self.f.iter_mut().for_each(|x| *x = INF);
-        if cx.running {
-            self.f[0] = 0.0;
-            self.fc[0] = 3;
-            if self.lock_end.is_none() && cx.ran >= cx.min_run {
-                self.r[0] = 0.0;
-                self.rc[0] = 4;
-            }
-        }
+        let n_at = |i: usize| if i >= first_start { 0.0 } else { INF };
+        let mut pre = Vec::with_capacity(n);
         // Largest j < i with b[i] - b[j] >= min_run (resp. min_pause), by two pointers.
         let (mut jr, mut jp) = (0usize, 0usize);
         for i in 1..=n {
@@ -114,79 +90,134 @@ impl<'g> Dp<'g> {
             while jp + 1 < i && b[i] - b[jp + 1] >= cx.min_pause {
                 jp += 1;
             }
-            // Run state.
-            let mut best = self.r[i - 1] + w(i - 1, i);
-            let mut how = 0u8;
-            let mut from = 0u32;
-            if b[i] - b[jr] >= cx.min_run {
-                let c = self.p[jr] + w(jr, i);
-                if c < best {
-                    (best, how, from) = (c, 1, jr as u32);
-                }
-                let c = self.n_at(jr) + w(jr, i);
-                if c < best {
-                    (best, how, from) = (c, 2, jr as u32);
-                }
-            }
-            if self.lock_end == Some(i) {
-                let c = w(0, i);
-                if c < best {
-                    (best, how) = (c, 3);
-                }
-            }
-            self.r[i] = best;
-            self.rc[i] = how;
-            self.rj[i] = from;
-            // Pause state (a pause of at least min_pause ending at i).
-            let mut best = self.p[i - 1];
-            let mut how = 0u8;
-            if b[i] - b[jp] >= cx.min_pause.max(1) {
-                let c = self.r[jp] + pen;
-                if c < best {
-                    (best, how) = (c, 1);
-                }
-            }
-            self.p[i] = best;
-            self.pc[i] = how;
-            self.pj[i] = jp as u32;
-            // Final run through slot i-1.
-            let step = w(i - 1, i);
-            let mut best = self.f[i - 1];
-            let mut how = 0u8;
-            if self.p[i - 1] < best {
-                (best, how) = (self.p[i - 1], 1);
-            }
-            if self.n_at(i - 1) < best {
-                (best, how) = (self.n_at(i - 1), 2);
-            }
-            self.f[i] = best + step;
-            self.fc[i] = how;
+            pre.push(Pre {
+                sc: grid.prefix(i) - grid.prefix(i - 1),
+                sd: (b[i] - b[i - 1]) as f64,
+                wc: grid.prefix(i) - grid.prefix(jr),
+                wd: (b[i] - b[jr]) as f64,
+                nr: n_at(jr),
+                nf: n_at(i - 1),
+                jr: jr as u32,
+                jp: jp as u32,
+                okr: b[i] - b[jr] >= cx.min_run,
+                okp: b[i] - b[jp] >= cx.min_pause.max(1),
+            });
         }
+        let max_dur = (0..n).map(|k| grid.dur(k)).max().unwrap_or(1).max(1);
+        Dp {
+            grid,
+            cx,
+            pre,
+            r: vec![INF; n + 1],
+            p: vec![INF; n + 1],
+            how: vec![0; n + 1],
+            mask: vec![false; n],
+            lock_end,
+            max_dur,
+        }
+    }
+
+    /// One pass for prices `lam` (per ms of work) and `mu` (per pause); returns the
+    /// blocks of the best schedule, or None if nothing is reachable.
+    fn solve(&mut self, lam: f64, mu: f64) -> Option<Blocks> {
+        let g = self.grid;
+        let cx = self.cx;
+        let n = g.len();
+        let pen = mu + lam * cx.o as f64;
+        // Boundary 0: R and F are finite only for the current run.
+        let (mut r_prev, mut f_prev) = (INF, INF);
+        if cx.running {
+            f_prev = 0.0;
+            if self.lock_end.is_none() && cx.ran >= cx.min_run {
+                r_prev = 0.0;
+            }
+        }
+        let mut p_prev = INF;
+        self.r[0] = r_prev;
+        self.p[0] = p_prev;
+        self.how[0] = 4;
+        let lock_end = self.lock_end.unwrap_or(usize::MAX);
+        let lock_w =
+            |i: usize| g.prefix(i) - g.prefix(0) - lam * (g.bounds[i] - g.bounds[0]) as f64;
+        // Sized so that indexing by `i <= n` needs no bounds check.
+        let (r, p, how) = (
+            &mut self.r[..=self.pre.len()],
+            &mut self.p[..=self.pre.len()],
+            &mut self.how[..=self.pre.len()],
+        );
         // Best end: a run (long or final) ending at some boundary.
         let mut end = None;
-        let mut best = INF;
-        for i in 1..=n {
-            if self.r[i] < best {
-                (best, end) = (self.r[i], Some((0u8, i)));
+        let mut best_end = INF;
+        for (i1, q) in self.pre.iter().enumerate() {
+            let i = i1 + 1;
+            let step = q.sc - lam * q.sd;
+            // Run state.
+            let mut best = r_prev + step;
+            let mut hr = 0u8;
+            if q.okr {
+                let w = q.wc - lam * q.wd;
+                let c = p[q.jr as usize] + w;
+                if c < best {
+                    (best, hr) = (c, 1);
+                }
+                let c = q.nr + w;
+                if c < best {
+                    (best, hr) = (c, 2);
+                }
             }
-            if self.f[i] < best {
-                (best, end) = (self.f[i], Some((2u8, i)));
+            if i == lock_end {
+                let c = lock_w(i);
+                if c < best {
+                    (best, hr) = (c, 3);
+                }
             }
+            let r_i = best;
+            r[i] = r_i;
+            // Pause state (a pause of at least min_pause ending at i).
+            let mut best = p_prev;
+            let mut hp = 0u8;
+            if q.okp {
+                let c = r[q.jp as usize] + pen;
+                if c < best {
+                    (best, hp) = (c, 1);
+                }
+            }
+            let p_i = best;
+            p[i] = p_i;
+            // Final run through slot i-1.
+            let mut best = f_prev;
+            let mut hf = 0u8;
+            if p_prev < best {
+                (best, hf) = (p_prev, 1);
+            }
+            if q.nf < best {
+                (best, hf) = (q.nf, 2);
+            }
+            let f_i = best + step;
+            how[i] = hr | (hp << 3) | (hf << 4);
+            if r_i < best_end {
+                (best_end, end) = (r_i, Some((0u8, i)));
+            }
+            if f_i < best_end {
+                (best_end, end) = (f_i, Some((2u8, i)));
+            }
+            (r_prev, p_prev, f_prev) = (r_i, p_i, f_i);
         }
         let (mut st, mut i) = end?;
-        let mut mask = vec![false; n];
+        let mask = &mut self.mask;
+        mask.iter_mut().for_each(|m| *m = false);
         // Walk back: st 0 = R, 1 = P, 2 = F.
         for _ in 0..4 * (n + 2) {
             match st {
-                0 => match self.rc[i] {
+                0 => match self.how[i] & 7 {
                     0 => {
                         mask[i - 1] = true;
                         i -= 1;
                     }
-                    1 | 2 => {
-                        let j = self.rj[i] as usize;
+                    hr @ (1 | 2) => {
+                        let j = self.pre[i - 1].jr as usize;
                         mask[j..i].iter_mut().for_each(|m| *m = true);
-                        if self.rc[i] == 2 {
+                        if hr == 2 {
                             break;
                         }
                         (st, i) = (1, j);
@@ -198,10 +229,10 @@ impl<'g> Dp<'g> {
                     _ => break,
                 },
                 1 => {
-                    if self.pc[i] == 0 {
+                    if self.how[i] & 8 == 0 {
                         i -= 1;
                     } else {
-                        (st, i) = (0, self.pj[i] as usize);
+                        (st, i) = (0, self.pre[i - 1].jp as usize);
                     }
                 }
                 _ => {
@@ -209,7 +240,7 @@ impl<'g> Dp<'g> {
                         break;
                     }
                     mask[i - 1] = true;
-                    match self.fc[i] {
+                    match self.how[i] >> 4 {
                         0 => i -= 1,
                         1 => (st, i) = (1, i - 1),
                         _ => break,
@@ -217,7 +248,7 @@ impl<'g> Dp<'g> {
                 }
             }
         }
-        Some(Sol { mask })
+        Some(blocks_of(g, mask))
     }
 }
 
@@ -246,12 +277,12 @@ fn net(cx: &Ctx, blocks: &Blocks) -> i64 {
 /// Also returns the schedule at the highest price found short of the work, whose
 /// extension often beats trimming the other across the jump (the duality gap).
 fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Option<Blocks>)> {
-    let (grid, cx) = (dp.grid, dp.cx);
+    let cx = dp.cx;
     let (mut lo, mut hi) = (lo0, hi0);
     let mut best: Option<Blocks> = None;
     let mut short: Option<Blocks> = None;
     for _ in 0..8 {
-        let b = blocks_of(grid, &dp.solve(hi, mu)?.mask);
+        let b = dp.solve(hi, mu)?;
         if net(cx, &b) >= cx.r {
             best = Some(b);
             break;
@@ -261,11 +292,7 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Optio
     }
     let mut best = best?;
     let mut best_surplus = net(cx, &best) - cx.r;
-    let step = (0..grid.len())
-        .map(|k| grid.dur(k))
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let step = dp.max_dur;
     // The work only changes at a few prices; 24 halvings of the intensity range resolve
     // them to well under a gram per kWh.
     for _ in 0..24 {
@@ -277,7 +304,7 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Optio
             break;
         }
         let mid = 0.5 * (lo + hi);
-        let b = blocks_of(grid, &dp.solve(mid, mu)?.mask);
+        let b = dp.solve(mid, mu)?;
         if net(cx, &b) >= cx.r {
             hi = mid;
             best_surplus = net(cx, &b) - cx.r;

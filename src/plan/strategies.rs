@@ -253,6 +253,10 @@ impl<'g> Selector<'g> {
         self.amount.iter_mut().for_each(|a| *a = 0);
         let mut left = need;
         for tier in [Mark::Lock, Mark::Forced, Mark::Free] {
+            // A tier no slot is in would only cost a scan of the order.
+            if left <= 0 || !marks.contains(&tier) {
+                continue;
+            }
             for &k in &self.order {
                 if left <= 0 {
                     break;
@@ -271,36 +275,8 @@ impl<'g> Selector<'g> {
         Some(self.blocks())
     }
 
-    /// Turns per-slot amounts into merged blocks. At most one slot is partly used; its
-    /// part goes next to a used neighbour (cost is flat within a slot, so this is free and
-    /// avoids a pointless sliver of pause).
     fn blocks(&self) -> Blocks {
-        let g = self.grid;
-        let n = g.len();
-        let mut out: Blocks = Vec::new();
-        for k in 0..n {
-            let a = self.amount[k];
-            if a == 0 {
-                continue;
-            }
-            let (b0, b1) = (g.bounds[k], g.bounds[k + 1]);
-            let (s, e) = if a >= b1 - b0 {
-                (b0, b1)
-            } else {
-                let prev = k > 0 && self.amount[k - 1] > 0;
-                let next = k + 1 < n && self.amount[k + 1] > 0;
-                if prev || !next {
-                    (b0, b0 + a)
-                } else {
-                    (b1 - a, b1)
-                }
-            };
-            match out.last_mut() {
-                Some(last) if last.1 == s => last.1 = e,
-                _ => out.push((s, e)),
-            }
-        }
-        out
+        amounts_to_blocks(self.grid, &self.amount)
     }
 
     /// Selection whose size matches the overhead of the pauses it creates (the pause count
@@ -330,11 +306,11 @@ impl<'g> Selector<'g> {
     fn lambda(&self, marks: &[Mark]) -> f64 {
         let mut lam = f64::NEG_INFINITY;
         let mut any = f64::NEG_INFINITY;
-        for k in 0..self.grid.len() {
-            if self.amount[k] > 0 {
-                any = any.max(self.grid.vals[k]);
-                if marks[k] == Mark::Free {
-                    lam = lam.max(self.grid.vals[k]);
+        for ((&a, &v), &m) in self.amount.iter().zip(&self.grid.vals).zip(marks) {
+            if a > 0 {
+                any = any.max(v);
+                if m == Mark::Free {
+                    lam = lam.max(v);
                 }
             }
         }
@@ -348,13 +324,44 @@ impl<'g> Selector<'g> {
     }
 }
 
+/// Turns per-slot amounts into merged blocks. At most one slot is partly used; its part
+/// goes next to a used neighbour (cost is flat within a slot, so this is free and avoids a
+/// pointless sliver of pause).
+fn amounts_to_blocks(g: &Grid, amount: &[i64]) -> Blocks {
+    let n = g.len();
+    let mut out: Blocks = Vec::new();
+    for k in 0..n {
+        let a = amount[k];
+        if a == 0 {
+            continue;
+        }
+        let (b0, b1) = (g.bounds[k], g.bounds[k + 1]);
+        let (s, e) = if a >= b1 - b0 {
+            (b0, b1)
+        } else {
+            let prev = k > 0 && amount[k - 1] > 0;
+            let next = k + 1 < n && amount[k + 1] > 0;
+            if prev || !next {
+                (b0, b0 + a)
+            } else {
+                (b1 - a, b1)
+            }
+        };
+        match out.last_mut() {
+            Some(last) if last.1 == s => last.1 = e,
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
 fn mark_range(marks: &mut [Mark], grid: &Grid, a: i64, b: i64, to: Mark) {
     if b <= a || grid.len() == 0 {
         return;
     }
-    for k in grid.locate(a)..=grid.locate(b - 1) {
-        if marks[k] == Mark::Free || (to == Mark::Banned && marks[k] == Mark::Forced) {
-            marks[k] = to;
+    for m in &mut marks[grid.locate(a)..=grid.locate(b - 1)] {
+        if *m == Mark::Free || (to == Mark::Banned && *m == Mark::Forced) {
+            *m = to;
         }
     }
 }
@@ -370,11 +377,53 @@ enum Fix {
     Trim(usize, usize),
 }
 
-/// Exact for the unconstrained problem: the cheapest slots.
+/// Exact for the unconstrained problem: the cheapest slots, in the order of
+/// [`Selector`] (intensity, then time), taken whole until the last one, which is taken in
+/// part. Only the set matters, so a weighted quickselect finds it in O(slots) instead of
+/// sorting every slot.
 fn unconstrained(grid: &Grid, cx: &Ctx) -> Option<Blocks> {
-    let mut sel = Selector::new(grid);
-    let marks = vec![Mark::Free; grid.len()];
-    sel.select(&marks, cx.r)
+    let n = grid.len();
+    let vals = &grid.vals;
+    let less = |a: &u32, b: &u32| {
+        vals[*a as usize]
+            .total_cmp(&vals[*b as usize])
+            .then(a.cmp(b))
+    };
+    let mut keys: Vec<u32> = (0..n as u32).collect();
+    let mut amount = vec![0i64; n];
+    // Invariant: every slot in keys[..lo] is taken whole, the cut lies in keys[lo..hi],
+    // and `left` is the work still needed from there.
+    let (mut lo, mut hi) = (0usize, n);
+    let mut left = cx.r;
+    let typical = grid.dur(n / 2).max(1);
+    loop {
+        if lo >= hi {
+            return None;
+        }
+        // Guess the cut from the typical slot length; a wrong guess only narrows the range.
+        let guess = usize::try_from((left - 1) / typical)
+            .unwrap_or(usize::MAX)
+            .min(hi - lo - 1);
+        let part = &mut keys[lo..hi];
+        part.select_nth_unstable_by(guess, less);
+        let below: i64 = part[..guess].iter().map(|&k| grid.dur(k as usize)).sum();
+        let at = grid.dur(part[guess] as usize);
+        if below >= left {
+            hi = lo + guess;
+        } else if below + at < left {
+            left -= below + at;
+            lo += guess + 1;
+        } else {
+            for &k in &part[..guess] {
+                amount[k as usize] = grid.dur(k as usize);
+            }
+            amount[part[guess] as usize] = left - below;
+            for &k in &keys[..lo] {
+                amount[k as usize] = grid.dur(k as usize);
+            }
+            return Some(amounts_to_blocks(grid, &amount));
+        }
+    }
 }
 
 /// Constrained pause-resume by repair: start from the cheapest slots, then fix violations
@@ -521,8 +570,7 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
             fixes.push(best);
         }
         // Short runs (the final run ends the job, not a pause: it may be short).
-        for j in 0..nb.saturating_sub(1) {
-            let (a, b) = blocks[j];
+        for (j, &(a, b)) in blocks.iter().enumerate().take(nb.saturating_sub(1)) {
             let continuing = j == 0 && cx.running && a == 0;
             if b - a + if continuing { cx.ran } else { 0 } >= cx.min_run {
                 continue;
