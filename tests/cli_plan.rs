@@ -122,3 +122,62 @@ fn not_a_manifest_is_an_input_error() {
         .code(2)
         .stderr(predicate::str::contains("not a CarbonAwareJob"));
 }
+
+#[test]
+fn plans_against_the_deadline_less_the_margin() {
+    let f = manifest(&example());
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--format", "json"];
+        args.extend_from_slice(extra);
+        let out = plan(f.path(), &args)
+            .env_remove("CARBONSHIFT_DEADLINE_MARGIN")
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    };
+    // The operator's default margin, 2m, comes out of 18 h of slack whole.
+    let v = json(&[]);
+    assert_eq!(v["deadline"], "2024-03-02T06:00:00Z");
+    assert_eq!(v["planningDeadline"], "2024-03-02T05:58:00Z");
+    let last_end = v["plannedRuns"].as_array().unwrap().last().unwrap()["end"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(last_end.as_str() <= "2024-03-02T05:58:00Z", "{last_end}");
+    let v = json(&["--deadline-margin", "1h"]);
+    assert_eq!(v["planningDeadline"], "2024-03-02T05:00:00Z");
+    let v = json(&["--deadline-margin", "0s"]);
+    assert_eq!(v["planningDeadline"], "2024-03-02T06:00:00Z");
+    // Never more than the slack: 18 h of slack, a 2-day margin plans to finish by
+    // now + 6 h, i.e. runs now.
+    let v = json(&["--deadline-margin", "2d"]);
+    assert_eq!(v["planningDeadline"], "2024-03-01T12:00:00Z");
+    assert_eq!(v["action"], "Run");
+    assert_eq!(v["reason"], "DeadlineGuard");
+    plan(f.path(), &["--deadline-margin", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--deadline-margin"));
+}
+
+#[test]
+fn remaining_work_is_the_operators() {
+    // Paused after 1 h of work and 2 pauses of 5 min checkpoint overhead each: the
+    // operator's remaining work is 6 h + 2 x 5 min - 1 h.
+    let text = format!(
+        "{}status:\n  phase: Paused\n  startTime: \"2024-03-01T04:00:00Z\"\n  pausedSince: \"2024-03-01T05:30:00Z\"\n  lastAccountedTime: \"{NOW}\"\n  runtimeSeconds: 3600\n  pauses: 2\n",
+        example()
+    );
+    let f = manifest(&text);
+    let out = plan(f.path(), &["--format", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["remainingSeconds"], 5 * 3600 + 10 * 60, "{v}");
+}

@@ -33,6 +33,11 @@ pub struct Args {
     #[arg(long, env = "CARBONSHIFT_REGION")]
     pub region: Option<String>,
 
+    /// Start-up margin the operator plans with (its `--deadline-margin`): finish this long
+    /// before the deadline, as far as the slack allows.
+    #[arg(long, env = "CARBONSHIFT_DEADLINE_MARGIN", default_value = "2m", value_parser = super::run::parse_margin)]
+    pub deadline_margin: TimeDelta,
+
     #[command(flatten)]
     pub forecast: ForecastArgs,
 
@@ -65,6 +70,8 @@ struct Report {
     current_intensity: Option<f64>,
     strategy: String,
     deadline: DateTime<Utc>,
+    /// The deadline less the start-up margin clamped to the slack: what the plan ends by.
+    planning_deadline: DateTime<Utc>,
     remaining_seconds: i64,
     power_kw: f64,
     power: String,
@@ -128,6 +135,7 @@ pub async fn run(args: Args) -> CliResult {
         intensities: Ok(&intens),
         now,
         persist_every: TimeDelta::seconds(crate::controller::DEFAULT_PERSIST_SECS),
+        deadline_margin: args.deadline_margin,
     });
     let Some(spec) = out.spec.as_ref() else {
         let why = out
@@ -140,8 +148,9 @@ pub async fn run(args: Args) -> CliResult {
     let st = &out.status;
     let kw = spec.power_kw;
     let series = &intens.series;
-    let overhead = i64::from(st.pauses.max(0)) * spec.constraints.checkpoint_overhead_secs;
-    let remaining = (spec.expected_secs + overhead - st.runtime_seconds).max(0);
+    // The build step's own figures: the same remaining work and deadline the planner saw.
+    let remaining = out.remaining_secs.unwrap_or(0);
+    let planning_deadline = out.planning_deadline.unwrap_or(spec.deadline);
     let planned_runs: Vec<Run> = out
         .plan
         .as_ref()
@@ -180,6 +189,7 @@ pub async fn run(args: Args) -> CliResult {
         current_intensity: st.current_intensity,
         strategy: format!("{:?}", caj.spec.schedule.strategy),
         deadline: spec.deadline,
+        planning_deadline,
         remaining_seconds: remaining,
         power_kw: kw,
         power: spec.power_source.clone(),
@@ -261,7 +271,17 @@ fn table_text(r: &Report) -> String {
             .unwrap_or_default()
     );
     let _ = writeln!(s, "Strategy         {}", r.strategy);
-    let _ = writeln!(s, "Deadline         {}", ts(r.deadline));
+    if r.planning_deadline < r.deadline {
+        let _ = writeln!(
+            s,
+            "Deadline         {} (plans to finish by {}: {} start-up margin)",
+            ts(r.deadline),
+            ts(r.planning_deadline),
+            dur((r.deadline - r.planning_deadline).num_seconds())
+        );
+    } else {
+        let _ = writeln!(s, "Deadline         {}", ts(r.deadline));
+    }
     let _ = writeln!(s, "Remaining        {}", dur(r.remaining_seconds));
     let _ = writeln!(s, "Power            {} = {:.3} kW", r.power, r.power_kw);
     let _ = writeln!(

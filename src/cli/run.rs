@@ -70,6 +70,14 @@ pub struct Args {
     #[arg(long, env = "CARBONSHIFT_STATUS_INTERVAL", default_value = "5m", value_parser = parse_interval)]
     pub status_interval: i64,
 
+    /// Start-up margin: plan every job to finish this long before its deadline, so the
+    /// deadline guard starts it early enough for the operator's and the cluster's latency
+    /// (requeue, API calls, scheduling, image pull, pod start-up). Taken out of each job's
+    /// slack and never more: a job with less slack than this runs at once, a feasible
+    /// deadline never becomes infeasible. `0s` plans against the deadline itself.
+    #[arg(long, env = "CARBONSHIFT_DEADLINE_MARGIN", default_value = "2m", value_parser = parse_margin)]
+    pub deadline_margin: TimeDelta,
+
     /// Log format (filter with RUST_LOG).
     #[arg(
         long,
@@ -86,6 +94,14 @@ fn parse_interval(s: &str) -> Result<i64, String> {
         Ok(_) => Err("must be positive".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A `--deadline-margin`: a duration, zero allowed.
+pub(crate) fn parse_margin(s: &str) -> Result<TimeDelta, String> {
+    let n = crate::duration::parse_secs(s).map_err(|e| e.to_string())?;
+    TimeDelta::try_seconds(n)
+        .filter(|d| *d >= TimeDelta::zero())
+        .ok_or_else(|| format!("{s:?}: out of range"))
 }
 
 /// Why the operator stops.
@@ -230,6 +246,7 @@ pub async fn run(args: Args) -> CliResult {
     );
     ctx.resolve_region = resolver;
     ctx.persist_every = TimeDelta::seconds(args.status_interval);
+    ctx.deadline_margin = args.deadline_margin;
     let ctx = Arc::new(ctx);
     ready.store(true, Ordering::Relaxed);
 

@@ -54,6 +54,9 @@ pub struct Observed<'a> {
     pub now: DateTime<Utc>,
     /// Persist accrued accounting at least this often.
     pub persist_every: TimeDelta,
+    /// Start-up allowance: plan to finish this long before the deadline, as far as the
+    /// slack allows (see [`planning_deadline`]).
+    pub deadline_margin: TimeDelta,
 }
 
 /// A start, pause or resume, for `carbonshift_transitions_total{action}`.
@@ -105,6 +108,10 @@ pub struct Outcome {
     pub plan: Option<Plan>,
     /// The validated spec, when valid (for `plan -f`).
     pub spec: Option<ValidSpec>,
+    /// The runtime still needed, as passed to the planner, when one was computed.
+    pub remaining_secs: Option<i64>,
+    /// The deadline planned against (the real one less the clamped margin), when computed.
+    pub planning_deadline: Option<DateTime<Utc>>,
 }
 
 impl Outcome {
@@ -121,6 +128,8 @@ impl Outcome {
             deadline_missed: false,
             plan: None,
             spec: None,
+            remaining_secs: None,
+            planning_deadline: None,
         }
     }
 }
@@ -356,6 +365,35 @@ pub fn reject(
     o
 }
 
+/// The deadline to plan against: `deadline - margin`, the margin taken out of the slack
+/// known now (`deadline - now - remaining`), never more.
+///
+/// `plan::decide`'s deadline guard starts a job at the latest feasible start, but the
+/// operator acts on that decision with some latency (the requeue timer, API round trips,
+/// pod scheduling and start-up), so a job started exactly then ends after its deadline by
+/// that latency; planning against an earlier deadline makes the guard fire `margin` early.
+/// The clamp keeps every feasible job feasible (`now + remaining <= deadline` still holds
+/// against the returned instant): a job with less slack than the margin gets what is left
+/// of it, i.e. it starts (or keeps running) now. An infeasible job, a negative margin or
+/// out-of-range arithmetic plans against the real deadline, so infeasibility is reported as
+/// before.
+pub fn planning_deadline(
+    deadline: DateTime<Utc>,
+    now: DateTime<Utc>,
+    remaining_secs: i64,
+    margin: TimeDelta,
+) -> DateTime<Utc> {
+    let slack = TimeDelta::try_seconds(remaining_secs.max(0))
+        .and_then(|r| deadline.signed_duration_since(now).checked_sub(&r));
+    let Some(slack) = slack else {
+        return deadline;
+    };
+    let m = margin
+        .max(TimeDelta::zero())
+        .min(slack.max(TimeDelta::zero()));
+    deadline.checked_sub_signed(m).unwrap_or(deadline)
+}
+
 fn fmt_t(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -512,6 +550,9 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         (None, None) => JobState::NotStarted,
     };
 
+    // Status and Events report the real deadline; the planner and the guard see it less
+    // the start-up margin.
+    let plan_deadline = planning_deadline(v.deadline, now, remaining, obs.deadline_margin);
     let series = intens.and_then(|i| planning_series(&i.series, now, v.deadline));
     let (action, reason, next, plan) = if remaining <= 0 {
         // The estimate is used up but Kubernetes says the job is not done: never pause it
@@ -521,7 +562,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         let p = plan::decide(&PlanRequest {
             now,
             remaining_secs: remaining,
-            deadline: v.deadline,
+            deadline: plan_deadline,
             strategy: v.strategy,
             constraints: v.constraints,
             state,
@@ -531,7 +572,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         (p.action, p.reason, p.next_transition, Some(p))
     } else {
         // No intensities: hold the current state, but the deadline guard still applies.
-        let slack = (v.deadline - now).num_seconds() - remaining;
+        let slack = (plan_deadline - now).num_seconds() - remaining;
         if slack <= FORECAST_RETRY_SECS {
             (Action::Run, Reason::DeadlineGuard, None, None)
         } else if running {
@@ -541,6 +582,15 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         }
     };
     let run = action == Action::Run;
+    let margin_txt = if plan_deadline < v.deadline {
+        format!(
+            ", planned to finish by {} ({} start-up margin)",
+            fmt_t(plan_deadline),
+            crate::duration::format_secs((v.deadline - plan_deadline).num_seconds())
+        )
+    } else {
+        String::new()
+    };
 
     // Transition.
     let mut transition = None;
@@ -565,11 +615,12 @@ pub fn build(obs: Observed<'_>) -> Outcome {
             warning: reason == Reason::DeadlineGuard,
             reason: ev,
             message: format!(
-                "{verb} at {intensity_txt} ({}): {} of {} runtime left, deadline {}",
+                "{verb} at {intensity_txt} ({}): {} of {} runtime left, deadline {}{}",
                 reason_name(reason),
                 crate::duration::format_secs(remaining.max(0)),
                 crate::duration::format_secs(v.expected_secs),
-                fmt_t(v.deadline)
+                fmt_t(v.deadline),
+                margin_txt
             ),
         });
     } else if !run && running {
@@ -722,5 +773,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         deadline_missed,
         plan,
         spec: Some(v),
+        remaining_secs: Some(remaining),
+        planning_deadline: Some(plan_deadline),
     }
 }

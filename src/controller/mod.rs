@@ -15,6 +15,14 @@
 //! and a refreshed forecast (receding horizon: every job is replanned when any region's
 //! forecast changes; the forecast cache makes that one fetch per region).
 //!
+//! ## Deadline margin
+//! The planner's deadline guard starts a job at the latest start that still meets the
+//! deadline; acting on that takes time (requeue, API calls, scheduling, pod start-up).
+//! The build step therefore plans against the deadline less `--deadline-margin`
+//! (default 2 min), clamped to the slack left so that a feasible job never becomes
+//! infeasible: a job with less slack than the margin simply runs now. Status and Events
+//! keep the real deadline.
+//!
 //! ## Restart semantics
 //! No decision depends on in-memory state. The ledger (runtime, energy, emissions,
 //! baseline) is integrated from `status.lastAccountedTime` to now with the intensities of
@@ -75,6 +83,10 @@ pub use validate::{validate, InvalidSpec, ValidSpec};
 pub const FIELD_MANAGER: &str = "carbonshift";
 /// Default interval at which accrued accounting is persisted.
 pub const DEFAULT_PERSIST_SECS: i64 = 300;
+/// Default start-up margin taken out of the slack before the deadline
+/// (see [`build::planning_deadline`]): the requeue, API round trips, scheduling and pod
+/// start-up of a typical cluster, with room for an image pull.
+pub const DEFAULT_DEADLINE_MARGIN_SECS: i64 = 120;
 
 /// Reconcile failures. `kind()` labels `carbonshift_reconcile_errors_total`.
 #[derive(Debug, Error)]
@@ -114,10 +126,13 @@ pub struct Context {
     /// The wall clock; tests pin it.
     pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     pub persist_every: TimeDelta,
+    /// Plan to finish this long before each deadline, as far as the slack allows.
+    pub deadline_margin: TimeDelta,
 }
 
 impl Context {
-    /// A context with the wall clock, identity region mapping and default persist interval.
+    /// A context with the wall clock, identity region mapping, default persist interval and
+    /// default deadline margin.
     pub fn new(
         client: Client,
         feed: Arc<dyn Feed>,
@@ -143,6 +158,7 @@ impl Context {
             }),
             clock: Arc::new(Utc::now),
             persist_every: TimeDelta::seconds(DEFAULT_PERSIST_SECS),
+            deadline_margin: TimeDelta::seconds(DEFAULT_DEADLINE_MARGIN_SECS),
         }
     }
 }
@@ -205,6 +221,7 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         intensities: intensities.as_deref().map_err(String::as_str),
         now,
         persist_every: ctx.persist_every,
+        deadline_margin: ctx.deadline_margin,
     });
 
     if let Some(job) = &out.job {

@@ -299,6 +299,157 @@ async fn deadline_guard_starts_a_job_whatever_the_grid() {
     );
 }
 
+/// The margin comes out of the slack known at planning time, never more: a feasible job
+/// stays feasible, an infeasible one is planned against the real deadline.
+#[test]
+fn planning_deadline_takes_the_margin_out_of_the_slack() {
+    use super::build::planning_deadline;
+    let deadline = at(600);
+    let m = TimeDelta::minutes(2);
+    // Slack 5 h: the whole margin.
+    assert_eq!(planning_deadline(deadline, at(0), 3600, m), at(598));
+    // Slack exactly the margin, less than it, none: what is left of it.
+    assert_eq!(planning_deadline(deadline, at(538), 3600, m), at(598));
+    assert_eq!(planning_deadline(deadline, at(539), 3600, m), at(599));
+    assert_eq!(
+        planning_deadline(deadline, at(539) + TimeDelta::seconds(30), 3600, m),
+        at(599) + TimeDelta::seconds(30)
+    );
+    assert_eq!(planning_deadline(deadline, at(540), 3600, m), deadline);
+    // Infeasible (negative slack), zero or negative margin: the real deadline.
+    assert_eq!(planning_deadline(deadline, at(541), 3600, m), deadline);
+    assert_eq!(
+        planning_deadline(deadline, at(0), 3600, TimeDelta::zero()),
+        deadline
+    );
+    assert_eq!(planning_deadline(deadline, at(0), 3600, -m), deadline);
+    // Absurd inputs do not panic.
+    assert_eq!(planning_deadline(deadline, at(0), i64::MAX, m), deadline);
+    assert_eq!(planning_deadline(deadline, at(0), 0, TimeDelta::MAX), at(0));
+    // Whatever the margin, a feasible job stays feasible: now + remaining <= result.
+    for now in [0, 100, 479, 480, 500, 539, 540] {
+        for margin in [0, 1, 60, 120, 7200, 100_000] {
+            let d = planning_deadline(deadline, at(now), 3600, TimeDelta::seconds(margin));
+            assert!(
+                at(now) + TimeDelta::hours(1) <= d,
+                "now {now} margin {margin}: {d}"
+            );
+            assert!(d <= deadline && d >= deadline - TimeDelta::seconds(margin));
+        }
+    }
+}
+
+/// A Threshold job on a grid above its threshold until after the deadline (24 h after
+/// creation at -10 min, so at 1430 min) with 2 h of work: the guard's latest start is
+/// 1310 min, with the margin it is 2 min earlier. `status.deadline` stays the real one.
+#[test]
+fn the_guard_fires_a_margin_before_the_latest_start() {
+    let s = series(500.0, &vec![900.0; 30]);
+    let feed = Intensities {
+        series: s,
+        provenance: "static".into(),
+    };
+    let c = caj("Threshold", "2h", json!({"thresholdGramsPerKWh": 100}));
+    let ch = child(&c, true, None);
+    let step = |mins: i64, margin: i64| {
+        build(Observed {
+            caj: &c,
+            child: Some(&ch),
+            region: Ok("DE"),
+            intensities: Ok(&feed),
+            now: at(mins),
+            persist_every: TimeDelta::minutes(5),
+            deadline_margin: TimeDelta::minutes(margin),
+        })
+    };
+    let guard = |o: &super::Outcome| {
+        o.status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Running")
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    // Without a margin: waits until 1310.
+    let o = step(1307, 0);
+    assert_eq!(o.status.phase, Some(Phase::Waiting));
+    assert_eq!(o.status.next_transition_time, Some(time::to_time(at(1310))));
+    // With 2 min: waits until 1308, then starts (the slack equals the margin).
+    let o = step(1307, 2);
+    assert_eq!(o.status.phase, Some(Phase::Waiting));
+    assert_eq!(o.status.next_transition_time, Some(time::to_time(at(1308))));
+    assert_eq!(o.status.deadline, Some(time::to_time(at(1430))));
+    assert_eq!(o.planning_deadline, Some(at(1428)));
+    let o = step(1308, 2);
+    assert_eq!(o.status.phase, Some(Phase::Running));
+    assert_eq!(guard(&o), Some(("True".into(), "DeadlineGuard".into())));
+    assert!(o.deadline_guard);
+    assert!(!o.status.deadline_missed);
+    assert_eq!(o.status.deadline, Some(time::to_time(at(1430))));
+    assert_eq!(o.status.planned_end, Some(time::to_time(at(1428))));
+    // A reconcile a minute late (less slack than the margin): still starts, never
+    // DeadlineInfeasible.
+    let o = step(1309, 2);
+    assert_eq!(guard(&o), Some(("True".into(), "DeadlineGuard".into())));
+    assert!(!o.deadline_missed && !o.status.deadline_missed);
+    // Without the margin, a minute after the latest start is infeasible.
+    let o = step(1311, 0);
+    assert_eq!(
+        guard(&o),
+        Some(("True".into(), "DeadlineInfeasible".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_slack_equals_the_margin_is_started_now() {
+    // A Threshold job waiting above its threshold, 2 min (the context's default margin)
+    // before the latest start: the guard starts it now.
+    let offset = 22 * 60 - 10 - 2;
+    let s = series(500.0, &vec![900.0; 30]);
+    let (ctx, api) = context(s, offset);
+    assert_eq!(
+        ctx.deadline_margin,
+        TimeDelta::seconds(super::DEFAULT_DEADLINE_MARGIN_SECS)
+    );
+    assert_eq!(ctx.deadline_margin, TimeDelta::minutes(2));
+    let metrics = ctx.metrics.clone();
+    let c = with_status(
+        caj("Threshold", "2h", json!({"thresholdGramsPerKWh": 100})),
+        CarbonAwareJobStatus {
+            phase: Some(Phase::Waiting),
+            job_name: Some("train".into()),
+            last_accounted_time: Some(time::to_time(at(offset - 1))),
+            ..CarbonAwareJobStatus::default()
+        },
+    );
+    run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(Some(&child(&c, true, None))).await;
+            let job = api.apply_child().await;
+            assert_eq!(job["spec"]["suspend"], false);
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Running));
+            assert_eq!(st.start_time, Some(time::to_time(at(offset))));
+            assert_eq!(st.deadline, Some(time::to_time(at(1430))));
+            assert!(!st.deadline_missed);
+            let running = st.conditions.iter().find(|c| c.type_ == "Running").unwrap();
+            assert_eq!(running.reason, "DeadlineGuard");
+            let (ty, reason, note) = api.event().await;
+            assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "DeadlineGuard"));
+            assert!(note.contains("2m start-up margin"), "{note}");
+        }
+    })
+    .await;
+    assert_eq!(
+        metrics
+            .transitions
+            .with_label_values(&["deadline-guard"])
+            .get(),
+        1
+    );
+    assert_eq!(metrics.deadline_misses.get(), 0);
+}
+
 #[tokio::test]
 async fn nothing_changed_means_no_writes() {
     let s = series(
@@ -319,6 +470,7 @@ async fn nothing_changed_means_no_writes() {
         intensities: Ok(&feed),
         now: at(-1),
         persist_every: TimeDelta::minutes(5),
+        deadline_margin: TimeDelta::seconds(super::DEFAULT_DEADLINE_MARGIN_SECS),
     });
     let c = with_status(base.clone(), first.status);
     let (ctx, api) = context(s, 0);
@@ -447,6 +599,7 @@ fn accrual_is_additive_across_restarts() {
             intensities: Ok(&feed),
             now: at(mins),
             persist_every: TimeDelta::minutes(5),
+            deadline_margin: TimeDelta::seconds(super::DEFAULT_DEADLINE_MARGIN_SECS),
         });
         with_status(c.clone(), o.status)
     };
@@ -506,6 +659,7 @@ fn restore_overhead_is_emitted_but_not_in_the_baseline() {
             intensities: Ok(&feed),
             now: at(mins),
             persist_every: TimeDelta::minutes(5),
+            deadline_margin: TimeDelta::seconds(super::DEFAULT_DEADLINE_MARGIN_SECS),
         });
         with_status(c.clone(), o.status)
     };
