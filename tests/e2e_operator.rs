@@ -53,6 +53,10 @@ const POWER_KW: f64 = 0.48;
 const SLOT_SECS: i64 = 60;
 /// Region the operator plans with (`--region`) and the CSV's region column.
 const REGION: &str = "DE";
+/// `--deadline-margin` of every operator these tests start: long enough to see the deadline
+/// guard fire that much early, short next to the scenarios' minutes of slack.
+const DEADLINE_MARGIN: &str = "20s";
+const DEADLINE_MARGIN_SECS: i64 = 20;
 /// The CRD the tests install (idempotent server-side apply).
 const CRD_PATH: &str = "crds/carbonshift.io_carbonawarejobs.yaml";
 
@@ -159,6 +163,7 @@ impl Operator {
                 ns,
             ])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(["--deadline-margin", DEADLINE_MARGIN])
             .args(extra)
             .env("RUST_LOG", "info,carbonshift=debug")
             // Plain text in the log file (the operator colours its text logs by default).
@@ -544,9 +549,11 @@ impl Tracker {
             .sum()
     }
 
-    /// Status numbers must never go backwards: runtime, energy, emissions and pauses at all,
-    /// the baseline until the job finishes (on completion it is closed at the actual net
-    /// runtime, so it may shrink once when the job ran shorter than expectedDuration).
+    /// Status numbers must never go backwards: runtime, energy, emissions, pauses and the
+    /// baseline. The baseline is the run-now counterfactual for the work done so far
+    /// (started at creation, never paused), so it grows with the runtime only, and
+    /// completion closes it at the work actually done instead of re-estimating it from
+    /// expectedDuration: it does not shrink at completion either.
     fn assert_monotonic(&self) {
         for w in self.samples.windows(2) {
             let (a, b) = (&w[0].status, &w[1].status);
@@ -572,13 +579,11 @@ impl Tracker {
                 ctx()
             );
             assert!(b.pauses >= a.pauses, "pauses went backwards {}", ctx());
-            if !b.phase.is_some_and(Phase::is_terminal) {
-                assert!(
-                    b.baseline_grams >= a.baseline_grams - 1e-9,
-                    "baselineGrams went backwards {}",
-                    ctx()
-                );
-            }
+            assert!(
+                b.baseline_grams >= a.baseline_grams - 1e-9,
+                "baselineGrams went backwards {}",
+                ctx()
+            );
         }
     }
 
@@ -1191,10 +1196,11 @@ async fn flexible_start_starts_in_cleanest_window() {
 // 3. Deadline guard
 
 /// A Threshold job (run below 100 g) on a grid at 400 g until well after its deadline:
-/// waiting is what the policy wants, but the deadline guard starts it when the slack runs
-/// out (expectedDuration 1m, maxDelay 2m: at creation + 1m), dirty grid or not, and it
-/// finishes in time. Status and Events say DeadlineGuard. The pods run 45 s (a job that
-/// finishes within its estimate), so only the operator's own timing decides the deadline.
+/// waiting is what the policy wants, but the deadline guard starts it when the slack less
+/// the operator's `--deadline-margin` runs out (expectedDuration 1m, maxDelay 2m, margin
+/// 20 s: at creation + 40 s), dirty grid or not, and it finishes in time. Status and Events
+/// say DeadlineGuard. The pods run 45 s (a job that finishes within its estimate), so only
+/// the operator's own timing decides the deadline.
 async fn deadline_guard_forces_run_on_dirty_grid() {
     let env = Env::new("e2e-guard").await;
     let now = Utc::now();
@@ -1217,6 +1223,10 @@ async fn deadline_guard_forces_run_on_dirty_grid() {
     let created = created_at(&caj);
     let deadline = created + TimeDelta::minutes(2);
     let latest_start = deadline - TimeDelta::minutes(1);
+    let margin = TimeDelta::seconds(DEADLINE_MARGIN_SECS);
+    // When the guard must fire: the latest start less the start-up margin (the slack at
+    // creation, 1m, exceeds the margin, so all of it is taken).
+    let guard_start = latest_start - margin;
     let mut tr = Tracker::new(&env, "guard");
 
     let waiting = tr
@@ -1234,6 +1244,11 @@ async fn deadline_guard_forces_run_on_dirty_grid() {
         reason.as_deref(),
         Some("AboveThreshold"),
         "waiting above the threshold: {waiting:?}"
+    );
+    assert_eq!(
+        (t_opt(&waiting.next_transition_time), waiting.next_action.as_deref()),
+        (Some(guard_start), Some("Run")),
+        "the planned start is the latest start {latest_start} less the {margin} margin: {waiting:?}"
     );
 
     // Until it runs: then the Running condition must name the guard.
@@ -1268,13 +1283,21 @@ async fn deadline_guard_forces_run_on_dirty_grid() {
 
     let start = t_opt(&st.start_time).expect("startTime");
     assert!(
-        start >= latest_start - TimeDelta::seconds(5),
-        "started at {start}: the grid was above the threshold, so it should have waited until the slack ran out at {latest_start}"
+        start >= guard_start - TimeDelta::seconds(5),
+        "started at {start}: the grid was above the threshold, so it should have waited until the slack less the {margin} margin ran out at {guard_start}"
     );
     assert!(
         start <= latest_start,
         "started at {start}, after the latest start {latest_start} (deadline {deadline} - expectedDuration 1m): \
          a job using its whole expectedDuration would miss the deadline"
+    );
+    // The margin is the operator's reaction time: the guard fires at `guard_start`, so
+    // it may be a little late (requeue, API calls) and still leave most of the margin.
+    let tol = TimeDelta::seconds(5);
+    assert!(
+        start <= guard_start + tol,
+        "started at {start}, more than {tol} after {guard_start} (latest start {latest_start} - {margin} margin): \
+         the deadline guard must fire before the last possible instant"
     );
     let intensity = started.current_intensity.unwrap_or_default();
     assert!(
