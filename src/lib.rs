@@ -7,6 +7,8 @@
 //! [`plan::decide`] and [`accounting`] code, so what the simulator measures is what the
 //! operator does.
 #![forbid(unsafe_code)]
+// Bad input must never panic the operator: no unwrap/expect outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accounting;
 pub mod api;
