@@ -78,6 +78,11 @@ pub struct Args {
     #[arg(long, env = "CARBONSHIFT_DEADLINE_MARGIN", default_value = "2m", value_parser = parse_margin)]
     pub deadline_margin: TimeDelta,
 
+    /// At most this many CarbonAwareJobs are reconciled at once (at least 1). Bounds the
+    /// requests and memory in flight when thousands of jobs are replanned together.
+    #[arg(long, env = "CARBONSHIFT_MAX_CONCURRENT_RECONCILES", default_value_t = crate::controller::DEFAULT_MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
+
     /// Log format (filter with RUST_LOG).
     #[arg(
         long,
@@ -247,6 +252,7 @@ pub async fn run(args: Args) -> CliResult {
     ctx.resolve_region = resolver;
     ctx.persist_every = TimeDelta::seconds(args.status_interval);
     ctx.deadline_margin = args.deadline_margin;
+    ctx.max_concurrent_reconciles = args.max_concurrent_reconciles;
     let ctx = Arc::new(ctx);
     ready.store(true, Ordering::Relaxed);
 

@@ -88,6 +88,9 @@ pub const DEFAULT_PERSIST_SECS: i64 = 300;
 /// start-up of a typical cluster, with room for an image pull.
 pub const DEFAULT_DEADLINE_MARGIN_SECS: i64 = 120;
 
+/// Default bound on concurrent reconciles (`--max-concurrent-reconciles`).
+pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 16;
+
 /// Reconcile failures. `kind()` labels `carbonshift_reconcile_errors_total`.
 #[derive(Debug, Error)]
 pub enum Error {
@@ -128,6 +131,9 @@ pub struct Context {
     pub persist_every: TimeDelta,
     /// Plan to finish this long before each deadline, as far as the slack allows.
     pub deadline_margin: TimeDelta,
+    /// At most this many reconciles run at once. Unbounded, a replan of thousands of jobs
+    /// (start-up, forecast refresh) holds thousands of requests and buffers in flight.
+    pub max_concurrent_reconciles: u16,
 }
 
 impl Context {
@@ -159,6 +165,7 @@ impl Context {
             clock: Arc::new(Utc::now),
             persist_every: TimeDelta::seconds(DEFAULT_PERSIST_SECS),
             deadline_margin: TimeDelta::seconds(DEFAULT_DEADLINE_MARGIN_SECS),
+            max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
         }
     }
 }
@@ -360,6 +367,9 @@ pub async fn run(
         .owns(
             jobs,
             watcher::Config::default().labels(JOB_LABEL).any_semantic(),
+        )
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.max_concurrent_reconciles),
         )
         .graceful_shutdown_on(shutdown);
     if let Some(rx) = refreshed {
