@@ -175,27 +175,24 @@ pub fn decide(req: &PlanRequest<'_>) -> Plan {
     }
     let r = req.remaining_secs.saturating_mul(1000);
     let h = offset_ms(now, req.deadline);
-    if r > h {
+    // Run straight through from now: the deadline is already out of reach, or the
+    // strategy never waits.
+    let run_through = |reason| {
         let grid = Grid::new(req.forecast, now, r, &[]);
-        return finish(
+        finish(
             now,
             &grid,
             Outcome {
                 blocks: vec![(0, r)],
-                reason: Reason::DeadlineInfeasible,
+                reason,
             },
-        );
+        )
+    };
+    if r > h {
+        return run_through(Reason::DeadlineInfeasible);
     }
     if req.strategy == Strategy::RunNow {
-        let grid = Grid::new(req.forecast, now, r, &[]);
-        return finish(
-            now,
-            &grid,
-            Outcome {
-                blocks: vec![(0, r)],
-                reason: Reason::RunNow,
-            },
-        );
+        return run_through(Reason::RunNow);
     }
     let cx = context(req, r, h);
     let grid = Grid::new(req.forecast, now, h, &[cx.run_lock, cx.pause_lock]);

@@ -128,6 +128,18 @@ pub struct JobRun {
 }
 
 impl JobRun {
+    /// A job submitted at `submitted` that has not run yet.
+    pub fn new(submitted: DateTime<Utc>, deadline: DateTime<Utc>) -> Self {
+        Self {
+            submitted,
+            deadline,
+            finished: None,
+            emissions_g: 0.0,
+            pauses: 0,
+            runs: Vec::new(),
+        }
+    }
+
     pub fn missed_deadline(&self) -> bool {
         self.finished.is_none_or(|f| f > self.deadline)
     }
@@ -360,14 +372,7 @@ fn run_job(
         return run_oracle(truth, cfg, strategy, submit, deadline);
     }
     let actuals = truth.actuals;
-    let mut job = JobRun {
-        submitted: submit,
-        deadline,
-        finished: None,
-        emissions_g: 0.0,
-        pauses: 0,
-        runs: Vec::new(),
-    };
+    let mut job = JobRun::new(submit, deadline);
     let mut t = submit;
     let mut remaining = cfg.duration_secs;
     let mut state = JobState::NotStarted;
@@ -456,14 +461,7 @@ fn run_oracle(
         pauses_so_far: 0,
         forecast: &window,
     });
-    let mut job = JobRun {
-        submitted: submit,
-        deadline,
-        finished: None,
-        emissions_g: 0.0,
-        pauses: 0,
-        runs: Vec::new(),
-    };
+    let mut job = JobRun::new(submit, deadline);
     let mut worked = 0;
     for iv in &plan.intervals {
         if iv.end <= iv.start {
