@@ -4,7 +4,9 @@
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler are built from their
 # published Go modules at the versions in hack/versions.env and run as plain processes on
 # 127.0.0.1; kwok stands in for kubelets and plays the pod lifecycle in hack/kwok/stages.yaml
-# on fake GPU nodes. See docs/local-cluster.md.
+# on fake GPU nodes. Beside them one real node (kubelet, kube-proxy, containerd, runc, CNI;
+# hack/lib/node.sh) runs real pods from locally built images (hack/images.sh). See
+# docs/local-cluster.md.
 #
 #   hack/cluster.sh up        build the tools once (cached in .cache/bin), start the cluster
 #   hack/cluster.sh env       print export lines: eval "$(hack/cluster.sh env)"
@@ -22,6 +24,8 @@
 #                                  +257 controller-manager, +259 scheduler, +247 kwok
 #                                  (default 26000); give parallel clusters distinct bases and dirs
 #   CARBONSHIFT_CLUSTER_NODES      number of fake GPU nodes (default 3)
+#   CARBONSHIFT_REAL_NODE          1 (default): add the real node (needs root); 0: kwok only
+#   CARBONSHIFT_NODE_SUBNET        the real node's pod subnet, a /24 (default 10.244.1.0/24)
 #   CARBONSHIFT_CACHE_DIR          where built tools go (default .cache; binaries in .cache/bin)
 #   GO_BUILD_P                     go build -p (default 2)
 set -euo pipefail
@@ -53,10 +57,17 @@ REGION=eu-central-1
 # The kubernetes Service gets the first address of this range; nothing is ever routed there.
 SERVICE_CIDR=10.96.0.0/16
 POD_CIDR=10.244.0.0/16
+# Addresses kwok gives its fake pods: nothing answers there, so keep them apart from the
+# real node's subnet.
+KWOK_POD_CIDR=10.244.128.0/17
+
+# shellcheck source=hack/lib/node.sh
+source "$ROOT/hack/lib/node.sh"
 
 # Start order; `down` stops them in reverse.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
-TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm promtool)
+real_node_enabled && COMPONENTS+=(containerd kubelet kube-proxy)
+TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm promtool prometheus)
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
@@ -124,23 +135,37 @@ build() {
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
-    k8s.io/kubernetes/cmd/kubectl)
+    k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy)
   # The etcd main package is the module root go.etcd.io/etcd/server/v3, so go names it "server".
   mv "$tmp/server" "$tmp/etcd"
   log "building kwok $KWOK_VERSION"
   (cd "$ROOT/hack/tools/kwok" && go build "${common[@]}" -ldflags="-s -w" -o "$tmp/kwok" sigs.k8s.io/kwok/cmd/kwok)
   log "building helm $HELM_VERSION"
-  (cd "$ROOT/hack/tools/helm" && go build "${common[@]}" -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    -o "$tmp/helm" helm.sh/helm/v3/cmd/helm)
+  # Helm's release build (its Makefile) stamps the Kubernetes version of its client-go
+  # (v0.N.x is Kubernetes 1.N) as the default cluster version for `helm template` and lint;
+  # without it Helm assumes v1.20 and refuses charts with kubeVersion >= 1.29.
+  local hclient hminor hpkg=helm.sh/helm/v3
+  hclient=$(cd "$ROOT/hack/tools/helm" && go list -m -f '{{.Version}}' k8s.io/client-go)
+  hminor=${hclient#v0.}
+  hminor=${hminor%%.*}
+  local hver="-X $hpkg/internal/version.version=$HELM_VERSION -X $hpkg/internal/version.gitTreeState=clean"
+  hver+=" -X $hpkg/pkg/chartutil.k8sVersionMajor=1 -X $hpkg/pkg/chartutil.k8sVersionMinor=$hminor"
+  hver+=" -X $hpkg/pkg/lint/rules.k8sVersionMajor=1 -X $hpkg/pkg/lint/rules.k8sVersionMinor=$hminor"
+  (cd "$ROOT/hack/tools/helm" && go build "${common[@]}" -ldflags="-s -w $hver" \
+    -o "$tmp/helm" $hpkg/cmd/helm)
   # Prometheus tags its Go module v0.MMM.P for release M.MM.P.
   local prom=${PROMETHEUS_VERSION#v0.}
   prom="${prom:0:1}.$((10#${prom:1:2})).${prom#*.}"
-  log "building promtool (Prometheus $prom)"
-  # remove_all_sd drops the cloud service-discovery plugins promtool would otherwise link;
-  # Kubernetes and file discovery stay (promtool imports them directly).
-  (cd "$ROOT/hack/tools/promtool" && go build "${common[@]}" -tags remove_all_sd \
+  log "building prometheus and promtool (Prometheus $prom)"
+  # remove_all_sd drops the cloud service-discovery plugins; enable_kubernetes_sd keeps the
+  # Kubernetes one, which the e2e Prometheus uses to find the operator (file discovery is
+  # always built in). The server serves its API without the web UI's assets (no
+  # builtinassets tag: those need a JavaScript build).
+  (cd "$ROOT/hack/tools/promtool" && go build "${common[@]}" -tags remove_all_sd,enable_kubernetes_sd \
     -ldflags="-s -w -X github.com/prometheus/common/version.Version=$prom" \
-    -o "$tmp/promtool" github.com/prometheus/prometheus/cmd/promtool)
+    -o "$tmp/" github.com/prometheus/prometheus/cmd/promtool github.com/prometheus/prometheus/cmd/prometheus)
   mv -f "$tmp"/* "$BIN/"
   rmdir "$tmp"
   echo "$fp" > "$stamp"
@@ -178,36 +203,49 @@ pin() {
 
 pid_of() { [[ -f $PIDS/$1.pid ]] && cat "$PIDS/$1.pid"; }
 
+# The binary a component runs: built into $BIN, except Debian's containerd.
+exe_of() {
+  case $1 in
+  containerd) echo /usr/bin/containerd ;;
+  *) echo "$BIN/$1" ;;
+  esac
+}
+
 # Alive, and still the binary we started (not a recycled PID).
 is_ours() {
   local pid=$1 name=$2 exe
   [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
   # A rebuild replaces the file under a running process: Linux then shows " (deleted)".
-  [[ ${exe% (deleted)} == "$BIN/$name" ]]
+  [[ ${exe% (deleted)} == "$(exe_of "$name")" ]]
 }
 
 start() {
   local name=$1
   shift
   log "starting $name"
-  nohup "$BIN/$name" "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
+  nohup "$(exe_of "$name")" "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$PIDS/$name.pid"
 }
 
+stop_component() {
+  local name=$1 pid
+  pid=$(pid_of "$name") || return 0
+  if is_ours "$pid" "$name"; then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do is_ours "$pid" "$name" || break; sleep 0.2; done
+    if is_ours "$pid" "$name"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+
+# The real node first (its containers, mounts and network need containerd to go), then
+# the control plane in reverse start order.
 stop_all() {
-  local i name pid
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    name=${COMPONENTS[i]}
-    pid=$(pid_of "$name") || continue
-    if is_ours "$pid" "$name"; then
-      log "stopping $name (pid $pid)"
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do is_ours "$pid" "$name" || break; sleep 0.2; done
-      if is_ours "$pid" "$name"; then kill -KILL "$pid" 2>/dev/null || true; fi
-    fi
-    rm -f "$PIDS/$name.pid"
-  done
+  local i
+  real_node_enabled && node_down
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop_component "${COMPONENTS[i]}"; done
 }
 
 # Our components still running without their PID file (state deleted under them): found by
@@ -219,7 +257,7 @@ stray_pids() {
     exe=$(readlink "$link" 2> /dev/null) || continue
     exe=${exe% (deleted)}
     name=${exe##*/}
-    [[ $exe == "$BIN/$name" && " ${COMPONENTS[*]} " == *" $name "* ]] || continue
+    [[ " ${COMPONENTS[*]} " == *" $name "* && $exe == "$(exe_of "$name")" ]] || continue
     pid=${link#/proc/}
     pid=${pid%/exe}
     tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null | grep -qF -- "=$STATE/" && echo "$pid"
@@ -287,7 +325,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost,IP:${SERVICE_CIDR%.0/*}.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName = IP:127.0.0.1,DNS:localhost,IP:$NODE_IP,IP:${SERVICE_CIDR%.0/*}.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 [client]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
@@ -430,9 +468,17 @@ up() {
     --initial-cluster="carbonshift=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync=true
   wait_for etcd 30 curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
-  # --endpoint-reconciler-type=none: the API server would otherwise publish its 127.0.0.1
-  # address as the kubernetes Service's endpoint, which validation rejects (loopback).
-  start kube-apiserver --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+  # With the real node the API server advertises the bridge address, which becomes the
+  # endpoint of the kubernetes Service; without it, --endpoint-reconciler-type=none: the API
+  # server would otherwise publish 127.0.0.1, which endpoint validation rejects (loopback).
+  local address_flags
+  if real_node_enabled; then
+    node_certs
+    mapfile -t address_flags < <(node_apiserver_flags)
+  else
+    address_flags=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none)
+  fi
+  start kube-apiserver "${address_flags[@]}" --secure-port="$APISERVER_PORT" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --tls-cert-file="$CERTS/apiserver.crt" --tls-private-key-file="$CERTS/apiserver.key" \
     --client-ca-file="$CERTS/ca.crt" \
@@ -444,7 +490,7 @@ up() {
     --service-account-key-file="$CERTS/sa.pub" --service-account-signing-key-file="$CERTS/sa.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
-    --allow-privileged=true --endpoint-reconciler-type=none --profiling=false
+    --allow-privileged=true --profiling=false
   wait_for "kube-apiserver /readyz" 120 api_ready
 
   start kube-controller-manager --kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
@@ -466,14 +512,15 @@ up() {
   node_manifests | "$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" apply -f - > /dev/null
   start kwok --kubeconfig="$STATE/kwok.kubeconfig" --config="$ROOT/hack/kwok/stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --node-ip=127.0.0.1 --cidr="$POD_CIDR" --node-lease-duration-seconds=40 \
+    --node-ip=127.0.0.1 --cidr="$KWOK_POD_CIDR" --node-lease-duration-seconds=40 \
     --server-address="127.0.0.1:$KWOK_PORT"
   wait_for "$NODES Ready kwok nodes" 60 nodes_ready
+  real_node_enabled && node_up
   # Pods can only be admitted once the namespace's default ServiceAccount exists.
   wait_for "the default ServiceAccount" 60 "$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" get serviceaccount default -n default
 
   trap - EXIT
-  log "up: $SERVER ($NODES kwok nodes with $GPUS_PER_NODE nvidia.com/gpu each)"
+  log "up: $SERVER ($NODES kwok nodes with $GPUS_PER_NODE nvidia.com/gpu each$(real_node_enabled && echo ", real node $NODE_NAME at $NODE_IP"))"
   log "use it with: eval \"\$(hack/cluster.sh env)\""
 }
 
@@ -484,6 +531,11 @@ down() {
     log "not running"
     return 0
   fi
+  # Never delete through a mount (a pod volume, the kubelet's root): what could not be
+  # unmounted is reported and the state is kept.
+  if [[ -n $(mounts_below "$STATE") ]]; then
+    die "mounts remain under $STATE, kept it: $(mounts_below "$STATE" | tr '\n' ' ')"
+  fi
   rm -rf "$STATE"
   log "down"
 }
@@ -493,6 +545,7 @@ env_lines() {
   # shellcheck disable=SC2016 # $PATH is for the shell that evals this
   printf 'export PATH=%q:"$PATH"\n' "$BIN"
   printf 'export CARBONSHIFT_CLUSTER_LOGS=%q\n' "$LOGS"
+  real_node_enabled && node_env_lines
 }
 
 status() {

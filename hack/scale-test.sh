@@ -76,6 +76,9 @@ done
 WORK=${CARBONSHIFT_SCALE_DIR:-/tmp/cs-scale}
 export CARBONSHIFT_CLUSTER_DIR=${CARBONSHIFT_CLUSTER_DIR:-$WORK/cluster}
 export CARBONSHIFT_CLUSTER_PORT_BASE=${CARBONSHIFT_CLUSTER_PORT_BASE:-43000}
+# kwok nodes only: the scale scenario runs no real pod, and the real node's subnet is the
+# test cluster's.
+export CARBONSHIFT_REAL_NODE=${CARBONSHIFT_REAL_NODE:-0}
 METRICS_PORT=${CARBONSHIFT_SCALE_METRICS_PORT:-43080}
 METRICS=http://127.0.0.1:$METRICS_PORT
 NS=carbonshift-scale

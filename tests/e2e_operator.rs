@@ -32,7 +32,6 @@ use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
 use std::time::Duration;
 
 use carbonshift::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase};
@@ -41,6 +40,7 @@ use common::cluster::{
     self, job_pods_selector, must, pod_phase, pod_running_ready, wait_until, TestNamespace,
     COMPLETE, RUN_FOR,
 };
+use common::forecast::{first_boundary, Forecast};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -49,84 +49,12 @@ use serde_json::json;
 
 /// Facility power of every test job (1 GPU x 400 W x PUE 1.2), kW.
 const POWER_KW: f64 = 0.48;
-/// Forecast resolution.
-const SLOT_SECS: i64 = 60;
 /// Region the operator plans with (`--region`) and the CSV's region column.
 const REGION: &str = "DE";
 /// `--deadline-margin` of every operator these tests start: long enough to see the deadline
 /// guard fire that much early, short next to the scenarios' minutes of slack.
 const DEADLINE_MARGIN: &str = "20s";
 const DEADLINE_MARGIN_SECS: i64 = 20;
-/// The CRD the tests install (idempotent server-side apply).
-const CRD_PATH: &str = "crds/carbonshift.io_carbonawarejobs.yaml";
-
-// ------------------------------------------------------------------------------------------
-// Forecast
-
-/// A forecast in 1-minute slots, written as the `file` provider's CSV.
-struct Forecast {
-    start: DateTime<Utc>,
-    values: Vec<f64>,
-}
-
-impl Forecast {
-    /// Slots from 15 min before `p` to 45 min after it; `value(k)` is the intensity of the
-    /// slot starting at `p + k min` (so `k < 0` is before `p`). History before now is
-    /// included because the operator integrates the past with it.
-    fn around(p: DateTime<Utc>, value: impl Fn(i64) -> f64) -> Self {
-        Self {
-            start: p - TimeDelta::minutes(15),
-            values: (-15..45).map(value).collect(),
-        }
-    }
-
-    /// Intensity in force at `t` (the first/last value outside the series).
-    fn at(&self, t: DateTime<Utc>) -> f64 {
-        let k = (t - self.start).num_seconds().div_euclid(SLOT_SECS);
-        let k = k.clamp(0, self.values.len() as i64 - 1) as usize;
-        self.values[k]
-    }
-
-    /// Integral of intensity over `[from, to)`, (g/kWh)·h: multiply by kW to get grams.
-    fn integral(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-        let mut total = 0.0;
-        let mut t = from;
-        while t < to {
-            let slot_end = self.start
-                + TimeDelta::seconds(
-                    ((t - self.start).num_seconds().div_euclid(SLOT_SECS) + 1) * SLOT_SECS,
-                );
-            let end = slot_end.min(to);
-            total += self.at(t) * (end - t).num_milliseconds() as f64 / 3.6e6;
-            t = end;
-        }
-        total
-    }
-
-    fn write_csv(&self, path: &Path) {
-        let mut f = must("create forecast CSV", File::create(path));
-        let mut text = String::from("timestamp,region,gco2_per_kwh\n");
-        for (i, v) in self.values.iter().enumerate() {
-            let t = self.start + TimeDelta::seconds(i as i64 * SLOT_SECS);
-            text.push_str(&format!(
-                "{},{REGION},{v}\n",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ));
-        }
-        must("write forecast CSV", f.write_all(text.as_bytes()));
-    }
-}
-
-/// The first minute boundary at least 30 s after `now`.
-fn first_boundary(now: DateTime<Utc>) -> DateTime<Utc> {
-    let next =
-        must("round to minute", now.duration_trunc(TimeDelta::minutes(1))) + TimeDelta::minutes(1);
-    if next - now < TimeDelta::seconds(30) {
-        next + TimeDelta::minutes(1)
-    } else {
-        next
-    }
-}
 
 // ------------------------------------------------------------------------------------------
 // The operator process
@@ -240,31 +168,6 @@ impl Drop for Operator {
 // ------------------------------------------------------------------------------------------
 // Cluster set-up and manifests
 
-static CRD: Once = Once::new();
-
-/// Installs (or updates) the CRD once per test binary and waits until it is served.
-fn install_crd() {
-    CRD.call_once(|| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(CRD_PATH);
-        let path = path.to_string_lossy();
-        cluster::kubectl(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager",
-            "e2e-operator",
-            "-f",
-            &path,
-        ]);
-        cluster::kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/carbonawarejobs.carbonshift.io",
-        ]);
-    });
-}
-
 /// Everything one test needs: namespace, clients, a tempdir for the CSV and logs.
 struct Env {
     client: Client,
@@ -278,7 +181,7 @@ struct Env {
 
 impl Env {
     async fn new(prefix: &str) -> Self {
-        install_crd();
+        cluster::install_crd();
         let client = cluster::client().await;
         let ns = TestNamespace::create(&client, prefix).await;
         let dir = must("tempdir", tempfile::tempdir());
@@ -765,7 +668,7 @@ async fn operator_end_to_end() {
         return;
     }
     let _logs = cluster::LogsOnFailure;
-    install_crd();
+    cluster::install_crd();
     type Scenario = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
     let all: Vec<(&str, Scenario)> = vec![
         (
@@ -878,7 +781,7 @@ async fn pause_and_resume_pauses_and_resumes_pods() {
         // Dirtier and dirtier afterwards: once resumed, finishing at once is strictly best.
         _ => 450.0 + 10.0 * (k - 3) as f64,
     });
-    f.write_csv(&env.forecast);
+    f.write_csv(&env.forecast, REGION);
     let op = env.operator("operator", &[]);
     op.ready().await;
 
@@ -1094,7 +997,7 @@ async fn flexible_start_starts_in_cleanest_window() {
         2 => 50.0,
         _ => 400.0,
     });
-    f.write_csv(&env.forecast);
+    f.write_csv(&env.forecast, REGION);
     let op = env.operator("operator", &[]);
     op.ready().await;
 
@@ -1207,7 +1110,7 @@ async fn deadline_guard_forces_run_on_dirty_grid() {
     let base = must("round", now.duration_trunc(TimeDelta::minutes(1)));
     // Clean only from base+3m, which is after the deadline (created + 2m < base + 3m).
     let f = Forecast::around(base, |k| if k >= 3 { 50.0 } else { 400.0 });
-    f.write_csv(&env.forecast);
+    f.write_csv(&env.forecast, REGION);
     let op = env.operator("operator", &[]);
     op.ready().await;
 
@@ -1359,7 +1262,7 @@ async fn operator_restart_loses_no_accounting() {
     let base = must("round", now.duration_trunc(TimeDelta::minutes(1)));
     // Varying every minute, so the emissions integral checks the right interval.
     let f = Forecast::around(base, |k| 200.0 + 50.0 * (k * 3).rem_euclid(5) as f64);
-    f.write_csv(&env.forecast);
+    f.write_csv(&env.forecast, REGION);
     // Accrual persisted every 10 s so the test sees the numbers move.
     let mut op1 = env.operator("operator-1", &["--status-interval", "10s"]);
     op1.ready().await;
@@ -1605,7 +1508,7 @@ async fn invalid_manifests_are_refused_with_readable_messages() {
 
     // What CEL cannot check: an absolute deadline closer than expectedDuration.
     let base = must("round", Utc::now().duration_trunc(TimeDelta::minutes(1)));
-    Forecast::around(base, |_| 300.0).write_csv(&env.forecast);
+    Forecast::around(base, |_| 300.0).write_csv(&env.forecast, REGION);
     let op = env.operator("operator", &[]);
     op.ready().await;
     let close =
@@ -1703,7 +1606,7 @@ async fn metrics_report_avoided_emissions_and_run_now_sanity() {
     let ns = env.ns.name.clone();
     let p = first_boundary(Utc::now());
     let f = Forecast::around(p, |k| if k == 0 { 50.0 } else { 400.0 });
-    f.write_csv(&env.forecast);
+    f.write_csv(&env.forecast, REGION);
     let op = env.operator("operator", &[]);
     op.ready().await;
 

@@ -15,7 +15,8 @@
 
 use std::fmt::{Debug, Display};
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -259,4 +260,32 @@ pub fn kubectl(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The CRD the tests install (idempotent server-side apply).
+pub const CRD_PATH: &str = "crds/carbonshift.io_carbonawarejobs.yaml";
+
+static CRD: Once = Once::new();
+
+/// Installs (or updates) the CRD once per test binary and waits until it is served.
+pub fn install_crd() {
+    CRD.call_once(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(CRD_PATH);
+        let path = path.to_string_lossy();
+        kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "e2e",
+            "-f",
+            &path,
+        ]);
+        kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/carbonawarejobs.carbonshift.io",
+        ]);
+    });
 }
