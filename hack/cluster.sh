@@ -14,6 +14,7 @@
 #   hack/cluster.sh logs [N]  print each component's log path and its last N lines (default 0)
 #   hack/cluster.sh logs-tail [N]  the same with N defaulting to 50 (for failed test runs)
 #   hack/cluster.sh down      stop what `up` started and remove the cluster's state
+#   hack/cluster.sh leftovers print what a stopped cluster's real node left behind (nothing)
 #   hack/cluster.sh build     only build the tools
 #   hack/cluster.sh pin       rewrite hack/tools/**/go.mod and go.sum from hack/versions.env
 #
@@ -224,7 +225,12 @@ start() {
   local name=$1
   shift
   log "starting $name"
-  nohup "$(exe_of "$name")" "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
+  # The state is private (umask 077), but what the node's components create is not: an
+  # image layer or a pod volume made 0700 would lock every non-root container out.
+  (
+    umask 022
+    exec nohup "$(exe_of "$name")" "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null
+  ) &
   echo $! > "$PIDS/$name.pid"
 }
 
@@ -587,6 +593,7 @@ main() {
   status) status ;;
   logs) show_logs "${2:-0}" ;;
   logs-tail) show_logs "${2:-50}" ;;
+  leftovers) real_node_enabled && node_leftovers ;;
   build) build ;;
   pin) pin ;;
   *)

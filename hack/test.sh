@@ -2,11 +2,13 @@
 # The whole test suite, from a fresh machine with only the Rust and Go toolchains:
 #   1. static checks (format, clippy, CRD and chart CRD copies up to date, benches compile);
 #   2. builds (once, cached in .cache/) and starts the local control plane: etcd,
-#      kube-apiserver, kube-controller-manager, kube-scheduler and kwok GPU nodes;
+#      kube-apiserver, kube-controller-manager, kube-scheduler, kwok GPU nodes and one
+#      real node (kubelet, kube-proxy, containerd: needs root; images built locally);
 #   3. runs every cargo test with the end-to-end tests enabled against that cluster;
 #   4. runs the Helm chart tests (lint, render, server dry-run, install, RBAC, uninstall)
 #      and the alert-rule unit tests;
-#   5. stops the control plane, whatever happened.
+#   5. stops the control plane, whatever happened, and fails if the real node left any
+#      process, mount, network device or iptables chain behind.
 # Set CARBONSHIFT_SKIP_E2E=1 to run only what needs no cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,8 +47,21 @@ chart_status=0
 hack/test-chart.sh || chart_status=$?
 
 if [[ $status -ne 0 || $chart_status -ne 0 ]]; then
-  echo "FAILED: cargo test exit $status, chart tests exit $chart_status"
   hack/cluster.sh logs-tail 2>/dev/null || true
+fi
+
+step "stop the local control plane"
+trap - EXIT
+down_status=0
+hack/cluster.sh down || down_status=$?
+left=$(hack/cluster.sh leftovers)
+if [[ -n $left ]]; then
+  printf 'hack/cluster.sh down left behind:\n%s\n' "$left"
+  down_status=1
+fi
+
+if [[ $status -ne 0 || $chart_status -ne 0 || $down_status -ne 0 ]]; then
+  echo "FAILED: cargo test exit $status, chart tests exit $chart_status, cluster down exit $down_status"
   exit 1
 fi
 echo "all test stages passed"

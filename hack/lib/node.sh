@@ -258,7 +258,14 @@ node_firewall() {
 # for IPv4 and IPv6. Skipped while another kubelet runs on this machine.
 node_kube_chains_remove() {
   local cmd table line chain
-  pgrep -x kubelet > /dev/null && { log "another kubelet runs here: its KUBE-* iptables chains are left alone"; return 0; }
+  local pid
+  # A live kubelet (a zombie has no executable any more, as ours may be for a moment).
+  for pid in $(pgrep -x kubelet); do
+    if readlink "/proc/$pid/exe" > /dev/null 2>&1; then
+      log "another kubelet (pid $pid) runs here: the KUBE-* iptables chains are left alone"
+      return 0
+    fi
+  done
   for cmd in iptables ip6tables; do
     command -v "$cmd-save" > /dev/null || continue
     for table in filter nat mangle; do
@@ -374,6 +381,32 @@ node_down() {
   ip link show "$NODE_BRIDGE" > /dev/null 2>&1 && ip link delete "$NODE_BRIDGE"
   node_restore_sysctls
   rm -rf "$NODE_RUN"
+}
+
+# Prints what a stopped real node left behind (nothing, after node_down): processes,
+# mounts, network devices, iptables chains, state directories.
+node_leftovers() {
+  local pid exe line
+  for pid in $(node_shim_pids); do echo "process $pid: $(tr '\0' ' ' < "/proc/$pid/cmdline")"; done
+  for exe in /proc/[0-9]*/exe; do
+    line=$(readlink "$exe" 2> /dev/null) || continue
+    pid=${exe#/proc/}
+    pid=${pid%/exe}
+    case ${line% (deleted)} in
+    "$BIN/kubelet" | "$BIN/kube-proxy" | /usr/bin/containerd)
+      tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null | grep -qF -- "$STATE/" && echo "process $pid: $line"
+      ;;
+    esac
+  done
+  mounts_below "$NODE_DIR" "$NODE_RUN" | sed 's/^/mount /'
+  ip link show "$NODE_BRIDGE" > /dev/null 2>&1 && echo "network device $NODE_BRIDGE"
+  ip -o link show type veth 2> /dev/null | awk -v b="$NODE_BRIDGE" '$0 ~ "master " b {print "network device " $2}'
+  for line in iptables ip6tables; do
+    command -v "$line-save" > /dev/null || continue
+    "$line-save" 2> /dev/null | grep -E "^:(KUBE-|CNI-|$NODE_FW_CHAIN)" | sed "s/^:\([^ ]*\).*/$line chain \1/"
+  done
+  [[ -e $NODE_RUN ]] && echo "directory $NODE_RUN"
+  return 0
 }
 
 node_env_lines() {
