@@ -127,6 +127,22 @@ if have helm; then
   check "helm lint (everything on)" helm lint --strict --kube-version "$KUBE_VERSION" "$CHART" -f hack/tests/values-all-on.yaml
   tpl() { helm template "$RELEASE" "$CHART" --namespace "$NS" --kube-version "$KUBE_VERSION" "$@"; }
   render() { local out=$1; shift; tpl "$@" > "$WORK/$out.yaml"; }
+  # Without --kube-version Helm assumes its own default cluster version: a released Helm's is
+  # the Kubernetes version of its client-go, and hack/cluster.sh builds Helm the same way.
+  check "helm template with Helm's default Kubernetes version (as released Helm builds)" \
+    helm template "$RELEASE" "$CHART" --namespace "$NS"
+  check "helm lint with Helm's default Kubernetes version" helm lint --strict "$CHART"
+  stale_rule() {
+    tpl --set prometheusRule.enabled=true --set prometheusRule.forecastStaleAfterSeconds=600 \
+      --set prometheusRule.forecastStaleFor=5m --show-only templates/prometheusrule.yaml |
+      python3 -c 'import sys, yaml
+d = yaml.safe_load(sys.stdin)
+r = [r for g in d["spec"]["groups"] for r in g["rules"] if r.get("alert") == "CarbonshiftForecastStale"][0]
+assert r["expr"].endswith("> 600") and r["for"] == "5m", r'
+  }
+  check "prometheusRule.forecastStaleAfterSeconds/For set CarbonshiftForecastStale's threshold and hold time" stale_rule
+  refuse "prometheusRule.forecastStaleFor that is no duration" "forecastStaleFor" \
+    tpl --set prometheusRule.enabled=true --set prometheusRule.forecastStaleFor=soon
   check "helm template (defaults)" render default
   check "helm template (everything on)" render all-on -f hack/tests/values-all-on.yaml
   check "helm template (watchNamespace=$WATCH_NS)" render namespaced --set watchNamespace=$WATCH_NS

@@ -54,7 +54,7 @@ step "stop the local control plane"
 trap - EXIT
 down_status=0
 hack/cluster.sh down || down_status=$?
-left=$(hack/cluster.sh leftovers)
+left=$(hack/cluster.sh leftovers 2>&1) || left+=$'\n'"(hack/cluster.sh leftovers itself failed)"
 if [[ -n $left ]]; then
   printf 'hack/cluster.sh down left behind:\n%s\n' "$left"
   down_status=1

@@ -36,6 +36,7 @@ use common::cluster::{self, job_pods_selector, must, wait_until, TestNamespace};
 use common::forecast::{first_boundary, Forecast};
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -679,6 +680,26 @@ async fn checkpointing_trainer_in_cluster(client: Client, node: RealNode) {
             .as_ref()
             .is_some_and(|c| c.iter().all(|c| c.ready)),
         "operator container ready (its readiness probe passed): {op_status:?}"
+    );
+    // Leader election on: the operator pod holds the release's Lease.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &n);
+    let holder = wait_until(
+        "the operator's leader Lease",
+        Duration::from_secs(60),
+        || async {
+            let list = leases.list(&ListParams::default()).await?;
+            Ok::<_, kube::Error>(
+                list.items
+                    .into_iter()
+                    .find_map(|l| l.spec.and_then(|s| s.holder_identity)),
+            )
+        },
+    )
+    .await;
+    assert_eq!(
+        holder,
+        op.name_any(),
+        "the Lease holder is the operator pod"
     );
 
     // Prometheus, configured as the Prometheus Operator would be from the chart's

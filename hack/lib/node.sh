@@ -403,7 +403,7 @@ node_leftovers() {
   ip -o link show type veth 2> /dev/null | awk -v b="$NODE_BRIDGE" '$0 ~ "master " b {print "network device " $2}'
   for line in iptables ip6tables; do
     command -v "$line-save" > /dev/null || continue
-    "$line-save" 2> /dev/null | grep -E "^:(KUBE-|CNI-|$NODE_FW_CHAIN)" | sed "s/^:\([^ ]*\).*/$line chain \1/"
+    "$line-save" 2> /dev/null | sed -n "s/^:\(KUBE-[^ ]*\|CNI-[^ ]*\|${NODE_FW_CHAIN}[^ ]*\) .*/$line chain \1/p"
   done
   [[ -e $NODE_RUN ]] && echo "directory $NODE_RUN"
   return 0
