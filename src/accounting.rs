@@ -142,6 +142,23 @@ impl Ledger {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<(), AccountingError> {
+        self.accrue_run_share(power, series, created, from, to, 1.0)
+    }
+
+    /// [`Ledger::accrue_run`] for a job running at `share` (in `[0, 1]`, clamped; NaN is
+    /// 0) of its full size over `[from, to)`: a parallel Job with half its pods running
+    /// does half the work, draws half the power (`power` is the whole job's) and emits
+    /// half. The baseline is the run-now job doing the same work at full size, i.e. over
+    /// the next `share * (to - from)` of its window. `accrue_run` is `share = 1`.
+    pub fn accrue_run_share(
+        &mut self,
+        power: &PowerModel,
+        series: &Series,
+        created: DateTime<Utc>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        share: f64,
+    ) -> Result<(), AccountingError> {
         power.check()?;
         if to < from {
             return Err(AccountingError::BackwardsInterval { from, to });
@@ -149,8 +166,9 @@ impl Ledger {
         if from < created {
             return Err(AccountingError::BeforeCreation { from, created });
         }
-        let secs = (to - from).num_milliseconds() as f64 / 1000.0;
-        let actual = emissions_grams(power, series, from, to)?;
+        let share = clamp_share(share);
+        let secs = share * (to - from).num_milliseconds() as f64 / 1000.0;
+        let actual = share * emissions_grams(power, series, from, to)?;
         let shift = |r: f64| {
             created
                 .checked_add_signed(ms(r))
@@ -177,17 +195,40 @@ impl Ledger {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<(), AccountingError> {
+        self.accrue_restore_share(power, series, from, to, 1.0)
+    }
+
+    /// [`Ledger::accrue_restore`] at `share` of the job's full size (see
+    /// [`Ledger::accrue_run_share`]).
+    pub fn accrue_restore_share(
+        &mut self,
+        power: &PowerModel,
+        series: &Series,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        share: f64,
+    ) -> Result<(), AccountingError> {
         power.check()?;
         if to < from {
             return Err(AccountingError::BackwardsInterval { from, to });
         }
-        let secs = (to - from).num_milliseconds() as f64 / 1000.0;
-        let actual = emissions_grams(power, series, from, to)?;
+        let share = clamp_share(share);
+        let secs = share * (to - from).num_milliseconds() as f64 / 1000.0;
+        let actual = share * emissions_grams(power, series, from, to)?;
         self.runtime_secs += secs;
         self.restore_secs += secs;
         self.energy_kwh += energy_kwh(power, secs);
         self.emissions_grams += actual;
         Ok(())
+    }
+}
+
+/// `share` in `[0, 1]`; NaN (never produced by the controller) counts as nothing running.
+fn clamp_share(share: f64) -> f64 {
+    if share.is_nan() {
+        0.0
+    } else {
+        share.clamp(0.0, 1.0)
     }
 }
 
@@ -270,6 +311,38 @@ mod tests {
             serde_json::from_value::<Ledger>(json).unwrap().restore_secs,
             0.0
         );
+    }
+
+    #[test]
+    fn a_partial_share_scales_work_energy_emissions_and_baseline() {
+        let s = Series::new(t(0), 3600, vec![400.0, 300.0, 100.0, 50.0]).unwrap();
+        let p = PowerModel::total(2000.0, 1.0).unwrap();
+        let mut l = Ledger::default();
+        // Half the pods over 2-4: one hour of work, half the power (1 kW) over 2-4, and
+        // the baseline is the full-size job over its first hour (0-1).
+        l.accrue_run_share(&p, &s, t(0), t(2), t(4), 0.5).unwrap();
+        assert_eq!(l.runtime_secs, 3600.0);
+        assert!((l.energy_kwh - 2.0).abs() < 1e-12);
+        assert!((l.emissions_grams - (100.0 + 50.0)).abs() < 1e-9);
+        assert!((l.baseline_grams - 2.0 * 400.0).abs() < 1e-9);
+        // No pods: nothing; out-of-range shares clamp.
+        let before = l;
+        l.accrue_run_share(&p, &s, t(0), t(3), t(4), 0.0).unwrap();
+        l.accrue_restore_share(&p, &s, t(3), t(4), f64::NAN)
+            .unwrap();
+        assert_eq!(l, before);
+        let mut full = Ledger::default();
+        full.accrue_run_share(&p, &s, t(0), t(0), t(1), 7.0)
+            .unwrap();
+        let mut one = Ledger::default();
+        one.accrue_run(&p, &s, t(0), t(0), t(1)).unwrap();
+        assert_eq!(full, one);
+        // Restore at a quarter share: a quarter of the time, no baseline.
+        let mut r = Ledger::default();
+        r.accrue_restore_share(&p, &s, t(1), t(2), 0.25).unwrap();
+        assert_eq!((r.runtime_secs, r.restore_secs), (900.0, 900.0));
+        assert!((r.emissions_grams - 0.25 * 2.0 * 300.0).abs() < 1e-9);
+        assert_eq!(r.baseline_grams, 0.0);
     }
 
     proptest! {

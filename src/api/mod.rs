@@ -307,9 +307,23 @@ pub struct CarbonAwareJobStatus {
     /// Absolute deadline (from `deadline`, or creation time + `maxDelay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Time>,
-    /// Seconds the child Job has been unsuspended, accumulated.
+    /// Seconds of work done: time the child Job was unsuspended with its pods Ready,
+    /// weighted by `min(ready, parallelism) / parallelism` (a parallel Job with half its pods
+    /// Ready does half a second of work per second). Pending time (scheduling, image pull,
+    /// container start) is not work. Includes restore overhead after pauses.
     #[serde(default)]
     pub runtime_seconds: i64,
+    /// Seconds the child Job was unsuspended waiting for its pods: each second weighted by
+    /// `1 - min(ready, parallelism) / parallelism`, so `runtimeSeconds +
+    /// waitingForPodsSeconds` is the time spent unsuspended (to rounding).
+    #[serde(default)]
+    pub waiting_for_pods_seconds: i64,
+    /// Seconds of `runtimeSeconds` spent restoring after a resume: the runtime accrued in
+    /// the first `checkpointOverhead` after the resumed pods were first Ready. Not work,
+    /// so not in the run-now baseline. Unset in statuses written before it was recorded
+    /// (then derived from `pauses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<i64>,
     /// Pauses taken.
     #[serde(default)]
     pub pauses: i32,
@@ -339,6 +353,24 @@ pub struct CarbonAwareJobStatus {
     /// Start of the current pause (or of waiting); unset while running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_since: Option<Time>,
+    /// Pods of the child Job Ready (its `status.ready`) at `lastAccountedTime`, while
+    /// running: the count the accounting integrates from then on (0 while suspended).
+    /// Unset in statuses written before accounting followed Ready pods; such a run is
+    /// accounted as fully running until the next observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_pods: Option<i32>,
+    /// When the current run (start or resume) first had a Ready pod; unset while
+    /// suspended or until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_since: Option<Time>,
+    /// Largest start-up latency observed over the Job's runs, seconds: from unsuspending
+    /// the child Job to its first Ready pod. The deadline guard plans with at least this
+    /// much margin (see the operator's `--deadline-margin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_seconds: Option<i64>,
+    /// Start-up latency of the latest run, seconds (unsuspend to first Ready pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_startup_seconds: Option<i64>,
     /// When the Job first started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,

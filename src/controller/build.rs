@@ -13,11 +13,32 @@
 //! see [`covering`]), if the Job was unsuspended over it (read from `status.runningSince`,
 //! which every transition persists): runtime, energy, emissions, and the run-now baseline,
 //! i.e. the same job started at creation and never paused, over
-//! `[created, created + work)`. `work` is the runtime net of restore overhead: the first
-//! `checkpointOverhead` of each resume is accrued as restore (emitted, never in the
-//! baseline, since the counterfactual never pauses). The status fields are the ledger's
-//! numbers; the restore seconds follow from `pauses` and `runningSince`, so a restarted
-//! operator rebuilds the same ledger from the status alone.
+//! `[created, created + work)`.
+//!
+//! Work is what the pods do, not the time the Job is unsuspended: with `P` the Job's
+//! `parallelism` (default 1) and `R` its pods Ready (`status.ready` of the child Job, the
+//! watch cache's copy), a second counts `min(R, P) / P` seconds of runtime, and energy and
+//! emissions scale the same way (the power model is the whole job's); the rest of the
+//! second is `waitingForPodsSeconds` (Pending: scheduling, image pull, container start).
+//! The step sees the child only at reconciles, and every change of its status triggers
+//! one, so `R` is piecewise constant between them: the interval `[lastAccountedTime, now)`
+//! is integrated at the count persisted in `readyPods`, then the count seen now is
+//! persisted (a change of it is a material change, hence a status write). A suspended or
+//! missing child has no working pods; a status from before `readyPods` existed is
+//! integrated at a full share until its first observation, as the operator that wrote it
+//! accounted. The first Ready pod of a run sets `readySince`; `readySince - runningSince`
+//! is the run's start-up latency (`lastStartupSeconds`, the largest in `startupSeconds`),
+//! and the deadline guard plans against the deadline less `max(--deadline-margin,
+//! startupSeconds)`, clamped to the slack (see [`planning_deadline`]).
+//!
+//! `work` is the runtime net of restore overhead: a resumed run restores its checkpoint
+//! during the first `checkpointOverhead` of wall-clock time after its first Ready pod
+//! (`[readySince, readySince + checkpointOverhead)`: the checkpoint is loaded by the running
+//! pods, not while they are Pending); what accrues in that window, at the same Ready share,
+//! is restore (emitted, never in the baseline, since the counterfactual never pauses) and
+//! is kept in `restoreSeconds`. A status written before that field derives it as the
+//! operator that wrote it did, from `pauses` and `runningSince`. So a restarted operator
+//! rebuilds the same ledger from the status alone.
 //!
 //! The accrued status is *written* only when something else changed, or when
 //! `lastAccountedTime` is older than the persist interval: a crash then loses nothing (the
@@ -189,6 +210,8 @@ fn material(s: &CarbonAwareJobStatus) -> CarbonAwareJobStatus {
         baseline_grams: 0.0,
         avoided_grams: 0.0,
         last_accounted_time: None,
+        waiting_for_pods_seconds: 0,
+        restore_seconds: None,
         ..s.clone()
     }
 }
@@ -219,21 +242,25 @@ fn child_finished(job: &Job) -> Option<(Phase, Option<DateTime<Utc>>, String)> {
     None
 }
 
-/// The ledger kept in `st`, accounted up to `accounted_to`. Restore seconds are not stored:
-/// every resume restores for `checkpointOverhead` (see the module doc), so they follow
-/// from the pauses taken and, while running, from how long ago the last resume was.
+/// The ledger kept in `st`, accounted up to `accounted_to`. Restore seconds are stored in
+/// `restoreSeconds`; a status written before that field existed derives them as the
+/// operator that wrote it accounted: every resume restored for `checkpointOverhead` from
+/// `runningSince` (see the module doc).
 fn ledger_of(st: &CarbonAwareJobStatus, v: &ValidSpec, accounted_to: DateTime<Utc>) -> Ledger {
     let o = v.constraints.checkpoint_overhead_secs.max(0);
     let pauses = i64::from(st.pauses.max(0));
     let runtime = st.runtime_seconds.max(0);
-    let restored = match st.running_since.as_ref().map(time::from_time) {
-        // Running after `pauses` resumes, the last of them possibly still restoring.
-        Some(since) if pauses > 0 => {
-            (pauses - 1) * o + (accounted_to - since).num_seconds().clamp(0, o)
-        }
-        // Paused after `pauses` pauses: `pauses - 1` resumes so far.
-        _ => (pauses - 1).max(0) * o,
-    };
+    let restored = st
+        .restore_seconds
+        .unwrap_or_else(|| match st.running_since.as_ref().map(time::from_time) {
+            // Running after `pauses` resumes, the last of them possibly still restoring.
+            Some(since) if pauses > 0 => {
+                (pauses - 1) * o + (accounted_to - since).num_seconds().clamp(0, o)
+            }
+            // Paused after `pauses` pauses: `pauses - 1` resumes so far.
+            _ => (pauses - 1).max(0) * o,
+        })
+        .max(0);
     Ledger {
         runtime_secs: runtime as f64,
         pauses: pauses as u32,
@@ -244,9 +271,39 @@ fn ledger_of(st: &CarbonAwareJobStatus, v: &ValidSpec, accounted_to: DateTime<Ut
     }
 }
 
-/// Accrues the ledger from `lastAccountedTime` to `to` (see the module doc). An interval
-/// the ledger refuses (only times beyond any representable range) is skipped rather than
-/// retried forever.
+/// The Job's size: `spec.parallelism`, default 1 (0, a Job that runs nothing, counts as 1).
+fn parallelism(v: &ValidSpec) -> i32 {
+    v.job_spec.parallelism.unwrap_or(1).max(1)
+}
+
+/// The share of the job running with `ready` pods Ready: `min(ready, P) / P`. An unknown
+/// count (a status written before `readyPods` existed) is a full share, as the operator
+/// that wrote it accounted.
+fn share(ready: Option<i32>, p: i32) -> f64 {
+    match ready {
+        None => 1.0,
+        Some(r) => f64::from(r.clamp(0, p)) / f64::from(p),
+    }
+}
+
+/// Pods of the live child Job that are doing work: its `status.ready` (`status.active` on
+/// an API server too old to report it), none while it is suspended (its pods are being
+/// terminated, writing their checkpoint) or missing.
+pub fn observed_ready(child: Option<&Job>) -> i32 {
+    let Some(job) = child else { return 0 };
+    if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
+        return 0;
+    }
+    job.status
+        .as_ref()
+        .and_then(|s| s.ready.or(s.active))
+        .unwrap_or(0)
+        .max(0)
+}
+
+/// Accrues the ledger from `lastAccountedTime` to `to` at the Ready share persisted in
+/// `readyPods` (see the module doc). An interval the ledger refuses (only times beyond any
+/// representable range) is skipped rather than retried forever.
 fn accrue(st: &mut CarbonAwareJobStatus, v: &ValidSpec, intens: &Intensities, to: DateTime<Utc>) {
     let from = st
         .last_accounted_time
@@ -256,11 +313,18 @@ fn accrue(st: &mut CarbonAwareJobStatus, v: &ValidSpec, intens: &Intensities, to
     let to = to.max(from);
     if let Some(since) = st.running_since.as_ref().map(time::from_time) {
         if to > from {
+            let share = share(st.ready_pods, parallelism(v));
             let mut l = ledger_of(st, v, from);
+            // A resumed run restores for `checkpointOverhead` from its first Ready pod.
+            let ready_since = st
+                .ready_since
+                .as_ref()
+                .map(time::from_time)
+                .unwrap_or(since);
             let restore_end = if l.pauses > 0 {
-                since + TimeDelta::seconds(v.constraints.checkpoint_overhead_secs.max(0))
+                ready_since + TimeDelta::seconds(v.constraints.checkpoint_overhead_secs.max(0))
             } else {
-                since
+                ready_since
             };
             let mid = restore_end.clamp(from, to);
             // `min`: a status that claims a run before creation (clock skew, a hand edit)
@@ -274,18 +338,40 @@ fn accrue(st: &mut CarbonAwareJobStatus, v: &ValidSpec, intens: &Intensities, to
                 to.max(created + work + (to - from)),
             );
             let accrued = l
-                .accrue_restore(&v.power, &series, from, mid)
-                .and_then(|()| l.accrue_run(&v.power, &series, created, mid, to));
+                .accrue_restore_share(&v.power, &series, from, mid, share)
+                .and_then(|()| l.accrue_run_share(&v.power, &series, created, mid, to, share));
             if accrued.is_ok() {
                 st.runtime_seconds = l.runtime_secs.round() as i64;
+                st.restore_seconds = Some(l.restore_secs.round() as i64);
                 st.energy_kwh = l.energy_kwh;
                 st.emissions_grams = l.emissions_grams;
                 st.baseline_grams = l.baseline_grams;
             }
+            let waited = (to - from).num_seconds() as f64 * (1.0 - share);
+            st.waiting_for_pods_seconds =
+                st.waiting_for_pods_seconds.max(0) + waited.round() as i64;
         }
     }
     st.avoided_grams = st.baseline_grams - st.emissions_grams;
     st.last_accounted_time = Some(time::to_time(to));
+}
+
+/// Records what the child Job shows now while the CarbonAwareJob runs: `readyPods` (the
+/// count accounted from now on) and, at the run's first Ready pod, `readySince` and the
+/// start-up latency since `runningSince`.
+fn observe_ready(st: &mut CarbonAwareJobStatus, ready: i32, now: DateTime<Utc>) {
+    let Some(since) = st.running_since.as_ref().map(time::from_time) else {
+        st.ready_pods = Some(0);
+        st.ready_since = None;
+        return;
+    };
+    st.ready_pods = Some(ready);
+    if ready > 0 && st.ready_since.is_none() {
+        st.ready_since = Some(time::to_time(now));
+        let latency = (now - since).num_seconds().max(0);
+        st.last_startup_seconds = Some(latency);
+        st.startup_seconds = Some(st.startup_seconds.unwrap_or(0).max(latency));
+    }
 }
 
 /// The child Job as carbonshift wants it.
@@ -415,6 +501,13 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         return o;
     }
 
+    // A run recorded before `readyPods` existed was accounted from `runningSince` on (see
+    // the module doc): keep its restore window there, and never take the time since then
+    // for a start-up latency.
+    if st.ready_pods.is_none() && st.ready_since.is_none() {
+        st.ready_since = st.running_since.clone();
+    }
+
     let reject = |_st: CarbonAwareJobStatus, reason: &'static str, message: String| {
         reject(caj, reason, message, now)
     };
@@ -469,6 +562,8 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         st.phase = Some(phase);
         st.running_since = None;
         st.paused_since = None;
+        st.ready_pods = Some(0);
+        st.ready_since = None;
         st.completion_time = Some(time::to_time(at));
         st.next_action = None;
         st.next_transition_time = None;
@@ -531,6 +626,8 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     if let Some(i) = intens {
         accrue(&mut st, &v, i, now);
     }
+    // Then the pods seen now: the share accounted from now on, and the start-up latency.
+    observe_ready(&mut st, observed_ready(obs.child), now);
 
     let pauses_so_far = st.pauses.max(0) as u32;
     let remaining = plan::remaining_work_secs(
@@ -552,7 +649,11 @@ pub fn build(obs: Observed<'_>) -> Outcome {
 
     // Status and Events report the real deadline; the planner and the guard see it less
     // the start-up margin.
-    let plan_deadline = planning_deadline(v.deadline, now, remaining, obs.deadline_margin);
+    // The margin covers at least the start-up latency this job has shown.
+    let margin = obs
+        .deadline_margin
+        .max(TimeDelta::seconds(st.startup_seconds.unwrap_or(0).max(0)));
+    let plan_deadline = planning_deadline(v.deadline, now, remaining, margin);
     let series = intens.and_then(|i| planning_series(&i.series, now, v.deadline));
     let (action, reason, next, plan) = if remaining <= 0 {
         // The estimate is used up but Kubernetes says the job is not done: never pause it
@@ -597,6 +698,9 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     if run && !running {
         st.running_since = Some(time::to_time(now));
         st.paused_since = None;
+        // The new run's pods are not Ready yet (the live Job is still suspended).
+        st.ready_pods = Some(0);
+        st.ready_since = None;
         let first = st.start_time.is_none();
         if first {
             st.start_time = Some(time::to_time(now));
@@ -626,6 +730,8 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     } else if !run && running {
         st.running_since = None;
         st.paused_since = Some(time::to_time(now));
+        st.ready_pods = Some(0);
+        st.ready_since = None;
         st.pauses += 1;
         transition = Some(Transition::Pause);
         notes.push(Note {

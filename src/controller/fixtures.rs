@@ -288,3 +288,11 @@ pub fn assert_owned(job: &Value, c: &CarbonAwareJob) {
         c.metadata.name.clone().unwrap()
     );
 }
+
+/// `job` as the Job controller reports it: `active` pods, `ready` of them Ready.
+pub fn with_pods(mut job: Job, active: i32, ready: i32) -> Job {
+    let st = job.status.get_or_insert_with(JobStatus::default);
+    st.active = Some(active);
+    st.ready = Some(ready);
+    job
+}

@@ -591,7 +591,7 @@ fn accrual_is_additive_across_restarts() {
     let base = caj("RunNow", "6h", json!({}));
     let start = with_status(base.clone(), running_status(&base, -1, 0));
     let step = |c: &CarbonAwareJob, mins: i64| {
-        let ch = child(c, false, None);
+        let ch = with_pods(child(c, false, None), 1, 1);
         let o = build(Observed {
             caj: c,
             child: Some(&ch),
@@ -624,7 +624,8 @@ fn accrual_is_additive_across_restarts() {
 
 /// After a pause, the first `checkpointOverhead` of the resumed run is restore: emitted,
 /// counted as runtime, but never in the run-now baseline (which never pauses), also when
-/// the operator restarts in the middle of the restore.
+/// the operator restarts in the middle of the restore. The status is one written before
+/// `readyPods` existed, so the restore window starts at `runningSince`, as it did then.
 #[test]
 fn restore_overhead_is_emitted_but_not_in_the_baseline() {
     // 100 g/kWh in the past day, then 200, 400, 100, 300 per hour.
@@ -651,7 +652,7 @@ fn restore_overhead_is_emitted_but_not_in_the_baseline() {
     };
     let start = with_status(base, st);
     let step = |c: &CarbonAwareJob, mins: i64| {
-        let ch = child(c, false, None);
+        let ch = with_pods(child(c, false, None), 1, 1);
         let o = build(Observed {
             caj: c,
             child: Some(&ch),
@@ -680,4 +681,397 @@ fn restore_overhead_is_emitted_but_not_in_the_baseline() {
             st.baseline_grams
         );
     }
+}
+
+/// One pure build step of `c` at `now` with `ch` as the live child Job.
+fn step_at(
+    c: &CarbonAwareJob,
+    ch: Option<&k8s_openapi::api::batch::v1::Job>,
+    feed: &Intensities,
+    now: chrono::DateTime<chrono::Utc>,
+    margin: TimeDelta,
+) -> super::Outcome {
+    build(Observed {
+        caj: c,
+        child: ch,
+        region: Ok("DE"),
+        intensities: Ok(feed),
+        now,
+        persist_every: TimeDelta::minutes(5),
+        deadline_margin: margin,
+    })
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9 * b.abs().max(1.0)
+}
+
+/// Unsuspended for 300 s, the pod Pending for the first 120 s: 180 s of work, energy and
+/// emissions over the Ready 180 s only, 120 s waiting for pods, and the 120 s start-up
+/// latency recorded and planned with.
+#[test]
+fn pending_pods_are_waiting_not_work() {
+    // 200 g/kWh in the first hour from now, 400 in the second: the run crosses the hour.
+    let feed = Intensities {
+        series: series(100.0, &[200.0, 400.0, 100.0, 100.0, 100.0]),
+        provenance: "static".into(),
+    };
+    let secs = TimeDelta::seconds;
+    let t = at(57);
+    let margin = secs(60);
+    let c = with_status(
+        caj("RunNow", "2h", json!({})),
+        CarbonAwareJobStatus {
+            phase: Some(Phase::Waiting),
+            job_name: Some("train".into()),
+            last_accounted_time: Some(time::to_time(t)),
+            ..CarbonAwareJobStatus::default()
+        },
+    );
+    // t: started; the live Job is still suspended.
+    let o = step_at(&c, Some(&child(&c, true, None)), &feed, t, margin);
+    assert_eq!(o.transition, Some(super::build::Transition::Start));
+    assert_eq!(o.status.ready_pods, Some(0));
+    let c = with_status(c, o.status);
+    // t + 60 s: the pod exists, Pending.
+    let o = step_at(
+        &c,
+        Some(&with_pods(child(&c, false, None), 1, 0)),
+        &feed,
+        t + secs(60),
+        margin,
+    );
+    assert_eq!(o.status.ready_pods, Some(0));
+    assert_eq!(o.status.runtime_seconds, 0);
+    assert_eq!(o.status.waiting_for_pods_seconds, 60);
+    let c = with_status(c, o.status);
+    // t + 120 s: Ready. Still no work before now; the count changed, so the status is written.
+    let o = step_at(
+        &c,
+        Some(&with_pods(child(&c, false, None), 1, 1)),
+        &feed,
+        t + secs(120),
+        margin,
+    );
+    assert!(o.write_status);
+    assert_eq!(o.status.ready_pods, Some(1));
+    assert_eq!(o.status.ready_since, Some(time::to_time(t + secs(120))));
+    assert_eq!(o.status.startup_seconds, Some(120));
+    assert_eq!(o.status.last_startup_seconds, Some(120));
+    assert_eq!(o.status.runtime_seconds, 0);
+    assert_eq!(o.status.energy_kwh, 0.0);
+    assert_eq!(o.status.waiting_for_pods_seconds, 120);
+    // Planned with the observed 120 s start-up, not the 60 s flag.
+    assert_eq!(o.planning_deadline, Some(at(1430) - secs(120)));
+    let c = with_status(c, o.status);
+    // t + 300 s.
+    let o = step_at(
+        &c,
+        Some(&with_pods(child(&c, false, None), 1, 1)),
+        &feed,
+        t + secs(300),
+        margin,
+    );
+    let st = &o.status;
+    assert_eq!(st.runtime_seconds, 180);
+    assert_eq!(st.waiting_for_pods_seconds, 120);
+    assert!(
+        close(st.energy_kwh, 1.0 * 180.0 / 3600.0),
+        "{}",
+        st.energy_kwh
+    );
+    // [t + 120 s, t + 300 s) = [59 min, 62 min): 60 s at 200, 120 s at 400, 1 kW.
+    let grams = (60.0 * 200.0 + 120.0 * 400.0) / 3600.0;
+    assert!(
+        close(st.emissions_grams, grams),
+        "{} vs {grams}",
+        st.emissions_grams
+    );
+    // The run-now job does the same 180 s from creation (-10 min): at the past 100 g/kWh.
+    assert!(
+        close(st.baseline_grams, 180.0 * 100.0 / 3600.0),
+        "{}",
+        st.baseline_grams
+    );
+    // The planner sees the true remaining work.
+    assert_eq!(o.remaining_secs, Some(7200 - 180));
+    assert_eq!(st.startup_seconds, Some(120));
+}
+
+/// `parallelism: 4` with 2 pods Ready for 100 s: 50 s of work and half the energy and
+/// emissions of the whole job's power model; the other 50 s are waiting.
+#[test]
+fn a_parallel_job_accrues_in_proportion_to_its_ready_pods() {
+    let feed = Intensities {
+        series: series(100.0, &[200.0, 200.0, 200.0]),
+        provenance: "static".into(),
+    };
+    let mut base = caj("RunNow", "2h", json!({}));
+    base.spec.template.spec["parallelism"] = json!(4);
+    let mut st = running_status(&base, -5, 0);
+    st.last_accounted_time = Some(time::to_time(at(0)));
+    st.ready_pods = Some(2);
+    st.ready_since = Some(time::to_time(at(-2)));
+    let c = with_status(base, st);
+    let ch = with_pods(child(&c, false, None), 4, 2);
+    let o = step_at(
+        &c,
+        Some(&ch),
+        &feed,
+        at(0) + TimeDelta::seconds(100),
+        TimeDelta::zero(),
+    );
+    let st = &o.status;
+    assert_eq!(st.runtime_seconds, 50);
+    assert_eq!(st.waiting_for_pods_seconds, 50);
+    assert!(
+        close(st.energy_kwh, 0.5 * 1.0 * 100.0 / 3600.0),
+        "{}",
+        st.energy_kwh
+    );
+    assert!(
+        close(st.emissions_grams, 0.5 * 100.0 * 200.0 / 3600.0),
+        "{}",
+        st.emissions_grams
+    );
+    // The full-size run-now job does those 50 s over [created, created + 50 s) at 100.
+    assert!(
+        close(st.baseline_grams, 50.0 * 100.0 / 3600.0),
+        "{}",
+        st.baseline_grams
+    );
+    assert_eq!(o.remaining_secs, Some(7200 - 50));
+    // Ready beyond parallelism (a surge during a rollover) is capped at a full share.
+    let mut c2 = c.clone();
+    c2.status.as_mut().unwrap().ready_pods = Some(6);
+    let o = step_at(
+        &c2,
+        Some(&ch),
+        &feed,
+        at(0) + TimeDelta::seconds(100),
+        TimeDelta::zero(),
+    );
+    assert_eq!(o.status.runtime_seconds, 100);
+    assert_eq!(o.status.waiting_for_pods_seconds, 0);
+}
+
+/// A running job whose Ready count did not change writes nothing between persists; a
+/// change of the count is written at once.
+#[test]
+fn only_a_change_of_ready_pods_is_material() {
+    let feed = Intensities {
+        series: series(100.0, &[200.0, 200.0, 200.0]),
+        provenance: "static".into(),
+    };
+    let mut base = caj("RunNow", "2h", json!({}));
+    base.spec.template.spec["parallelism"] = json!(2);
+    let mut st = running_status(&base, -5, 0);
+    st.ready_pods = Some(2);
+    st.ready_since = Some(time::to_time(at(-4)));
+    let c = with_status(base, st);
+    let m = TimeDelta::zero();
+    let first = step_at(
+        &c,
+        Some(&with_pods(child(&c, false, None), 2, 2)),
+        &feed,
+        at(0),
+        m,
+    );
+    let c = with_status(c, first.status);
+    let same = step_at(
+        &c,
+        Some(&with_pods(child(&c, false, None), 2, 2)),
+        &feed,
+        at(1),
+        m,
+    );
+    assert!(!same.write_status);
+    let fewer = step_at(
+        &c,
+        Some(&with_pods(child(&c, false, None), 2, 1)),
+        &feed,
+        at(1),
+        m,
+    );
+    assert!(fewer.write_status);
+    assert_eq!(fewer.status.ready_pods, Some(1));
+    // The minute before the change still ran at full size.
+    assert_eq!(
+        fewer.status.runtime_seconds,
+        c.status.as_ref().unwrap().runtime_seconds + 60
+    );
+}
+
+/// The recorded start-up latency raises the planning margin above `--deadline-margin`,
+/// and, clamped to the slack like the flag, never makes a feasible job infeasible.
+#[test]
+fn the_observed_startup_latency_widens_the_margin_within_the_slack() {
+    let feed = Intensities {
+        series: series(500.0, &vec![900.0; 30]),
+        provenance: "static".into(),
+    };
+    // Deadline at 1430 min, 2 h of work above the threshold: latest start 1310.
+    let base = caj("Threshold", "2h", json!({"thresholdGramsPerKWh": 100}));
+    let c = with_status(
+        base,
+        CarbonAwareJobStatus {
+            phase: Some(Phase::Paused),
+            job_name: Some("train".into()),
+            start_time: Some(time::to_time(at(-5))),
+            paused_since: Some(time::to_time(at(-1))),
+            last_accounted_time: Some(time::to_time(at(0))),
+            startup_seconds: Some(600),
+            last_startup_seconds: Some(300),
+            ..CarbonAwareJobStatus::default()
+        },
+    );
+    let ch = child(&c, true, None);
+    let m = TimeDelta::minutes(2);
+    // The largest latency (10 min), not the flag's 2 min nor the last run's 5 min.
+    let o = step_at(&c, Some(&ch), &feed, at(1200), m);
+    assert_eq!(o.planning_deadline, Some(at(1420)));
+    assert_eq!(o.status.next_transition_time, Some(time::to_time(at(1300))));
+    assert_eq!(o.status.phase, Some(Phase::Paused));
+    // A smaller latency than the flag: the flag.
+    let mut small = c.clone();
+    small.status.as_mut().unwrap().startup_seconds = Some(30);
+    let o = step_at(&small, Some(&ch), &feed, at(1200), m);
+    assert_eq!(o.planning_deadline, Some(at(1428)));
+    // 4 min of slack left (less than the latency): the guard resumes now, feasibly.
+    let o = step_at(&c, Some(&ch), &feed, at(1306), m);
+    assert_eq!(o.planning_deadline, Some(at(1426)));
+    assert_eq!(o.status.phase, Some(Phase::Running));
+    assert!(o.deadline_guard);
+    assert!(!o.deadline_missed && !o.status.deadline_missed);
+    // At the latest start itself: no slack, the real deadline, still not infeasible.
+    let o = step_at(&c, Some(&ch), &feed, at(1310), m);
+    assert_eq!(o.planning_deadline, Some(at(1430)));
+    assert!(o.deadline_guard && !o.deadline_missed);
+}
+
+/// A status written before `readyPods`, `readySince`, `restoreSeconds` and
+/// `waitingForPodsSeconds` existed reads and reconciles without loss: its totals are kept,
+/// the interval since its last accounting is accrued as that operator accrued it (fully
+/// running), and the run's start-up latency is not guessed.
+#[test]
+fn an_old_status_reconciles_without_loss() {
+    let feed = Intensities {
+        series: series(100.0, &[200.0, 200.0, 200.0]),
+        provenance: "static".into(),
+    };
+    let base = caj("PauseAndResume", "4h", json!({"checkpointOverhead": "10m"}));
+    let old_json = json!({
+        "phase": "Running", "jobName": "train", "region": "DE",
+        "startTime": time::to_time(at(-9)), "runningSince": time::to_time(at(-5)),
+        "lastAccountedTime": time::to_time(at(-1)),
+        "runtimeSeconds": 400, "pauses": 1, "energyKWh": 0.11,
+        "emissionsGrams": 12.5, "baselineGrams": 20.0, "avoidedGrams": 7.5,
+    });
+    let old: CarbonAwareJobStatus = serde_json::from_value(old_json).unwrap();
+    assert_eq!((old.ready_pods, old.restore_seconds), (None, None));
+    assert_eq!(old.waiting_for_pods_seconds, 0);
+    let c = with_status(base.clone(), old.clone());
+    let ch = with_pods(child(&c, false, None), 1, 1);
+    let o = step_at(&c, Some(&ch), &feed, at(0), TimeDelta::zero());
+    let st = &o.status;
+    // The minute since the last accounting, at the past 100 g/kWh and 1 kW, on top of the
+    // old totals; restoring (the legacy window: 10 min from runningSince at -5).
+    assert_eq!(st.runtime_seconds, 460);
+    assert_eq!(st.restore_seconds, Some(60 + 4 * 60));
+    assert!(close(st.energy_kwh, 0.11 + 60.0 / 3600.0));
+    assert!(close(st.emissions_grams, 12.5 + 100.0 / 60.0));
+    assert!(close(st.baseline_grams, 20.0));
+    assert_eq!(st.waiting_for_pods_seconds, 0);
+    assert_eq!(st.ready_pods, Some(1));
+    assert_eq!(st.ready_since, old.running_since);
+    assert_eq!(st.startup_seconds, None);
+    assert_eq!(st.pauses, 1);
+    // Same totals as the operator that wrote it would reach, continuing: the restore ends
+    // at +5 min, then 5 min of work (baseline from creation + 400 - 240 s = 160 s of
+    // work, at 100 g/kWh until 0 min, i.e. all in the past).
+    let c = with_status(base, o.status);
+    let o = step_at(&c, Some(&ch), &feed, at(10), TimeDelta::zero());
+    let st = &o.status;
+    assert_eq!(st.runtime_seconds, 400 + 11 * 60);
+    assert_eq!(st.restore_seconds, Some(10 * 60));
+    assert!(close(
+        st.emissions_grams,
+        12.5 + (100.0 + 10.0 * 200.0) / 60.0
+    ));
+    assert!(
+        close(st.baseline_grams, 20.0 + 5.0 * 100.0 / 60.0),
+        "{}",
+        st.baseline_grams
+    );
+}
+
+/// With Ready-based accrual a resumed run restores from its first Ready pod: the Pending
+/// minutes after the resume are waiting, then `checkpointOverhead` is restore (emitted,
+/// no baseline), then work.
+#[test]
+fn restore_starts_when_the_resumed_pods_are_ready() {
+    // 100 g/kWh in the past day, then 200 for the first hour, 400 for the second.
+    let feed = Intensities {
+        series: series(100.0, &[200.0, 400.0, 100.0, 300.0, 300.0]),
+        provenance: "static".into(),
+    };
+    // (minRunDuration: the plan must not pause it in the dirtier second hour.)
+    let base = caj(
+        "PauseAndResume",
+        "2h",
+        json!({"checkpointOverhead": "30m", "minRunDuration": "2h"}),
+    );
+    // As in the test above: 20 min of work before a pause, resumed at 0.
+    let st = CarbonAwareJobStatus {
+        phase: Some(Phase::Running),
+        job_name: Some("train".into()),
+        region: Some("DE".into()),
+        start_time: Some(time::to_time(at(-10))),
+        running_since: Some(time::to_time(at(0))),
+        last_accounted_time: Some(time::to_time(at(0))),
+        runtime_seconds: 20 * 60,
+        pauses: 1,
+        emissions_grams: 100.0 / 3.0,
+        baseline_grams: 50.0,
+        ready_pods: Some(0),
+        restore_seconds: Some(0),
+        ..CarbonAwareJobStatus::default()
+    };
+    let m = TimeDelta::zero();
+    let c = with_status(base.clone(), st);
+    let pending = with_pods(child(&c, false, None), 1, 0);
+    let ready = with_pods(child(&c, false, None), 1, 1);
+    // Pending until +10 min, Ready from then; reconciles (restarts) at 5, 10, 25, 45, 70.
+    let mut c = c;
+    let steps = [
+        (5, &pending),
+        (10, &ready),
+        (25, &ready),
+        (45, &ready),
+        (70, &ready),
+    ];
+    for (mins, ch) in steps {
+        let o = step_at(&c, Some(ch), &feed, at(mins), m);
+        c = with_status(base.clone(), o.status);
+    }
+    let st = c.status.unwrap();
+    assert_eq!(st.ready_since, Some(time::to_time(at(10))));
+    assert_eq!(st.startup_seconds, Some(600));
+    assert_eq!(st.waiting_for_pods_seconds, 600);
+    // Ready 10-70 min: restore 10-40, work 40-70.
+    assert_eq!(st.runtime_seconds, 20 * 60 + 60 * 60);
+    assert_eq!(st.restore_seconds, Some(30 * 60));
+    let emitted = 100.0 / 3.0 + (50.0 * 200.0 + 10.0 * 400.0) / 60.0;
+    assert!(
+        close(st.emissions_grams, emitted),
+        "{} vs {emitted}",
+        st.emissions_grams
+    );
+    // 30 min of work after the 20 before: the baseline adds [+10, +40) min at 200.
+    let baseline = 50.0 + 30.0 * 200.0 / 60.0;
+    assert!(
+        close(st.baseline_grams, baseline),
+        "{} vs {baseline}",
+        st.baseline_grams
+    );
 }
