@@ -434,6 +434,9 @@ nodes_ready() {
 up() {
   command -v openssl > /dev/null || die "openssl is needed to make the cluster's certificates"
   command -v curl > /dev/null || die "curl is needed to probe the components"
+  if real_node_enabled && [[ $(id -u) != 0 ]]; then
+    die "the real node (kubelet, containerd, a bridge, iptables) needs root; run as root or set CARBONSHIFT_REAL_NODE=0 for kwok nodes only"
+  fi
   build
 
   if [[ -d $STATE ]]; then

@@ -32,12 +32,12 @@ use std::time::Duration;
 
 use carbonshift::api::{time, CarbonAwareJob, Phase};
 use chrono::{DateTime, TimeDelta, Utc};
-use common::cluster::{self, job_pods_selector, must, wait_until, TestNamespace};
+use common::cluster::{self, job_pods_selector, must, run, wait_until, TestNamespace};
 use common::forecast::{first_boundary, Forecast};
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
@@ -102,25 +102,6 @@ impl RealNode {
             "tolerations": [{"key": self.taint, "operator": "Exists", "effect": "NoSchedule"}],
         })
     }
-}
-
-/// Runs a command, returning stdout; panics with its stderr when it fails.
-fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
-    let output = must(
-        &format!("run {program}"),
-        Command::new(program)
-            .args(args)
-            .envs(envs.iter().copied())
-            .output(),
-    );
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Builds the operator image from this test's own `carbonshift` binary (or
@@ -558,6 +539,7 @@ async fn real_node_end_to_end() {
     cluster::install_crd();
     import_operator_image(&node);
     let client = cluster::client().await;
+    real_node_ready_beside_kwok_nodes(&client, &node).await;
     // Each scenario is a task of its own: they wait on blocking commands (helm, kubectl).
     let tasks = [
         tokio::spawn(checkpointing_trainer_in_cluster(
@@ -583,6 +565,57 @@ async fn real_node_end_to_end() {
     if let Some(err) = failed {
         std::panic::resume_unwind(err.into_panic());
     }
+}
+
+/// The real node is Ready with containerd as its runtime, tainted, and in the kwok nodes'
+/// region.
+async fn real_node_ready_beside_kwok_nodes(client: &Client, node: &RealNode) {
+    const REGION_LABEL: &str = "topology.kubernetes.io/region";
+    let nodes: Api<Node> = Api::all(client.clone());
+    let real = must("get the real node", nodes.get(&node.name).await);
+    let status = real.status.clone().unwrap_or_default();
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status);
+    assert_eq!(ready.as_deref(), Some("True"), "{} Ready", node.name);
+    let runtime = status
+        .node_info
+        .map(|i| i.container_runtime_version)
+        .unwrap_or_default();
+    assert!(
+        runtime.starts_with("containerd://"),
+        "the real node's runtime is containerd, got {runtime:?}"
+    );
+    let taints = real.spec.clone().and_then(|s| s.taints).unwrap_or_default();
+    assert!(
+        taints
+            .iter()
+            .any(|t| t.key == node.taint && t.effect == "NoSchedule"),
+        "tainted {}: {taints:?}",
+        node.taint
+    );
+    let kwok = must(
+        "list kwok nodes",
+        nodes
+            .list(&ListParams::default().labels(cluster::KWOK_NODE_SELECTOR))
+            .await,
+    )
+    .items;
+    assert!(!kwok.is_empty(), "kwok nodes beside the real node");
+    let region = |n: &Node| n.labels().get(REGION_LABEL).cloned();
+    for k in &kwok {
+        assert_eq!(
+            region(k),
+            region(&real),
+            "{} and {} in one region",
+            k.name_any(),
+            node.name
+        );
+    }
+    assert!(region(&real).is_some(), "the real node has a region label");
 }
 
 /// The chart-installed operator pauses and resumes the checkpointing example on the real
@@ -696,9 +729,10 @@ async fn checkpointing_trainer_in_cluster(client: Client, node: RealNode) {
         },
     )
     .await;
+    // The identity is `POD_NAME_pid`; in its container the operator is pid 1.
     assert_eq!(
         holder,
-        op.name_any(),
+        format!("{}_1", op.name_any()),
         "the Lease holder is the operator pod"
     );
 

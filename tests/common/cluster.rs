@@ -250,13 +250,25 @@ pub fn job_pods_selector(name: &str) -> String {
 /// Runs `kubectl` (from PATH: `hack/cluster.sh env` puts the matching build first) and
 /// returns its stdout; panics with its stderr when it fails.
 pub fn kubectl(args: &[&str]) -> String {
-    let output = match std::process::Command::new("kubectl").args(args).output() {
+    run("kubectl", args, &[])
+}
+
+/// Runs `program` with `args` and extra environment `envs` and returns its stdout; panics
+/// with its output when it cannot start or fails.
+pub fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let output = match std::process::Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+    {
         Ok(output) => output,
-        Err(err) => panic!("cannot run kubectl {args:?}: {err}"),
+        Err(err) => panic!("cannot run {program} {args:?}: {err}"),
     };
     assert!(
         output.status.success(),
-        "kubectl {args:?} failed: {}",
+        "{program} {args:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
