@@ -29,7 +29,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -59,11 +58,6 @@ const DEADLINE_MARGIN_SECS: i64 = 20;
 // ------------------------------------------------------------------------------------------
 // The operator process
 
-fn free_port() -> u16 {
-    let listener = must("bind a free port", TcpListener::bind("127.0.0.1:0"));
-    must("local addr", listener.local_addr()).port()
-}
-
 /// One `carbonshift run` process for one test namespace; SIGKILLed on drop, its log printed
 /// if the test fails.
 struct Operator {
@@ -75,7 +69,7 @@ struct Operator {
 impl Operator {
     /// Starts the operator on `ns` with the CSV at `forecast`; `extra` are more flags.
     fn spawn(ns: &str, forecast: &Path, dir: &Path, label: &str, extra: &[&str]) -> Self {
-        let port = free_port();
+        let port = cluster::free_port();
         let log = dir.join(format!("{label}.log"));
         let out = must("create operator log", File::create(&log));
         let err = must("clone operator log", out.try_clone());
@@ -1629,19 +1623,6 @@ async fn invalid_manifests_are_refused_with_readable_messages() {
 // ------------------------------------------------------------------------------------------
 // 6. Metrics, and a plain run-now job
 
-/// Where promtool is: PATH (`hack/cluster.sh env`), else the repo's tool cache.
-fn promtool() -> PathBuf {
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("promtool");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/bin/promtool")
-}
-
 fn metric_value(text: &str, name: &str, label: &str) -> Option<f64> {
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
@@ -1777,7 +1758,7 @@ async fn metrics_report_avoided_emissions_and_run_now_sanity() {
         "carbonshift_emissions_grams_total{{{label}}} = {emitted:?}, expected {expected_emitted}"
     );
 
-    let tool = promtool();
+    let tool = cluster::tool("promtool");
     let mut child = must(
         &format!("run {} check metrics", tool.display()),
         Command::new(&tool)

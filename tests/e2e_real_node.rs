@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use carbonshift::api::{time, CarbonAwareJob, Phase};
 use chrono::{DateTime, TimeDelta, Utc};
-use common::cluster::{self, job_pods_selector, must, run, wait_until, TestNamespace};
+use common::cluster::{
+    self, free_port, job_pods_selector, must, run, tool, wait_until, TestNamespace,
+};
 use common::forecast::{first_boundary, Forecast};
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
@@ -177,14 +179,13 @@ impl PodRecord {
 
     /// The number after `prefix` in the first line containing it.
     fn number_after(&self, prefix: &str) -> Option<i64> {
-        let (_, line) = self.find(prefix)?;
-        let rest = &line[line.find(prefix)? + prefix.len()..];
-        let digits: String = rest
-            .trim_start()
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
+        number_after(&self.find(prefix)?.1, prefix)
+    }
+
+    /// The time and number of the last line containing `prefix`.
+    fn last_number_after(&self, prefix: &str) -> Option<(DateTime<Utc>, i64)> {
+        let (t, line) = self.lines.iter().rev().find(|(_, l)| l.contains(prefix))?;
+        Some((*t, number_after(line, prefix)?))
     }
 
     /// How long the trainer process ran: its first line to its last.
@@ -202,6 +203,17 @@ impl PodRecord {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The whole number that follows `prefix` in `line`.
+fn number_after(line: &str, prefix: &str) -> Option<i64> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 type Records = Arc<Mutex<BTreeMap<String, PodRecord>>>;
@@ -421,23 +433,6 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = must(
-        "bind a free port",
-        std::net::TcpListener::bind("127.0.0.1:0"),
-    );
-    must("local address", listener.local_addr()).port()
-}
-
-/// A tool that `hack/cluster.sh build` puts in .cache/bin (on PATH after `cluster.sh env`).
-fn tool(name: &str) -> PathBuf {
-    let cached = repo().join(".cache/bin").join(name);
-    if cached.exists() {
-        return cached;
-    }
-    PathBuf::from(name)
 }
 
 /// `helm template` into namespace `ns` of one chart template with the given `--set`
@@ -956,21 +951,17 @@ async fn checkpointing_trainer_in_cluster(client: Client, node: RealNode) {
     let (sigterm_at, _) = first
         .find("received signal 15")
         .unwrap_or_else(|| panic!("the paused pod never logged SIGTERM:\n{history}"));
-    let saved = first
-        .number_after("checkpoint saved at step")
-        .filter(|_| first.find("paused: exiting").is_some())
+    assert!(
+        first.find("paused: exiting").is_some(),
+        "the paused pod did not checkpoint and exit on SIGTERM:\n{history}"
+    );
+    let (saved_at, last_saved_step) = first
+        .last_number_after("checkpoint saved at step")
         .unwrap_or_else(|| panic!("no checkpoint on SIGTERM:\n{history}"));
-    let last_saved = first
-        .lines
-        .iter()
-        .rev()
-        .find(|(_, l)| l.contains("checkpoint saved at step"))
-        .map(|(t, l)| (*t, l.clone()))
-        .expect("a checkpoint line");
     let deleted = first
         .deleted
         .unwrap_or_else(|| panic!("first pod never deleted:\n{history}"));
-    let window = (last_saved.0 - deleted).num_milliseconds() as f64 / 1000.0;
+    let window = (saved_at - deleted).num_milliseconds() as f64 / 1000.0;
     assert!(
         window >= 0.0 && window <= grace as f64,
         "checkpoint {window:.1} s after the pause's SIGTERM (deletion at {deleted}), grace period {grace} s"
@@ -984,13 +975,6 @@ async fn checkpointing_trainer_in_cluster(client: Client, node: RealNode) {
         Some(143),
         "paused pod exits 143 after its checkpoint:\n{history}"
     );
-    let last_saved_step = PodRecord {
-        lines: vec![last_saved.clone()],
-        ..PodRecord::default()
-    }
-    .number_after("checkpoint saved at step")
-    .expect("step");
-    assert!(saved <= last_saved_step);
 
     // The resume: a new pod continues from the saved step; the work adds up to --steps.
     let resumed = second

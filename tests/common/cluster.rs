@@ -301,3 +301,28 @@ pub fn install_crd() {
         ]);
     });
 }
+
+/// A tool `hack/cluster.sh build` makes (helm, promtool, prometheus, ...): the first on PATH
+/// (`hack/cluster.sh env` puts the matching build first), else the repository's tool cache.
+pub fn tool(name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".cache/bin")
+        .join(name)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = must(
+        "bind a free port",
+        std::net::TcpListener::bind("127.0.0.1:0"),
+    );
+    must("local address", listener.local_addr()).port()
+}
