@@ -60,6 +60,10 @@ use crate::plan::{self, Action, JobState, Plan, PlanRequest, Reason};
 pub const READY: &str = "Ready";
 pub const RUNNING: &str = "Running";
 
+/// The child Job's finalizer: the Job (and with it the record that the work is done) stays
+/// until its outcome is in the CarbonAwareJob's status, whatever deletes it.
+pub const FINALIZER: &str = "carbonshift.io/cleanup";
+
 /// When the forecast is unavailable, how soon to look again.
 pub const FORECAST_RETRY_SECS: i64 = 60;
 
@@ -125,6 +129,9 @@ pub struct Outcome {
     pub finished: Option<Phase>,
     /// Set when the deadline was found missed (or infeasible) in this step.
     pub deadline_missed: bool,
+    /// Remove [`FINALIZER`] from the child once `status` is written: its outcome is
+    /// recorded, or it is being deleted unfinished (it is recreated once gone).
+    pub release_finalizer: bool,
     /// The plan, when one was made (for `plan -f`).
     pub plan: Option<Plan>,
     /// The validated spec, when valid (for `plan -f`).
@@ -147,6 +154,7 @@ impl Outcome {
             deadline_guard: false,
             finished: None,
             deadline_missed: false,
+            release_finalizer: false,
             plan: None,
             spec: None,
             remaining_secs: None,
@@ -374,6 +382,11 @@ fn observe_ready(st: &mut CarbonAwareJobStatus, ready: i32, now: DateTime<Utc>) 
     }
 }
 
+/// Whether the Job still carries [`FINALIZER`].
+pub fn holds_finalizer(job: &Job) -> bool {
+    job.finalizers().iter().any(|f| f == FINALIZER)
+}
+
 /// The child Job as carbonshift wants it.
 pub fn child_job(caj: &CarbonAwareJob, v: &ValidSpec, suspend: bool) -> Job {
     let name = caj.name_any();
@@ -402,6 +415,7 @@ pub fn child_job(caj: &CarbonAwareJob, v: &ValidSpec, suspend: bool) -> Job {
             labels: Some(labels),
             annotations,
             owner_references: caj.controller_owner_ref(&()).map(|o| vec![o]),
+            finalizers: Some(vec![FINALIZER.to_string()]),
             ..ObjectMeta::default()
         },
         spec: Some(spec),
@@ -493,11 +507,13 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     let mut st = old.clone();
     st.observed_generation = generation;
 
-    // A finished job is history: keep its ledger, never touch the child again.
+    // A finished job is history: keep its ledger, never touch the child again except to
+    // let it go.
     if old.phase.is_some_and(Phase::is_terminal) {
         let write = st != old;
         let mut o = Outcome::unchanged(st);
         o.write_status = write;
+        o.release_finalizer = obs.child.is_some_and(holds_finalizer);
         return o;
     }
 
@@ -616,6 +632,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         let mut o = Outcome::unchanged(st);
         o.write_status = true;
         o.notes = notes;
+        o.release_finalizer = obs.child.is_some_and(holds_finalizer);
         o.finished = Some(phase);
         o.deadline_missed = deadline_missed;
         o.spec = Some(v);
@@ -828,11 +845,16 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         now,
     );
 
-    // Child Job: apply when missing or when suspension differs.
+    // Child Job: apply when missing or when suspension differs. One being deleted
+    // unfinished is let go (it cannot be changed any more) and recreated once gone.
+    let deleting = obs
+        .child
+        .is_some_and(|j| j.meta().deletion_timestamp.is_some());
     let live_suspend = obs
         .child
         .map(|j| j.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false));
     let job = match live_suspend {
+        _ if deleting => None,
         Some(suspended) if suspended != run => None,
         _ => Some(child_job(caj, &v, !run)),
     };
@@ -877,6 +899,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         deadline_guard: transition.is_some() && run && reason == Reason::DeadlineGuard,
         finished: None,
         deadline_missed,
+        release_finalizer: deleting && obs.child.is_some_and(holds_finalizer),
         plan,
         spec: Some(v),
         remaining_secs: Some(remaining),

@@ -87,6 +87,7 @@ pub fn caj(strategy: &str, expected: &str, schedule_extra: Value) -> CarbonAware
         "kind": "CarbonAwareJob",
         "metadata": {
             "name": "train", "namespace": "ml", "uid": "caj-uid", "generation": 1,
+            "resourceVersion": "7",
             "creationTimestamp": time::to_time(at(-10)),
         },
         "spec": {
@@ -209,6 +210,39 @@ impl ApiServer {
         }
     }
 
+    /// Expects `GET .../carbonawarejobs/train` (the quorum read before a child is
+    /// created) and answers with `c`.
+    pub async fn get_caj(&mut self, c: &CarbonAwareJob) {
+        let call = self.next().await;
+        assert_eq!(call.method, Method::GET, "{}", call.uri);
+        assert_eq!(
+            call.uri,
+            "/apis/carbonshift.io/v1alpha1/namespaces/ml/carbonawarejobs/train"
+        );
+        let v = serde_json::to_value(c).unwrap();
+        call.reply(200, &v)
+    }
+
+    /// Expects the JSON patch that removes the child Job's finalizer; answers 200.
+    pub async fn release_finalizer(&mut self) {
+        let call = self.next().await;
+        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
+        assert!(
+            call.uri
+                .starts_with("/apis/batch/v1/namespaces/ml/jobs/train"),
+            "{}",
+            call.uri
+        );
+        assert_eq!(
+            call.body,
+            json!([
+                {"op": "test", "path": "/metadata/finalizers/0", "value": "carbonshift.io/cleanup"},
+                {"op": "remove", "path": "/metadata/finalizers/0"},
+            ])
+        );
+        call.reply(200, &json!({}))
+    }
+
     /// Expects a server-side apply of the child Job; returns its body.
     pub async fn apply_child(&mut self) -> Value {
         let call = self.next().await;
@@ -247,12 +281,32 @@ impl ApiServer {
             call.uri
         );
         assert_eq!(call.body["kind"], "CarbonAwareJob");
+        // Written on condition that the object is still the one read.
+        assert_eq!(
+            call.body["metadata"]["resourceVersion"],
+            json!(c.metadata.resource_version)
+        );
         let status: CarbonAwareJobStatus =
             serde_json::from_value(call.body["status"].clone()).unwrap();
         let mut obj = serde_json::to_value(c).unwrap();
         obj["status"] = call.body["status"].clone();
         call.reply(200, &obj);
         status
+    }
+
+    /// Expects a status apply and refuses it with 409 (the object changed since read).
+    pub async fn conflict_status(&mut self) {
+        let call = self.next().await;
+        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
+        assert!(
+            call.uri.contains("/carbonawarejobs/train/status?"),
+            "{}",
+            call.uri
+        );
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "Conflict", "code": 409,
+            "message": "the object has been modified; please apply your changes to the latest version and try again"});
+        call.reply(409, &status)
     }
 
     /// Expects an Event; returns (type, reason, note).

@@ -56,7 +56,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use thiserror::Error;
 
@@ -134,6 +135,9 @@ pub struct Context {
     /// At most this many reconciles run at once. Unbounded, a replan of thousands of jobs
     /// (start-up, forecast refresh) holds thousands of requests and buffers in flight.
     pub max_concurrent_reconciles: u16,
+    /// The watch cache of the child Jobs, set by [`run`]; without it (reconcile tests) the
+    /// child is read with a GET.
+    pub jobs: std::sync::OnceLock<Store<Job>>,
 }
 
 impl Context {
@@ -166,6 +170,7 @@ impl Context {
             persist_every: TimeDelta::seconds(DEFAULT_PERSIST_SECS),
             deadline_margin: TimeDelta::seconds(DEFAULT_DEADLINE_MARGIN_SECS),
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
+            jobs: std::sync::OnceLock::new(),
         }
     }
 }
@@ -200,16 +205,35 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     let cajs: Api<CarbonAwareJob> = Api::namespaced(ctx.client.clone(), &ns);
     let now = (ctx.clock)();
 
-    let terminal = caj
-        .status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .is_some_and(Phase::is_terminal);
-    let child = if terminal {
-        None
-    } else {
-        jobs.get_opt(&name).await?
+    let terminal = |c: &CarbonAwareJob| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(Phase::is_terminal)
     };
+    // The child from the watch cache (a finished job only needs to know whether the
+    // finalizer is still to be released, so without a cache it reads nothing).
+    let mut child = match ctx.jobs.get() {
+        Some(store) => store
+            .get(&ObjectRef::new(&name).within(&ns))
+            .map(|j| (*j).clone()),
+        None if terminal(&caj) => None,
+        None => jobs.get_opt(&name).await?,
+    };
+    // No child: before anything creates one, confirm from the API server that there is
+    // none and that the CarbonAwareJob has not finished meanwhile (a watch cache that has
+    // not caught up must never rerun a finished job).
+    let mut caj = caj;
+    if child.is_none() && !terminal(&caj) {
+        if ctx.jobs.get().is_some() {
+            child = jobs.get_opt(&name).await?;
+        }
+        match cajs.get_opt(&name).await? {
+            Some(fresh) => caj = Arc::new(fresh),
+            None => return Ok(Action::await_change()),
+        }
+    }
+    let terminal = terminal(&caj);
     let region = region_of(&caj, &ctx);
     let intensities: Result<Arc<Intensities>, String> = match (&region, terminal) {
         (Ok(r), false) => ctx
@@ -250,7 +274,21 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     }
 
     if out.write_status {
-        write_status(&cajs, &name, &out.status).await?;
+        match write_status(&cajs, &caj, &out.status).await {
+            Ok(()) => {}
+            // The object changed since it was read (most often: the cache did not yet show
+            // this operator's own last write). Nothing is counted or announced; the next
+            // reconcile sees the new object and decides again.
+            Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {
+                tracing::debug!(namespace = %ns, name = %name, "status changed since read: retrying");
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // The outcome is in the status: the child Job may go.
+    if let Some(job) = child.as_ref().filter(|_| out.release_finalizer) {
+        release_finalizer(&jobs, job).await?;
     }
 
     // Metrics only after the status that records them is persisted, so one process never
@@ -310,19 +348,52 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     })
 }
 
+/// Server-side applies the status, on condition that the object is still the one read
+/// (its `resourceVersion`): a decision taken on a stale copy is refused with 409, so a
+/// transition, completion or Event is never recorded twice.
 async fn write_status(
     api: &Api<CarbonAwareJob>,
-    name: &str,
+    caj: &CarbonAwareJob,
     status: &CarbonAwareJobStatus,
 ) -> Result<(), Error> {
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "apiVersion": CarbonAwareJob::api_version(&()),
         "kind": CarbonAwareJob::kind(&()),
         "status": status,
     });
+    if let Some(rv) = caj.resource_version() {
+        body["metadata"] = serde_json::json!({ "resourceVersion": rv });
+    }
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(name, &pp, &Patch::Apply(&body)).await?;
+    api.patch_status(&caj.name_any(), &pp, &Patch::Apply(&body))
+        .await?;
     Ok(())
+}
+
+/// Removes [`build::FINALIZER`] from the child Job (a JSON patch that first tests the entry
+/// is still there, so no other finalizer is ever removed). Already gone is success.
+async fn release_finalizer(api: &Api<Job>, job: &Job) -> Result<(), Error> {
+    let Some(i) = job.finalizers().iter().position(|f| f == build::FINALIZER) else {
+        return Ok(());
+    };
+    let path = format!("/metadata/finalizers/{i}");
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": path, "value": build::FINALIZER},
+        {"op": "remove", "path": path},
+    ]))?;
+    match api
+        .patch(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone, or the list changed under us: the next event of the Job decides again.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// On error: count it by kind and retry soon (the API server or network is the usual
@@ -362,12 +433,22 @@ pub async fn run(
         );
         return Err(e.into());
     }
-    let mut controller = Controller::new(cajs, watcher::Config::default().any_semantic())
-        // Only Jobs carbonshift created: the label keeps the watch cache small.
-        .owns(
+    // The child Jobs' watch cache: reconciles read the child from it (no GET per
+    // reconcile), and every change of a child triggers its owner. Only Jobs carbonshift
+    // created: the label keeps the cache small.
+    let (job_store, job_writer) = reflector::store();
+    let job_events = reflector(
+        job_writer,
+        watcher(
             jobs,
             watcher::Config::default().labels(JOB_LABEL).any_semantic(),
-        )
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let _ = ctx.jobs.set(job_store);
+    let mut controller = Controller::new(cajs, watcher::Config::default().any_semantic())
+        .owns_stream(job_events)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.max_concurrent_reconciles),
         )
@@ -400,6 +481,11 @@ pub async fn run(
             }
         }
     });
+    let sweeper = tokio::spawn(release_orphans(
+        ctx.client.clone(),
+        controller.store(),
+        ctx.jobs.get().cloned(),
+    ));
     tracing::info!(
         namespace = namespace.as_deref().unwrap_or("(all)"),
         "controller started"
@@ -413,8 +499,64 @@ pub async fn run(
         })
         .await;
     gauges.abort();
+    sweeper.abort();
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// How often [`release_orphans`] looks.
+const ORPHAN_SWEEP: Duration = Duration::from_secs(10);
+
+/// Releases the finalizer of child Jobs being deleted whose CarbonAwareJob is gone (deleted
+/// with its Jobs garbage-collected): no reconcile runs for an owner that no longer exists.
+/// The owner's absence from the cache is confirmed with a GET (same name and uid) first.
+async fn release_orphans(client: Client, cajs: Store<CarbonAwareJob>, jobs: Option<Store<Job>>) {
+    let Some(jobs) = jobs else { return };
+    loop {
+        tokio::time::sleep(ORPHAN_SWEEP).await;
+        for job in jobs.state() {
+            if job.meta().deletion_timestamp.is_none() || !build::holds_finalizer(&job) {
+                continue;
+            }
+            let (Some(ns), Some(owner)) = (
+                job.namespace(),
+                job.owner_references()
+                    .iter()
+                    .find(|o| o.controller == Some(true) && o.kind == CarbonAwareJob::kind(&()))
+                    .cloned(),
+            ) else {
+                continue;
+            };
+            let cached = cajs
+                .get(&ObjectRef::new(&owner.name).within(&ns))
+                .is_some_and(|c| c.meta().uid.as_deref() == Some(owner.uid.as_str()));
+            if cached {
+                continue;
+            }
+            let api: Api<CarbonAwareJob> = Api::namespaced(client.clone(), &ns);
+            let exists = match api.get_opt(&owner.name).await {
+                Ok(c) => c.is_some_and(|c| c.meta().uid.as_deref() == Some(owner.uid.as_str())),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot check a child Job's owner");
+                    continue;
+                }
+            };
+            if exists {
+                continue;
+            }
+            let api: Api<Job> = Api::namespaced(client.clone(), &ns);
+            match release_finalizer(&api, &job).await {
+                Ok(()) => tracing::info!(
+                    namespace = %ns, name = %job.name_any(),
+                    "released the finalizer of a child Job whose CarbonAwareJob is gone"
+                ),
+                Err(e) => tracing::warn!(
+                    namespace = %ns, name = %job.name_any(), error = %e,
+                    "cannot release the finalizer of an orphaned child Job"
+                ),
+            }
+        }
+    }
 }
 
 /// A broadcast receiver as a stream; lagging (more refreshes than buffered) still

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use k8s_openapi::api::batch::v1::Job;
 use serde_json::json;
 
 use super::build::{build, Observed};
@@ -66,8 +67,13 @@ async fn create_applies_a_suspended_child_and_waits_for_the_clean_window() {
         let c = c.clone();
         async move {
             api.get_child(None).await;
+            api.get_caj(&c).await;
             let job = api.apply_child().await;
             assert_eq!(job["apiVersion"], "batch/v1");
+            assert_eq!(
+                job["metadata"]["finalizers"],
+                json!(["carbonshift.io/cleanup"])
+            );
             assert_eq!(job["kind"], "Job");
             assert_eq!(job["spec"]["suspend"], true);
             assert_eq!(
@@ -206,6 +212,8 @@ async fn completion_marks_succeeded_and_counts_once() {
                 "{}",
                 st.emissions_grams
             );
+            // Only once the outcome is recorded may the child Job go.
+            api.release_finalizer().await;
             let (ty, reason, note) = api.event().await;
             assert_eq!((ty.as_str(), reason.as_str()), ("Normal", "Succeeded"));
             assert!(note.contains("avoided"), "{note}");
@@ -250,6 +258,7 @@ async fn failure_marks_failed_with_a_warning() {
                 "{}",
                 running.message
             );
+            api.release_finalizer().await;
             let (ty, reason, _) = api.event().await;
             assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "Failed"));
         }
@@ -501,6 +510,7 @@ async fn invalid_spec_becomes_a_condition_and_a_warning() {
         let c = c.clone();
         async move {
             api.get_child(None).await;
+            api.get_caj(&c).await;
             let st = api.apply_status(&c).await;
             assert_eq!(st.phase, Some(Phase::Pending));
             let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
@@ -544,6 +554,7 @@ async fn a_deleted_child_is_recreated_keeping_the_ledger() {
         let c = c.clone();
         async move {
             api.get_child(None).await;
+            api.get_caj(&c).await;
             let job = api.apply_child().await;
             assert_eq!(job["spec"]["suspend"], true);
             let st = api.apply_status(&c).await;
@@ -575,6 +586,112 @@ async fn a_job_that_is_not_ours_is_a_conflict() {
             assert_eq!(ready.reason, "JobConflict");
             let (_, reason, _) = api.event().await;
             assert_eq!(reason, "JobConflict");
+        }
+    })
+    .await;
+}
+
+/// A watch cache holding `job`, as `run` sets it up.
+fn cache_with(ctx: &super::Context, job: Option<Job>) {
+    let (store, mut writer) = kube::runtime::reflector::store::<Job>();
+    if let Some(j) = job {
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(j));
+    }
+    assert!(ctx.jobs.set(store).is_ok());
+}
+
+#[tokio::test]
+async fn a_stale_read_counts_and_announces_nothing() {
+    // The cached object does not show this operator's last write: the status apply, made
+    // on condition of the resourceVersion read, is refused and nothing is counted.
+    let (ctx, api) = context(series(100.0, &[100.0; 4]), 0);
+    let base = caj("RunNow", "1h", json!({}));
+    let c = with_status(base.clone(), running_status(&base, -61, 1860));
+    let metrics = ctx.metrics.clone();
+    let action = run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(Some(&child(&c, false, Some("Complete"))))
+                .await;
+            api.conflict_status().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(1))
+    );
+    assert_eq!(metrics.emissions.with_label_values(&["ml"]).get(), 0.0);
+    assert_eq!(
+        metrics.avoided_emissions.with_label_values(&["ml"]).get(),
+        0.0
+    );
+    assert_eq!(metrics.transitions.with_label_values(&["start"]).get(), 0);
+}
+
+#[tokio::test]
+async fn a_finished_job_whose_cached_copy_is_stale_is_never_recreated() {
+    // The cache shows the job running with no child (the child was deleted after its
+    // outcome was recorded); the quorum read shows it Succeeded: nothing is created.
+    let (ctx, api) = context(series(100.0, &[100.0; 4]), 0);
+    cache_with(&ctx, None);
+    let base = caj("RunNow", "1h", json!({}));
+    let stale = with_status(base.clone(), running_status(&base, -61, 1860));
+    let mut fresh = stale.clone();
+    if let Some(st) = fresh.status.as_mut() {
+        st.phase = Some(Phase::Succeeded);
+        st.running_since = None;
+        st.observed_generation = Some(1);
+    }
+    fresh.metadata.resource_version = Some("8".into());
+    let action = run(&stale, ctx, api, |mut api| async move {
+        api.get_child(None).await;
+        api.get_caj(&fresh).await;
+        // No apply of a Job, no status write, no Event: the next call would hang here.
+    })
+    .await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
+async fn a_finished_job_releases_a_finalizer_left_behind() {
+    // The outcome was written but the operator stopped before releasing the child.
+    let (ctx, api) = context(series(100.0, &[100.0]), 0);
+    let base = caj("RunNow", "1h", json!({}));
+    let mut done = with_status(base.clone(), running_status(&base, -61, 3600));
+    if let Some(st) = done.status.as_mut() {
+        st.phase = Some(Phase::Succeeded);
+        st.running_since = None;
+        st.observed_generation = Some(1);
+    }
+    let mut finished = child(&done, false, Some("Complete"));
+    finished.metadata.deletion_timestamp = Some(time::to_time(at(-1)));
+    cache_with(&ctx, Some(finished));
+    let metrics = ctx.metrics.clone();
+    run(&done, ctx, api, |mut api| async move {
+        api.release_finalizer().await;
+    })
+    .await;
+    assert_eq!(metrics.emissions.with_label_values(&["ml"]).get(), 0.0);
+}
+
+#[tokio::test]
+async fn a_child_deleted_unfinished_is_let_go_not_patched() {
+    // Someone deletes the running child: carbonshift cannot change a Job being deleted,
+    // so it accrues, releases it, and recreates it once it is gone.
+    let (ctx, api) = context(series(100.0, &[100.0; 4]), 0);
+    let base = caj("RunNow", "2h", json!({}));
+    let c = with_status(base.clone(), running_status(&base, -30, 1740));
+    let mut deleting = with_pods(child(&c, false, None), 1, 1);
+    deleting.metadata.deletion_timestamp = Some(time::to_time(at(-1)));
+    cache_with(&ctx, Some(deleting));
+    run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Running));
+            assert_eq!(st.runtime_seconds, 1740 + 60);
+            api.release_finalizer().await;
         }
     })
     .await;
