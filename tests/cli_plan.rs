@@ -84,15 +84,21 @@ fn run_now_runs_now() {
     assert_eq!(v["phase"], "Running");
 }
 
+/// A deadline the job cannot meet is not refused (an edit could then freeze a job): the
+/// decision is to run now, and the Event names the earliest deadline that would be met.
 #[test]
-fn a_deadline_too_close_is_an_input_error() {
+fn a_deadline_too_close_runs_now_and_says_so() {
     let text = example().replace("maxDelay: 24h ", "deadline: \"2024-03-01T08:00:00Z\" ");
     let f = manifest(&text);
     plan(f.path(), &[])
         .assert()
-        .code(2)
-        .stderr(predicate::str::contains(
-            "leaves less than expectedDuration",
+        .success()
+        .stdout(predicate::str::contains("Run (DeadlineInfeasible)"))
+        .stdout(predicate::str::contains(
+            "DeadlineMissed: 6h runtime left cannot finish by the deadline 2024-03-01T08:00:00Z",
+        ))
+        .stdout(predicate::str::contains(
+            "Move the deadline to 2024-03-01T12:00:00Z or later",
         ));
 }
 

@@ -85,7 +85,9 @@ pub struct CarbonAwareJobSpec {
     /// The Job to run. carbonshift creates it as a child Job of the same name (suspended
     /// until the plan says run) and flips `spec.suspend` at planned transitions; indexed and
     /// parallel Jobs run as Kubernetes runs them. The template cannot be changed once the
-    /// child Job exists (Job pod templates are immutable).
+    /// child Job exists (Job pod templates are immutable): an edit is not applied, the Job
+    /// keeps running the original template, and the `TemplateCurrent` condition turns False
+    /// with a Warning Event. Delete and re-create the CarbonAwareJob to run a new template.
     pub template: JobTemplate,
     /// When the Job may run and how it may be split.
     pub schedule: Schedule,
@@ -371,6 +373,11 @@ pub struct CarbonAwareJobStatus {
     /// Start-up latency of the latest run, seconds (unsuspend to first Ready pod).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_startup_seconds: Option<i64>,
+    /// Fingerprint of the `spec.template` the child Job was created from. A later edit of
+    /// the template is not applied (a Job's pod template is immutable): the child keeps
+    /// running the original, and the `TemplateCurrent` condition says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
     /// When the Job first started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,

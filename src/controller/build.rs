@@ -59,6 +59,7 @@ use crate::plan::{self, Action, JobState, Plan, PlanRequest, Reason};
 /// Condition types.
 pub const READY: &str = "Ready";
 pub const RUNNING: &str = "Running";
+pub const TEMPLATE_CURRENT: &str = "TemplateCurrent";
 
 /// The child Job's finalizer: the Job (and with it the record that the work is done) stays
 /// until its outcome is in the CarbonAwareJob's status, whatever deletes it.
@@ -117,8 +118,11 @@ pub struct Outcome {
     pub status: CarbonAwareJobStatus,
     /// Whether `status` must be written (see the module doc).
     pub write_status: bool,
-    /// The child Job to server-side apply; `None` when the live one already matches.
+    /// The child Job to create (server-side apply): only when there is none.
     pub job: Option<Job>,
+    /// The `spec.suspend` to set on the existing child Job (a patch of that field alone:
+    /// nothing else of a live Job is ever rewritten); `None` when it already matches.
+    pub suspend: Option<bool>,
     pub notes: Vec<Note>,
     /// When to reconcile again; `None` for "only on change".
     pub requeue: Option<TimeDelta>,
@@ -148,6 +152,7 @@ impl Outcome {
             status,
             write_status: false,
             job: None,
+            suspend: None,
             notes: Vec::new(),
             requeue: None,
             transition: None,
@@ -380,6 +385,71 @@ fn observe_ready(st: &mut CarbonAwareJobStatus, ready: i32, now: DateTime<Utc>) 
         st.last_startup_seconds = Some(latency);
         st.startup_seconds = Some(st.startup_seconds.unwrap_or(0).max(latency));
     }
+}
+
+/// A stable fingerprint of `spec.template` (FNV-1a over its JSON): the same template
+/// always gives the same value, whichever operator version or process computes it.
+pub fn template_hash(caj: &CarbonAwareJob) -> String {
+    let json = serde_json::to_string(&caj.spec.template).unwrap_or_default();
+    let h = json.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
+
+/// Records the template a new child Job is created from, and reports (condition
+/// `TemplateCurrent`, and a Warning Event when that turns False) a template edited after
+/// the child exists: it is not applied, the child keeps the original.
+fn template_current(
+    st: &mut CarbonAwareJobStatus,
+    caj: &CarbonAwareJob,
+    notes: &mut Vec<Note>,
+    creating: bool,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let hash = template_hash(caj);
+    if creating || st.template_hash.is_none() {
+        st.template_hash = Some(hash.clone());
+    }
+    let current = st.template_hash.as_deref() == Some(hash.as_str());
+    let was = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == TEMPLATE_CURRENT)
+        .map(|c| c.status == "True");
+    let (reason, message) = if current {
+        (
+            "ChildJobMatches",
+            "the child Job runs this spec.template".to_string(),
+        )
+    } else {
+        (
+            "TemplateChangeIgnored",
+            format!(
+                "spec.template was edited after the child Job {} was created: a Job's pod \
+                 template is immutable, so the Job keeps running the original. Delete and \
+                 re-create the CarbonAwareJob to run the new template",
+                caj.name_any()
+            ),
+        )
+    };
+    if !current && was != Some(false) {
+        notes.push(Note {
+            warning: true,
+            reason: "TemplateChangeIgnored",
+            message: message.clone(),
+        });
+    }
+    set_condition(
+        &mut st.conditions,
+        TEMPLATE_CURRENT,
+        current,
+        reason,
+        message,
+        generation,
+        now,
+    );
 }
 
 /// Whether the Job still carries [`FINALIZER`].
@@ -768,11 +838,13 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         deadline_missed = true;
         notes.push(Note {
             warning: true,
-            reason: "DeadlineAtRisk",
+            reason: "DeadlineMissed",
             message: format!(
-                "{} runtime left cannot finish by the deadline {} even running continuously",
+                "{} runtime left cannot finish by the deadline {} even running continuously: \
+                 running it now. Move the deadline to {} or later, or shorten expectedDuration",
                 crate::duration::format_secs(remaining.max(0)),
-                fmt_t(v.deadline)
+                fmt_t(v.deadline),
+                fmt_t(now + TimeDelta::seconds(remaining.max(0))),
             ),
         });
     } else if now > v.deadline && !st.deadline_missed {
@@ -845,19 +917,21 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         now,
     );
 
-    // Child Job: apply when missing or when suspension differs. One being deleted
-    // unfinished is let go (it cannot be changed any more) and recreated once gone.
+    // Child Job: create when missing, else set `suspend` when it differs. One being
+    // deleted unfinished is let go (it cannot be changed any more) and recreated once gone.
     let deleting = obs
         .child
         .is_some_and(|j| j.meta().deletion_timestamp.is_some());
     let live_suspend = obs
         .child
         .map(|j| j.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false));
-    let job = match live_suspend {
-        _ if deleting => None,
-        Some(suspended) if suspended != run => None,
-        _ => Some(child_job(caj, &v, !run)),
+    let (job, suspend) = match live_suspend {
+        _ if deleting => (None, None),
+        None => (Some(child_job(caj, &v, !run)), None),
+        Some(suspended) if suspended != run => (None, None),
+        Some(_) => (None, Some(!run)),
     };
+    template_current(&mut st, caj, &mut notes, job.is_some(), generation, now);
     if obs.child.is_none() && old.job_name.is_some() {
         notes.push(Note {
             warning: true,
@@ -893,6 +967,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         status: st,
         write_status,
         job,
+        suspend,
         notes,
         requeue: Some(requeue),
         transition,

@@ -243,6 +243,30 @@ impl ApiServer {
         call.reply(200, &json!({}))
     }
 
+    /// Expects the merge patch of the live child's `spec.suspend` (and of nothing else);
+    /// returns its body.
+    pub async fn patch_suspend(&mut self) -> Value {
+        let call = self.next().await;
+        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
+        assert!(
+            call.uri
+                .starts_with("/apis/batch/v1/namespaces/ml/jobs/train?"),
+            "{}",
+            call.uri
+        );
+        assert!(
+            call.uri.contains("fieldManager=carbonshift"),
+            "{}",
+            call.uri
+        );
+        let body = call.body.clone();
+        let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["spec"], "{body}");
+        assert_eq!(body["spec"].as_object().unwrap().len(), 1, "{body}");
+        call.echo();
+        body
+    }
+
     /// Expects a server-side apply of the child Job; returns its body.
     pub async fn apply_child(&mut self) -> Value {
         let call = self.next().await;

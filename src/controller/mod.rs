@@ -273,6 +273,15 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         }
     }
 
+    if let Some(suspend) = out.suspend {
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let patch = serde_json::json!({ "spec": { "suspend": suspend } });
+        jobs.patch(&name, &pp, &Patch::Merge(&patch)).await?;
+    }
+
     if out.write_status {
         match write_status(&cajs, &caj, &out.status).await {
             Ok(()) => {}

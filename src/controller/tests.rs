@@ -134,7 +134,7 @@ async fn start_unsuspends_the_child_and_records_the_transition() {
         let c = c.clone();
         async move {
             api.get_child(Some(&child(&c, true, None))).await;
-            let job = api.apply_child().await;
+            let job = api.patch_suspend().await;
             assert_eq!(job["spec"]["suspend"], false);
             let st = api.apply_status(&c).await;
             assert_eq!(st.phase, Some(Phase::Running));
@@ -164,7 +164,7 @@ async fn pause_suspends_the_child_and_accrues_the_run() {
         let c = c.clone();
         async move {
             api.get_child(Some(&child(&c, false, None))).await;
-            let job = api.apply_child().await;
+            let job = api.patch_suspend().await;
             assert_eq!(job["spec"]["suspend"], true);
             let st = api.apply_status(&c).await;
             assert_eq!(st.phase, Some(Phase::Paused));
@@ -287,7 +287,7 @@ async fn deadline_guard_starts_a_job_whatever_the_grid() {
         let c = c.clone();
         async move {
             api.get_child(Some(&child(&c, true, None))).await;
-            let job = api.apply_child().await;
+            let job = api.patch_suspend().await;
             assert_eq!(job["spec"]["suspend"], false);
             let st = api.apply_status(&c).await;
             assert_eq!(st.phase, Some(Phase::Running));
@@ -434,7 +434,7 @@ async fn a_job_whose_slack_equals_the_margin_is_started_now() {
         let c = c.clone();
         async move {
             api.get_child(Some(&child(&c, true, None))).await;
-            let job = api.apply_child().await;
+            let job = api.patch_suspend().await;
             assert_eq!(job["spec"]["suspend"], false);
             let st = api.apply_status(&c).await;
             assert_eq!(st.phase, Some(Phase::Running));
@@ -500,12 +500,7 @@ async fn nothing_changed_means_no_writes() {
 #[tokio::test]
 async fn invalid_spec_becomes_a_condition_and_a_warning() {
     let (ctx, api) = context(series(100.0, &[100.0]), 0);
-    // Created 10 min ago with a deadline 1 h after creation for 2 h of work.
-    let c = caj(
-        "FlexibleStart",
-        "2h",
-        json!({"maxDelay": null, "deadline": time::to_time(at(50))}),
-    );
+    let c = caj("Threshold", "2h", json!({}));
     let action = run(&c, ctx, api, |mut api| {
         let c = c.clone();
         async move {
@@ -519,7 +514,7 @@ async fn invalid_spec_becomes_a_condition_and_a_warning() {
                 ("False", "InvalidSpec")
             );
             assert!(
-                ready.message.contains("expectedDuration"),
+                ready.message.contains("thresholdGramsPerKWh"),
                 "{}",
                 ready.message
             );
@@ -529,6 +524,107 @@ async fn invalid_spec_becomes_a_condition_and_a_warning() {
     })
     .await;
     assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
+async fn an_infeasible_deadline_runs_the_job_at_once_and_says_so() {
+    // Created 10 min ago with a deadline 1 h after creation for 2 h of work (set so, or
+    // edited so): never refused, never left waiting.
+    let (ctx, api) = context(series(500.0, &[500.0, 500.0, 50.0]), 0);
+    let c = caj(
+        "FlexibleStart",
+        "2h",
+        json!({"maxDelay": null, "deadline": time::to_time(at(50))}),
+    );
+    let metrics = ctx.metrics.clone();
+    run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(None).await;
+            api.get_caj(&c).await;
+            let job = api.apply_child().await;
+            assert_eq!(job["spec"]["suspend"], false);
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Running));
+            assert!(st.deadline_missed);
+            let running = st.conditions.iter().find(|c| c.type_ == "Running").unwrap();
+            assert_eq!(running.reason, "DeadlineInfeasible");
+            let mut reasons = Vec::new();
+            for _ in 0..2 {
+                let (ty, reason, note) = api.event().await;
+                if reason == "DeadlineMissed" {
+                    assert_eq!(ty, "Warning");
+                    // 2 h from now: the earliest the job can finish.
+                    let earliest = (now() + TimeDelta::hours(2))
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    assert!(note.contains(&earliest), "{note}");
+                    assert!(note.contains("running it now"), "{note}");
+                }
+                reasons.push(reason);
+            }
+            reasons.sort();
+            assert_eq!(reasons, ["DeadlineMissed", "Started"]);
+        }
+    })
+    .await;
+    assert_eq!(metrics.deadline_misses.get(), 1);
+}
+
+#[tokio::test]
+async fn a_template_edited_after_the_child_exists_is_not_applied() {
+    // The child was created from image trainer:1; the user edits the image while the
+    // job waits. The start then flips spec.suspend alone: the Job runs the original.
+    let s = series(500.0, &[50.0, 50.0, 50.0, 500.0]);
+    let (ctx, api) = context(s, 0);
+    let original = caj("PauseAndResume", "2h", json!({}));
+    let mut edited = with_status(
+        original.clone(),
+        CarbonAwareJobStatus {
+            phase: Some(Phase::Waiting),
+            job_name: Some("train".into()),
+            last_accounted_time: Some(time::to_time(at(-1))),
+            template_hash: Some(super::build::template_hash(&original)),
+            ..CarbonAwareJobStatus::default()
+        },
+    );
+    edited.spec.template.spec["template"]["spec"]["containers"][0]["image"] = json!("trainer:2");
+    edited.metadata.generation = Some(2);
+    let live = child(&original, true, None);
+    run(&edited, ctx, api, |mut api| {
+        let c = edited.clone();
+        async move {
+            api.get_child(Some(&live)).await;
+            let patch = api.patch_suspend().await;
+            assert_eq!(patch, json!({"spec": {"suspend": false}}));
+            let st = api.apply_status(&c).await;
+            assert_eq!(st.phase, Some(Phase::Running));
+            assert_eq!(
+                st.template_hash,
+                Some(super::build::template_hash(&original))
+            );
+            let cond = st
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "TemplateCurrent")
+                .unwrap();
+            assert_eq!(
+                (cond.status.as_str(), cond.reason.as_str()),
+                ("False", "TemplateChangeIgnored")
+            );
+            let mut reasons = Vec::new();
+            for _ in 0..2 {
+                let (ty, reason, note) = api.event().await;
+                if reason == "TemplateChangeIgnored" {
+                    assert_eq!(ty, "Warning");
+                    assert!(note.contains("Delete and re-create"), "{note}");
+                }
+                reasons.push(reason);
+            }
+            reasons.sort();
+            assert_eq!(reasons, ["Started", "TemplateChangeIgnored"]);
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -110,16 +110,9 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
             ))
         }
     };
-    if created + TimeDelta::seconds(expected_secs) > deadline {
-        return Err(invalid(format!(
-            "spec.schedule.deadline {} leaves less than expectedDuration {} after the job's creation at {}: \
-             move the deadline to {} or later, or shorten expectedDuration",
-            deadline.to_rfc3339(),
-            s.expected_duration,
-            created.to_rfc3339(),
-            (created + TimeDelta::seconds(expected_secs)).to_rfc3339(),
-        )));
-    }
+    // A deadline the job cannot meet (set so at creation, or edited later) is not refused:
+    // the planner runs the job at once and reports the miss (`DeadlineMissed`), so no
+    // edit can leave a job frozen.
 
     let strategy = match s.strategy {
         StrategyName::RunNow => Strategy::RunNow,
