@@ -33,11 +33,11 @@ use std::time::Duration;
 
 use carbonshift::api::{CarbonAwareJob, Phase};
 use chrono::{DurationRound, TimeDelta, Utc};
-use common::cluster::{self, job_pods_selector, must, pod_running_ready, wait_until, RUN_FOR};
+use common::cluster::{self, must, wait_until, RUN_FOR};
 use common::forecast::{first_boundary, Forecast};
 use common::operator::*;
-use kube::api::{ApiResource, DynamicObject, ListParams, PostParams};
-use kube::{Api, ResourceExt};
+use kube::api::{ApiResource, DynamicObject, PostParams};
+use kube::Api;
 use serde_json::json;
 
 // ------------------------------------------------------------------------------------------
@@ -188,40 +188,7 @@ async fn pause_and_resume_pauses_and_resumes_pods() {
     println!("[{}] p = {p}, created {created}", env.ns.name);
 
     let mut tr = Tracker::new(&env, "train");
-    let mut completed_pod = None;
-    let until = at(6);
-    while !tr.phase().is_some_and(Phase::is_terminal) {
-        assert!(
-            Utc::now() < until,
-            "job not finished by {until}; history:\n{}",
-            tr.dump()
-        );
-        tr.poll().await;
-        let now = Utc::now();
-        if completed_pod.is_none() && tr.pod_work_secs(now) >= expected {
-            // The work is done: the running pod exits 0.
-            let running = must(
-                "list pods",
-                env.pods
-                    .list(&ListParams::default().labels(&job_pods_selector("train")))
-                    .await,
-            )
-            .items
-            .into_iter()
-            .find(|p| pod_running_ready(p) && p.metadata.deletion_timestamp.is_none());
-            if let Some(pod) = running {
-                mark_pod_complete(&env.pods, &pod.name_any()).await;
-                println!(
-                    "[{}] pods ran {} s: completed pod {}",
-                    env.ns.name,
-                    tr.pod_work_secs(now),
-                    pod.name_any()
-                );
-                completed_pod = Some(pod.name_any());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let completed_pod = run_until_finished(&env, &mut tr, expected, at(6)).await;
     let st = tr.status();
     let history = tr.dump();
     println!("[{}] history:\n{history}", env.ns.name);

@@ -5,3 +5,4 @@
 pub mod cluster;
 pub mod forecast;
 pub mod operator;
+pub mod watch_delay;

@@ -43,7 +43,14 @@ pub struct Operator {
 
 impl Operator {
     /// Starts the operator on `ns` with the CSV at `forecast`; `extra` are more flags.
-    pub fn spawn(ns: &str, forecast: &Path, dir: &Path, label: &str, extra: &[&str]) -> Self {
+    pub fn spawn(
+        ns: &str,
+        forecast: &Path,
+        dir: &Path,
+        label: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let port = cluster::free_port();
         let log = dir.join(format!("{label}.log"));
         let out = must("create operator log", File::create(&log));
@@ -65,6 +72,7 @@ impl Operator {
             .env("RUST_LOG", "info,carbonshift=debug")
             // Plain text in the log file (the operator colours its text logs by default).
             .env("NO_COLOR", "1")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
@@ -167,7 +175,24 @@ impl Env {
     }
 
     pub fn operator(&self, label: &str, extra: &[&str]) -> Operator {
-        Operator::spawn(&self.ns.name, &self.forecast, self.dir.path(), label, extra)
+        self.operator_with_env(label, extra, &[])
+    }
+
+    /// [`Env::operator`] with more environment variables (e.g. another `KUBECONFIG`).
+    pub fn operator_with_env(
+        &self,
+        label: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Operator {
+        Operator::spawn(
+            &self.ns.name,
+            &self.forecast,
+            self.dir.path(),
+            label,
+            extra,
+            envs,
+        )
     }
 
     /// Events whose involved object is the CarbonAwareJob `name`, oldest first.
@@ -649,4 +674,49 @@ pub fn metric_value(text: &str, name: &str, label: &str) -> Option<f64> {
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Plays a checkpointing workload until the job is Succeeded or Failed (or `until` passes,
+/// which fails the test): polls `tr`, and once its pods have run `work_secs` in all (pod
+/// start to deletion, API server times: independent of the operator's ledger), marks the
+/// running pod complete. Returns that pod's name.
+pub async fn run_until_finished(
+    env: &Env,
+    tr: &mut Tracker,
+    work_secs: i64,
+    until: DateTime<Utc>,
+) -> Option<String> {
+    let mut completed_pod = None;
+    while !tr.phase().is_some_and(Phase::is_terminal) {
+        assert!(
+            Utc::now() < until,
+            "job not finished by {until}; history:\n{}",
+            tr.dump()
+        );
+        tr.poll().await;
+        let now = Utc::now();
+        if completed_pod.is_none() && tr.pod_work_secs(now) >= work_secs {
+            let running = must(
+                "list pods",
+                env.pods
+                    .list(&ListParams::default().labels(&job_pods_selector(&tr.name)))
+                    .await,
+            )
+            .items
+            .into_iter()
+            .find(|p| cluster::pod_running_ready(p) && p.metadata.deletion_timestamp.is_none());
+            if let Some(pod) = running {
+                mark_pod_complete(&env.pods, &pod.name_any()).await;
+                println!(
+                    "[{}] pods ran {} s: completed pod {}",
+                    env.ns.name,
+                    tr.pod_work_secs(now),
+                    pod.name_any()
+                );
+                completed_pod = Some(pod.name_any());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    completed_pod
 }
