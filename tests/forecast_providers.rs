@@ -492,6 +492,29 @@ async fn carbon_aware_sdk_happy_path() {
 }
 
 #[tokio::test]
+async fn carbon_aware_sdk_endpoint_keeps_its_path_query_and_userinfo() {
+    // An SDK behind a gateway that wants a key in the query and basic auth.
+    let server = MockServer::start().await;
+    let vals: Vec<Value> = (0..24).map(|_| json!(100.0)).collect();
+    Mock::given(method("GET"))
+        .and(path("/api/emissions/forecasts/current"))
+        .and(query_param("code", "fn-key"))
+        .and(query_param("location", "westeurope"))
+        .and(header("authorization", "Basic dTpw"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(cas_body(&vals)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let endpoint = format!("http://u:p@{}/api/?code=fn-key", server.address());
+    let f = CarbonAwareSdk::new(endpoint, TIMEOUT)
+        .unwrap()
+        .fetch("westeurope", now())
+        .await
+        .unwrap();
+    assert_eq!(f.series.len(), 24);
+}
+
+#[tokio::test]
 async fn carbon_aware_sdk_501_means_no_forecasts() {
     let server = MockServer::start().await;
     cas_mock(ResponseTemplate::new(501).set_body_json(json!({"title": "NotImplemented"})))

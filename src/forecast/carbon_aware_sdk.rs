@@ -61,7 +61,7 @@ impl ForecastSource for CarbonAwareSdk {
     async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
         let resp = self
             .client
-            .get(http::url(&self.endpoint, "/emissions/forecasts/current"))
+            .get(http::join(&self.endpoint, "/emissions/forecasts/current"))
             .query(&[("location", region)])
             .send()
             .await

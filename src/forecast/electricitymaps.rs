@@ -68,7 +68,7 @@ impl ForecastSource for ElectricityMaps {
         }
         let resp = self
             .client
-            .get(http::url(&self.endpoint, "/v3/carbon-intensity/forecast"))
+            .get(http::join(&self.endpoint, "/v3/carbon-intensity/forecast"))
             .query(&query)
             .header("auth-token", self.token.expose())
             .send()

@@ -135,13 +135,19 @@ fn excerpt(body: &str) -> String {
     format!("{cut}...")
 }
 
-/// Joins an endpoint and a path without doubling or losing the slash.
-pub fn url(endpoint: &str, path: &str) -> String {
-    format!(
-        "{}/{}",
-        endpoint.trim_end_matches('/'),
-        path.trim_start_matches('/')
-    )
+/// `endpoint` with `path` appended to its path, keeping its query string and userinfo (a
+/// gateway's API key, basic-auth credentials), which reqwest sends.
+pub fn join(endpoint: &str, path: &str) -> String {
+    let path = path.trim_start_matches('/');
+    match reqwest::Url::parse(endpoint) {
+        Ok(mut u) if !u.cannot_be_a_base() => {
+            let joined = format!("{}/{path}", u.path().trim_end_matches('/'));
+            u.set_path(&joined);
+            u.into()
+        }
+        // reqwest rejects it when sending, with an error that does not quote it.
+        _ => format!("{}/{path}", endpoint.trim_end_matches('/')),
+    }
 }
 
 #[cfg(test)]
@@ -164,6 +170,11 @@ mod tests {
         assert_eq!(k(501), "unavailable");
         assert_eq!(k(503), "upstream");
         assert_eq!(k(504), "timeout");
-        assert_eq!(url("http://x/", "/v3/a"), "http://x/v3/a");
+        assert_eq!(join("http://x/", "/v3/a"), "http://x/v3/a");
+        assert_eq!(join("http://x", "v3/a"), "http://x/v3/a");
+        assert_eq!(
+            join("https://u:p@gw:8443/carbon/?key=k", "/v3/a"),
+            "https://u:p@gw:8443/carbon/v3/a?key=k"
+        );
     }
 }

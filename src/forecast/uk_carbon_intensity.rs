@@ -115,7 +115,7 @@ impl ForecastSource for UkCarbonIntensity {
 
     async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
         let from = now.duration_trunc(TimeDelta::minutes(30)).unwrap_or(now);
-        let url = http::url(&self.endpoint, &path(region, from)?);
+        let url = http::join(&self.endpoint, &path(region, from)?);
         let resp = self
             .client
             .get(url)

@@ -66,7 +66,7 @@ impl WattTime {
         }
         let resp = self
             .client
-            .get(http::url(&self.endpoint, "/login"))
+            .get(http::join(&self.endpoint, "/login"))
             .basic_auth(self.username.expose(), Some(self.password.expose()))
             .send()
             .await
@@ -103,7 +103,7 @@ impl WattTime {
             query.push(("horizon_hours", h.to_string()));
         }
         self.client
-            .get(http::url(&self.endpoint, "/v3/forecast"))
+            .get(http::join(&self.endpoint, "/v3/forecast"))
             .query(&query)
             .bearer_auth(token.expose())
             .send()
