@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::config::Secret;
+use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 
@@ -21,6 +22,7 @@ pub struct ElectricityMaps {
     token: Secret,
     horizon_hours: Option<i64>,
     client: reqwest::Client,
+    redact: Redactor,
 }
 
 impl ElectricityMaps {
@@ -30,11 +32,14 @@ impl ElectricityMaps {
         timeout: Duration,
         horizon_hours: Option<i64>,
     ) -> Result<Self, ForecastError> {
+        let mut redact = Redactor::new();
+        redact.secret(&token).url(&endpoint);
         Ok(Self {
             endpoint,
             token,
             horizon_hours,
             client: http::client(NAME, timeout)?,
+            redact,
         })
     }
 }
@@ -62,6 +67,18 @@ impl ForecastSource for ElectricityMaps {
     }
 
     async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+        self.fetch_unredacted(region, now)
+            .await
+            .map_err(|e| self.redact.error(e))
+    }
+}
+
+impl ElectricityMaps {
+    async fn fetch_unredacted(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Forecast, ForecastError> {
         let mut query = vec![("zone", region.to_string())];
         if let Some(h) = self.horizon_hours {
             query.push(("horizonHours", h.to_string()));
@@ -74,7 +91,7 @@ impl ForecastSource for ElectricityMaps {
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp).await?;
+        let resp = http::check(NAME, resp, &self.redact).await?;
         let body: Response = http::json(NAME, resp).await?;
         if let Some(z) = &body.zone {
             if !z.eq_ignore_ascii_case(region) {

@@ -9,6 +9,7 @@ use chrono::Utc;
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
+use super::redact::{self, Redactor};
 use super::ForecastError;
 
 /// How much of an error body goes into an error message: enough to read the upstream's
@@ -28,44 +29,51 @@ pub fn client(provider: &str, timeout: Duration) -> Result<reqwest::Client, Fore
         })
 }
 
-/// Maps a transport error (no HTTP status) to an error kind.
+/// Maps a transport error (no HTTP status) to an error kind. The message names the URL as
+/// [`redact::url`] renders it (reqwest's own Display would include the query string) and
+/// the chain of causes (`Connection refused`, a DNS failure).
 pub fn transport_error(provider: &str, e: reqwest::Error) -> ForecastError {
     if e.is_timeout() {
-        ForecastError::Timeout {
+        return ForecastError::Timeout {
             provider: provider.to_string(),
-        }
-    } else {
-        // The URL is ours (endpoint + region), never a credential, so it may be shown;
-        // reqwest's Display includes it.
-        ForecastError::Upstream {
-            provider: provider.to_string(),
-            detail: format!("request failed: {}", without_query(e)),
-        }
+        };
+    }
+    let url = e
+        .url()
+        .map(|u| format!(" ({})", redact::url(u.as_str())))
+        .unwrap_or_default();
+    let mut causes = String::new();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        causes.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    ForecastError::Upstream {
+        provider: provider.to_string(),
+        detail: format!("request failed: {}{url}{causes}", e.without_url()),
     }
 }
 
-fn without_query(e: reqwest::Error) -> String {
-    // Strip the error's URL query string: some gateways accept tokens as query parameters
-    // and a user may configure an endpoint that way.
-    match e.url() {
-        Some(u) => {
-            let mut u = u.clone();
-            u.set_query(None);
-            format!("{} ({u})", e.without_url())
-        }
-        None => e.to_string(),
-    }
-}
-
-/// Turns a non-success response into an error; `Ok(response)` for 2xx.
-pub async fn check(provider: &str, resp: Response) -> Result<Response, ForecastError> {
+/// Turns a non-success response into an error; `Ok(response)` for 2xx. The body excerpt is
+/// passed through `redact` before it is cut, so that no part of a credential the upstream
+/// quotes survives at the cut.
+pub async fn check(
+    provider: &str,
+    resp: Response,
+    redact: &Redactor,
+) -> Result<Response, ForecastError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
     }
     let retry_after = retry_after_secs(&resp);
     let body = resp.text().await.unwrap_or_default();
-    Err(status_error(provider, status, retry_after, &body))
+    Err(status_error(
+        provider,
+        status,
+        retry_after,
+        &redact.text(&body),
+    ))
 }
 
 /// The error for an HTTP status, with a short body excerpt for humans.
@@ -136,7 +144,7 @@ fn excerpt(body: &str) -> String {
 }
 
 /// `endpoint` with `path` appended to its path, keeping its query string and userinfo (a
-/// gateway's API key, basic-auth credentials), which reqwest sends.
+/// gateway's API key, basic-auth credentials), which reqwest sends and [`redact`] hides.
 pub fn join(endpoint: &str, path: &str) -> String {
     let path = path.trim_start_matches('/');
     match reqwest::Url::parse(endpoint) {
@@ -159,6 +167,18 @@ mod tests {
         assert_eq!(parse_retry_after("7"), Some(7));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn excerpts_are_redacted_before_they_are_cut() {
+        let secret = "0123456789-secret-token";
+        let mut r = Redactor::new();
+        r.secret(&crate::forecast::Secret::new(secret));
+        // The secret straddles the excerpt's end.
+        let body = format!("{}{secret}", "x".repeat(BODY_EXCERPT - 5));
+        let e = status_error("p", StatusCode::UNAUTHORIZED, None, &r.text(&body));
+        assert!(!e.to_string().contains("01234"), "{e}");
+        assert!(e.to_string().ends_with("xxx<reda..."), "{e}");
     }
 
     #[test]
