@@ -151,6 +151,50 @@ async fn electricitymaps_5xx_then_recovery_through_the_cache() {
 }
 
 #[tokio::test]
+async fn electricitymaps_follows_redirects_only_within_its_origin() {
+    let server = MockServer::start().await;
+    let other = MockServer::start().await;
+    let forecast = "/v3/carbon-intensity/forecast?zone=DE&horizonHours=72";
+    Mock::given(method("GET"))
+        .and(path("/old/v3/carbon-intensity/forecast"))
+        .respond_with(ResponseTemplate::new(307).insert_header("Location", forecast))
+        .mount(&server)
+        .await;
+    let vals: Vec<Value> = (0..6).map(|_| json!(250)).collect();
+    em_mock(ResponseTemplate::new(200).set_body_json(em_body(&vals)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let moved = format!("{}{forecast}&sig=abcdef", other.uri());
+    Mock::given(method("GET"))
+        .and(path("/moved/v3/carbon-intensity/forecast"))
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", moved.as_str()))
+        .mount(&server)
+        .await;
+    let at_path = |p: &str| {
+        ElectricityMaps::new(
+            format!("{}{p}", server.uri()),
+            Secret::new("em-token"),
+            TIMEOUT,
+            Some(72),
+        )
+        .unwrap()
+    };
+    let f = at_path("/old").fetch("DE", now()).await.unwrap();
+    assert_eq!(f.series.len(), 6);
+    // Another origin would get the auth-token header: not followed.
+    let e = at_path("/moved").fetch("DE", now()).await.unwrap_err();
+    assert_eq!(e.kind(), "upstream");
+    let want = format!(
+        "HTTP 302: redirect to {}/v3/carbon-intensity/forecast not",
+        other.uri()
+    );
+    assert!(e.to_string().contains(&want), "{e}");
+    assert!(!e.to_string().contains("abcdef"), "{e}");
+    assert!(other.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn electricitymaps_timeout() {
     let server = MockServer::start().await;
     let vals: Vec<Value> = (0..6).map(|_| json!(250)).collect();

@@ -32,7 +32,7 @@ impl CarbonAwareSdk {
         redact.url(&endpoint);
         Ok(Self {
             endpoint,
-            client: http::client(NAME, timeout)?,
+            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
             redact,
         })
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use super::config::Secret;
@@ -19,7 +20,9 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.electricitymap.org";
 /// Client for one Electricity Maps account.
 pub struct ElectricityMaps {
     endpoint: String,
-    token: Secret,
+    /// The `auth-token` header, marked sensitive (never printed by `Debug`, never indexed
+    /// by HTTP/2 header compression).
+    auth: HeaderValue,
     horizon_hours: Option<i64>,
     client: reqwest::Client,
     redact: Redactor,
@@ -32,13 +35,20 @@ impl ElectricityMaps {
         timeout: Duration,
         horizon_hours: Option<i64>,
     ) -> Result<Self, ForecastError> {
+        let mut auth =
+            HeaderValue::from_str(token.expose()).map_err(|_| ForecastError::Config {
+                provider: NAME.into(),
+                detail: "ELECTRICITYMAPS_TOKEN contains characters an HTTP header cannot carry"
+                    .into(),
+            })?;
+        auth.set_sensitive(true);
         let mut redact = Redactor::new();
         redact.secret(&token).url(&endpoint);
         Ok(Self {
             endpoint,
-            token,
+            auth,
             horizon_hours,
-            client: http::client(NAME, timeout)?,
+            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
             redact,
         })
     }
@@ -87,7 +97,7 @@ impl ElectricityMaps {
             .client
             .get(http::join(&self.endpoint, "/v3/carbon-intensity/forecast"))
             .query(&query)
-            .header("auth-token", self.token.expose())
+            .header("auth-token", self.auth.clone())
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))?;

@@ -101,7 +101,7 @@ impl FileSource {
         let client = match &location {
             Location::Url(u) => {
                 redact.url(u);
-                Some(http::client(NAME, timeout)?)
+                Some(http::client(NAME, timeout, http::Redirects::Any)?)
             }
             Location::Path(_) => None,
         };

@@ -16,11 +16,48 @@ use super::ForecastError;
 /// reason, not enough to flood logs.
 const BODY_EXCERPT: usize = 200;
 
+/// Which redirects a client follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// Only to the origin (scheme, host, port) of the first request: the API clients, which
+    /// send credentials in headers (Electricity Maps' `auth-token`) that reqwest would
+    /// otherwise forward to any host a redirect names. Another origin ends the request with
+    /// the redirect as its answer (an upstream error).
+    SameOrigin,
+    /// Anywhere (the `file` source: files are served from CDNs and signed URLs). reqwest
+    /// drops `Authorization` when a redirect leaves the host.
+    Any,
+}
+
+/// At most this many redirects are followed.
+const MAX_REDIRECTS: usize = 10;
+
 /// Builds a client with `timeout` for the whole request (connect + body).
-pub fn client(provider: &str, timeout: Duration) -> Result<reqwest::Client, ForecastError> {
+pub fn client(
+    provider: &str,
+    timeout: Duration,
+    redirects: Redirects,
+) -> Result<reqwest::Client, ForecastError> {
+    let policy = match redirects {
+        Redirects::Any => reqwest::redirect::Policy::limited(MAX_REDIRECTS),
+        Redirects::SameOrigin => reqwest::redirect::Policy::custom(|attempt| {
+            let same = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if !same {
+                attempt.stop()
+            } else if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        }),
+    };
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
+        .redirect(policy)
         .user_agent(concat!("carbonshift/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ForecastError::Config {
@@ -67,6 +104,20 @@ pub async fn check(
         return Ok(resp);
     }
     let retry_after = retry_after_secs(&resp);
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(redact::url);
+    if let Some(to) = location.filter(|_| status.is_redirection()) {
+        return Err(ForecastError::Upstream {
+            provider: provider.to_string(),
+            detail: format!(
+                "HTTP {}: redirect to {to} not followed: credentials go to the configured origin only",
+                status.as_u16()
+            ),
+        });
+    }
     let body = resp.text().await.unwrap_or_default();
     Err(status_error(
         provider,

@@ -41,7 +41,7 @@ impl UkCarbonIntensity {
         redact.url(&endpoint);
         Ok(Self {
             endpoint,
-            client: http::client(NAME, timeout)?,
+            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
             redact,
         })
     }

@@ -54,7 +54,7 @@ impl WattTime {
             redact,
             // The API accepts 0..=72.
             horizon_hours: horizon_hours.map(|h| h.clamp(1, 72)),
-            client: http::client(NAME, timeout)?,
+            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
             token: Mutex::new(None),
         })
     }
