@@ -31,6 +31,8 @@ use carbonshift::forecast::{
 };
 use carbonshift::metrics::Metrics;
 
+mod common;
+
 /// What every planted secret contains; it must appear nowhere we can observe.
 const PLANTED: &str = "s3cr3t-PLANTED";
 
@@ -254,10 +256,9 @@ fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// A port nothing listens on (bound, then released).
+/// A port nothing listens on: connections to it are refused.
 fn refused_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    common::cluster::free_port()
 }
 
 fn addr(server: &MockServer) -> String {
