@@ -151,6 +151,50 @@ async fn electricitymaps_5xx_then_recovery_through_the_cache() {
 }
 
 #[tokio::test]
+async fn electricitymaps_follows_redirects_only_within_its_origin() {
+    let server = MockServer::start().await;
+    let other = MockServer::start().await;
+    let forecast = "/v3/carbon-intensity/forecast?zone=DE&horizonHours=72";
+    Mock::given(method("GET"))
+        .and(path("/old/v3/carbon-intensity/forecast"))
+        .respond_with(ResponseTemplate::new(307).insert_header("Location", forecast))
+        .mount(&server)
+        .await;
+    let vals: Vec<Value> = (0..6).map(|_| json!(250)).collect();
+    em_mock(ResponseTemplate::new(200).set_body_json(em_body(&vals)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let moved = format!("{}{forecast}&sig=abcdef", other.uri());
+    Mock::given(method("GET"))
+        .and(path("/moved/v3/carbon-intensity/forecast"))
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", moved.as_str()))
+        .mount(&server)
+        .await;
+    let at_path = |p: &str| {
+        ElectricityMaps::new(
+            format!("{}{p}", server.uri()),
+            Secret::new("em-token"),
+            TIMEOUT,
+            Some(72),
+        )
+        .unwrap()
+    };
+    let f = at_path("/old").fetch("DE", now()).await.unwrap();
+    assert_eq!(f.series.len(), 6);
+    // Another origin would get the auth-token header: not followed.
+    let e = at_path("/moved").fetch("DE", now()).await.unwrap_err();
+    assert_eq!(e.kind(), "upstream");
+    let want = format!(
+        "HTTP 302: redirect to {}/v3/carbon-intensity/forecast not",
+        other.uri()
+    );
+    assert!(e.to_string().contains(&want), "{e}");
+    assert!(!e.to_string().contains("abcdef"), "{e}");
+    assert!(other.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn electricitymaps_timeout() {
     let server = MockServer::start().await;
     let vals: Vec<Value> = (0..6).map(|_| json!(250)).collect();
@@ -489,6 +533,29 @@ async fn carbon_aware_sdk_happy_path() {
     assert_eq!(f.series.len(), 24);
     assert_eq!(f.series.value_at(now()), Some(104.5));
     assert_eq!(f.generated_at, at(5));
+}
+
+#[tokio::test]
+async fn carbon_aware_sdk_endpoint_keeps_its_path_query_and_userinfo() {
+    // An SDK behind a gateway that wants a key in the query and basic auth.
+    let server = MockServer::start().await;
+    let vals: Vec<Value> = (0..24).map(|_| json!(100.0)).collect();
+    Mock::given(method("GET"))
+        .and(path("/api/emissions/forecasts/current"))
+        .and(query_param("code", "fn-key"))
+        .and(query_param("location", "westeurope"))
+        .and(header("authorization", "Basic dTpw"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(cas_body(&vals)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let endpoint = format!("http://u:p@{}/api/?code=fn-key", server.address());
+    let f = CarbonAwareSdk::new(endpoint, TIMEOUT)
+        .unwrap()
+        .fetch("westeurope", now())
+        .await
+        .unwrap();
+    assert_eq!(f.series.len(), 24);
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 
@@ -22,13 +23,17 @@ pub const NAME: &str = "carbon-aware-sdk";
 pub struct CarbonAwareSdk {
     endpoint: String,
     client: reqwest::Client,
+    redact: Redactor,
 }
 
 impl CarbonAwareSdk {
     pub fn new(endpoint: String, timeout: Duration) -> Result<Self, ForecastError> {
+        let mut redact = Redactor::new();
+        redact.url(&endpoint);
         Ok(Self {
             endpoint,
-            client: http::client(NAME, timeout)?,
+            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
+            redact,
         })
     }
 }
@@ -59,14 +64,26 @@ impl ForecastSource for CarbonAwareSdk {
     }
 
     async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+        self.fetch_unredacted(region, now)
+            .await
+            .map_err(|e| self.redact.error(e))
+    }
+}
+
+impl CarbonAwareSdk {
+    async fn fetch_unredacted(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Forecast, ForecastError> {
         let resp = self
             .client
-            .get(http::url(&self.endpoint, "/emissions/forecasts/current"))
+            .get(http::join(&self.endpoint, "/emissions/forecasts/current"))
             .query(&[("location", region)])
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp).await?;
+        let resp = http::check(NAME, resp, &self.redact).await?;
         let body: Vec<EmissionsForecast> = http::json(NAME, resp).await?;
         let f = body
             .into_iter()

@@ -25,6 +25,7 @@ use chrono::TimeDelta;
 use super::cache::{Cache, CacheSettings, RegionMapper};
 use super::embedded::EmbeddedSource;
 use super::file::{FileSource, Location};
+use super::redact;
 use super::{
     carbon_aware_sdk, electricitymaps, uk_carbon_intensity, watttime, ForecastError, ForecastSource,
 };
@@ -182,8 +183,9 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Forecast flags, flattened into `carbonshift run` and `carbonshift forecast`.
-#[derive(Debug, Clone, clap::Args)]
+/// Forecast flags, flattened into `carbonshift run` and `carbonshift forecast`. `Debug`
+/// shows the endpoint and file URLs as [`redact::url`] renders them.
+#[derive(Clone, clap::Args)]
 pub struct ForecastArgs {
     /// Where forecasts come from.
     #[arg(
@@ -268,6 +270,23 @@ impl Default for ForecastArgs {
     }
 }
 
+impl fmt::Debug for ForecastArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForecastArgs")
+            .field("provider", &self.provider)
+            .field("endpoint", &self.endpoint.as_deref().map(redact::url))
+            .field("file", &self.file.as_deref().map(redact::url))
+            .field("refresh", &self.refresh)
+            .field("max_age", &self.max_age)
+            .field("fallback", &self.fallback)
+            .field("timeout", &self.timeout)
+            .field("horizon", &self.horizon)
+            .field("region_map", &self.region_map)
+            .field("region_map_file", &self.region_map_file)
+            .finish()
+    }
+}
+
 impl ForecastArgs {
     /// The shipped region table extended by `--region-map-file` and `--region-map`.
     pub fn region_table(&self) -> Result<crate::region::RegionTable, crate::region::RegionError> {
@@ -294,19 +313,34 @@ impl ForecastArgs {
     }
 }
 
-/// Everything needed to build one source.
-#[derive(Debug, Clone)]
+/// Everything needed to build one source. `Debug` shows URLs as [`redact::url`] renders
+/// them and credentials as `<redacted>`.
+#[derive(Clone)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
-    /// API base URL; `None` uses the provider's default.
+    /// API base URL; `None` uses the provider's default. May carry userinfo (sent as basic
+    /// auth) and a query string (kept on every request: a gateway's API key).
     pub endpoint: Option<String>,
-    /// For `file`: path or URL.
+    /// For `file`: path or URL (which may carry userinfo and a query string too).
     pub file: Option<String>,
     pub credentials: Credentials,
     /// Per-HTTP-request timeout.
     pub timeout: Duration,
     /// How far ahead to ask for / replay.
     pub horizon: Duration,
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("kind", &self.kind)
+            .field("endpoint", &self.endpoint.as_deref().map(redact::url))
+            .field("file", &self.file.as_deref().map(redact::url))
+            .field("credentials", &self.credentials)
+            .field("timeout", &self.timeout)
+            .field("horizon", &self.horizon)
+            .finish()
+    }
 }
 
 impl ProviderConfig {

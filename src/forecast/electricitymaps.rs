@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use super::config::Secret;
+use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 
@@ -18,9 +20,12 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.electricitymap.org";
 /// Client for one Electricity Maps account.
 pub struct ElectricityMaps {
     endpoint: String,
-    token: Secret,
+    /// The `auth-token` header, marked sensitive (never printed by `Debug`, never indexed
+    /// by HTTP/2 header compression).
+    auth: HeaderValue,
     horizon_hours: Option<i64>,
     client: reqwest::Client,
+    redact: Redactor,
 }
 
 impl ElectricityMaps {
@@ -30,11 +35,21 @@ impl ElectricityMaps {
         timeout: Duration,
         horizon_hours: Option<i64>,
     ) -> Result<Self, ForecastError> {
+        let mut auth =
+            HeaderValue::from_str(token.expose()).map_err(|_| ForecastError::Config {
+                provider: NAME.into(),
+                detail: "ELECTRICITYMAPS_TOKEN contains characters an HTTP header cannot carry"
+                    .into(),
+            })?;
+        auth.set_sensitive(true);
+        let mut redact = Redactor::new();
+        redact.secret(&token).url(&endpoint);
         Ok(Self {
             endpoint,
-            token,
+            auth,
             horizon_hours,
-            client: http::client(NAME, timeout)?,
+            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
+            redact,
         })
     }
 }
@@ -62,19 +77,31 @@ impl ForecastSource for ElectricityMaps {
     }
 
     async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+        self.fetch_unredacted(region, now)
+            .await
+            .map_err(|e| self.redact.error(e))
+    }
+}
+
+impl ElectricityMaps {
+    async fn fetch_unredacted(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Forecast, ForecastError> {
         let mut query = vec![("zone", region.to_string())];
         if let Some(h) = self.horizon_hours {
             query.push(("horizonHours", h.to_string()));
         }
         let resp = self
             .client
-            .get(http::url(&self.endpoint, "/v3/carbon-intensity/forecast"))
+            .get(http::join(&self.endpoint, "/v3/carbon-intensity/forecast"))
             .query(&query)
-            .header("auth-token", self.token.expose())
+            .header("auth-token", self.auth.clone())
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp).await?;
+        let resp = http::check(NAME, resp, &self.redact).await?;
         let body: Response = http::json(NAME, resp).await?;
         if let Some(z) = &body.zone {
             if !z.eq_ignore_ascii_case(region) {

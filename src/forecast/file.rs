@@ -27,16 +27,28 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::redact::{self, Redactor};
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 
 pub const NAME: &str = "file";
 
-/// Where the file lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the file lives. `Debug` shows a URL as [`redact::url`] renders it.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     Path(PathBuf),
+    /// May carry credentials: userinfo (sent as basic auth) and a query string (a token,
+    /// a signature).
     Url(String),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Location::Url(u) => f.debug_tuple("Url").field(&redact::url(u)).finish(),
+        }
+    }
 }
 
 impl Location {
@@ -80,18 +92,24 @@ pub struct FileSource {
     location: Location,
     client: Option<reqwest::Client>,
     state: Mutex<Option<(Fingerprint, Arc<Parsed>)>>,
+    redact: Redactor,
 }
 
 impl FileSource {
     pub fn new(location: Location, timeout: Duration) -> Result<Self, ForecastError> {
-        let client = match location {
-            Location::Url(_) => Some(http::client(NAME, timeout)?),
+        let mut redact = Redactor::new();
+        let client = match &location {
+            Location::Url(u) => {
+                redact.url(u);
+                Some(http::client(NAME, timeout, http::Redirects::Any)?)
+            }
             Location::Path(_) => None,
         };
         Ok(Self {
             location,
             client,
             state: Mutex::new(None),
+            redact,
         })
     }
 
@@ -160,7 +178,7 @@ impl FileSource {
                         return Ok(parsed.clone());
                     }
                 }
-                let resp = http::check(NAME, resp).await?;
+                let resp = http::check(NAME, resp, &self.redact).await?;
                 let header = |name| {
                     resp.headers()
                         .get(name)
@@ -178,7 +196,7 @@ impl FileSource {
                     .bytes()
                     .await
                     .map_err(|e| http::transport_error(NAME, e))?;
-                let mut parsed = parse(&bytes, url)?;
+                let mut parsed = parse(&bytes, &redact::url(url))?;
                 if parsed.generated_at.is_none() {
                     parsed.generated_at = lm;
                 }
@@ -197,6 +215,18 @@ impl ForecastSource for FileSource {
     }
 
     async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+        self.fetch_unredacted(region, now)
+            .await
+            .map_err(|e| self.redact.error(e))
+    }
+}
+
+impl FileSource {
+    async fn fetch_unredacted(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Forecast, ForecastError> {
         let parsed = self.load().await?;
         let matches = |r: &Option<String>| match r {
             None => true,

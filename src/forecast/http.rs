@@ -9,17 +9,55 @@ use chrono::Utc;
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
+use super::redact::{self, Redactor};
 use super::ForecastError;
 
 /// How much of an error body goes into an error message: enough to read the upstream's
 /// reason, not enough to flood logs.
 const BODY_EXCERPT: usize = 200;
 
+/// Which redirects a client follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// Only to the origin (scheme, host, port) of the first request: the API clients, which
+    /// send credentials in headers (Electricity Maps' `auth-token`) that reqwest would
+    /// otherwise forward to any host a redirect names. Another origin ends the request with
+    /// the redirect as its answer (an upstream error).
+    SameOrigin,
+    /// Anywhere (the `file` source: files are served from CDNs and signed URLs). reqwest
+    /// drops `Authorization` when a redirect leaves the host.
+    Any,
+}
+
+/// At most this many redirects are followed.
+const MAX_REDIRECTS: usize = 10;
+
 /// Builds a client with `timeout` for the whole request (connect + body).
-pub fn client(provider: &str, timeout: Duration) -> Result<reqwest::Client, ForecastError> {
+pub fn client(
+    provider: &str,
+    timeout: Duration,
+    redirects: Redirects,
+) -> Result<reqwest::Client, ForecastError> {
+    let policy = match redirects {
+        Redirects::Any => reqwest::redirect::Policy::limited(MAX_REDIRECTS),
+        Redirects::SameOrigin => reqwest::redirect::Policy::custom(|attempt| {
+            let same = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if !same {
+                attempt.stop()
+            } else if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        }),
+    };
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
+        .redirect(policy)
         .user_agent(concat!("carbonshift/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ForecastError::Config {
@@ -28,44 +66,65 @@ pub fn client(provider: &str, timeout: Duration) -> Result<reqwest::Client, Fore
         })
 }
 
-/// Maps a transport error (no HTTP status) to an error kind.
+/// Maps a transport error (no HTTP status) to an error kind. The message names the URL as
+/// [`redact::url`] renders it (reqwest's own Display would include the query string) and
+/// the chain of causes (`Connection refused`, a DNS failure).
 pub fn transport_error(provider: &str, e: reqwest::Error) -> ForecastError {
     if e.is_timeout() {
-        ForecastError::Timeout {
+        return ForecastError::Timeout {
             provider: provider.to_string(),
-        }
-    } else {
-        // The URL is ours (endpoint + region), never a credential, so it may be shown;
-        // reqwest's Display includes it.
-        ForecastError::Upstream {
-            provider: provider.to_string(),
-            detail: format!("request failed: {}", without_query(e)),
-        }
+        };
+    }
+    let url = e
+        .url()
+        .map(|u| format!(" ({})", redact::url(u.as_str())))
+        .unwrap_or_default();
+    let mut causes = String::new();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        causes.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    ForecastError::Upstream {
+        provider: provider.to_string(),
+        detail: format!("request failed: {}{url}{causes}", e.without_url()),
     }
 }
 
-fn without_query(e: reqwest::Error) -> String {
-    // Strip the error's URL query string: some gateways accept tokens as query parameters
-    // and a user may configure an endpoint that way.
-    match e.url() {
-        Some(u) => {
-            let mut u = u.clone();
-            u.set_query(None);
-            format!("{} ({u})", e.without_url())
-        }
-        None => e.to_string(),
-    }
-}
-
-/// Turns a non-success response into an error; `Ok(response)` for 2xx.
-pub async fn check(provider: &str, resp: Response) -> Result<Response, ForecastError> {
+/// Turns a non-success response into an error; `Ok(response)` for 2xx. The body excerpt is
+/// passed through `redact` before it is cut, so that no part of a credential the upstream
+/// quotes survives at the cut.
+pub async fn check(
+    provider: &str,
+    resp: Response,
+    redact: &Redactor,
+) -> Result<Response, ForecastError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
     }
     let retry_after = retry_after_secs(&resp);
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(redact::url);
+    if let Some(to) = location.filter(|_| status.is_redirection()) {
+        return Err(ForecastError::Upstream {
+            provider: provider.to_string(),
+            detail: format!(
+                "HTTP {}: redirect to {to} not followed: credentials go to the configured origin only",
+                status.as_u16()
+            ),
+        });
+    }
     let body = resp.text().await.unwrap_or_default();
-    Err(status_error(provider, status, retry_after, &body))
+    Err(status_error(
+        provider,
+        status,
+        retry_after,
+        &redact.text(&body),
+    ))
 }
 
 /// The error for an HTTP status, with a short body excerpt for humans.
@@ -135,13 +194,19 @@ fn excerpt(body: &str) -> String {
     format!("{cut}...")
 }
 
-/// Joins an endpoint and a path without doubling or losing the slash.
-pub fn url(endpoint: &str, path: &str) -> String {
-    format!(
-        "{}/{}",
-        endpoint.trim_end_matches('/'),
-        path.trim_start_matches('/')
-    )
+/// `endpoint` with `path` appended to its path, keeping its query string and userinfo (a
+/// gateway's API key, basic-auth credentials), which reqwest sends and [`redact`] hides.
+pub fn join(endpoint: &str, path: &str) -> String {
+    let path = path.trim_start_matches('/');
+    match reqwest::Url::parse(endpoint) {
+        Ok(mut u) if !u.cannot_be_a_base() => {
+            let joined = format!("{}/{path}", u.path().trim_end_matches('/'));
+            u.set_path(&joined);
+            u.into()
+        }
+        // reqwest rejects it when sending, with an error that does not quote it.
+        _ => format!("{}/{path}", endpoint.trim_end_matches('/')),
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +221,18 @@ mod tests {
     }
 
     #[test]
+    fn excerpts_are_redacted_before_they_are_cut() {
+        let secret = "0123456789-secret-token";
+        let mut r = Redactor::new();
+        r.secret(&crate::forecast::Secret::new(secret));
+        // The secret straddles the excerpt's end.
+        let body = format!("{}{secret}", "x".repeat(BODY_EXCERPT - 5));
+        let e = status_error("p", StatusCode::UNAUTHORIZED, None, &r.text(&body));
+        assert!(!e.to_string().contains("01234"), "{e}");
+        assert!(e.to_string().ends_with("xxx<reda..."), "{e}");
+    }
+
+    #[test]
     fn status_kinds() {
         let k = |s: u16| status_error("p", StatusCode::from_u16(s).unwrap(), None, "").kind();
         assert_eq!(k(401), "auth");
@@ -164,6 +241,11 @@ mod tests {
         assert_eq!(k(501), "unavailable");
         assert_eq!(k(503), "upstream");
         assert_eq!(k(504), "timeout");
-        assert_eq!(url("http://x/", "/v3/a"), "http://x/v3/a");
+        assert_eq!(join("http://x/", "/v3/a"), "http://x/v3/a");
+        assert_eq!(join("http://x", "v3/a"), "http://x/v3/a");
+        assert_eq!(
+            join("https://u:p@gw:8443/carbon/?key=k", "/v3/a"),
+            "https://u:p@gw:8443/carbon/v3/a?key=k"
+        );
     }
 }

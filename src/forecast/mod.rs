@@ -8,7 +8,8 @@
 //!   fallback, observed history, refresh notifications, metrics);
 //! - [`validate`]: the rules every provider's data passes before use;
 //! - providers: [`embedded`], [`file`], [`electricitymaps`], [`watttime`],
-//!   [`carbon_aware_sdk`], [`uk_carbon_intensity`].
+//!   [`carbon_aware_sdk`], [`uk_carbon_intensity`];
+//! - [`redact`]: how URLs and credentials are kept out of messages, logs and `Debug`.
 //!
 //! See `docs/forecast-sources.md` for the operator-facing documentation.
 
@@ -19,6 +20,7 @@ pub mod electricitymaps;
 pub mod embedded;
 pub mod file;
 mod http;
+pub mod redact;
 pub mod uk_carbon_intensity;
 pub mod validate;
 pub mod watttime;

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::file::parse_timestamp;
+use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 
@@ -31,13 +32,17 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.carbonintensity.org.uk";
 pub struct UkCarbonIntensity {
     endpoint: String,
     client: reqwest::Client,
+    redact: Redactor,
 }
 
 impl UkCarbonIntensity {
     pub fn new(endpoint: String, timeout: Duration) -> Result<Self, ForecastError> {
+        let mut redact = Redactor::new();
+        redact.url(&endpoint);
         Ok(Self {
             endpoint,
-            client: http::client(NAME, timeout)?,
+            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
+            redact,
         })
     }
 }
@@ -114,8 +119,20 @@ impl ForecastSource for UkCarbonIntensity {
     }
 
     async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+        self.fetch_unredacted(region, now)
+            .await
+            .map_err(|e| self.redact.error(e))
+    }
+}
+
+impl UkCarbonIntensity {
+    async fn fetch_unredacted(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Forecast, ForecastError> {
         let from = now.duration_trunc(TimeDelta::minutes(30)).unwrap_or(now);
-        let url = http::url(&self.endpoint, &path(region, from)?);
+        let url = http::join(&self.endpoint, &path(region, from)?);
         let resp = self
             .client
             .get(url)
@@ -123,7 +140,7 @@ impl ForecastSource for UkCarbonIntensity {
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp).await?;
+        let resp = http::check(NAME, resp, &self.redact).await?;
         let body: Value = http::json(NAME, resp).await?;
         let invalid = |detail: String| ForecastError::Invalid {
             provider: NAME.into(),

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::config::Secret;
+use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 
@@ -32,6 +33,8 @@ pub struct WattTime {
     horizon_hours: Option<i64>,
     client: reqwest::Client,
     token: Mutex<Option<(Secret, Instant)>>,
+    /// The user name, password and endpoint; each fetch adds the tokens it used.
+    redact: Redactor,
 }
 
 impl WattTime {
@@ -42,13 +45,16 @@ impl WattTime {
         timeout: Duration,
         horizon_hours: Option<i64>,
     ) -> Result<Self, ForecastError> {
+        let mut redact = Redactor::new();
+        redact.secret(&username).secret(&password).url(&endpoint);
         Ok(Self {
             endpoint,
             username,
             password,
+            redact,
             // The API accepts 0..=72.
             horizon_hours: horizon_hours.map(|h| h.clamp(1, 72)),
-            client: http::client(NAME, timeout)?,
+            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
             token: Mutex::new(None),
         })
     }
@@ -66,20 +72,22 @@ impl WattTime {
         }
         let resp = self
             .client
-            .get(http::url(&self.endpoint, "/login"))
+            .get(http::join(&self.endpoint, "/login"))
             .basic_auth(self.username.expose(), Some(self.password.expose()))
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp).await.map_err(|e| match e {
-            ForecastError::Auth { provider, detail } => ForecastError::Auth {
-                provider,
-                detail: format!(
-                    "login rejected (check WATTTIME_USERNAME/WATTTIME_PASSWORD): {detail}"
-                ),
-            },
-            other => other,
-        })?;
+        let resp = http::check(NAME, resp, &self.redact)
+            .await
+            .map_err(|e| match e {
+                ForecastError::Auth { provider, detail } => ForecastError::Auth {
+                    provider,
+                    detail: format!(
+                        "login rejected (check WATTTIME_USERNAME/WATTTIME_PASSWORD): {detail}"
+                    ),
+                },
+                other => other,
+            })?;
         #[derive(Deserialize)]
         struct Login {
             token: String,
@@ -103,7 +111,7 @@ impl WattTime {
             query.push(("horizon_hours", h.to_string()));
         }
         self.client
-            .get(http::url(&self.endpoint, "/v3/forecast"))
+            .get(http::join(&self.endpoint, "/v3/forecast"))
             .query(&query)
             .bearer_auth(token.expose())
             .send()
@@ -159,15 +167,31 @@ impl ForecastSource for WattTime {
     }
 
     async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+        let mut redact = self.redact.clone();
+        let result = self.fetch_unredacted(region, now, &mut redact).await;
+        result.map_err(|e| redact.error(e))
+    }
+}
+
+impl WattTime {
+    /// As `fetch`, adding each token it uses to `redact`: an answer may quote it.
+    async fn fetch_unredacted(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+        redact: &mut Redactor,
+    ) -> Result<Forecast, ForecastError> {
         let token = self.token(false).await?;
+        redact.secret(&token);
         let mut resp = self.request(region, &token).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             // Expired or revoked early: log in again once.
             tracing::debug!("watttime token rejected; logging in again");
             let token = self.token(true).await?;
+            redact.secret(&token);
             resp = self.request(region, &token).await?;
         }
-        let resp = http::check(NAME, resp).await?;
+        let resp = http::check(NAME, resp, redact).await?;
         let body: Response = http::json(NAME, resp).await?;
         if let Some(r) = &body.meta.region {
             if !r.eq_ignore_ascii_case(region) {
