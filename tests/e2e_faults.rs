@@ -97,6 +97,7 @@ async fn operator_survives_faults() {
             Box::pin(a_stale_watch_counts_every_transition_once()),
         ),
         ("frozen_edits", Box::pin(no_edit_freezes_a_job())),
+        ("totals_restart", Box::pin(totals_survive_a_restart())),
     ];
     let only = std::env::var("CARBONSHIFT_E2E_ONLY").unwrap_or_default();
     let picked: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
@@ -195,10 +196,14 @@ async fn a_finished_job_never_runs_again() {
         "the Job being deleted is the finished one: {:?}",
         held.status
     );
-    assert_eq!(
-        held.finalizers(),
-        ["carbonshift.io/cleanup"],
-        "only carbonshift's finalizer holds the finished Job"
+    // The TTL controller deletes in the foreground, so the garbage collector's
+    // `foregroundDeletion` may be there too; carbonshift's outlasts it.
+    assert!(
+        held.finalizers()
+            .iter()
+            .any(|f| f == "carbonshift.io/cleanup"),
+        "carbonshift's finalizer holds the finished Job: {:?}",
+        held.finalizers()
     );
     let completion = held
         .status
@@ -535,4 +540,116 @@ async fn no_edit_freezes_a_job() {
     assert_eq!(misses, Some(1.0), "deadline misses in:\n{text}");
     env.ns.delete().await;
     drop(op);
+}
+
+// ------------------------------------------------------------------------------------------
+// Point 11: totals survive restarts
+
+/// The four totals users graph, as one operator exports them for `ns`.
+async fn totals(op: &Operator, ns: &str) -> [f64; 4] {
+    let text = op.scrape().await;
+    [
+        "carbonshift_avoided_emissions_grams_total",
+        "carbonshift_emissions_grams_total",
+        "carbonshift_baseline_emissions_grams_total",
+        "carbonshift_energy_kwh_total",
+    ]
+    .map(|name| metric_value(&text, name, ns).unwrap_or(0.0))
+}
+
+/// The same four sums over the finished CarbonAwareJobs' statuses.
+async fn status_sums(env: &Env) -> ([f64; 4], usize) {
+    let list = must(
+        "list CarbonAwareJobs",
+        env.cajs.list(&kube::api::ListParams::default()).await,
+    );
+    let mut sums = [0.0; 4];
+    let mut n = 0;
+    for caj in list.items {
+        let st = caj.status_or_default();
+        if st.phase.is_some_and(Phase::is_terminal) {
+            n += 1;
+            for (sum, v) in sums.iter_mut().zip([
+                st.avoided_grams,
+                st.emissions_grams,
+                st.baseline_grams,
+                st.energy_kwh,
+            ]) {
+                *sum += v.max(0.0);
+            }
+        }
+    }
+    (sums, n)
+}
+
+fn assert_totals(what: &str, got: [f64; 4], want: [f64; 4]) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+            "{what}: total #{i} (avoided, emitted, baseline, energy) is {g}, the statuses sum to {w}"
+        );
+    }
+}
+
+/// Three jobs finish under one operator; it is SIGKILLed and another starts: its totals
+/// equal the sums over the statuses (not reset, not doubled), and a fourth job finishing
+/// under it adds exactly its own ledger.
+async fn totals_survive_a_restart() {
+    let env = Env::new("e2e-totals").await;
+    let p = first_boundary(Utc::now());
+    let f = Forecast::around(p, |k| 300.0 + 20.0 * k as f64);
+    f.write_csv(&env.forecast, REGION);
+    let mut op = env.operator("operator-1", &[]);
+    op.ready().await;
+    let job = |name: &str| {
+        manifest(
+            name,
+            json!({"strategy": "RunNow", "expectedDuration": "1m", "maxDelay": "20m"}),
+            json!({RUN_FOR: "20s"}),
+        )
+    };
+    for name in ["a", "b", "c"] {
+        create(&env, job(name)).await;
+    }
+    wait_until("three jobs Succeeded", Duration::from_secs(120), || async {
+        let (_, n) = status_sums(&env).await;
+        Ok::<_, String>((n == 3).then_some(()))
+    })
+    .await;
+    let (sums, _) = status_sums(&env).await;
+    assert!(sums[1] > 0.0, "the jobs emitted nothing: {sums:?}");
+    assert_totals("before the restart", totals(&op, &env.ns.name).await, sums);
+
+    op.kill();
+    let op2 = env.operator("operator-2", &[]);
+    op2.ready().await;
+    // A standby exports no totals; the new process takes the Lease once the killed one's
+    // expires (15 s) and then exports them, restored from the statuses.
+    wait_until(
+        "operator-2 exports totals",
+        Duration::from_secs(60),
+        || async { Ok::<_, String>((totals(&op2, &env.ns.name).await[1] > 0.0).then_some(())) },
+    )
+    .await;
+    assert_totals("after the restart", totals(&op2, &env.ns.name).await, sums);
+
+    create(&env, job("d")).await;
+    wait_until(
+        "the fourth job Succeeded",
+        Duration::from_secs(120),
+        || async {
+            let (_, n) = status_sums(&env).await;
+            Ok::<_, String>((n == 4).then_some(()))
+        },
+    )
+    .await;
+    let (sums4, _) = status_sums(&env).await;
+    assert!(sums4[1] > sums[1]);
+    assert_totals(
+        "after a fourth job",
+        totals(&op2, &env.ns.name).await,
+        sums4,
+    );
+    env.ns.delete().await;
+    drop(op2);
 }

@@ -452,6 +452,21 @@ fn template_current(
     );
 }
 
+/// Kueue's queue label: a Job carrying it is Kueue's to suspend and resume.
+pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
+
+/// The Kueue queue the child Job would be (or is) submitted to: the label (or, as older
+/// Kueue releases read it, the annotation) on the template's metadata or on the live child.
+fn kueue_queue(caj: &CarbonAwareJob, child: Option<&Job>) -> Option<String> {
+    let template = caj.spec.template.metadata.as_ref();
+    let from = |labels: Option<&std::collections::BTreeMap<String, String>>| {
+        labels.and_then(|l| l.get(KUEUE_QUEUE_LABEL)).cloned()
+    };
+    from(template.map(|m| &m.labels))
+        .or_else(|| from(template.map(|m| &m.annotations)))
+        .or_else(|| from(child.and_then(|j| j.metadata.labels.as_ref())))
+}
+
 /// Whether the Job still carries [`FINALIZER`].
 pub fn holds_finalizer(job: &Job) -> bool {
     job.finalizers().iter().any(|f| f == FINALIZER)
@@ -618,6 +633,18 @@ pub fn build(obs: Observed<'_>) -> Outcome {
                 ),
             );
         }
+    }
+    if let Some(queue) = kueue_queue(caj, obs.child) {
+        return reject(
+            st,
+            "KueueManaged",
+            format!(
+                "the Job template carries Kueue's queue label {KUEUE_QUEUE_LABEL}={queue:?}: \
+                 Kueue would own the Job's spec.suspend, and carbonshift never writes it then. \
+                 Remove the label to let carbonshift schedule the Job, or submit the Job to \
+                 Kueue without a CarbonAwareJob"
+            ),
+        );
     }
     let region = match obs.region {
         Ok(r) => r,

@@ -282,6 +282,11 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         jobs.patch(&name, &pp, &Patch::Merge(&patch)).await?;
     }
 
+    tracing::debug!(
+        namespace = %ns, name = %name, resource_version = caj.resource_version(),
+        phase = ?out.status.phase, write = out.write_status, release = out.release_finalizer,
+        child = child.is_some(), "reconciled"
+    );
     if out.write_status {
         match write_status(&cajs, &caj, &out.status).await {
             Ok(()) => {}
@@ -313,19 +318,7 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         m.deadline_misses.inc();
     }
     if out.finished.is_some() {
-        let s = &out.status;
-        m.avoided_emissions
-            .with_label_values(&[ns.as_str()])
-            .inc_by(s.avoided_grams.max(0.0));
-        m.emissions
-            .with_label_values(&[ns.as_str()])
-            .inc_by(s.emissions_grams.max(0.0));
-        m.baseline_emissions
-            .with_label_values(&[ns.as_str()])
-            .inc_by(s.baseline_grams.max(0.0));
-        m.energy
-            .with_label_values(&[ns.as_str()])
-            .inc_by(s.energy_kwh.max(0.0));
+        add_to_totals(m, &ns, &out.status);
     }
 
     let reference = caj.object_ref(&());
@@ -360,6 +353,47 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
 /// Server-side applies the status, on condition that the object is still the one read
 /// (its `resourceVersion`): a decision taken on a stale copy is refused with 409, so a
 /// transition, completion or Event is never recorded twice.
+/// Adds a finished job's ledger to the totals users graph.
+fn add_to_totals(m: &Metrics, ns: &str, s: &CarbonAwareJobStatus) {
+    m.avoided_emissions
+        .with_label_values(&[ns])
+        .inc_by(s.avoided_grams.max(0.0));
+    m.emissions
+        .with_label_values(&[ns])
+        .inc_by(s.emissions_grams.max(0.0));
+    m.baseline_emissions
+        .with_label_values(&[ns])
+        .inc_by(s.baseline_grams.max(0.0));
+    m.energy
+        .with_label_values(&[ns])
+        .inc_by(s.energy_kwh.max(0.0));
+}
+
+/// Starts the totals from the CarbonAwareJobs already finished, read before any reconcile
+/// runs (so none is counted twice): a restarted operator, a rollout or a new leader
+/// exports the same totals as the process before it. A finished CarbonAwareJob that is
+/// deleted leaves the totals at the next restart. Returns how many jobs were counted.
+async fn restore_totals(api: &Api<CarbonAwareJob>, m: &Metrics) -> Result<usize, Error> {
+    let mut lp = kube::api::ListParams::default().limit(500);
+    let mut counted = 0;
+    loop {
+        let page = api.list(&lp).await?;
+        for caj in &page.items {
+            let Some(st) = caj.status.as_ref() else {
+                continue;
+            };
+            if st.phase.is_some_and(Phase::is_terminal) {
+                add_to_totals(m, &caj.namespace().unwrap_or_default(), st);
+                counted += 1;
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => lp = lp.continue_token(&token),
+            None => return Ok(counted),
+        }
+    }
+}
+
 async fn write_status(
     api: &Api<CarbonAwareJob>,
     caj: &CarbonAwareJob,
@@ -390,17 +424,21 @@ async fn release_finalizer(api: &Api<Job>, job: &Job) -> Result<(), Error> {
         {"op": "test", "path": path, "value": build::FINALIZER},
         {"op": "remove", "path": path},
     ]))?;
+    let name = job.name_any();
     match api
-        .patch(
-            &job.name_any(),
-            &PatchParams::default(),
-            &Patch::<()>::Json(patch),
-        )
+        .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            tracing::debug!(namespace = job.namespace(), %name, "released the child Job");
+            Ok(())
+        }
         // Gone, or the list changed under us: the next event of the Job decides again.
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => {
+            tracing::info!(namespace = job.namespace(), %name, code = s.code, message = %s.message,
+                "child Job not released: it changed since read");
+            Ok(())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -456,6 +494,11 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
     let _ = ctx.jobs.set(job_store);
+    let finished = restore_totals(&cajs, &ctx.metrics).await?;
+    tracing::info!(
+        finished,
+        "totals restored from the finished CarbonAwareJobs"
+    );
     let mut controller = Controller::new(cajs, watcher::Config::default().any_semantic())
         .owns_stream(job_events)
         .with_config(
@@ -517,8 +560,10 @@ pub async fn run(
 const ORPHAN_SWEEP: Duration = Duration::from_secs(10);
 
 /// Releases the finalizer of child Jobs being deleted whose CarbonAwareJob is gone (deleted
-/// with its Jobs garbage-collected): no reconcile runs for an owner that no longer exists.
-/// The owner's absence from the cache is confirmed with a GET (same name and uid) first.
+/// with its Jobs garbage-collected: no reconcile runs for an owner that no longer exists;
+/// the owner's absence from the cache is confirmed with a GET of the same name and uid
+/// first) or has finished (its outcome is in the status, so the reconcile's own release
+/// is only repeated).
 async fn release_orphans(client: Client, cajs: Store<CarbonAwareJob>, jobs: Option<Store<Job>>) {
     let Some(jobs) = jobs else { return };
     loop {
@@ -538,9 +583,25 @@ async fn release_orphans(client: Client, cajs: Store<CarbonAwareJob>, jobs: Opti
             };
             let cached = cajs
                 .get(&ObjectRef::new(&owner.name).within(&ns))
-                .is_some_and(|c| c.meta().uid.as_deref() == Some(owner.uid.as_str()));
-            if cached {
-                continue;
+                .filter(|c| c.meta().uid.as_deref() == Some(owner.uid.as_str()));
+            match cached {
+                // The owner's outcome is recorded (a release the reconcile could not make,
+                // e.g. it stopped in between): let the Job go.
+                Some(c)
+                    if c.status
+                        .as_ref()
+                        .and_then(|s| s.phase)
+                        .is_some_and(Phase::is_terminal) =>
+                {
+                    let api: Api<Job> = Api::namespaced(client.clone(), &ns);
+                    if let Err(e) = release_finalizer(&api, &job).await {
+                        tracing::warn!(namespace = %ns, name = %job.name_any(), error = %e,
+                            "cannot release the finalizer of a finished child Job");
+                    }
+                    continue;
+                }
+                Some(_) => continue,
+                None => {}
             }
             let api: Api<CarbonAwareJob> = Api::namespaced(client.clone(), &ns);
             let exists = match api.get_opt(&owner.name).await {

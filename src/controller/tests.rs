@@ -793,6 +793,44 @@ async fn a_child_deleted_unfinished_is_let_go_not_patched() {
     .await;
 }
 
+#[tokio::test]
+async fn a_template_for_kueue_is_refused_until_kueue_is_supported() {
+    let (ctx, api) = context(series(100.0, &[100.0]), 0);
+    let mut c = caj("RunNow", "1h", json!({}));
+    c.spec.template.metadata = Some(crate::api::TemplateMetadata {
+        labels: [("kueue.x-k8s.io/queue-name".to_string(), "gpu".to_string())].into(),
+        ..Default::default()
+    });
+    let action = run(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(None).await;
+            api.get_caj(&c).await;
+            // No Job is created: Kueue would own its spec.suspend.
+            let st = api.apply_status(&c).await;
+            let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("False", "KueueManaged")
+            );
+            assert!(
+                ready.message.contains("queue-name=\"gpu\""),
+                "{}",
+                ready.message
+            );
+            assert!(
+                ready.message.contains("Remove the label"),
+                "{}",
+                ready.message
+            );
+            let (ty, reason, _) = api.event().await;
+            assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "KueueManaged"));
+        }
+    })
+    .await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
 /// Accounting in several steps (as a restarted operator does) equals one step.
 #[test]
 fn accrual_is_additive_across_restarts() {
