@@ -324,3 +324,177 @@ async fn regions_are_cached_independently() {
     assert_eq!(regions, vec!["DE".to_string(), "FR".to_string()]);
     assert!(cache.peek("DE").is_some());
 }
+
+// ------------------------------------------------------------------------------------------
+// The reconciler's path: `Cache::serve` never waits on a slow upstream (issue 10, point 8)
+
+/// [`em_body`] for `zone`.
+fn em_body_for(zone: &str, start: DateTime<Utc>, hours: i64, base: f64) -> Value {
+    let mut b = em_body(start, hours, base);
+    b["zone"] = json!(zone);
+    b
+}
+
+fn em_zone(zone: &str, resp: ResponseTemplate) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/v3/carbon-intensity/forecast"))
+        .and(query_param("zone", zone))
+        .respond_with(resp)
+}
+
+async fn requests_for(server: &MockServer, zone: &str) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| {
+            r.url
+                .query()
+                .unwrap_or("")
+                .contains(&format!("zone={zone}"))
+        })
+        .count()
+}
+
+/// Region A's endpoint hangs 20 s; region B's answers. B is served in well under a second
+/// while A's fetch is still in flight, and A's first request gives up after the wait
+/// instead of holding the caller for the upstream timeout.
+#[tokio::test]
+async fn a_hanging_region_delays_no_other() {
+    let server = MockServer::start().await;
+    let now = Utc::now();
+    em_zone(
+        "AA",
+        ResponseTemplate::new(200)
+            .set_body_json(em_body_for("AA", now, 24, 100.0))
+            .set_delay(Duration::from_secs(20)),
+    )
+    .mount(&server)
+    .await;
+    em_zone(
+        "BB",
+        ResponseTemplate::new(200).set_body_json(em_body_for("BB", now, 24, 200.0)),
+    )
+    .mount(&server)
+    .await;
+    let mut s = settings();
+    s.timeout = Duration::from_secs(30);
+    let cache = Arc::new(Cache::new(
+        primary(&server),
+        None,
+        s,
+        Metrics::new().unwrap(),
+    ));
+
+    let t = std::time::Instant::now();
+    let a = cache.serve("AA", now, Duration::from_millis(500)).await;
+    let a_wait = t.elapsed();
+    assert!(matches!(a, Err(ForecastError::Unavailable { .. })), "{a:?}");
+    let t = std::time::Instant::now();
+    let b = cache.serve("BB", now, Duration::from_secs(2)).await;
+    let b_wait = t.elapsed();
+    assert!(b.is_ok(), "{b:?}");
+    println!("A gave up after {a_wait:?}; B served in {b_wait:?} while A hangs");
+    assert!(a_wait < Duration::from_secs(2), "{a_wait:?}");
+    assert!(b_wait < Duration::from_secs(1), "{b_wait:?}");
+    // A second ask for A while its fetch is in flight starts no second request.
+    let _ = cache.serve("AA", now, Duration::from_millis(100)).await;
+    assert_eq!(requests_for(&server, "AA").await, 1);
+}
+
+/// Once a region has data, a due refresh runs in the background: the caller gets the last
+/// forecast at once, even while the upstream hangs.
+#[tokio::test]
+async fn a_due_refresh_never_holds_the_caller() {
+    let server = MockServer::start().await;
+    let now = Utc::now();
+    em_zone(
+        "DE",
+        ResponseTemplate::new(200).set_body_json(em_body(now, 24, 100.0)),
+    )
+    .up_to_n_times(1)
+    .mount(&server)
+    .await;
+    em_zone(
+        "DE",
+        ResponseTemplate::new(200)
+            .set_body_json(em_body(now, 24, 300.0))
+            .set_delay(Duration::from_secs(20)),
+    )
+    .mount(&server)
+    .await;
+    let mut s = settings();
+    s.timeout = Duration::from_secs(30);
+    let cache = Arc::new(Cache::new(
+        primary(&server),
+        None,
+        s,
+        Metrics::new().unwrap(),
+    ));
+    let first = cache
+        .serve("DE", now, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(first.intensity_at(now), Some(100.0));
+    // Ten minutes later the refresh (5 min) is due and the upstream hangs.
+    let later = now + TimeDelta::minutes(10);
+    let t = std::time::Instant::now();
+    let served = cache
+        .serve("DE", later, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let waited = t.elapsed();
+    println!("served the last forecast in {waited:?} while the refresh hangs");
+    assert!(waited < Duration::from_millis(500), "{waited:?}");
+    // The first forecast (100 g/kWh in this hour), not the hanging refresh's 300.
+    assert_eq!(served.intensity_at(later), Some(100.0));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        requests_for(&server, "DE").await,
+        2,
+        "one refresh in the background"
+    );
+}
+
+/// Regions nobody asks for any more are not polled (issue 10, point 9): the refresher
+/// polls only regions asked for within three refresh intervals.
+#[tokio::test]
+async fn only_regions_asked_for_recently_are_active() {
+    let server = MockServer::start().await;
+    let now = Utc::now();
+    for zone in ["DE", "FR"] {
+        em_zone(
+            zone,
+            ResponseTemplate::new(200).set_body_json(em_body_for(zone, now, 24, 100.0)),
+        )
+        .mount(&server)
+        .await;
+    }
+    let cache = Arc::new(Cache::new(
+        primary(&server),
+        None,
+        settings(),
+        Metrics::new().unwrap(),
+    ));
+    assert_eq!(cache.idle_after(), Duration::from_secs(900));
+    cache
+        .serve("DE", now, Duration::from_secs(5))
+        .await
+        .unwrap();
+    cache
+        .serve("FR", now + TimeDelta::minutes(10), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut active = cache.active_regions(now + TimeDelta::minutes(14));
+    active.sort();
+    assert_eq!(active, ["DE", "FR"]);
+    assert_eq!(
+        cache.active_regions(now + TimeDelta::minutes(16)),
+        ["FR"],
+        "DE was last asked for 16 min ago"
+    );
+    assert!(cache
+        .active_regions(now + TimeDelta::minutes(26))
+        .is_empty());
+}

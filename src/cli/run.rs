@@ -216,7 +216,10 @@ pub async fn run(args: Args) -> CliResult {
     })?;
 
     let cache = forecast::build_cache(&args.forecast, metrics.clone()).map_err(Failure::input)?;
-    let refresher = cache.spawn_refresher(Duration::from_secs(30));
+    // Look for due refreshes at least every 30 s, and several times per refresh interval.
+    let tick =
+        (cache.settings().refresh / 3).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let refresher = cache.spawn_refresher(tick);
     let provider = args.forecast.provider;
     if provider == forecast::ProviderKind::Embedded {
         tracing::warn!(
@@ -245,7 +248,7 @@ pub async fn run(args: Args) -> CliResult {
     let ident = identity();
     let mut ctx = Context::new(
         client.clone(),
-        cache.clone(),
+        Arc::new(controller::intensity::CacheFeed(cache.clone())),
         metrics.clone(),
         Some(ident.clone()),
     );

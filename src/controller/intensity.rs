@@ -38,15 +38,24 @@ pub trait Feed: Send + Sync {
 pub struct SourceFeed(pub Arc<dyn ForecastSource>);
 
 /// The operator's feed: the shared per-region cache (one upstream fetch per region per
-/// refresh, history merged in, stale/fallback data labelled in the provenance).
+/// refresh, history merged in, stale/fallback data labelled in the provenance). A
+/// reconcile never waits on upstream longer than [`CacheFeed::WAIT`]: due refreshes run in
+/// the background and the last good forecast is planned with meanwhile.
+pub struct CacheFeed(pub Arc<crate::forecast::Cache>);
+
+impl CacheFeed {
+    /// How long a reconcile waits for a region's first forecast.
+    pub const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+}
+
 #[async_trait]
-impl Feed for crate::forecast::Cache {
+impl Feed for CacheFeed {
     async fn get(
         &self,
         region: &str,
         now: DateTime<Utc>,
     ) -> Result<Arc<Intensities>, ForecastError> {
-        let c = crate::forecast::Cache::get(self, region, now).await?;
+        let c = self.0.serve(region, now, Self::WAIT).await?;
         Ok(Arc::new(Intensities {
             series: c.series().clone(),
             provenance: c.provenance(),

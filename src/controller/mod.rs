@@ -234,13 +234,20 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         }
     }
     let terminal = terminal(&caj);
-    let region = region_of(&caj, &ctx);
+    let mut region = region_of(&caj, &ctx);
     let intensities: Result<Arc<Intensities>, String> = match (&region, terminal) {
-        (Ok(r), false) => ctx
-            .feed
-            .get(r, now)
-            .await
-            .map_err(|e: ForecastError| e.to_string()),
+        (Ok(r), false) => match ctx.feed.get(r, now).await {
+            Ok(i) => Ok(i),
+            // The provider says the region does not exist: the job cannot be planned
+            // until its region is fixed (and the cache does not ask again for an hour).
+            Err(e @ ForecastError::UnknownRegion { .. }) => {
+                region = Err(format!(
+                    "{e}: set spec.region to a grid zone of the forecast provider, or map the cloud region with --region-map"
+                ));
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        },
         (_, true) => Err("finished".into()),
         (Err(e), _) => Err(e.clone()),
     };

@@ -161,6 +161,9 @@ struct Snapshot {
     current: Option<Arc<CachedForecast>>,
     error: Option<ForecastError>,
     next_refresh: Option<DateTime<Utc>>,
+    /// When a caller last asked for the region: the refresher polls only regions asked
+    /// for within [`Cache::idle_after`].
+    last_asked: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -175,6 +178,10 @@ struct RefreshState {
 struct Entry {
     snapshot: Mutex<Snapshot>,
     refresh: tokio::sync::Mutex<RefreshState>,
+    /// A background refresh ([`Cache::serve`]) is in flight.
+    refreshing: std::sync::atomic::AtomicBool,
+    /// Woken whenever a refresh stores its result.
+    stored: tokio::sync::Notify,
 }
 
 impl Entry {
@@ -206,6 +213,35 @@ impl Entry {
             snap.error = error;
             snap.next_refresh = Some(next);
         }
+        self.stored.notify_waiters();
+    }
+
+    fn touch(&self, now: DateTime<Utc>) {
+        if let Ok(mut snap) = self.snapshot.lock() {
+            snap.last_asked = Some(snap.last_asked.map_or(now, |t| t.max(now)));
+        }
+    }
+
+    fn asked_since(&self, t: DateTime<Utc>) -> bool {
+        self.snapshot
+            .lock()
+            .ok()
+            .and_then(|s| s.last_asked)
+            .is_some_and(|a| a >= t)
+    }
+
+    /// What may be served without waiting for upstream: fresh data, else data that still
+    /// covers `now` (due for a refresh, or the last good forecast), else a stored error
+    /// that is not yet due for a retry.
+    fn servable(&self, now: DateTime<Utc>) -> Option<Result<Arc<CachedForecast>, ForecastError>> {
+        if let Some(r) = self.fresh(now) {
+            return Some(r);
+        }
+        let snap = self.snapshot.lock().ok()?;
+        snap.current
+            .as_ref()
+            .filter(|c| c.forecast.series.start() <= now && c.forecast.series.end() > now)
+            .map(|c| Ok(c.clone()))
     }
 }
 
@@ -305,17 +341,110 @@ impl Cache {
         result.inspect(|c| self.observe(region, c, now))
     }
 
-    /// Spawns a task that refreshes every region asked for so far when its refresh is due,
-    /// so subscribers hear of new forecasts even when no reconcile asks. Checks every
-    /// `tick`.
+    /// The forecast for `region` at `now` without waiting on upstream for longer than
+    /// `wait`: what the reconciler uses, so that a provider that hangs or fails for one
+    /// region never holds reconciles (of any region) for its timeouts and retries.
+    ///
+    /// Data that still covers `now` is served at once; when it is due, a refresh starts in
+    /// the background (one per region at a time) and its result is served from then on.
+    /// A region with nothing to serve yet (its first request, or only an error) starts that
+    /// refresh and waits up to `wait` for it; if it has not finished then, the answer is
+    /// [`ForecastError::Unavailable`] and the caller looks again later (the refresh
+    /// announces itself on [`Cache::subscribe`] when done).
+    pub async fn serve(
+        self: &Arc<Self>,
+        region: &str,
+        now: DateTime<Utc>,
+        wait: Duration,
+    ) -> Result<Arc<CachedForecast>, ForecastError> {
+        let entry = self.entry(region);
+        entry.touch(now);
+        if let Some(r) = entry.fresh(now) {
+            return r.inspect(|c| self.observe(region, c, now));
+        }
+        // Registered before the refresh starts, so its notification cannot be missed.
+        let stored = entry.stored.notified();
+        self.refresh_in_background(region, &entry, now);
+        if let Some(Ok(c)) = entry.servable(now) {
+            self.observe(region, &c, now);
+            return Ok(c);
+        }
+        let _ = tokio::time::timeout(wait, stored).await;
+        match entry.fresh(now).or_else(|| entry.servable(now)) {
+            Some(r) => r.inspect(|c| self.observe(region, c, now)),
+            None => Err(ForecastError::Unavailable {
+                provider: self.source.name().to_string(),
+                detail: format!(
+                    "the forecast for {region} is being fetched (not ready after {} ms); \
+                     planning again when it arrives",
+                    wait.as_millis()
+                ),
+            }),
+        }
+    }
+
+    /// Starts [`Cache::get`] for `region` in a task unless one is already in flight.
+    fn refresh_in_background(
+        self: &Arc<Self>,
+        region: &str,
+        entry: &Arc<Entry>,
+        now: DateTime<Utc>,
+    ) {
+        use std::sync::atomic::Ordering;
+        if entry
+            .refreshing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let cache = Arc::clone(self);
+        let entry = Arc::clone(entry);
+        let region = region.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = cache.get(&region, now.max(Utc::now())).await {
+                tracing::debug!(region, error = %e, "background forecast refresh failed");
+            }
+            entry.refreshing.store(false, Ordering::Release);
+            entry.stored.notify_waiters();
+        });
+    }
+
+    /// Regions not asked for this long are no longer polled: three refresh intervals, so
+    /// a region whose jobs are replanned at every refresh stays polled, and one whose jobs
+    /// are all gone (finished, deleted) stops being polled.
+    pub fn idle_after(&self) -> Duration {
+        self.settings.refresh.saturating_mul(3)
+    }
+
+    /// Regions asked for within [`Cache::idle_after`] of `now`.
+    pub fn active_regions(&self, now: DateTime<Utc>) -> Vec<String> {
+        let since = now - to_delta(self.idle_after());
+        self.entries
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, e)| e.asked_since(since))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Spawns a task that refreshes every active region (see [`Cache::active_regions`]) when
+    /// its refresh is due, so subscribers hear of new forecasts even when no reconcile asks.
+    /// Checks every `tick`; each region refreshes in its own task, so one that hangs delays
+    /// no other.
     pub fn spawn_refresher(self: &Arc<Self>, tick: Duration) -> tokio::task::JoinHandle<()> {
         let cache = Arc::clone(self);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(tick).await;
-                for region in cache.regions() {
-                    if let Err(e) = cache.get(&region, Utc::now()).await {
-                        tracing::warn!(region, error = %e, "forecast refresh failed");
+                let now = Utc::now();
+                for region in cache.active_regions(now) {
+                    let entry = cache.entry(&region);
+                    if entry.fresh(now).is_none() {
+                        cache.refresh_in_background(&region, &entry, now);
                     }
                 }
             }
@@ -549,6 +678,9 @@ impl Cache {
                 retry_after_secs: Some(s),
                 ..
             } => base.max(TimeDelta::seconds(*s as i64)),
+            // The provider says the region does not exist: asking again will not change
+            // that soon.
+            ForecastError::UnknownRegion { .. } => TimeDelta::hours(1),
             _ => base,
         }
     }
