@@ -487,7 +487,27 @@ up() {
   else
     address_flags=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none)
   fi
+  # Audit log of the writes to CarbonAwareJobs, Jobs and Leases (who wrote what, when: the
+  # leader-fencing test reads it; docs/local-cluster.md).
+  cat > "$STATE/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete]
+  resources:
+  - group: carbonshift.io
+    resources: [carbonawarejobs, carbonawarejobs/status]
+  - group: batch
+    resources: [jobs]
+  - group: coordination.k8s.io
+    resources: [leases]
+- level: None
+POLICY
   start kube-apiserver "${address_flags[@]}" --secure-port="$APISERVER_PORT" \
+    --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$LOGS/audit.log" \
+    --audit-log-maxsize=200 --audit-log-maxbackup=1 \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --tls-cert-file="$CERTS/apiserver.crt" --tls-private-key-file="$CERTS/apiserver.key" \
     --client-ca-file="$CERTS/ca.crt" \
@@ -554,6 +574,7 @@ env_lines() {
   # shellcheck disable=SC2016 # $PATH is for the shell that evals this
   printf 'export PATH=%q:"$PATH"\n' "$BIN"
   printf 'export CARBONSHIFT_CLUSTER_LOGS=%q\n' "$LOGS"
+  printf 'export CARBONSHIFT_AUDIT_LOG=%q\n' "$LOGS/audit.log"
   real_node_enabled && node_env_lines
 }
 

@@ -98,6 +98,12 @@ async fn operator_survives_faults() {
         ),
         ("frozen_edits", Box::pin(no_edit_freezes_a_job())),
         ("totals_restart", Box::pin(totals_survive_a_restart())),
+        ("slow_region", Box::pin(a_slow_region_delays_no_other())),
+        ("contended_gpus", Box::pin(pending_pods_are_not_work())),
+        (
+            "fencing",
+            Box::pin(a_stopped_leader_writes_nothing_after_losing_the_lease()),
+        ),
     ];
     let only = std::env::var("CARBONSHIFT_E2E_ONLY").unwrap_or_default();
     let picked: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
@@ -265,7 +271,7 @@ async fn a_finished_job_never_runs_again() {
         "avoided total {avoided} vs status {}",
         st.avoided_grams
     );
-    env.ns.delete().await;
+    env.ns.delete_and_wait().await;
     drop(op2);
 }
 
@@ -388,7 +394,7 @@ async fn a_stale_watch_counts_every_transition_once() {
         .expect("completionTime");
     assert_eq!(ready.len(), 2, "history:\n{}", tr.dump());
     assert_ledger(&st, &[(ready[0], pauses[0]), (ready[1], end)], created, &f);
-    env.ns.delete().await;
+    env.ns.delete_and_wait().await;
     drop(op);
     drop(delay);
 }
@@ -538,7 +544,7 @@ async fn no_edit_freezes_a_job() {
         .find(|l| l.starts_with("carbonshift_deadline_misses_total "))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
     assert_eq!(misses, Some(1.0), "deadline misses in:\n{text}");
-    env.ns.delete().await;
+    env.ns.delete_and_wait().await;
     drop(op);
 }
 
@@ -650,6 +656,686 @@ async fn totals_survive_a_restart() {
         totals(&op2, &env.ns.name).await,
         sums4,
     );
-    env.ns.delete().await;
+    env.ns.delete_and_wait().await;
     drop(op2);
+}
+
+// ------------------------------------------------------------------------------------------
+// Points 8 and 9: one slow provider slows nothing else; unknown and abandoned regions
+
+/// A local server speaking Electricity Maps' forecast API (`GET
+/// /v3/carbon-intensity/forecast?zone=Z`, `auth-token` header), serving `f` for the zones
+/// `AA` and `BB` and a 404 naming the zone for any other. While `hang` is set, zone `AA` answers
+/// only after 60 s. Counts requests per zone.
+struct EmServer {
+    port: u16,
+    counts: Arc<Mutex<std::collections::BTreeMap<String, usize>>>,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EmServer {
+    async fn start(f: &Forecast) -> Self {
+        use axum::extract::State;
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::{IntoResponse, Response};
+        type Shared = (
+            Arc<Mutex<std::collections::BTreeMap<String, usize>>>,
+            Arc<std::sync::atomic::AtomicBool>,
+            Arc<Vec<(DateTime<Utc>, f64)>>,
+        );
+        async fn forecast(
+            State((counts, hang, points)): State<Shared>,
+            headers: HeaderMap,
+            uri: axum::http::Uri,
+        ) -> Response {
+            let zone = uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("zone="))
+                .unwrap_or("")
+                .to_string();
+            let json = |code: StatusCode, v: serde_json::Value| {
+                (code, [("content-type", "application/json")], v.to_string()).into_response()
+            };
+            if let Ok(mut c) = counts.lock() {
+                *c.entry(zone.clone()).or_default() += 1;
+            }
+            if headers.get("auth-token").is_none() {
+                return (StatusCode::UNAUTHORIZED, "missing auth-token").into_response();
+            }
+            if zone == "AA" && hang.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            if !["AA", "BB"].contains(&zone.as_str()) {
+                let body =
+                    json!({"status": "error", "message": format!("Zone '{zone}' does not exist.")});
+                return json(StatusCode::NOT_FOUND, body);
+            }
+            let forecast: Vec<serde_json::Value> = points
+                .iter()
+                .map(|(t, v)| json!({"carbonIntensity": v, "datetime": rfc3339(*t)}))
+                .collect();
+            json(
+                StatusCode::OK,
+                json!({"zone": zone, "forecast": forecast, "updatedAt": rfc3339(Utc::now())}),
+            )
+            .into_response()
+        }
+        let points: Vec<(DateTime<Utc>, f64)> = f
+            .values
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (f.start + TimeDelta::minutes(k as i64), *v))
+            .collect();
+        let counts = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let app = axum::Router::new()
+            .route(
+                "/v3/carbon-intensity/forecast",
+                axum::routing::get(forecast),
+            )
+            .with_state((counts.clone(), hang.clone(), Arc::new(points)));
+        let listener = must(
+            "bind the forecast server",
+            tokio::net::TcpListener::bind("127.0.0.1:0").await,
+        );
+        let port = must("address", listener.local_addr()).port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            port,
+            counts,
+            hang,
+            task,
+        }
+    }
+
+    fn counts(&self) -> std::collections::BTreeMap<String, usize> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn total(&self) -> usize {
+        self.counts().values().sum()
+    }
+}
+
+impl Drop for EmServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Four jobs in region AA and one in BB, with at most two reconciles at once. Region AA's
+/// endpoint starts hanging (60 s per request, beyond the operator's 10 s timeout and its
+/// retries) 30 s before every job is due to start: BB's, and AA's planned with AA's last
+/// forecast, must start within 5 s of their planned time. Then 200 jobs with random unknown regions are refused `RegionUnknown` with at most
+/// one request per region, and once every job is deleted the upstream request count stays
+/// flat.
+async fn a_slow_region_delays_no_other() {
+    let env = Env::new("e2e-slow").await;
+    let p = first_boundary(Utc::now()) + TimeDelta::minutes(1);
+    let at = |k: i64| p + TimeDelta::minutes(k);
+    // Dirty until p, clean from p on: every job is planned to start at p.
+    let f = Forecast::around(p, |k| if k < 0 { 500.0 } else { 50.0 });
+    let server = EmServer::start(&f).await;
+    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    let provider = [
+        "--forecast-provider".as_ref(),
+        "electricitymaps".as_ref(),
+        "--forecast-endpoint".as_ref(),
+        std::ffi::OsStr::new(&endpoint),
+        "--forecast-fallback".as_ref(),
+        "none".as_ref(),
+    ];
+    let op = env.operator_with_provider(
+        "operator",
+        &provider,
+        &[
+            "--forecast-refresh",
+            "10s",
+            "--max-concurrent-reconciles",
+            "2",
+        ],
+        &[("ELECTRICITYMAPS_TOKEN", "test-token")],
+    );
+    op.ready().await;
+    let job = |name: &str, region: &str, schedule: serde_json::Value| {
+        let mut m = manifest(name, schedule, json!({RUN_FOR: "1h"}));
+        m["spec"]["region"] = json!(region);
+        m
+    };
+    for i in 0..4 {
+        let mut m = job(
+            &format!("aa-{i}"),
+            "AA",
+            json!({"strategy": "FlexibleStart", "expectedDuration": "5m", "maxDelay": "40m"}),
+        );
+        m["spec"]["schedule"]["deadline"] = json!(rfc3339(at(40)));
+        m["spec"]["schedule"]
+            .as_object_mut()
+            .map(|o| o.remove("maxDelay"));
+        create(&env, m).await;
+    }
+    create(
+        &env,
+        job(
+            "bb",
+            "BB",
+            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "20m"}),
+        ),
+    )
+    .await;
+    let mut bb = Tracker::new(&env, "bb");
+    bb.wait_for("bb Waiting", Duration::from_secs(30), |st| {
+        st.phase == Some(Phase::Waiting)
+    })
+    .await;
+    let planned = bb
+        .status()
+        .planned_start
+        .as_ref()
+        .map(time::from_time)
+        .expect("plannedStart");
+    assert_eq!(planned, p, "bb is planned for the first clean minute");
+    // AA hangs from 30 s before bb's start on.
+    let hang_at = p - TimeDelta::seconds(30);
+    tokio::time::sleep((hang_at - Utc::now()).to_std().unwrap_or_default()).await;
+    server.hang.store(true, std::sync::atomic::Ordering::SeqCst);
+    let aa_before = server.counts().get("AA").copied().unwrap_or(0);
+    let started = bb
+        .wait_for("bb started", Duration::from_secs(90), |st| {
+            st.start_time.is_some()
+        })
+        .await
+        .start_time
+        .as_ref()
+        .map(time::from_time)
+        .expect("startTime");
+    let late = (started - planned).num_seconds();
+    let aa_during = server.counts().get("AA").copied().unwrap_or(0) - aa_before;
+    println!(
+        "[{}] bb planned {planned}, started {started} ({late} s late); AA asked {aa_during} times while hanging",
+        env.ns.name
+    );
+    assert!(aa_during >= 1, "AA was never asked while it hung: no fault");
+    assert!(late <= 5, "bb started {late} s after its planned time");
+    // Even the hanging region's jobs started on time, planned with its last forecast.
+    for i in 0..4 {
+        let name = format!("aa-{i}");
+        let st = wait_until(
+            format!("{name} started"),
+            Duration::from_secs(15),
+            || async {
+                let st = env.cajs.get(&name).await?.status_or_default();
+                Ok::<_, kube::Error>(st.start_time.is_some().then_some(st))
+            },
+        )
+        .await;
+        let t = st.start_time.as_ref().map(time::from_time);
+        assert!(
+            t.is_some_and(|t| (t - p).num_seconds().abs() <= 5),
+            "aa-{i} started at {t:?}, planned {p}: {st:?}"
+        );
+    }
+    server
+        .hang
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    // Unknown regions: refused, and asked about at most once each.
+    let mut unknown = BTreeSet::new();
+    for i in 0..200u32 {
+        let region = format!("Q{:03X}", (i * 7919 + 17) % 4096);
+        unknown.insert(region.clone());
+        create(
+            &env,
+            job(
+                &format!("u-{i}"),
+                &region,
+                json!({"strategy": "RunNow", "expectedDuration": "1m", "maxDelay": "20m"}),
+            ),
+        )
+        .await;
+    }
+    wait_until(
+        "200 jobs RegionUnknown",
+        Duration::from_secs(120),
+        || async {
+            let list = env.cajs.list(&kube::api::ListParams::default()).await?;
+            let n = list
+                .items
+                .iter()
+                .filter(|c| {
+                    condition(&c.status_or_default(), "Ready")
+                        .is_some_and(|r| r.status == "False" && r.reason == "RegionUnknown")
+                })
+                .count();
+            Ok::<_, kube::Error>((n == 200).then_some(()))
+        },
+    )
+    .await;
+    let counts = server.counts();
+    let most = unknown
+        .iter()
+        .map(|r| counts.get(r).copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most <= 1,
+        "an unknown region was asked {most} times: {counts:?}"
+    );
+    let created_jobs = must("list Jobs", env.jobs.list(&Default::default()).await).items;
+    assert!(
+        created_jobs.iter().all(|j| !j.name_any().starts_with("u-")),
+        "a Job was created for an unknown region"
+    );
+
+    // Abandoned regions: delete everything; after three refresh intervals nothing is polled.
+    must(
+        "delete all CarbonAwareJobs",
+        env.cajs
+            .delete_collection(&Default::default(), &Default::default())
+            .await,
+    );
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    let before = server.total();
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let after = server.total();
+    println!(
+        "[{}] upstream requests {before} then {after} 40 s later, all jobs deleted",
+        env.ns.name
+    );
+    assert_eq!(after, before, "regions without jobs are still polled");
+    env.ns.delete_and_wait().await;
+    drop(op);
+}
+
+// ------------------------------------------------------------------------------------------
+// Point 1: work is what ran
+
+/// A taint on a node for the life of the value (removed on drop, also when the test fails).
+struct Taint {
+    node: String,
+    key: String,
+}
+
+impl Taint {
+    fn add(node: &str, taint: &str) -> Self {
+        cluster::kubectl(&["taint", "nodes", node, taint, "--overwrite"]);
+        let key = taint.split(['=', ':']).next().unwrap_or(taint).to_string();
+        Self {
+            node: node.to_string(),
+            key,
+        }
+    }
+}
+
+impl Drop for Taint {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(cluster::tool("kubectl"))
+            .args(["taint", "nodes", &self.node, &format!("{}-", self.key)])
+            .output();
+    }
+}
+
+/// Every GPU of node kwok-gpu-3 is held by another Job until 5 minutes after a
+/// CarbonAwareJob pinned to that node is due to start. While its pod is Pending the
+/// runtime does not grow (the wait is `waitingForPodsSeconds`); the start-up latency is
+/// measured (`startupSeconds` about 300); the job then runs its 2 minutes and meets its
+/// deadline, which was feasible at that latency.
+async fn pending_pods_are_not_work() {
+    let node = "kwok-gpu-3";
+    // The node is this scenario's alone (the other scenarios run at the same time).
+    let _taint = Taint::add(node, "carbonshift.io/contended=true:NoSchedule");
+    let env = Env::new("e2e-contended").await;
+    let p = first_boundary(Utc::now());
+    let at = |k: i64| p + TimeDelta::minutes(k);
+    let f = Forecast::around(p, |k| if k < 0 { 500.0 } else { 100.0 + k as f64 });
+    f.write_csv(&env.forecast, REGION);
+    let pin = json!({"kubernetes.io/hostname": node});
+    let tolerate =
+        json!([{"key": "carbonshift.io/contended", "operator": "Exists", "effect": "NoSchedule"}]);
+    let all_pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(env.client.clone());
+    wait_until(
+        "no other pod on the node",
+        Duration::from_secs(300),
+        || async {
+            let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"));
+            let others = all_pods
+                .list(&lp)
+                .await?
+                .items
+                .iter()
+                .filter(|p| {
+                    !matches!(cluster::pod_phase(p), "Succeeded" | "Failed")
+                        && p.metadata.deletion_timestamp.is_none()
+                })
+                .count();
+            Ok::<_, kube::Error>((others == 0).then_some(()))
+        },
+    )
+    .await;
+    // The holder: 8 pods of 1 GPU each on the node, finishing at p+5m.
+    let holder: Job = must(
+        "holder Job",
+        serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "holder"},
+            "spec": {"parallelism": 8, "completions": 8, "backoffLimit": 0, "template": {
+                "metadata": {"annotations": {RUN_FOR: rfc3339(at(5))}},
+                "spec": {"restartPolicy": "Never", "nodeSelector": pin, "tolerations": tolerate,
+                    "containers": [{
+                    "name": "hold", "image": "registry.example/hold:1",
+                    "resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}
+                }]}
+            }}
+        })),
+    );
+    must(
+        "create holder",
+        env.jobs.create(&Default::default(), &holder).await,
+    );
+    wait_until("8 holder pods running", Duration::from_secs(60), || async {
+        let pods = env
+            .pods
+            .list(&kube::api::ListParams::default().labels("job-name=holder"))
+            .await?;
+        let n = pods
+            .items
+            .iter()
+            .filter(|p| cluster::pod_running_ready(p))
+            .count();
+        Ok::<_, kube::Error>((n == 8).then_some(()))
+    })
+    .await;
+
+    let op = env.operator("operator", &[]);
+    op.ready().await;
+    let mut m = manifest(
+        "train",
+        json!({"strategy": "FlexibleStart", "expectedDuration": "2m",
+               "deadline": rfc3339(at(9))}),
+        json!({RUN_FOR: "1h"}),
+    );
+    m["spec"]["template"]["spec"]["template"]["spec"]["nodeSelector"] = pin;
+    m["spec"]["template"]["spec"]["template"]["spec"]["tolerations"] = tolerate;
+    let caj = create(&env, m).await;
+    let created = created_at(&caj);
+    let mut tr = Tracker::new(&env, "train");
+    let st = tr
+        .wait_for("started", Duration::from_secs(150), |st| {
+            st.start_time.is_some()
+        })
+        .await;
+    let started = st
+        .start_time
+        .as_ref()
+        .map(time::from_time)
+        .expect("startTime");
+    assert!(
+        (started - p).num_seconds().abs() <= 5,
+        "due at {p}, started at {started}"
+    );
+    // Pending until the holder finishes: runtime stays at zero all that time.
+    let st = tr
+        .wait_for("a Ready pod", Duration::from_secs(400), |st| {
+            st.ready_since.is_some()
+        })
+        .await;
+    let ready_since = st
+        .ready_since
+        .as_ref()
+        .map(time::from_time)
+        .expect("readySince");
+    let pending_max = tr
+        .samples
+        .iter()
+        .filter(|s| s.status.ready_since.is_none() && s.status.start_time.is_some())
+        .map(|s| s.status.runtime_seconds)
+        .max()
+        .unwrap_or(0);
+    let waited = tr
+        .samples
+        .iter()
+        .filter(|s| s.status.ready_since.is_none())
+        .map(|s| s.status.waiting_for_pods_seconds)
+        .max()
+        .unwrap_or(0);
+    let latency = st.startup_seconds.unwrap_or(0);
+    println!(
+        "[{}] started {started}, first Ready pod {ready_since}: startupSeconds {latency}, \
+         runtime while Pending at most {pending_max} s, waitingForPodsSeconds {waited} s",
+        env.ns.name
+    );
+    assert!(
+        ready_since >= at(5),
+        "the pod ran before the GPUs were free"
+    );
+    assert!(
+        pending_max <= 1,
+        "runtime grew to {pending_max} s while the pod was Pending"
+    );
+    assert!(
+        (latency - (ready_since - started).num_seconds()).abs() <= 1,
+        "startupSeconds {latency} vs {} s from start to the first Ready pod",
+        (ready_since - started).num_seconds()
+    );
+    assert!((290..=330).contains(&latency), "startupSeconds {latency}");
+    run_until_finished(&env, &mut tr, 120, at(10)).await;
+    let st = tr.status();
+    assert_eq!(st.phase, Some(Phase::Succeeded), "{}", tr.dump());
+    let end = st
+        .completion_time
+        .as_ref()
+        .map(time::from_time)
+        .expect("completionTime");
+    assert!(
+        end <= at(9),
+        "finished at {end}, after the deadline {}",
+        at(9)
+    );
+    assert!(!st.deadline_missed);
+    assert!(
+        st.waiting_for_pods_seconds >= 290,
+        "waitingForPodsSeconds {}",
+        st.waiting_for_pods_seconds
+    );
+    assert_ledger(&st, &[(ready_since, end)], created, &f);
+    env.ns.delete_and_wait().await;
+    drop(op);
+}
+
+// ------------------------------------------------------------------------------------------
+// Point 7: leader fencing
+
+/// One write request from the API server's audit log.
+#[derive(Debug)]
+struct AuditWrite {
+    at: DateTime<Utc>,
+    agent: String,
+    verb: String,
+    resource: String,
+    name: String,
+    code: i64,
+}
+
+/// The audit log's write requests in namespace `ns` (the local cluster logs writes to
+/// CarbonAwareJobs, Jobs and Leases: hack/cluster.sh).
+fn audit_writes(ns: &str) -> Vec<AuditWrite> {
+    let path = std::env::var("CARBONSHIFT_AUDIT_LOG")
+        .expect("CARBONSHIFT_AUDIT_LOG (hack/cluster.sh env)");
+    let text = must("read the audit log", std::fs::read_to_string(&path));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["namespace"] == ns)
+        .filter_map(|e| {
+            let at = e["requestReceivedTimestamp"].as_str()?.parse().ok()?;
+            let sub = e["objectRef"]["subresource"].as_str().unwrap_or("");
+            Some(AuditWrite {
+                at,
+                agent: e["userAgent"].as_str().unwrap_or("").to_string(),
+                verb: e["verb"].as_str().unwrap_or("").to_string(),
+                resource: format!(
+                    "{}{}{sub}",
+                    e["objectRef"]["resource"].as_str().unwrap_or(""),
+                    if sub.is_empty() { "" } else { "/" }
+                ),
+                name: e["objectRef"]["name"].as_str().unwrap_or("").to_string(),
+                code: e["responseStatus"]["code"].as_i64().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// Two replicas share the Lease. The leader is SIGSTOPped for 30 s, 45 s before a job is
+/// due to start: the standby takes the Lease and starts the job on time. After SIGCONT the
+/// old leader steps down (it exits, to rejoin as a standby) without a single write: the
+/// API server's audit log shows no request from it once the standby holds the Lease.
+async fn a_stopped_leader_writes_nothing_after_losing_the_lease() {
+    let env = Env::new("e2e-fencing").await;
+    let p = first_boundary(Utc::now()) + TimeDelta::minutes(1);
+    let at = |k: i64| p + TimeDelta::minutes(k);
+    let f = Forecast::around(p, |k| if k < 1 { 500.0 } else { 50.0 });
+    f.write_csv(&env.forecast, REGION);
+    let mut a = env.operator("operator-a", &[]);
+    a.ready().await;
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(env.client.clone(), &env.ns.name);
+    let holder = || async {
+        leases
+            .get_opt("carbonshift-leader")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+            .unwrap_or_default()
+    };
+    let a_id = format!("_{})", a.pid().expect("pid"));
+    wait_until("operator-a leads", Duration::from_secs(30), || async {
+        Ok::<_, String>(
+            format!("{})", holder().await)
+                .ends_with(&a_id)
+                .then_some(()),
+        )
+    })
+    .await;
+    let b = env.operator("operator-b", &[]);
+    b.ready().await;
+    let b_id = format!("_{})", b.pid().expect("pid"));
+    create(
+        &env,
+        manifest(
+            "train",
+            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "15m"}),
+            json!({RUN_FOR: "1h"}),
+        ),
+    )
+    .await;
+    let mut tr = Tracker::new(&env, "train");
+    tr.wait_for("Waiting", Duration::from_secs(30), |st| {
+        st.phase == Some(Phase::Waiting)
+    })
+    .await;
+
+    let stop_at = at(1) - TimeDelta::seconds(45);
+    tokio::time::sleep((stop_at - Utc::now()).to_std().unwrap_or_default()).await;
+    a.signal("STOP");
+    let stopped = Utc::now();
+    println!("[{}] SIGSTOP operator-a at {stopped}", env.ns.name);
+    wait_until("operator-b leads", Duration::from_secs(40), || async {
+        Ok::<_, String>(
+            format!("{})", holder().await)
+                .ends_with(&b_id)
+                .then_some(()),
+        )
+    })
+    .await;
+    let st = tr
+        .wait_for("started", Duration::from_secs(60), |st| {
+            st.start_time.is_some()
+        })
+        .await;
+    let started = st
+        .start_time
+        .as_ref()
+        .map(time::from_time)
+        .expect("startTime");
+    tokio::time::sleep(
+        ((stopped + TimeDelta::seconds(30)) - Utc::now())
+            .to_std()
+            .unwrap_or_default(),
+    )
+    .await;
+    a.signal("CONT");
+    let resumed = Utc::now();
+    let exited = wait_until("operator-a steps down", Duration::from_secs(30), || {
+        let e = a.exited();
+        async move { Ok::<_, String>(e) }
+    })
+    .await;
+    // Let any late write of the old leader reach the audit log.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let writes = audit_writes(&env.ns.name);
+    let b_took = writes
+        .iter()
+        .filter(|w| w.agent.ends_with(&b_id) && w.resource == "leases" && w.code < 300)
+        .map(|w| w.at)
+        .min()
+        .expect("operator-b's first Lease write");
+    let late: Vec<&AuditWrite> = writes
+        .iter()
+        .filter(|w| w.agent.ends_with(&a_id) && w.at >= b_took)
+        .collect();
+    let a_writes = writes.iter().filter(|w| w.agent.ends_with(&a_id)).count();
+    let b_writes = writes.iter().filter(|w| w.agent.ends_with(&b_id)).count();
+    println!(
+        "[{}] stopped {stopped}, b took the Lease {b_took}, job started {started}, resumed {resumed}, \
+         a exited {exited:?}; audit: {a_writes} writes by a, {b_writes} by b, {} by a after b took over",
+        env.ns.name,
+        late.len()
+    );
+    assert!(
+        a_writes >= 2,
+        "the audit log does not name operator-a's writes: no evidence"
+    );
+    assert!(
+        b_writes >= 2,
+        "operator-b wrote {b_writes} times: it never acted"
+    );
+    let late_txt: Vec<String> = late
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {} {}/{} -> {}",
+                w.at, w.verb, w.resource, w.name, w.code
+            )
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the old leader wrote after losing the Lease: {late_txt:?}"
+    );
+    assert!(!exited.success(), "operator-a exited {exited:?}");
+    assert!(
+        (started - at(1)).num_seconds().abs() <= 5,
+        "started at {started}, planned {}",
+        at(1)
+    );
+    let log = a.log_text();
+    assert!(
+        log.contains("stepping down") || log.contains("lost the Lease"),
+        "operator-a's log says nothing of stepping down"
+    );
+    // It rejoins as a standby.
+    let a2 = env.operator("operator-a2", &[]);
+    a2.ready().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(a2.log_text().contains("standing by"), "{}", a2.log_text());
+    assert!(format!("{})", holder().await).ends_with(&b_id));
+    drop(a2);
+    env.ns.delete_and_wait().await;
+    drop(b);
+    drop(a);
 }

@@ -352,7 +352,7 @@ async fn pause_and_resume_pauses_and_resumes_pods() {
             describe_events(&evs)
         );
     }
-    env.ns.delete().await;
+    env.ns.delete_and_wait().await;
     drop(op);
 }
 
@@ -467,7 +467,7 @@ async fn flexible_start_starts_in_cleanest_window() {
             describe_events(&evs)
         );
     }
-    env.ns.delete().await;
+    env.ns.delete_and_wait().await;
     drop(op);
 }
 
@@ -622,7 +622,7 @@ async fn deadline_guard_forces_run_on_dirty_grid() {
             describe_events(&evs)
         );
     }
-    env.ns.delete().await;
+    env.ns.delete_and_wait().await;
     drop(op);
 }
 
@@ -732,7 +732,7 @@ async fn operator_restart_loses_no_accounting() {
 
     let log2 = op2.log_text();
     assert!(!log2.contains("panicked"), "operator-2 panicked:\n{log2}");
-    env.ns.delete().await;
+    env.ns.delete_and_wait().await;
     drop(op1);
     drop(op2);
 }
@@ -950,7 +950,7 @@ async fn invalid_manifests_are_refused_with_readable_messages() {
         "invalid manifests:\n{}",
         failures.join("\n")
     );
-    env.ns.delete().await;
+    env.ns.delete_and_wait().await;
     drop(op);
 }
 
@@ -1107,6 +1107,6 @@ async fn metrics_report_avoided_emissions_and_run_now_sanity() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    env.ns.delete().await;
+    env.ns.delete_and_wait().await;
     drop(op);
 }

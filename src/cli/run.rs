@@ -209,7 +209,8 @@ pub async fn run(args: Args) -> CliResult {
     };
     let http = tokio::spawn(server::serve(listener, health, stopped(stop_rx.clone())));
 
-    let client = Client::try_default().await.map_err(|e| {
+    let ident = identity();
+    let client = kube_client(&ident).await.map_err(|e| {
         Failure::runtime(format!(
             "cannot configure the Kubernetes client (in-cluster service account or KUBECONFIG): {e}"
         ))
@@ -245,7 +246,6 @@ pub async fn run(args: Args) -> CliResult {
             .map_err(|e| e.to_string())
     });
 
-    let ident = identity();
     let mut ctx = Context::new(
         client.clone(),
         Arc::new(controller::intensity::CacheFeed(cache.clone())),
@@ -256,6 +256,10 @@ pub async fn run(args: Args) -> CliResult {
     ctx.persist_every = TimeDelta::seconds(args.status_interval);
     ctx.deadline_margin = args.deadline_margin;
     ctx.max_concurrent_reconciles = args.max_concurrent_reconciles;
+    if args.leader_election {
+        ctx.fence = Arc::new(leader::Fence::leased());
+    }
+    let fence = ctx.fence.clone();
     let ctx = Arc::new(ctx);
     ready.store(true, Ordering::Relaxed);
 
@@ -275,6 +279,7 @@ pub async fn run(args: Args) -> CliResult {
                 lease_duration: Duration::from_secs(15),
                 renew_every: Duration::from_secs(5),
             },
+            fence,
         );
         tokio::select! {
             _ = e.acquire() => {}
@@ -333,4 +338,17 @@ pub async fn run(args: Args) -> CliResult {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The Kubernetes client, identifying this replica in its User-Agent
+/// (`carbonshift/VERSION (IDENTITY)`), so the API server's audit log tells replicas apart.
+async fn kube_client(identity: &str) -> Result<Client, kube::Error> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    let agent = format!("carbonshift/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(&agent) {
+        config.headers.push((reqwest::header::USER_AGENT, v));
+    }
+    Client::try_from(config)
 }

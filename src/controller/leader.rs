@@ -17,6 +17,53 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 
+/// Whether this process may still write as the leader. A successful renew sent at `t`
+/// extends it to `t + lease_duration - renew_every` (the renew deadline); another replica
+/// can take the Lease only a full `lease_duration` after it last saw it change, so a
+/// leader that cannot renew (partitioned, stopped by SIGSTOP, starved) stops writing at
+/// least one renew period before anyone else may start. Every write of the controller
+/// checks it first.
+#[derive(Debug)]
+pub struct Fence {
+    /// `None`: no leader election, always allowed.
+    until: Option<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl Fence {
+    /// No leader election: writes are always allowed.
+    pub fn unfenced() -> Self {
+        Self { until: None }
+    }
+
+    /// Leader election: no write until the Lease is held.
+    pub fn leased() -> Self {
+        Self {
+            until: Some(std::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Allows writes until `until`.
+    pub fn extend(&self, until: Instant) {
+        if let Some(m) = &self.until {
+            if let Ok(mut u) = m.lock() {
+                *u = Some(u.map_or(until, |t| t.max(until)));
+            }
+        }
+    }
+
+    /// Whether a write may be made now.
+    pub fn holds(&self) -> bool {
+        match &self.until {
+            None => true,
+            Some(m) => m
+                .lock()
+                .ok()
+                .and_then(|u| *u)
+                .is_some_and(|t| Instant::now() < t),
+        }
+    }
+}
+
 /// Election settings.
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -32,6 +79,7 @@ pub struct LeaseConfig {
 pub struct Elector {
     api: Api<Lease>,
     cfg: LeaseConfig,
+    fence: std::sync::Arc<Fence>,
     /// Last `resourceVersion` seen of a Lease held by someone else, and when it was seen.
     observed: Option<(String, Instant)>,
 }
@@ -44,12 +92,29 @@ pub enum Attempt {
 }
 
 impl Elector {
-    pub fn new(api: Api<Lease>, cfg: LeaseConfig) -> Self {
+    pub fn new(api: Api<Lease>, cfg: LeaseConfig, fence: std::sync::Arc<Fence>) -> Self {
         Self {
             api,
             cfg,
+            fence,
             observed: None,
         }
+    }
+
+    /// How long after a renew was sent writes remain allowed: a renew period less than the
+    /// lease duration.
+    pub fn renew_deadline(&self) -> Duration {
+        self.cfg.lease_duration.saturating_sub(self.cfg.renew_every)
+    }
+
+    /// [`Elector::try_acquire_or_renew_unfenced`], extending the fence on success.
+    pub async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {
+        let sent = Instant::now();
+        let r = self.try_acquire_or_renew_unfenced().await;
+        if let Ok(Attempt::Leading) = r {
+            self.fence.extend(sent + self.renew_deadline());
+        }
+        r
     }
 
     fn spec(&self, transitions: i32, acquire: Option<MicroTime>) -> LeaseSpec {
@@ -65,7 +130,7 @@ impl Elector {
     }
 
     /// One acquire-or-renew round.
-    pub async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {
+    async fn try_acquire_or_renew_unfenced(&mut self) -> Result<Attempt, kube::Error> {
         let pp = PostParams::default();
         let Some(mut lease) = self.api.get_opt(&self.cfg.name).await? else {
             let lease = Lease {
@@ -147,14 +212,23 @@ impl Elector {
             tokio::time::sleep(self.cfg.renew_every).await;
             match self.try_acquire_or_renew().await {
                 Ok(Attempt::Leading) => last_ok = Instant::now(),
+                // Renewed, but too late (this process was stopped past the deadline): a
+                // standby may be acting; step down.
+                Ok(Attempt::Standby) | Err(_) if !self.fence.holds() => {
+                    tracing::error!(lease = %self.cfg.name, "the renew deadline passed; stepping down");
+                    return;
+                }
                 Ok(Attempt::Standby) => {
                     tracing::error!(lease = %self.cfg.name, "lost the Lease to another replica");
                     return;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot renew the Lease");
-                    // Step down a renew period before the Lease could be taken over.
-                    if last_ok.elapsed() + self.cfg.renew_every >= self.cfg.lease_duration {
+                    // Step down a renew period before the Lease could be taken over (the
+                    // fence has stopped writes by then).
+                    if !self.fence.holds()
+                        || last_ok.elapsed() + self.cfg.renew_every >= self.cfg.lease_duration
+                    {
                         tracing::error!("Lease renewal failed for too long; stepping down");
                         return;
                     }

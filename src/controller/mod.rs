@@ -101,6 +101,8 @@ pub enum Error {
     Serde(#[from] serde_json::Error),
     #[error("object has no {0}")]
     MissingField(&'static str),
+    #[error("not the leader any more (the Lease was not renewed in time): not writing")]
+    NotLeader,
 }
 
 impl Error {
@@ -112,6 +114,7 @@ impl Error {
             Error::Kube(_) => "transport",
             Error::Serde(_) => "serde",
             Error::MissingField(_) => "invalid_object",
+            Error::NotLeader => "not_leader",
         }
     }
 }
@@ -138,6 +141,20 @@ pub struct Context {
     /// The watch cache of the child Jobs, set by [`run`]; without it (reconcile tests) the
     /// child is read with a GET.
     pub jobs: std::sync::OnceLock<Store<Job>>,
+    /// Checked before every write: a leader whose Lease may have passed to another replica
+    /// writes nothing (see [`leader::Fence`]).
+    pub fence: Arc<leader::Fence>,
+}
+
+impl Context {
+    /// `Err(NotLeader)` once this process may no longer write.
+    fn may_write(&self) -> Result<(), Error> {
+        if self.fence.holds() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
+    }
 }
 
 impl Context {
@@ -171,6 +188,7 @@ impl Context {
             deadline_margin: TimeDelta::seconds(DEFAULT_DEADLINE_MARGIN_SECS),
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
             jobs: std::sync::OnceLock::new(),
+            fence: Arc::new(leader::Fence::unfenced()),
         }
     }
 }
@@ -263,6 +281,7 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     });
 
     if let Some(job) = &out.job {
+        ctx.may_write()?;
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         match jobs.patch(&name, &pp, &Patch::Apply(job)).await {
             Ok(_) => {}
@@ -281,6 +300,7 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     }
 
     if let Some(suspend) = out.suspend {
+        ctx.may_write()?;
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..PatchParams::default()
@@ -295,6 +315,7 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         child = child.is_some(), "reconciled"
     );
     if out.write_status {
+        ctx.may_write()?;
         match write_status(&cajs, &caj, &out.status).await {
             Ok(()) => {}
             // The object changed since it was read (most often: the cache did not yet show
@@ -309,6 +330,7 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     }
     // The outcome is in the status: the child Job may go.
     if let Some(job) = child.as_ref().filter(|_| out.release_finalizer) {
+        ctx.may_write()?;
         release_finalizer(&jobs, job).await?;
     }
 
@@ -346,6 +368,9 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
             secondary: None,
         };
         // Events are best effort: a failure must not undo a transition already applied.
+        if !ctx.fence.holds() {
+            break;
+        }
         if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
             tracing::warn!(namespace = %ns, name = %name, error = %e, "cannot publish event");
         }
@@ -541,6 +566,7 @@ pub async fn run(
         }
     });
     let sweeper = tokio::spawn(release_orphans(
+        ctx.fence.clone(),
         ctx.client.clone(),
         controller.store(),
         ctx.jobs.get().cloned(),
@@ -571,11 +597,19 @@ const ORPHAN_SWEEP: Duration = Duration::from_secs(10);
 /// the owner's absence from the cache is confirmed with a GET of the same name and uid
 /// first) or has finished (its outcome is in the status, so the reconcile's own release
 /// is only repeated).
-async fn release_orphans(client: Client, cajs: Store<CarbonAwareJob>, jobs: Option<Store<Job>>) {
+async fn release_orphans(
+    fence: Arc<leader::Fence>,
+    client: Client,
+    cajs: Store<CarbonAwareJob>,
+    jobs: Option<Store<Job>>,
+) {
     let Some(jobs) = jobs else { return };
     loop {
         tokio::time::sleep(ORPHAN_SWEEP).await;
         for job in jobs.state() {
+            if !fence.holds() {
+                break;
+            }
             if job.meta().deletion_timestamp.is_none() || !build::holds_finalizer(&job) {
                 continue;
             }

@@ -101,7 +101,9 @@ impl ElectricityMaps {
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp, &self.redact).await?;
+        let resp = http::check(NAME, resp, &self.redact)
+            .await
+            .map_err(|e| unknown_zone(e, region))?;
         let body: Response = http::json(NAME, resp).await?;
         if let Some(z) = &body.zone {
             if !z.eq_ignore_ascii_case(region) {
@@ -128,5 +130,25 @@ impl ElectricityMaps {
             historical_replay: false,
             series: n.series,
         })
+    }
+}
+
+/// A 404 whose body speaks of the zone is the API saying the zone does not exist (a 404
+/// without it, e.g. a wrong `--forecast-endpoint` path, stays an upstream error).
+fn unknown_zone(e: ForecastError, region: &str) -> ForecastError {
+    match e {
+        ForecastError::Upstream { ref detail, .. }
+            if detail.starts_with("HTTP 404") && detail.to_ascii_lowercase().contains("zone") =>
+        {
+            ForecastError::UnknownRegion {
+                provider: NAME.into(),
+                region: region.to_string(),
+                hint: format!(
+                    "Electricity Maps has no zone of that name ({}): use a zone key such as DE, FR or US-CAL-CISO",
+                    detail
+                ),
+            }
+        }
+        e => e,
     }
 }

@@ -194,6 +194,23 @@ impl TestNamespace {
         }
     }
 
+    /// Deletes the namespace and waits (up to 2 min) until it is gone. With the operator
+    /// still running this also checks that it releases the finalizers of the child Jobs
+    /// whose CarbonAwareJobs the namespace deletion removed.
+    pub async fn delete_and_wait(self) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let name = self.name.clone();
+        self.delete().await;
+        wait_until(
+            format!("namespace {name} gone"),
+            Duration::from_secs(120),
+            || async {
+                Ok::<_, kube::Error>(namespaces.get_opt(&name).await?.is_none().then_some(()))
+            },
+        )
+        .await;
+    }
+
     /// Deletes the namespace (and so everything in it); does not wait.
     pub async fn delete(self) {
         let namespaces: Api<Namespace> = Api::all(self.client);

@@ -42,10 +42,11 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the operator on `ns` with the CSV at `forecast`; `extra` are more flags.
+    /// Starts the operator on `ns` with the forecast flags `provider` (e.g. the `file`
+    /// provider and its CSV); `extra` are more flags, `envs` more environment variables.
     pub fn spawn(
         ns: &str,
-        forecast: &Path,
+        provider: &[&std::ffi::OsStr],
         dir: &Path,
         label: &str,
         extra: &[&str],
@@ -56,8 +57,8 @@ impl Operator {
         let out = must("create operator log", File::create(&log));
         let err = must("clone operator log", out.try_clone());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_carbonshift"));
-        cmd.args(["run", "--forecast-provider", "file", "--forecast-file"])
-            .arg(forecast)
+        cmd.arg("run")
+            .args(provider)
             .args([
                 "--region",
                 REGION,
@@ -114,6 +115,29 @@ impl Operator {
         let resp = must("GET /metrics", reqwest::get(&url).await);
         assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
         must("read /metrics", resp.text().await)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let ok = Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -{signal} {pid} failed");
+        }
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGKILL: no graceful shutdown, no Lease release.
@@ -185,14 +209,24 @@ impl Env {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Operator {
-        Operator::spawn(
-            &self.ns.name,
-            &self.forecast,
-            self.dir.path(),
-            label,
-            extra,
-            envs,
-        )
+        let provider = [
+            "--forecast-provider".as_ref(),
+            "file".as_ref(),
+            "--forecast-file".as_ref(),
+            self.forecast.as_os_str(),
+        ];
+        self.operator_with_provider(label, &provider, extra, envs)
+    }
+
+    /// An operator with other forecast flags than the namespace's CSV.
+    pub fn operator_with_provider(
+        &self,
+        label: &str,
+        provider: &[&std::ffi::OsStr],
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Operator {
+        Operator::spawn(&self.ns.name, provider, self.dir.path(), label, extra, envs)
     }
 
     /// Events whose involved object is the CarbonAwareJob `name`, oldest first.
