@@ -1189,8 +1189,9 @@ fn audit_writes(ns: &str) -> Vec<AuditWrite> {
         .collect()
 }
 
-/// Two replicas share the Lease. The leader is SIGSTOPped for 30 s, 45 s before a job is
-/// due to start: the standby takes the Lease and starts the job on time. After SIGCONT the
+/// Two replicas share the Lease. The leader is SIGSTOPped 45 s before a job is due to
+/// start, for at least 30 s and until the standby has taken the Lease and started the job
+/// on time. After SIGCONT the
 /// old leader steps down (it exits, to rejoin as a standby) without a single write: the
 /// API server's audit log shows no request from it once the standby holds the Lease.
 async fn a_stopped_leader_writes_nothing_after_losing_the_lease() {
