@@ -1,12 +1,16 @@
 //! The CarbonAwareJob controller: reconcile each CarbonAwareJob into a suspended-or-running
 //! batch/v1 Job, with status, Events and metrics.
 //!
-//! Reconcile is a pipeline: **read** (the object, its child Job, the region's intensities)
-//! -> **validate** (pure, [`validate`]) -> **build** (pure, [`build`]: accounting, the
-//! decision from [`crate::plan::decide`], the desired child Job and status) -> **apply**
-//! (server-side apply of the child Job, field manager `carbonshift`, only when it differs)
-//! -> **status** (server-side apply on the status subresource, only when it changed
-//! materially or accrued accounting is due to be persisted) -> Events and metrics.
+//! Reconcile is a pipeline: **read** (the object, its child Job from the watch cache, the
+//! region's intensities from the forecast cache, never waiting on upstream) -> **validate**
+//! (pure, [`validate`]) -> **build** (pure, [`build`]: accounting, the decision from
+//! [`crate::plan::decide`], the child Job to create or the `suspend` to set, the status)
+//! -> **write** (create the child Job by server-side apply, field manager `carbonshift`;
+//! flip `spec.suspend` by a patch of that field alone; the status by server-side apply on
+//! the status subresource, on condition of the `resourceVersion` read, only when it
+//! changed materially or accrued accounting is due to be persisted; then release the
+//! child's finalizer once its outcome is recorded; every write checks the leader fence)
+//! -> metrics and Events, only once the status that records them is written.
 //! `carbonshift plan -f` runs the same validate and build functions without a cluster.
 //!
 //! ## What triggers a reconcile
@@ -37,8 +41,12 @@
 //! kept; a `ChildJobRecreated` Warning Event says so. This is how Kubernetes' own
 //! controllers treat their children; a Job whose pods checkpoint resumes from its last
 //! checkpoint. To stop the work, delete the CarbonAwareJob (the child Job is
-//! garbage-collected through its ownerReference). Once the CarbonAwareJob is Succeeded or
-//! Failed the child Job is never touched again, so `ttlSecondsAfterFinished` is safe.
+//! garbage-collected through its ownerReference). The child Job carries the finalizer
+//! [`build::FINALIZER`] until its outcome is in the status, so whatever deletes a finished
+//! child (its `ttlSecondsAfterFinished`, a user) and however long the operator was down,
+//! the outcome is recorded and no second Job is created; before creating any child the
+//! operator confirms with quorum reads that there is none and that the job has not
+//! finished.
 //!
 //! ## Bad input
 //! What the CRD's schema and CEL rules cannot reject (a deadline too close to creation,
@@ -147,17 +155,6 @@ pub struct Context {
 }
 
 impl Context {
-    /// `Err(NotLeader)` once this process may no longer write.
-    fn may_write(&self) -> Result<(), Error> {
-        if self.fence.holds() {
-            Ok(())
-        } else {
-            Err(Error::NotLeader)
-        }
-    }
-}
-
-impl Context {
     /// A context with the wall clock, identity region mapping, default persist interval and
     /// default deadline margin.
     pub fn new(
@@ -191,6 +188,15 @@ impl Context {
             fence: Arc::new(leader::Fence::unfenced()),
         }
     }
+
+    /// `Err(NotLeader)` once this process may no longer write.
+    fn may_write(&self) -> Result<(), Error> {
+        if self.fence.holds() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
+    }
 }
 
 /// The region a job plans with, or why there is none.
@@ -208,69 +214,28 @@ fn to_std(d: TimeDelta) -> Duration {
     d.to_std().unwrap_or(Duration::from_secs(1))
 }
 
-/// Reconciles one CarbonAwareJob. See the module doc.
+/// Reconciles one CarbonAwareJob: read, build (pure), write, then count and announce.
+/// See the module doc.
 pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_duration.start_timer();
     let ns = caj
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = caj.name_any();
     if caj.meta().deletion_timestamp.is_some() {
         // The child Job goes with it through garbage collection; nothing to do.
         return Ok(Action::await_change());
     }
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let cajs: Api<CarbonAwareJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let api = Apis {
+        jobs: Api::namespaced(ctx.client.clone(), &ns),
+        cajs: Api::namespaced(ctx.client.clone(), &ns),
+    };
     let now = (ctx.clock)();
-
-    let terminal = |c: &CarbonAwareJob| {
-        c.status
-            .as_ref()
-            .and_then(|s| s.phase)
-            .is_some_and(Phase::is_terminal)
+    let Some((caj, child)) = read(caj, &ctx, &api).await? else {
+        return Ok(Action::await_change());
     };
-    // The child from the watch cache (a finished job only needs to know whether the
-    // finalizer is still to be released, so without a cache it reads nothing).
-    let mut child = match ctx.jobs.get() {
-        Some(store) => store
-            .get(&ObjectRef::new(&name).within(&ns))
-            .map(|j| (*j).clone()),
-        None if terminal(&caj) => None,
-        None => jobs.get_opt(&name).await?,
-    };
-    // No child: before anything creates one, confirm from the API server that there is
-    // none and that the CarbonAwareJob has not finished meanwhile (a watch cache that has
-    // not caught up must never rerun a finished job).
-    let mut caj = caj;
-    if child.is_none() && !terminal(&caj) {
-        if ctx.jobs.get().is_some() {
-            child = jobs.get_opt(&name).await?;
-        }
-        match cajs.get_opt(&name).await? {
-            Some(fresh) => caj = Arc::new(fresh),
-            None => return Ok(Action::await_change()),
-        }
-    }
-    let terminal = terminal(&caj);
-    let mut region = region_of(&caj, &ctx);
-    let intensities: Result<Arc<Intensities>, String> = match (&region, terminal) {
-        (Ok(r), false) => match ctx.feed.get(r, now).await {
-            Ok(i) => Ok(i),
-            // The provider says the region does not exist: the job cannot be planned
-            // until its region is fixed (and the cache does not ask again for an hour).
-            Err(e @ ForecastError::UnknownRegion { .. }) => {
-                region = Err(format!(
-                    "{e}: set spec.region to a grid zone of the forecast provider, or map the cloud region with --region-map"
-                ));
-                Err(e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        },
-        (_, true) => Err("finished".into()),
-        (Err(e), _) => Err(e.clone()),
-    };
+    let (region, intensities) = region_and_intensities(&caj, &ctx, now).await;
     // carbonshift_grid_intensity_gco2_per_kwh is set by the forecast cache, per region.
-    let mut out = build(Observed {
+    let out = build(Observed {
         caj: &caj,
         child: child.as_ref(),
         region: region.as_deref().map_err(String::as_str),
@@ -279,17 +244,116 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         persist_every: ctx.persist_every,
         deadline_margin: ctx.deadline_margin,
     });
+    let Some(out) = write(&ctx, &api, &caj, child.as_ref(), out, now).await? else {
+        // The status changed since it was read: decide again on the newer object.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    // Metrics and Events only after the status that records them is persisted, so a
+    // transition or completion is never counted twice.
+    count(&ctx.metrics, &ns, &out);
+    announce(&ctx, &caj, &out.notes).await;
+    Ok(match out.requeue {
+        Some(d) => Action::requeue(to_std(d)),
+        None => Action::await_change(),
+    })
+}
 
+/// The namespaced APIs of one reconcile.
+struct Apis {
+    jobs: Api<Job>,
+    cajs: Api<CarbonAwareJob>,
+}
+
+fn is_terminal(c: &CarbonAwareJob) -> bool {
+    c.status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(Phase::is_terminal)
+}
+
+/// The CarbonAwareJob and its child Job. The child comes from the watch cache (a finished
+/// job only needs to know whether the finalizer is still to be released, so without a
+/// cache it reads nothing). When there is none, before anything creates one, the API
+/// server confirms that there is none and that the CarbonAwareJob has not finished
+/// meanwhile: a watch cache that has not caught up never reruns a finished job. `None`:
+/// the CarbonAwareJob is gone.
+async fn read(
+    caj: Arc<CarbonAwareJob>,
+    ctx: &Context,
+    api: &Apis,
+) -> Result<Option<(Arc<CarbonAwareJob>, Option<Job>)>, Error> {
+    let name = caj.name_any();
+    let ns = caj.namespace().unwrap_or_default();
+    let mut child = match ctx.jobs.get() {
+        Some(store) => store
+            .get(&ObjectRef::new(&name).within(&ns))
+            .map(|j| (*j).clone()),
+        None if is_terminal(&caj) => None,
+        None => api.jobs.get_opt(&name).await?,
+    };
+    if child.is_some() || is_terminal(&caj) {
+        return Ok(Some((caj, child)));
+    }
+    if ctx.jobs.get().is_some() {
+        child = api.jobs.get_opt(&name).await?;
+    }
+    Ok(api
+        .cajs
+        .get_opt(&name)
+        .await?
+        .map(|fresh| (Arc::new(fresh), child)))
+}
+
+/// The job's region and its intensities, or why there are none. A region the provider
+/// says does not exist is a region error: the job cannot be planned until it is fixed
+/// (and the cache does not ask again for an hour).
+async fn region_and_intensities(
+    caj: &CarbonAwareJob,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> (Result<String, String>, Result<Arc<Intensities>, String>) {
+    let region = region_of(caj, ctx);
+    let r = match &region {
+        Err(e) => return (region.clone(), Err(e.clone())),
+        Ok(_) if is_terminal(caj) => return (region, Err("finished".into())),
+        Ok(r) => r.clone(),
+    };
+    match ctx.feed.get(&r, now).await {
+        Ok(i) => (region, Ok(i)),
+        Err(e @ ForecastError::UnknownRegion { .. }) => (
+            Err(format!(
+                "{e}: set spec.region to a grid zone of the forecast provider, or map the cloud region with --region-map"
+            )),
+            Err(e.to_string()),
+        ),
+        Err(e) => (region, Err(e.to_string())),
+    }
+}
+
+/// Makes the writes `out` asks for, in order: create the child Job, flip its `suspend`,
+/// write the status (on condition of the `resourceVersion` read), release the finalizer
+/// once the outcome is recorded. Each first checks the leader fence. Returns the outcome
+/// as written (a child Job the API server refuses turns it into `InvalidSpec`), or `None`
+/// when the status changed since it was read: then nothing is counted or announced.
+async fn write(
+    ctx: &Context,
+    api: &Apis,
+    caj: &CarbonAwareJob,
+    child: Option<&Job>,
+    mut out: Outcome,
+    now: DateTime<Utc>,
+) -> Result<Option<Outcome>, Error> {
+    let name = caj.name_any();
     if let Some(job) = &out.job {
         ctx.may_write()?;
         let pp = PatchParams::apply(FIELD_MANAGER).force();
-        match jobs.patch(&name, &pp, &Patch::Apply(job)).await {
+        match api.jobs.patch(&name, &pp, &Patch::Apply(job)).await {
             Ok(_) => {}
             // The API server refused the Job (its pod template is only validated here):
             // the user must fix the spec, retrying cannot help.
             Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
                 out = build::reject(
-                    &caj,
+                    caj,
                     "InvalidSpec",
                     format!("the API server rejected the child Job: {}", s.message),
                     now,
@@ -298,7 +362,6 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
             Err(e) => return Err(e.into()),
         }
     }
-
     if let Some(suspend) = out.suspend {
         ctx.may_write()?;
         let pp = PatchParams {
@@ -306,37 +369,34 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
             ..PatchParams::default()
         };
         let patch = serde_json::json!({ "spec": { "suspend": suspend } });
-        jobs.patch(&name, &pp, &Patch::Merge(&patch)).await?;
+        api.jobs.patch(&name, &pp, &Patch::Merge(&patch)).await?;
     }
-
     tracing::debug!(
-        namespace = %ns, name = %name, resource_version = caj.resource_version(),
+        namespace = caj.namespace(), name = %name, resource_version = caj.resource_version(),
         phase = ?out.status.phase, write = out.write_status, release = out.release_finalizer,
         child = child.is_some(), "reconciled"
     );
     if out.write_status {
         ctx.may_write()?;
-        match write_status(&cajs, &caj, &out.status).await {
+        match write_status(&api.cajs, caj, &out.status).await {
             Ok(()) => {}
-            // The object changed since it was read (most often: the cache did not yet show
-            // this operator's own last write). Nothing is counted or announced; the next
-            // reconcile sees the new object and decides again.
+            // Most often: the cache did not yet show this operator's own last write.
             Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {
-                tracing::debug!(namespace = %ns, name = %name, "status changed since read: retrying");
-                return Ok(Action::requeue(Duration::from_secs(1)));
+                tracing::debug!(namespace = caj.namespace(), name = %name, "status changed since read: retrying");
+                return Ok(None);
             }
             Err(e) => return Err(e),
         }
     }
-    // The outcome is in the status: the child Job may go.
-    if let Some(job) = child.as_ref().filter(|_| out.release_finalizer) {
+    if let Some(job) = child.filter(|_| out.release_finalizer) {
         ctx.may_write()?;
-        release_finalizer(&jobs, job).await?;
+        release_finalizer(&api.jobs, job).await?;
     }
+    Ok(Some(out))
+}
 
-    // Metrics only after the status that records them is persisted, so one process never
-    // counts a transition or a completion twice.
-    let m = &ctx.metrics;
+/// Counts what the written outcome records.
+fn count(m: &Metrics, ns: &str, out: &Outcome) {
     if let Some(t) = out.transition {
         m.transitions.with_label_values(&[t.label()]).inc();
     }
@@ -347,15 +407,23 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         m.deadline_misses.inc();
     }
     if out.finished.is_some() {
-        add_to_totals(m, &ns, &out.status);
+        add_to_totals(m, ns, &out.status);
     }
+}
 
+/// Logs the notes and publishes them as Events (best effort: a failure must not undo a
+/// transition already applied; a process that is no longer the leader stops).
+async fn announce(ctx: &Context, caj: &CarbonAwareJob, notes: &[build::Note]) {
     let reference = caj.object_ref(&());
-    for note in &out.notes {
+    let (ns, name) = (caj.namespace().unwrap_or_default(), caj.name_any());
+    for note in notes {
         tracing::info!(
             namespace = %ns, name = %name, reason = note.reason, warning = note.warning,
             "{}", note.message
         );
+        if !ctx.fence.holds() {
+            break;
+        }
         let ev = Event {
             type_: if note.warning {
                 EventType::Warning
@@ -367,24 +435,12 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
             action: "Schedule".into(),
             secondary: None,
         };
-        // Events are best effort: a failure must not undo a transition already applied.
-        if !ctx.fence.holds() {
-            break;
-        }
         if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
             tracing::warn!(namespace = %ns, name = %name, error = %e, "cannot publish event");
         }
     }
-
-    Ok(match out.requeue {
-        Some(d) => Action::requeue(to_std(d)),
-        None => Action::await_change(),
-    })
 }
 
-/// Server-side applies the status, on condition that the object is still the one read
-/// (its `resourceVersion`): a decision taken on a stale copy is refused with 409, so a
-/// transition, completion or Event is never recorded twice.
 /// Adds a finished job's ledger to the totals users graph.
 fn add_to_totals(m: &Metrics, ns: &str, s: &CarbonAwareJobStatus) {
     m.avoided_emissions
@@ -426,6 +482,9 @@ async fn restore_totals(api: &Api<CarbonAwareJob>, m: &Metrics) -> Result<usize,
     }
 }
 
+/// Server-side applies the status, on condition that the object is still the one read
+/// (its `resourceVersion`): a decision taken on a stale copy is refused with 409, so a
+/// transition, completion or Event is never recorded twice.
 async fn write_status(
     api: &Api<CarbonAwareJob>,
     caj: &CarbonAwareJob,
