@@ -741,8 +741,9 @@ async fn operator_restart_loses_no_accounting() {
 // 5. Invalid manifests
 
 /// What the schema and CEL rules can express is refused by the API server, with a message
-/// that names the field and the fix; what they cannot (an absolute deadline too close to
-/// creation) becomes `Ready=False, reason=InvalidSpec` and a Warning Event.
+/// that names the field and the fix. What they cannot see: an absolute deadline too close to
+/// creation runs at once and reports `DeadlineMissed`; one more than 366 days after creation
+/// becomes `Ready=False, reason=InvalidSpec`.
 async fn invalid_manifests_are_refused_with_readable_messages() {
     let env = Env::new("e2e-invalid").await;
     let pod = json!({RUN_FOR: "30s"});
@@ -755,18 +756,28 @@ async fn invalid_manifests_are_refused_with_readable_messages() {
         json!({"expectedDuration": "1h", "maxDelay": "6h"}),
         pod.clone(),
     ));
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
     must(
         "dry-run create of a valid manifest",
-        env.cajs
-            .create(
-                &PostParams {
-                    dry_run: true,
-                    ..PostParams::default()
-                },
-                &ok,
-            )
-            .await,
+        env.cajs.create(&dry_run, &ok).await,
     );
+    // The CRD's maximum (8784h, 366 days) is accepted.
+    for (i, schedule) in [
+        json!({"expectedDuration": "1h", "maxDelay": "8784h"}),
+        json!({"expectedDuration": "8784h", "maxDelay": "8784h"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let max = typed(manifest(&format!("max-{i}"), schedule, pod.clone()));
+        must(
+            "dry-run create of a manifest at the 8784h cap",
+            env.cajs.create(&dry_run, &max).await,
+        );
+    }
     // (what, schedule, the message must contain, the message must not contain). A garbled
     // duration must be reported as such, without the CEL rules that cannot parse it adding
     // internal noise ("type conversion error ... google.protobuf.Duration") that also names
@@ -807,6 +818,30 @@ async fn invalid_manifests_are_refused_with_readable_messages() {
             "absurdly long maxDelay (beyond CEL's duration range)",
             json!({"expectedDuration": "1h", "maxDelay": "99999999999999999999h"}),
             vec!["spec.schedule.maxDelay"],
+            noise.clone(),
+        ),
+        (
+            "maxDelay over 366 days",
+            json!({"expectedDuration": "1h", "maxDelay": "8785h"}),
+            vec![
+                "spec.schedule.maxDelay",
+                "maxDelay must be at most 8784h (366 days)",
+            ],
+            noise.clone(),
+        ),
+        (
+            "maxDelay far over 366 days (within the pattern)",
+            json!({"expectedDuration": "1h", "maxDelay": "9999999h"}),
+            vec!["maxDelay must be at most 8784h (366 days)"],
+            noise.clone(),
+        ),
+        (
+            "expectedDuration over 366 days",
+            json!({"expectedDuration": "8785h", "deadline": soon}),
+            vec![
+                "spec.schedule.expectedDuration",
+                "expectedDuration must be at most 8784h (366 days)",
+            ],
             noise.clone(),
         ),
         (
@@ -945,6 +980,42 @@ async fn invalid_manifests_are_refused_with_readable_messages() {
             "DeadlineMissed message should contain {want:?}: {ev:?}"
         );
     }
+
+    // What CEL cannot check either: an absolute deadline more than 366 days after creation.
+    let far =
+        (Utc::now() + TimeDelta::days(367)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    create(
+        &env,
+        manifest(
+            "too-far",
+            json!({"expectedDuration": "1h", "deadline": far}),
+            pod.clone(),
+        ),
+    )
+    .await;
+    let st = wait_until("too-far Ready=False", Duration::from_secs(60), || async {
+        let caj = env.cajs.get("too-far").await?;
+        let st = caj.status_or_default();
+        Ok::<_, kube::Error>(
+            condition(&st, "Ready")
+                .is_some_and(|c| c.status == "False")
+                .then_some(st),
+        )
+    })
+    .await;
+    let ready = condition(&st, "Ready").cloned().expect("Ready condition");
+    assert_eq!(ready.reason, "InvalidSpec", "{st:?}");
+    for want in ["more than 366 days (8784h) after", "or earlier"] {
+        assert!(
+            ready.message.contains(want),
+            "Ready message should contain {want:?}: {}",
+            ready.message
+        );
+    }
+    assert!(
+        env.jobs.get_opt("too-far").await.ok().flatten().is_none(),
+        "a child Job was created for a deadline beyond the cap"
+    );
     assert!(
         failures.is_empty(),
         "invalid manifests:\n{}",

@@ -29,9 +29,19 @@
 //! `duration()` first checks the pattern (`!x.matches(PATTERN) || ...`), and the pattern
 //! bounds the digits so that whatever it accepts lies within CEL's duration range (about
 //! 10,000 years): a bad duration gets exactly one error, the pattern's.
+//!
+//! ## How far ahead a job may reach
+//! `maxDelay` and `expectedDuration` are at most [`MAX_SCHEDULE_SPAN_HOURS`] (8784h, 366
+//! days), and `deadline` at most that long after creation (checked by the operator, since
+//! CEL cannot see `creationTimestamp`). Every reconcile plans the whole window up to the
+//! deadline, so the cap is what bounds the cost of one reconcile: without it a single
+//! `maxDelay: 9999999h` made each reconcile plan over a million years of hourly slots
+//! (seconds of CPU and a gigabyte of memory). A year covers every batch and training job
+//! the strategies are meant for; a leap year's 366 days keep "one year from now" valid.
 
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::core::Rule;
 use kube::{CustomResource, KubeSchema};
 use schemars::{json_schema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
@@ -51,6 +61,12 @@ pub const MANAGED_BY: &str = "carbonshift";
 /// The digit bounds keep every match within CEL's duration range (see the module doc); the
 /// CEL rules that call `duration()` repeat this pattern literally (a unit test checks).
 pub const DURATION_PATTERN: &str = "^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$";
+/// Longest `maxDelay` and `expectedDuration`, and latest `deadline` after creation, in
+/// hours: 366 days (see the module doc). The CEL rules and
+/// [`crate::controller::validate`] both use it.
+pub const MAX_SCHEDULE_SPAN_HOURS: i64 = 8784;
+/// [`MAX_SCHEDULE_SPAN_HOURS`] in seconds.
+pub const MAX_SCHEDULE_SPAN_SECS: i64 = MAX_SCHEDULE_SPAN_HOURS * 3600;
 /// Default power usage effectiveness when `spec.power.pue` is unset: a typical modern
 /// hyperscale/colocation data centre (Uptime Institute surveys report 1.1-1.6).
 pub const DEFAULT_PUE: f64 = 1.2;
@@ -159,19 +175,28 @@ pub struct Schedule {
     /// Scheduling policy: RunNow, FlexibleStart (default), PauseAndResume or Threshold.
     #[serde(default)]
     pub strategy: StrategyName,
-    /// Absolute time (RFC 3339) by which the Job must have finished.
+    /// Absolute time (RFC 3339) by which the Job must have finished; at most 366 days
+    /// after the CarbonAwareJob's creation (the operator reports a later one as
+    /// `InvalidSpec`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Time>,
-    /// Deadline relative to the CarbonAwareJob's creation, e.g. `24h`.
+    /// Deadline relative to the CarbonAwareJob's creation, e.g. `24h`. At most `8784h`
+    /// (366 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
-    #[x_kube(validation = Rule::new("!self.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || duration(self) > duration('0s')").message("maxDelay must be positive"))]
+    #[x_kube(
+        validation = Rule::new("!self.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || duration(self) > duration('0s')").message("maxDelay must be positive"),
+        validation = max_span_rule("maxDelay"),
+    )]
     pub max_delay: Option<String>,
     /// Runtime the Job needs to finish, e.g. `6h`. Planning reserves this much running
     /// time (plus checkpoint overhead per pause); if the Job runs longer it is never paused
-    /// again and runs to completion.
+    /// again and runs to completion. At most `8784h` (366 days).
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
-    #[x_kube(validation = Rule::new("!self.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || duration(self) > duration('0s')").message("expectedDuration must be positive"))]
+    #[x_kube(
+        validation = Rule::new("!self.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || duration(self) > duration('0s')").message("expectedDuration must be positive"),
+        validation = max_span_rule("expectedDuration"),
+    )]
     pub expected_duration: String,
     /// Once started or resumed, run at least this long before pausing (e.g. `30m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,6 +412,24 @@ pub struct CarbonAwareJobStatus {
     /// True once the deadline was missed (counted once in `carbonshift_deadline_misses_total`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deadline_missed: bool,
+}
+
+/// The message of the cap on a schedule duration, shared by the CEL rule and
+/// [`crate::controller::validate`] (which prefixes the field's path).
+pub fn max_span_message(field: &str) -> String {
+    format!(
+        "{field} must be at most {MAX_SCHEDULE_SPAN_HOURS}h ({} days)",
+        MAX_SCHEDULE_SPAN_HOURS / 24
+    )
+}
+
+/// CEL rule capping the duration field `field` at [`MAX_SCHEDULE_SPAN_HOURS`]; like every
+/// rule that calls `duration()`, it skips a string the pattern already refuses.
+fn max_span_rule(field: &str) -> Rule {
+    Rule::new(format!(
+        "!self.matches('{DURATION_PATTERN}') || duration(self) <= duration('{MAX_SCHEDULE_SPAN_HOURS}h')"
+    ))
+    .message(max_span_message(field).as_str())
 }
 
 /// Schema of `spec.template.spec`: the real batch/v1 JobSpec schema with its pod template

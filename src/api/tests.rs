@@ -108,7 +108,7 @@ fn duration_rules_check_the_pattern_first() {
     let mut rules = Vec::new();
     collect_rules(&schema, &mut rules);
     let with_duration: Vec<&String> = rules.iter().filter(|r| r.contains("duration(")).collect();
-    assert_eq!(with_duration.len(), 3, "{rules:?}");
+    assert_eq!(with_duration.len(), 5, "{rules:?}");
     for rule in with_duration {
         let converted: Vec<&str> = rule
             .match_indices("duration(")
@@ -127,6 +127,52 @@ fn duration_rules_check_the_pattern_first() {
             );
         }
     }
+}
+
+/// `maxDelay` and `expectedDuration` are capped at MAX_SCHEDULE_SPAN_HOURS by CEL rules
+/// that name the limit; `deadline` cannot be (CEL cannot see creationTimestamp), its
+/// description says so.
+#[test]
+fn schedule_spans_are_capped_at_366_days() {
+    let crd = CarbonAwareJob::crd();
+    let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+    let schedule = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["schedule"];
+    let cap = format!("duration(self) <= duration('{MAX_SCHEDULE_SPAN_HOURS}h')");
+    assert!(cap.contains("8784h"), "{cap}");
+    for field in ["maxDelay", "expectedDuration"] {
+        let prop = &schedule["properties"][field];
+        let rules = prop["x-kubernetes-validations"].as_array().unwrap();
+        let rule = rules
+            .iter()
+            .find(|r| r["rule"].as_str().unwrap().contains(&cap))
+            .unwrap_or_else(|| panic!("{field}: no rule {cap:?} in {rules:?}"));
+        assert_eq!(
+            rule["rule"],
+            format!("!self.matches('{DURATION_PATTERN}') || {cap}")
+        );
+        assert_eq!(
+            rule["message"],
+            format!("{field} must be at most 8784h (366 days)")
+        );
+        assert!(
+            prop["description"].as_str().unwrap().contains("8784h"),
+            "{field}: the description names the cap"
+        );
+    }
+    assert!(schedule["properties"]["deadline"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("366 days"));
+    // The checked-in YAML (what users install) carries the rules too.
+    let on_disk: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(CRD_PATH).unwrap()).unwrap();
+    let mut rules = Vec::new();
+    collect_rules(&on_disk, &mut rules);
+    assert_eq!(
+        rules.iter().filter(|r| r.contains(&cap)).count(),
+        2,
+        "regenerate crds/ (see checked_in_crd_is_current)"
+    );
 }
 
 /// Whatever DURATION_PATTERN accepts is within CEL's duration range (+-10,000 years, the

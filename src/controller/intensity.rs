@@ -12,8 +12,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::api::{MAX_SCHEDULE_SPAN_HOURS, MAX_SCHEDULE_SPAN_SECS};
 use crate::forecast::{ForecastError, ForecastSource};
 use crate::series::Series;
+
+const DAY_SECS: i64 = 86_400;
 
 /// A region's intensities as the controller uses them.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,9 +90,25 @@ impl Feed for SourceFeed {
     }
 }
 
+/// Most slots of a planning series: one year of hourly slots ([`MAX_SCHEDULE_SPAN_HOURS`],
+/// the CRD's cap on how far a deadline may lie) plus the partial slot `now` falls in. A
+/// finer forecast over a long span (5-minute data and a deadline months away) is planned
+/// on a coarser step instead (see [`planning_series`]); with the planner's own budgets
+/// (`src/plan/lagrange.rs`) this bounds the time and memory of one reconcile whatever the
+/// spec (docs/benchmarks.md has the figures).
+pub const MAX_PLANNING_SLOTS: usize = MAX_SCHEDULE_SPAN_HOURS as usize + 1;
+
 /// The forecast cut to `[now, until)`, extended past its horizon with the mean of the same
 /// slot of the day over the whole series (its daily profile): real forecasts reach 24-72 h,
 /// deadlines may lie further out. Returns `None` when the series does not cover `now`.
+///
+/// Bounded whatever `until` says: the span ends at most [`MAX_SCHEDULE_SPAN_SECS`] after
+/// `now` (the planner treats a deadline beyond its forecast as one slot at the mean), and
+/// when it would take more than [`MAX_PLANNING_SLOTS`] slots of the series' step, it is
+/// laid on the smallest multiple of that step that divides a day and fits: each coarse
+/// slot is the mean of the slots it covers. Coarse slots are aligned to the series' grid
+/// counted from the Unix epoch (UTC midnight for a step that divides a day), not to `now`,
+/// so successive reconciles see the same slots and plan the same transitions.
 pub fn planning_series(
     series: &Series,
     now: DateTime<Utc>,
@@ -97,7 +116,13 @@ pub fn planning_series(
 ) -> Option<Series> {
     series.index_of(now)?;
     let step = series.step_secs();
-    let until = until.max(now + TimeDelta::seconds(step));
+    let until = until
+        .min(now + TimeDelta::seconds(MAX_SCHEDULE_SPAN_SECS))
+        .max(now + TimeDelta::seconds(step));
+    let coarse = planning_step(series, now, until);
+    if coarse != step {
+        return coarsened(series, now, until, coarse);
+    }
     let cut = series.slice(now, until)?;
     if cut.end() >= until {
         return Some(cut);
@@ -112,6 +137,103 @@ pub fn planning_series(
     Series::new(cut.start(), step, values).ok()
 }
 
+/// Start of the slot of width `width` (a multiple of the series' step) containing `t`, on
+/// the series' grid counted from the epoch.
+fn slot_floor(series: &Series, width: i64, t: DateTime<Utc>) -> DateTime<Utc> {
+    let phase = series.start().timestamp().rem_euclid(series.step_secs());
+    let off = (t.timestamp() - phase).rem_euclid(width);
+    // Sub-second parts: `now` need not sit on a whole second.
+    let t = t - TimeDelta::nanoseconds(i64::from(t.timestamp_subsec_nanos()));
+    t - TimeDelta::seconds(off)
+}
+
+/// The step to plan `[now, until)` on: the series' own when it gives at most
+/// [`MAX_PLANNING_SLOTS`] slots, else the smallest multiple of it that does (and that
+/// divides a day, when the series' step does, so slots keep their hour of the day).
+fn planning_step(series: &Series, now: DateTime<Utc>, until: DateTime<Utc>) -> i64 {
+    let step = series.step_secs();
+    let slots = |width: i64| {
+        let span = (until - slot_floor(series, width, now)).num_seconds();
+        (span + width - 1) / width
+    };
+    if slots(step) <= MAX_PLANNING_SLOTS as i64 {
+        return step;
+    }
+    let day_aligned = DAY_SECS % step == 0;
+    // Terminates: the span is at most a year, so a day (or the span) fits.
+    let most = (until - now).num_seconds() / step + 1;
+    (2..=most.max(2))
+        .map(|k| step * k)
+        .find(|&w| (!day_aligned || DAY_SECS % w == 0) && slots(w) <= MAX_PLANNING_SLOTS as i64)
+        .unwrap_or(step * most.max(2))
+}
+
+/// `[now, until)` on slots of `width` seconds, each the mean of the series' slots it
+/// covers (the daily profile past the series' end). O(coarse slots + series length) when
+/// `width` divides a day (the profile part repeats one mean per slot of the day), else
+/// O(slots of the series' step in the span).
+fn coarsened(
+    series: &Series,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    width: i64,
+) -> Option<Series> {
+    let step = series.step_secs();
+    let k = width / step;
+    let start = slot_floor(series, width, now);
+    let n = ((until - start).num_seconds() + width - 1) / width;
+    let profile = daily_profile(series);
+    let vals = series.values();
+    let len = vals.len() as i64;
+    let s0 = series.start().timestamp();
+    // Index (in the series' steps) of the first coarse slot's first part; negative when it
+    // starts before the series.
+    let i0 = (start.timestamp() - s0).div_euclid(step);
+    let fine = |i: i64| -> Option<f64> {
+        if i < 0 {
+            None
+        } else if i < len {
+            Some(vals[i as usize])
+        } else {
+            let k = slot_of_day(
+                DateTime::from_timestamp(s0 + i * step, 0)?,
+                step,
+                profile.len(),
+            );
+            Some(profile[k].unwrap_or(0.0))
+        }
+    };
+    let per_day = (DAY_SECS % width == 0).then(|| (DAY_SECS / width) as usize);
+    let mut profile_means: Vec<Option<f64>> = vec![None; per_day.unwrap_or(0)];
+    let mut values = Vec::with_capacity(usize::try_from(n).ok()?);
+    for j in 0..n {
+        let first = i0 + j * k;
+        let of_day = per_day
+            .map(|d| ((start.timestamp() + j * width).rem_euclid(DAY_SECS) / width) as usize % d);
+        let cached = of_day.filter(|_| first >= len);
+        if let Some(m) = cached.and_then(|i| profile_means[i]) {
+            values.push(m);
+            continue;
+        }
+        let (mut sum, mut count) = (0.0, 0u32);
+        for v in (first..first + k).filter_map(fine) {
+            sum += v;
+            count += 1;
+        }
+        // The first slot may start before the series, but it holds `now`'s slot.
+        let mean = if count > 0 {
+            sum / f64::from(count)
+        } else {
+            series.mean()
+        };
+        if let Some(i) = cached {
+            profile_means[i] = Some(mean);
+        }
+        values.push(mean);
+    }
+    Series::new(start, width, values).ok()
+}
+
 /// Mean per slot of the UTC day (`None` for slots the series never covers).
 fn daily_profile(series: &Series) -> Vec<Option<f64>> {
     let step = series.step_secs();
@@ -123,12 +245,12 @@ fn daily_profile(series: &Series) -> Vec<Option<f64>> {
         sum[k] += v;
         n[k] += 1;
     }
+    // Slots the series never covers take its mean, computed once (it is O(length), and a
+    // day of one-minute slots has 1,440 of them).
+    let mean = n.contains(&0).then(|| series.mean());
     sum.iter()
         .zip(&n)
-        .map(|(s, &c)| (c > 0).then(|| s / f64::from(c)))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|v| v.or(Some(series.mean())))
+        .map(|(s, &c)| if c > 0 { Some(s / f64::from(c)) } else { mean })
         .collect()
 }
 
@@ -179,13 +301,26 @@ pub fn covering(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>) -> Cow<
 
 /// Integral of intensity over `[from, to)` in (g/kWh)·h, like [`Series::integrate`], but
 /// total: parts outside the series take its first or last value, as in [`covering`].
+/// Allocation-free (it is called once per planned run, and a plan may have thousands).
 pub fn integrate_clamped(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     if to <= from {
         return 0.0;
     }
-    covering(series, from, to)
-        .integrate(from, to)
-        .unwrap_or(0.0)
+    let (start, end) = (series.start(), series.end());
+    let vals = series.values();
+    let first = vals.first().copied().unwrap_or(0.0);
+    let last = vals.last().copied().unwrap_or(0.0);
+    let hours =
+        |a: DateTime<Utc>, b: DateTime<Utc>| (b - a).num_milliseconds().max(0) as f64 / 3_600_000.0;
+    let before = first * hours(from, to.min(start));
+    let after = last * hours(from.max(end), to);
+    let (a, b) = (from.max(start), to.min(end));
+    let inside = if a < b {
+        series.integrate(a, b).unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    before + inside + after
 }
 
 /// Intensity in force at `t`, clamped to the series' ends like [`covering`].
@@ -227,6 +362,72 @@ mod tests {
     }
 
     #[test]
+    fn hourly_planning_over_a_year_keeps_its_step() {
+        let s = Series::new(t(0), 3600, vec![100.0; 24 * 10]).unwrap();
+        let now = t(24 * 7) + TimeDelta::minutes(30);
+        let p = planning_series(&s, now, now + TimeDelta::hours(8784)).unwrap();
+        assert_eq!(p.step_secs(), 3600);
+        assert_eq!(p.len(), MAX_PLANNING_SLOTS);
+        assert_eq!(p.start(), t(24 * 7));
+        // A deadline further out (never from a valid spec) is cut at the cap.
+        let p = planning_series(&s, now, now + TimeDelta::days(20_000)).unwrap();
+        assert_eq!(p.len(), MAX_PLANNING_SLOTS);
+        assert!(p.end() >= now + TimeDelta::hours(8784));
+    }
+
+    #[test]
+    fn fine_steps_over_long_spans_are_planned_on_coarser_slots() {
+        // Ten days of one-minute data (seven of history), minute m of the day valued m.
+        let start = t(0);
+        let vals: Vec<f64> = (0..10 * 1440).map(|i| (i % 1440) as f64).collect();
+        let s = Series::new(start, 60, vals).unwrap();
+        let now = t(24 * 7) + TimeDelta::seconds(17 * 60 + 29);
+
+        // Within MAX_PLANNING_SLOTS minutes: unchanged.
+        let p = planning_series(&s, now, now + TimeDelta::days(5)).unwrap();
+        assert_eq!(p.step_secs(), 60);
+
+        let p = planning_series(&s, now, now + TimeDelta::hours(8784)).unwrap();
+        assert!(p.len() <= MAX_PLANNING_SLOTS, "{} slots", p.len());
+        // The smallest multiple of a minute that divides a day and fits a year in 8785
+        // slots: 3600 s (the next smaller divisor of a day, 2880 s, takes 10,980).
+        assert_eq!(p.step_secs(), 3600);
+        assert_eq!(p.start(), t(24 * 7));
+        assert!(p.end() >= now + TimeDelta::hours(8784));
+        // Each coarse slot is the mean of its minutes: hour h holds minutes 60h..60h+59.
+        assert_eq!(p.value_at(now), Some(29.5));
+        assert_eq!(p.value_at(t(24 * 7 + 5)), Some(329.5));
+        // Past the series' end, the daily profile (the same minute values), hour by hour.
+        assert_eq!(p.value_at(t(24 * 300 + 13)), Some(809.5));
+
+        // Slots are fixed in time, not to `now`: a later `now` in the same hour, or the
+        // next hour, sees the same boundaries and values.
+        let later = planning_series(
+            &s,
+            now + TimeDelta::minutes(20),
+            now + TimeDelta::hours(8784),
+        )
+        .unwrap();
+        assert_eq!(later.start(), p.start());
+        assert_eq!(later.values()[..100], p.values()[..100]);
+        let next =
+            planning_series(&s, now + TimeDelta::hours(1), now + TimeDelta::hours(8785)).unwrap();
+        assert_eq!(next.start(), t(24 * 7 + 1));
+        assert_eq!(next.values()[..100], p.values()[1..101]);
+    }
+
+    #[test]
+    fn a_step_that_does_not_divide_a_day_still_fits() {
+        let s = Series::new(t(0), 420, vec![50.0; 2000]).unwrap();
+        let now = t(24);
+        let p = planning_series(&s, now, now + TimeDelta::hours(8784)).unwrap();
+        assert!(p.len() <= MAX_PLANNING_SLOTS, "{} slots", p.len());
+        assert_eq!(p.step_secs() % 420, 0);
+        assert!(p.end() >= now + TimeDelta::hours(8784));
+        assert!(p.values().iter().all(|&v| v == 50.0));
+    }
+
+    #[test]
     fn covering_pads_with_the_nearest_values_outside() {
         let s = Series::new(t(1), 3600, vec![100.0, 200.0]).unwrap();
         let c = covering(&s, t(0) + TimeDelta::minutes(30), t(4));
@@ -242,6 +443,17 @@ mod tests {
             100.0 + 100.0 + 200.0 + 200.0
         );
         assert_eq!(integrate_clamped(&s, t(2), t(1)), 0.0);
+        // Partly or wholly outside, and far outside (no padding is allocated).
+        assert_eq!(
+            integrate_clamped(&s, t(0) + TimeDelta::minutes(30), t(2)),
+            50.0 + 100.0
+        );
+        assert_eq!(integrate_clamped(&s, t(5), t(7)), 400.0);
+        assert_eq!(integrate_clamped(&s, t(-3), t(0)), 300.0);
+        assert_eq!(
+            integrate_clamped(&s, t(0), t(24 * 365 * 200)),
+            100.0 + 100.0 + 200.0 * (24.0 * 365.0 * 200.0 - 2.0)
+        );
         assert_eq!(value_clamped(&s, t(9)), 200.0);
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! The API server already enforces what the CRD schema and CEL rules express; this repeats
 //! those checks (so `carbonshift plan -f`, which has no API server, reports the same
-//! errors) and adds what CEL cannot see: a deadline relative to `creationTimestamp`, the
-//! pod template's shape, and a power model derivable from the template.
+//! errors) and adds what CEL cannot see: a deadline relative to `creationTimestamp` (at
+//! most [`MAX_SCHEDULE_SPAN_SECS`] after it: the cap that bounds the planning cost of every
+//! reconcile), the pod template's shape, and a power model derivable from the template.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::batch::v1::JobSpec;
@@ -12,7 +13,10 @@ use kube::Resource;
 use thiserror::Error;
 
 use crate::accounting::PowerModel;
-use crate::api::{time, CarbonAwareJob, StrategyName, DEFAULT_PUE, DEFAULT_WATTS_PER_GPU};
+use crate::api::{
+    max_span_message, time, CarbonAwareJob, StrategyName, DEFAULT_PUE, DEFAULT_WATTS_PER_GPU,
+    MAX_SCHEDULE_SPAN_HOURS, MAX_SCHEDULE_SPAN_SECS,
+};
 use crate::duration::parse_secs;
 use crate::plan::{Constraints, Strategy};
 
@@ -62,6 +66,17 @@ fn duration_field(name: &str, value: Option<&str>) -> Result<i64, InvalidSpec> {
     }
 }
 
+/// The cap of `maxDelay` and `expectedDuration`, with the CEL rule's message.
+fn within_span(name: &str, value: &str, secs: i64) -> Result<(), InvalidSpec> {
+    if secs > MAX_SCHEDULE_SPAN_SECS {
+        return Err(invalid(format!(
+            "spec.schedule.{}, got {value}",
+            max_span_message(name)
+        )));
+    }
+    Ok(())
+}
+
 /// Validates `caj` as of `now` (used only as the creation time of a manifest that has
 /// none, as in `carbonshift plan -f`).
 pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, InvalidSpec> {
@@ -79,6 +94,7 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
             "spec.schedule.expectedDuration must be positive, e.g. 6h",
         ));
     }
+    within_span("expectedDuration", &s.expected_duration, expected_secs)?;
     let constraints = Constraints {
         min_run_secs: duration_field("minRunDuration", s.min_run_duration.as_deref())?,
         min_pause_secs: duration_field("minPauseDuration", s.min_pause_duration.as_deref())?,
@@ -96,12 +112,27 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
     };
 
     let deadline = match (&s.deadline, &s.max_delay) {
-        (Some(d), None) => time::from_time(d),
+        (Some(d), None) => {
+            let d = time::from_time(d);
+            let latest = created + TimeDelta::seconds(MAX_SCHEDULE_SPAN_SECS);
+            if d > latest {
+                return Err(invalid(format!(
+                    "spec.schedule.deadline {} is more than {} days ({MAX_SCHEDULE_SPAN_HOURS}h) after \
+                     the job's creation at {}: move the deadline to {} or earlier",
+                    d.to_rfc3339(),
+                    MAX_SCHEDULE_SPAN_HOURS / 24,
+                    created.to_rfc3339(),
+                    latest.to_rfc3339(),
+                )));
+            }
+            d
+        }
         (None, Some(m)) => {
             let secs = duration_field("maxDelay", Some(m))?;
             if secs <= 0 {
                 return Err(invalid("spec.schedule.maxDelay must be positive, e.g. 24h"));
             }
+            within_span("maxDelay", m, secs)?;
             created + TimeDelta::seconds(secs)
         }
         _ => {
@@ -231,4 +262,88 @@ fn power(caj: &CarbonAwareJob, job_spec: &JobSpec) -> Result<(PowerModel, String
         model(gpus as f64 * per_gpu, pue)?,
         format!("{gpus} GPU x {per_gpu} W x PUE {pue}"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::{at, caj, now};
+    use serde_json::json;
+
+    const YEAR: TimeDelta = TimeDelta::days(366);
+
+    /// A job created at `at(-10)` with an absolute deadline.
+    fn with_deadline(deadline: DateTime<Utc>) -> CarbonAwareJob {
+        caj(
+            "FlexibleStart",
+            "1h",
+            json!({"maxDelay": null, "deadline": time::to_time(deadline)}),
+        )
+    }
+
+    #[test]
+    fn the_cap_is_366_days() {
+        assert_eq!(MAX_SCHEDULE_SPAN_HOURS, 366 * 24);
+        assert_eq!(TimeDelta::seconds(MAX_SCHEDULE_SPAN_SECS), YEAR);
+    }
+
+    #[test]
+    fn deadline_at_most_366_days_after_creation() {
+        let created = at(-10);
+        let v = validate(&with_deadline(created + YEAR), now()).unwrap();
+        assert_eq!(v.created, created);
+        assert_eq!(v.deadline, created + YEAR);
+
+        let late = created + YEAR + TimeDelta::seconds(1);
+        let e = validate(&with_deadline(late), now()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "spec.schedule.deadline 2025-03-01T23:50:01+00:00 is more than 366 days (8784h) after \
+             the job's creation at 2024-02-29T23:50:00+00:00: move the deadline to \
+             2025-03-01T23:50:00+00:00 or earlier"
+        );
+        // Relative to creation, not to the time of the reconcile.
+        let a_month_on = now() + TimeDelta::days(30);
+        assert!(validate(&with_deadline(late), a_month_on).is_err());
+        assert!(validate(&with_deadline(created + YEAR), a_month_on).is_ok());
+    }
+
+    #[test]
+    fn max_delay_and_expected_duration_at_most_8784h() {
+        let v = validate(
+            &caj("PauseAndResume", "1h", json!({"maxDelay": "8784h"})),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(v.deadline - v.created, YEAR);
+        for over in ["8785h", "8784h0m1s", "8783h61m", "9999999h"] {
+            let e = validate(
+                &caj("PauseAndResume", "1h", json!({"maxDelay": over})),
+                now(),
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("spec.schedule.maxDelay must be at most 8784h (366 days), got {over}")
+            );
+        }
+
+        let v = validate(&caj("RunNow", "8784h", json!({"maxDelay": "8784h"})), now()).unwrap();
+        assert_eq!(v.expected_secs, MAX_SCHEDULE_SPAN_SECS);
+        let e = validate(&caj("RunNow", "8785h", json!({"maxDelay": "8784h"})), now()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "spec.schedule.expectedDuration must be at most 8784h (366 days), got 8785h"
+        );
+        // With a deadline too: the cap does not depend on maxDelay.
+        let c = caj(
+            "RunNow",
+            "8785h",
+            json!({"maxDelay": null, "deadline": time::to_time(at(-10) + YEAR)}),
+        );
+        assert!(validate(&c, now())
+            .unwrap_err()
+            .message
+            .contains("expectedDuration must be at most 8784h"));
+    }
 }

@@ -14,6 +14,20 @@
 //! A schedule that is optimal for some prices and holds exactly the work is optimal for
 //! the constrained problem (Lagrangian sufficiency); the only loss is the duality gap at
 //! the price where the work jumps, which the tests bound against brute force.
+//!
+//! ## Bounded work
+//! One decision costs O(slots) with a bounded constant, whatever the horizon and the
+//! constraints: at most [`DP_CELLS`] slot-steps of DP over all passes (but at least
+//! [`MIN_PASSES`] passes), and at most [`EDGE_VISITS`] run visits each for the edge moves
+//! of [`extend`] and of [`trim`]. Without them a year of hourly slots (a CarbonAwareJob at
+//! the CRD's limits) with a binding `maxPauses` took up to 14 pause prices x 32 passes plus
+//! 96 full scans of a thousand runs per price: 50-110 ms per reconcile. The bounds only
+//! bind beyond about 2,000 slots (`DP_CELLS / 512`, the most passes a decision can ask
+//! for) or a thousand runs; when one does, the search stops with the best schedule found
+//! so far (the pause price search keeps the least price it proved feasible, a bisection its
+//! best schedule holding the work, an extension gives up, a trim leaves surplus runtime),
+//! and the contiguous fallbacks of [`super::strategies::constrained`] keep the plan valid
+//! and never worse than flexible start.
 
 use super::grid::Grid;
 use super::strategies::{Blocks, Ctx};
@@ -22,6 +36,13 @@ const INF: f64 = f64::INFINITY;
 
 /// Cap on the edge moves of [`trim`] and [`extend`] (each costs a scan of the runs).
 const EDGE_STEPS: usize = 96;
+
+/// DP slot-steps per decision, over all passes (about 10 ms on a year of hourly slots).
+pub(crate) const DP_CELLS: usize = 1 << 20;
+/// Passes allowed whatever the grid's length, so that a very long grid still gets a plan.
+pub(crate) const MIN_PASSES: usize = 16;
+/// Runs scanned per decision by all [`extend`] steps, and again by all [`trim`] steps.
+pub(crate) const EDGE_VISITS: usize = 1 << 15;
 
 /// Per-boundary data of the DP that does not depend on the prices, computed once per
 /// decision (every pass of the bisections reuses it).
@@ -64,6 +85,8 @@ struct Dp<'g> {
     lock_end: Option<usize>,
     /// Longest slot (ms).
     max_dur: i64,
+    /// DP passes left in this decision's budget (see the module doc).
+    passes_left: usize,
 }
 
 impl<'g> Dp<'g> {
@@ -114,12 +137,21 @@ impl<'g> Dp<'g> {
             mask: vec![false; n],
             lock_end,
             max_dur,
+            passes_left: (DP_CELLS / n.max(1)).max(MIN_PASSES),
         }
     }
 
+    /// Whether the pass budget is spent (a `None` from [`Dp::solve`] then means that, not
+    /// an unreachable schedule).
+    fn exhausted(&self) -> bool {
+        self.passes_left == 0
+    }
+
     /// One pass for prices `lam` (per ms of work) and `mu` (per pause); returns the
-    /// blocks of the best schedule, or None if nothing is reachable.
+    /// blocks of the best schedule, or None if nothing is reachable or the pass budget is
+    /// spent.
     fn solve(&mut self, lam: f64, mu: f64) -> Option<Blocks> {
+        self.passes_left = self.passes_left.checked_sub(1)?;
         let g = self.grid;
         let cx = self.cx;
         let n = g.len();
@@ -304,7 +336,12 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Optio
             break;
         }
         let mid = 0.5 * (lo + hi);
-        let b = dp.solve(mid, mu)?;
+        let b = match dp.solve(mid, mu) {
+            Some(b) => b,
+            // Out of budget: the best schedule so far holds the work (with more surplus).
+            None if dp.exhausted() => break,
+            None => return None,
+        };
         if net(cx, &b) >= cx.r {
             hi = mid;
             best_surplus = net(cx, &b) - cx.r;
@@ -320,15 +357,17 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Optio
 /// Grows a schedule short of work by the cheapest admissible edge extensions: a run may
 /// grow into a gap while the gap keeps `min_pause`, or swallow the whole gap (one pause,
 /// and its overhead, fewer); never before the pause lock or past the deadline.
-fn extend(grid: &Grid, cx: &Ctx, mut blocks: Blocks) -> Option<Blocks> {
+fn extend(grid: &Grid, cx: &Ctx, mut blocks: Blocks, visits: &mut usize) -> Option<Blocks> {
     let mp = cx.min_pause.max(1);
     // Each step scans every run; the jump it bridges is a few slots on real grids, so a
-    // schedule still short after EDGE_STEPS steps is left to the other candidates.
+    // schedule still short after EDGE_STEPS steps (or once the decision's EDGE_VISITS are
+    // spent) is left to the other candidates.
     for _ in 0..EDGE_STEPS {
         let deficit = cx.r - net(cx, &blocks);
         if deficit <= 0 {
             return Some(blocks);
         }
+        *visits = visits.checked_sub(blocks.len())?;
         // (intensity per ms of net work gained, block, at end?, amount, merges?)
         let mut best: Option<(f64, usize, bool, i64, bool)> = None;
         let mut consider = |c: (f64, usize, bool, i64, bool)| {
@@ -409,15 +448,20 @@ fn extend(grid: &Grid, cx: &Ctx, mut blocks: Blocks) -> Option<Blocks> {
 /// dearest edge slot of any run (a non-final run keeps at least `min_run`, the final one at
 /// least a millisecond; the current run is never cut at its start; runs never vanish, so
 /// the pause count and hence the work needed stay put).
-fn trim(grid: &Grid, cx: &Ctx, mut blocks: Blocks) -> Blocks {
+fn trim(grid: &Grid, cx: &Ctx, mut blocks: Blocks, visits: &mut usize) -> Blocks {
     let mut surplus = net(cx, &blocks) - cx.r;
     let nb = blocks.len();
-    // Each cut removes at least one slot's part; a surplus left after EDGE_STEPS cuts only
-    // means the job is planned a little more runtime than it needs (still valid).
+    // Each cut removes at least one slot's part; a surplus left after EDGE_STEPS cuts (or
+    // once the decision's EDGE_VISITS are spent) only means the job is planned more
+    // runtime than it needs (still valid).
     for _ in 0..EDGE_STEPS {
         if surplus <= 0 {
             break;
         }
+        let Some(left) = visits.checked_sub(nb) else {
+            break;
+        };
+        *visits = left;
         let mut best: Option<(f64, usize, bool, i64)> = None;
         for (j, &(a, b)) in blocks.iter().enumerate() {
             let continuing = j == 0 && cx.running && a == 0;
@@ -467,17 +511,18 @@ pub(crate) fn solve(grid: &Grid, cx: &Ctx) -> Vec<Blocks> {
     let vmax = grid.vals.iter().copied().fold(0.0f64, f64::max);
     let (lo, hi) = (-1.0, vmax + 1.0);
     let mut dp = Dp::new(grid, cx);
+    let (mut ext_visits, mut trim_visits) = (EDGE_VISITS, EDGE_VISITS);
     let Some((best, short)) = for_mu(&mut dp, 0.0, lo, hi) else {
         return Vec::new();
     };
     let mut out: Vec<Blocks> = Vec::new();
-    if let Some(b) = short.and_then(|s| extend(grid, cx, s)) {
+    if let Some(b) = short.and_then(|s| extend(grid, cx, s, &mut ext_visits)) {
         out.push(b);
     }
     let allowed = match cx.allowed {
         Some(a) if cx.pauses(&best) > i64::from(a) => i64::from(a),
         _ => {
-            out.push(trim(grid, cx, best));
+            out.push(trim(grid, cx, best, &mut trim_visits));
             return out;
         }
     };
@@ -490,11 +535,13 @@ pub(crate) fn solve(grid: &Grid, cx: &Ctx) -> Vec<Blocks> {
         match for_mu(&mut dp, mid, lo, hi) {
             Some((b, short)) if cx.pauses(&b) <= allowed => {
                 found = Some(b);
-                if let Some(e) = short.and_then(|s| extend(grid, cx, s)) {
+                if let Some(e) = short.and_then(|s| extend(grid, cx, s, &mut ext_visits)) {
                     out.push(e);
                 }
                 mhi = mid;
             }
+            // Out of budget: keep the least price proved feasible so far.
+            None if dp.exhausted() => break,
             _ => mlo = mid,
         }
         if mhi - mlo <= 1e-4 * scale {
@@ -506,6 +553,6 @@ pub(crate) fn solve(grid: &Grid, cx: &Ctx) -> Vec<Blocks> {
             .map(|(b, _)| b)
             .filter(|b| cx.pauses(b) <= allowed);
     }
-    out.extend(found.map(|b| trim(grid, cx, b)));
+    out.extend(found.map(|b| trim(grid, cx, b, &mut trim_visits)));
     out
 }
