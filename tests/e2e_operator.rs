@@ -831,7 +831,7 @@ async fn invalid_manifests_are_refused_with_readable_messages() {
         ),
         (
             "maxDelay far over 366 days (within the pattern)",
-            json!({"expectedDuration": "1h", "maxDelay": "9999999h"}),
+            json!({"expectedDuration": "1h", "maxDelay": "999999h"}),
             vec!["maxDelay must be at most 8784h (366 days)"],
             noise.clone(),
         ),

@@ -27,8 +27,11 @@
 //! error from 'string' to 'google.protobuf.Duration' evaluating rule: <that rule's
 //! message>", which tells the user about a rule they did not break. So every rule that calls
 //! `duration()` first checks the pattern (`!x.matches(PATTERN) || ...`), and the pattern
-//! bounds the digits so that whatever it accepts lies within CEL's duration range (about
-//! 10,000 years): a bad duration gets exactly one error, the pattern's.
+//! bounds the digits so that whatever it accepts lies within the API server's duration
+//! range (Go's `time.Duration`, about 292 years; 999999h999...: at most 165 years): a bad
+//! duration gets exactly one error, the pattern's. (`9999999h`, 1,141 years, failed every
+//! `duration()` rule with a type conversion error before the pattern allowed only six
+//! digits of hours.)
 //!
 //! ## How far ahead a job may reach
 //! `maxDelay` and `expectedDuration` are at most [`MAX_SCHEDULE_SPAN_HOURS`] (8784h, 366
@@ -60,7 +63,7 @@ pub const MANAGED_BY: &str = "carbonshift";
 /// Regex of a CRD duration: hours, minutes, seconds, largest first, at least one.
 /// The digit bounds keep every match within CEL's duration range (see the module doc); the
 /// CEL rules that call `duration()` repeat this pattern literally (a unit test checks).
-pub const DURATION_PATTERN: &str = "^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$";
+pub const DURATION_PATTERN: &str = "^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$";
 /// Longest `maxDelay` and `expectedDuration`, and latest `deadline` after creation, in
 /// hours: 366 days (see the module doc). The CEL rules and
 /// [`crate::controller::validate`] both use it.
@@ -168,7 +171,7 @@ pub enum StrategyName {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("has(self.deadline) != has(self.maxDelay)").message("set exactly one of schedule.deadline and schedule.maxDelay"),
-    validation = Rule::new("!has(self.maxDelay) || !self.expectedDuration.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || !self.maxDelay.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || duration(self.expectedDuration) <= duration(self.maxDelay)").message("schedule.expectedDuration must not exceed schedule.maxDelay: the job could not finish in time"),
+    validation = Rule::new("!has(self.maxDelay) || !self.expectedDuration.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$') || !self.maxDelay.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$') || duration(self.expectedDuration) <= duration(self.maxDelay)").message("schedule.expectedDuration must not exceed schedule.maxDelay: the job could not finish in time"),
     validation = Rule::new("self.strategy != 'Threshold' || has(self.thresholdGramsPerKWh)").message("strategy Threshold needs schedule.thresholdGramsPerKWh"),
 )]
 pub struct Schedule {
@@ -185,7 +188,7 @@ pub struct Schedule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
     #[x_kube(
-        validation = Rule::new("!self.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || duration(self) > duration('0s')").message("maxDelay must be positive"),
+        validation = Rule::new("!self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$') || duration(self) > duration('0s')").message("maxDelay must be positive"),
         validation = max_span_rule("maxDelay"),
     )]
     pub max_delay: Option<String>,
@@ -194,7 +197,7 @@ pub struct Schedule {
     /// again and runs to completion. At most `8784h` (366 days).
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
     #[x_kube(
-        validation = Rule::new("!self.matches('^([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,10}s)?$') || duration(self) > duration('0s')").message("expectedDuration must be positive"),
+        validation = Rule::new("!self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$') || duration(self) > duration('0s')").message("expectedDuration must be positive"),
         validation = max_span_rule("expectedDuration"),
     )]
     pub expected_duration: String,

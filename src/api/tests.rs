@@ -175,12 +175,18 @@ fn schedule_spans_are_capped_at_366_days() {
     );
 }
 
-/// Whatever DURATION_PATTERN accepts is within CEL's duration range (+-10,000 years, the
-/// range of google.protobuf.Duration), so `duration()` never fails on a matching string.
+/// Whatever DURATION_PATTERN accepts is within the API server's duration range (its CEL
+/// converts to Go's `time.Duration`: +-292 years; a real API server refused `9999999h` with
+/// a type conversion error), so `duration()` never fails on a matching string.
 #[test]
 fn duration_pattern_stays_within_cels_range() {
-    const CEL_MAX_SECS: i64 = 315_576_000_000;
-    let largest = "9999999h999999999m9999999999s";
+    const GO_DURATION_MAX_SECS: i64 = i64::MAX / 1_000_000_000;
+    const CEL_MAX_SECS: i64 = GO_DURATION_MAX_SECS;
+    let largest = "999999h9999999m999999999s";
+    assert!(
+        regex_matches(largest),
+        "{largest} matches {DURATION_PATTERN}"
+    );
     let secs = crate::duration::parse_secs(largest).unwrap();
     assert!(secs < CEL_MAX_SECS, "{largest} = {secs} s");
     assert!(largest.len() <= 32, "within the fields' maxLength");
@@ -237,4 +243,25 @@ fn example_manifest_parses() {
     let caj: CarbonAwareJob = serde_yaml::from_str(&text).unwrap();
     assert_eq!(caj.spec.schedule.strategy, StrategyName::PauseAndResume);
     assert_eq!(caj.spec.schedule.max_delay.as_deref(), Some("24h"));
+}
+
+/// `DURATION_PATTERN`'s three groups, checked by hand (no regex engine in the crate).
+fn regex_matches(v: &str) -> bool {
+    let mut rest = v;
+    for (unit, max) in [('h', 6), ('m', 7), ('s', 9)] {
+        if let Some(i) = rest.find(unit) {
+            let digits = &rest[..i];
+            if digits.is_empty()
+                || digits.len() > max
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return false;
+            }
+            rest = &rest[i + 1..];
+        }
+    }
+    rest.is_empty()
+        && DURATION_PATTERN.contains("{1,6}h")
+        && DURATION_PATTERN.contains("{1,7}m")
+        && DURATION_PATTERN.contains("{1,9}s")
 }
