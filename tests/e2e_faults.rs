@@ -86,7 +86,6 @@ async fn operator_survives_faults() {
     }
     let _logs = cluster::LogsOnFailure;
     cluster::install_crd();
-    type Scenario = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
     let all: Vec<(&str, Scenario)> = vec![
         (
             "rerun_after_ttl",
@@ -105,34 +104,7 @@ async fn operator_survives_faults() {
             Box::pin(a_stopped_leader_writes_nothing_after_losing_the_lease()),
         ),
     ];
-    let only = std::env::var("CARBONSHIFT_E2E_ONLY").unwrap_or_default();
-    let picked: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
-    let mut tasks = Vec::new();
-    for (name, fut) in all {
-        if !picked.is_empty() && !picked.iter().any(|p| name.contains(p)) {
-            continue;
-        }
-        tasks.push((
-            name,
-            tokio::spawn(async move {
-                let _guard = ScenarioGuard(name);
-                let t0 = std::time::Instant::now();
-                fut.await;
-                t0.elapsed()
-            }),
-        ));
-    }
-    let mut failed = Vec::new();
-    for (name, task) in tasks {
-        match task.await {
-            Ok(d) => println!("PASS {name} in {} s", d.as_secs()),
-            Err(e) => {
-                println!("FAIL {name}: {e}");
-                failed.push(name);
-            }
-        }
-    }
-    assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+    run_scenarios("fault scenarios", all).await;
 }
 
 // ------------------------------------------------------------------------------------------

@@ -58,7 +58,6 @@ async fn operator_end_to_end() {
     }
     let _logs = cluster::LogsOnFailure;
     cluster::install_crd();
-    type Scenario = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
     let all: Vec<(&str, Scenario)> = vec![
         (
             "pause_and_resume",
@@ -85,63 +84,7 @@ async fn operator_end_to_end() {
             Box::pin(metrics_report_avoided_emissions_and_run_now_sanity()),
         ),
     ];
-    let only: Option<Vec<String>> = std::env::var("CARBONSHIFT_E2E_ONLY").ok().map(|v| {
-        v.split(',')
-            .map(|w| w.trim().to_string())
-            .filter(|w| !w.is_empty())
-            .collect()
-    });
-    let started = std::time::Instant::now();
-    let mut handles = Vec::new();
-    for (name, scenario) in all {
-        if only
-            .as_ref()
-            .is_some_and(|words| !words.iter().any(|w| name.contains(w.as_str())))
-        {
-            continue;
-        }
-        handles.push((
-            name,
-            tokio::spawn(async move {
-                let _guard = ScenarioGuard(name);
-                let t = std::time::Instant::now();
-                scenario.await;
-                t.elapsed()
-            }),
-        ));
-    }
-    assert!(
-        !handles.is_empty(),
-        "CARBONSHIFT_E2E_ONLY={only:?} selects no scenario"
-    );
-    let mut report = Vec::new();
-    let mut failed = Vec::new();
-    for (name, handle) in handles {
-        match handle.await {
-            Ok(took) => report.push(format!("PASS {name} ({:.0} s)", took.as_secs_f64())),
-            Err(e) => {
-                report.push(format!(
-                    "FAIL {name}: {}",
-                    if e.is_panic() {
-                        "panicked (see above)"
-                    } else {
-                        "cancelled"
-                    }
-                ));
-                failed.push(name);
-            }
-        }
-    }
-    println!(
-        "operator e2e scenarios ({:.0} s in all):\n  {}",
-        started.elapsed().as_secs_f64(),
-        report.join("\n  ")
-    );
-    assert!(
-        failed.is_empty(),
-        "failed scenarios: {failed:?}\n  {}",
-        report.join("\n  ")
-    );
+    run_scenarios("operator e2e scenarios", all).await;
 }
 
 // ------------------------------------------------------------------------------------------

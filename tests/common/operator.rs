@@ -754,3 +754,70 @@ pub async fn run_until_finished(
     }
     completed_pod
 }
+
+/// A scenario of a concurrent end-to-end test.
+pub type Scenario = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Runs `all` concurrently (they spend their time waiting for forecast minutes to pass,
+/// and the harness runs only as many tests at once as there are CPUs), then reports PASS
+/// or FAIL with each one's duration under `title`, and fails if any failed.
+/// `CARBONSHIFT_E2E_ONLY=a,b` runs only the scenarios whose names contain one of the words.
+pub async fn run_scenarios(title: &str, all: Vec<(&'static str, Scenario)>) {
+    let only: Option<Vec<String>> = std::env::var("CARBONSHIFT_E2E_ONLY").ok().map(|v| {
+        v.split(',')
+            .map(|w| w.trim().to_string())
+            .filter(|w| !w.is_empty())
+            .collect()
+    });
+    let started = std::time::Instant::now();
+    let mut handles = Vec::new();
+    for (name, scenario) in all {
+        if only
+            .as_ref()
+            .is_some_and(|words| !words.iter().any(|w| name.contains(w.as_str())))
+        {
+            continue;
+        }
+        handles.push((
+            name,
+            tokio::spawn(async move {
+                let _guard = ScenarioGuard(name);
+                let t = std::time::Instant::now();
+                scenario.await;
+                t.elapsed()
+            }),
+        ));
+    }
+    assert!(
+        !handles.is_empty(),
+        "CARBONSHIFT_E2E_ONLY={only:?} selects no scenario"
+    );
+    let mut report = Vec::new();
+    let mut failed = Vec::new();
+    for (name, handle) in handles {
+        match handle.await {
+            Ok(took) => report.push(format!("PASS {name} ({:.0} s)", took.as_secs_f64())),
+            Err(e) => {
+                report.push(format!(
+                    "FAIL {name}: {}",
+                    if e.is_panic() {
+                        "panicked (see above)"
+                    } else {
+                        "cancelled"
+                    }
+                ));
+                failed.push(name);
+            }
+        }
+    }
+    println!(
+        "{title} ({:.0} s in all):\n  {}",
+        started.elapsed().as_secs_f64(),
+        report.join("\n  ")
+    );
+    assert!(
+        failed.is_empty(),
+        "failed scenarios: {failed:?}\n  {}",
+        report.join("\n  ")
+    );
+}
