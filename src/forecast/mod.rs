@@ -117,4 +117,24 @@ pub trait ForecastSource: Send + Sync {
     fn name(&self) -> &'static str;
     /// Fetches the current forecast for `region`, which must cover `now`.
     async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError>;
+
+    /// Recorded intensities of `region` over `[from, to)`, both in the past of `now`: the
+    /// provider's history or actuals endpoint, for accounting time the operator did not see
+    /// live (a restart, an outage). Live APIs serve the present and the future on their
+    /// forecast endpoints, so the past must come from here. The series may cover less than
+    /// asked (a provider keeps a limited history); the caller accounts what is covered and
+    /// marks the rest. Sources without history answer [`ForecastError::Unavailable`].
+    async fn history(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        let _ = (region, from, to, now);
+        Err(ForecastError::Unavailable {
+            provider: self.name().into(),
+            detail: "this provider has no history endpoint".into(),
+        })
+    }
 }
