@@ -67,10 +67,10 @@ fn five_minute() -> Intensities {
             (320.0 + solar + wind + noise).max(5.0)
         })
         .collect();
-    Intensities {
-        series: Series::new(start, 300, vals).unwrap(),
-        provenance: "synthetic 5 min".into(),
-    }
+    Intensities::live(
+        Series::new(start, 300, vals).unwrap(),
+        "synthetic 5 min".into(),
+    )
 }
 
 fn embedded() -> Intensities {
@@ -78,7 +78,7 @@ fn embedded() -> Intensities {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    (*rt.block_on(feed.get("DE", now())).unwrap()).clone()
+    (*rt.block_on(feed.get("DE", now(), now())).unwrap()).clone()
 }
 
 const CONSTRAINTS: &str =

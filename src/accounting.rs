@@ -223,6 +223,196 @@ impl Ledger {
     }
 }
 
+/// Which total an [`Owed`] span adds to once its intensities are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum OwedTo {
+    /// The job's actual emissions (`emissionsGrams`).
+    Emissions,
+    /// The run-now counterfactual (`baselineGrams`).
+    Baseline,
+}
+
+/// A past span whose grams are not in the ledger yet, because no recorded intensities
+/// covered it when it was accounted (a provider outage, an operator restart that the
+/// provider's live endpoint no longer covers): `share` of the job's power over
+/// `[start, end)` is owed to `to`. Its time and energy are already in the ledger; only
+/// the grams wait for intensities. Never integrated at a guessed value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Owed {
+    pub to: OwedTo,
+    #[schemars(with = "String")]
+    pub start: DateTime<Utc>,
+    #[schemars(with = "String")]
+    pub end: DateTime<Utc>,
+    /// Fraction of the job's power, in `[0, 1]`.
+    pub share: f64,
+}
+
+impl Owed {
+    fn secs(&self) -> f64 {
+        (self.end - self.start).num_milliseconds().max(0) as f64 / 1000.0
+    }
+
+    /// Seconds of full-size running the span stands for (its runtime, for emissions).
+    pub fn weighted_secs(&self) -> f64 {
+        self.share * self.secs()
+    }
+
+    /// The part of the span within `[from, to)`, if any.
+    fn within(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<Owed> {
+        let (start, end) = (self.start.max(from), self.end.min(to));
+        (start < end).then_some(Owed {
+            start,
+            end,
+            ..*self
+        })
+    }
+}
+
+/// Most spans a status keeps; beyond it the two oldest spans owed to the same total are
+/// joined (see [`push_owed`]).
+pub const MAX_OWED: usize = 64;
+
+/// Appends `span` to `owed`, joining it to the last span when they touch and are owed to
+/// the same total at the same share, so an outage of any length is one span per total
+/// and share. Beyond [`MAX_OWED`] spans, the two oldest spans owed to the same total are
+/// joined into one over their hull at the share that keeps their weighted seconds: the
+/// runtime still owed stays exact, the split of power within the hull is approximated.
+pub fn push_owed(owed: &mut Vec<Owed>, span: Owed) {
+    if span.start >= span.end || span.share <= 0.0 {
+        return;
+    }
+    if let Some(last) = owed
+        .iter_mut()
+        .rev()
+        .find(|o| o.to == span.to)
+        .filter(|o| o.end == span.start && o.share == span.share)
+    {
+        last.end = span.end;
+        return;
+    }
+    owed.push(span);
+    if owed.len() > MAX_OWED {
+        let to = owed[0].to;
+        if let Some(j) = (1..owed.len()).find(|&j| owed[j].to == to) {
+            let (a, b) = (owed[0], owed.remove(j));
+            let hull = Owed {
+                to,
+                start: a.start.min(b.start),
+                end: a.end.max(b.end),
+                share: 1.0,
+            };
+            let share = (a.weighted_secs() + b.weighted_secs()) / hull.secs().max(1e-9);
+            owed[0] = Owed {
+                share: share.clamp(0.0, 1.0),
+                ..hull
+            };
+        }
+    }
+}
+
+/// Seconds of runtime whose emissions are still owed.
+pub fn owed_runtime_secs(owed: &[Owed]) -> f64 {
+    owed.iter()
+        .filter(|o| o.to == OwedTo::Emissions)
+        .map(Owed::weighted_secs)
+        .sum()
+}
+
+impl Ledger {
+    /// Accrues the time of `[from, to)` at `share`, the first `[from, mid)` of it restoring
+    /// after a pause: runtime, restore time and energy at once (they need no intensities),
+    /// and returns the grams the interval owes: its emissions over `[from, to)` and the
+    /// run-now baseline for the work it did, `[created + work, created + work + share·(to -
+    /// mid))`. Settle them with [`Ledger::settle`].
+    pub fn accrue_time(
+        &mut self,
+        power: &PowerModel,
+        created: DateTime<Utc>,
+        from: DateTime<Utc>,
+        mid: DateTime<Utc>,
+        to: DateTime<Utc>,
+        share: f64,
+    ) -> Result<[Owed; 2], AccountingError> {
+        power.check()?;
+        if to < from || mid < from || to < mid {
+            return Err(AccountingError::BackwardsInterval { from, to });
+        }
+        if from < created {
+            return Err(AccountingError::BeforeCreation { from, created });
+        }
+        let share = clamp_share(share);
+        let secs =
+            |a: DateTime<Utc>, b: DateTime<Utc>| share * (b - a).num_milliseconds() as f64 / 1000.0;
+        let (restore, work_secs) = (secs(from, mid), secs(mid, to));
+        let shift = |r: f64| {
+            created
+                .checked_add_signed(ms(r))
+                .ok_or(AccountingError::OutOfRange(r))
+        };
+        let work = (self.runtime_secs - self.restore_secs).max(0.0);
+        let (b0, b1) = (shift(work)?, shift(work + work_secs)?);
+        self.runtime_secs += restore + work_secs;
+        self.restore_secs += restore;
+        self.energy_kwh += energy_kwh(power, restore + work_secs);
+        Ok([
+            Owed {
+                to: OwedTo::Emissions,
+                start: from,
+                end: to,
+                share,
+            },
+            Owed {
+                to: OwedTo::Baseline,
+                start: b0,
+                end: b1,
+                share: 1.0,
+            },
+        ])
+    }
+
+    /// Adds the grams of the parts of `span` that `sources` cover (the first source that
+    /// covers a part is used), and returns the parts none covers, still owed.
+    pub fn settle(&mut self, power: &PowerModel, sources: &[&Series], span: Owed) -> Vec<Owed> {
+        let mut left = vec![span];
+        for s in sources {
+            let mut rest = Vec::new();
+            for o in left {
+                let Some(part) = o.within(s.start(), s.end()) else {
+                    rest.push(o);
+                    continue;
+                };
+                match emissions_grams(power, s, part.start, part.end) {
+                    Ok(g) => {
+                        let g = part.share * g;
+                        match o.to {
+                            OwedTo::Emissions => self.emissions_grams += g,
+                            OwedTo::Baseline => self.baseline_grams += g,
+                        }
+                        rest.extend(o.within(o.start, part.start));
+                        rest.extend(o.within(part.end, o.end));
+                    }
+                    Err(_) => rest.push(o),
+                }
+            }
+            left = rest;
+        }
+        left
+    }
+
+    /// [`Ledger::settle`] for every span of `owed`, keeping what stays owed.
+    pub fn settle_all(&mut self, power: &PowerModel, sources: &[&Series], owed: &mut Vec<Owed>) {
+        let mut rest = Vec::new();
+        for span in owed.drain(..) {
+            for o in self.settle(power, sources, span) {
+                push_owed(&mut rest, o);
+            }
+        }
+        *owed = rest;
+    }
+}
+
 /// `share` in `[0, 1]`; NaN (never produced by the controller) counts as nothing running.
 fn clamp_share(share: f64) -> f64 {
     if share.is_nan() {
@@ -343,6 +533,74 @@ mod tests {
         assert_eq!((r.runtime_secs, r.restore_secs), (900.0, 900.0));
         assert!((r.emissions_grams - 0.25 * 2.0 * 300.0).abs() < 1e-9);
         assert_eq!(r.baseline_grams, 0.0);
+    }
+
+    #[test]
+    fn time_accrues_at_once_and_grams_when_intensities_arrive() {
+        let s = Series::new(t(0), 3600, vec![400.0, 300.0, 100.0, 50.0]).unwrap();
+        let p = PowerModel::total(2000.0, 1.0).unwrap();
+        let mut whole = Ledger::default();
+        whole.accrue_run(&p, &s, t(0), t(2), t(4)).unwrap();
+        // The live series covers only 3-4 (a restart: the provider serves now onward).
+        let live = s.slice(t(3), t(4)).unwrap();
+        let mut l = Ledger::default();
+        let spans = l.accrue_time(&p, t(0), t(2), t(2), t(4), 1.0).unwrap();
+        assert_eq!((l.runtime_secs, l.energy_kwh), (7200.0, 4.0));
+        let mut owed = Vec::new();
+        for span in spans {
+            for o in l.settle(&p, &[&live], span) {
+                push_owed(&mut owed, o);
+            }
+        }
+        // Owed: emissions over 2-3, the baseline over 0-2; 3-4 settled at 50 g/kWh x 2 kW.
+        assert_eq!(l.emissions_grams, 100.0);
+        assert_eq!(l.baseline_grams, 0.0);
+        assert_eq!(owed.len(), 2);
+        assert_eq!(
+            (owed[0].to, owed[0].start, owed[0].end),
+            (OwedTo::Emissions, t(2), t(3))
+        );
+        assert_eq!(
+            (owed[1].to, owed[1].start, owed[1].end),
+            (OwedTo::Baseline, t(0), t(2))
+        );
+        assert_eq!(owed_runtime_secs(&owed), 3600.0);
+        // History arrives for 0-3: everything settles, equal to accruing with it at once.
+        let history = s.slice(t(0), t(3)).unwrap();
+        l.settle_all(&p, &[&live, &history], &mut owed);
+        assert!(owed.is_empty());
+        assert_eq!(l, whole);
+    }
+
+    #[test]
+    fn owed_spans_join_and_stay_bounded() {
+        let mut owed = Vec::new();
+        let span = |to, a: i64, b: i64, share| Owed {
+            to,
+            start: t(a),
+            end: t(b),
+            share,
+        };
+        // An outage accounted at every reconcile is one span per total.
+        for h in 0..10 {
+            push_owed(&mut owed, span(OwedTo::Emissions, h, h + 1, 0.5));
+            push_owed(&mut owed, span(OwedTo::Baseline, h, h + 1, 1.0));
+        }
+        assert_eq!(owed.len(), 2);
+        assert_eq!(owed_runtime_secs(&owed), 5.0 * 3600.0);
+        // Empty or idle spans are nothing owed.
+        push_owed(&mut owed, span(OwedTo::Emissions, 20, 20, 1.0));
+        push_owed(&mut owed, span(OwedTo::Emissions, 20, 21, 0.0));
+        assert_eq!(owed.len(), 2);
+        // Shares that alternate never join; the list stays bounded, the seconds exact.
+        for h in 0..200 {
+            let share = if h % 2 == 0 { 1.0 } else { 0.25 };
+            push_owed(&mut owed, span(OwedTo::Emissions, 100 + h, 101 + h, share));
+        }
+        assert_eq!(owed.len(), MAX_OWED);
+        let want = 5.0 * 3600.0 + 100.0 * 3600.0 + 100.0 * 900.0;
+        assert!((owed_runtime_secs(&owed) - want).abs() < 1e-6);
+        assert!(owed.iter().all(|o| (0.0..=1.0).contains(&o.share)));
     }
 
     proptest! {

@@ -368,9 +368,20 @@ pub struct CarbonAwareJobStatus {
     /// (restore overhead excluded: the counterfactual never pauses).
     #[serde(default)]
     pub baseline_grams: f64,
-    /// `baselineGrams - emissionsGrams` (final once Succeeded).
+    /// `baselineGrams - emissionsGrams` (final once Succeeded and `unaccounted` is empty).
     #[serde(default)]
     pub avoided_grams: f64,
+    /// Past spans whose grams are not in `emissionsGrams` (`to: Emissions`) or
+    /// `baselineGrams` (`to: Baseline`) yet: no recorded intensities covered them when they
+    /// were accounted (a provider outage; an operator restart the provider's live data no
+    /// longer reaches). Their runtime and energy are counted. They are settled from the
+    /// provider's history once it answers, and never integrated at a guessed value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unaccounted: Vec<crate::accounting::Owed>,
+    /// Seconds of `runtimeSeconds` whose emissions are not in `emissionsGrams` (the
+    /// `Emissions` spans of `unaccounted`); unset when every second is accounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unaccounted_seconds: Option<i64>,
     /// `metadata.generation` last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -126,7 +126,8 @@ pub async fn run(args: Args) -> CliResult {
 
     let config = ProviderConfig::from_args(&args.forecast).map_err(failure)?;
     let feed = SourceFeed(forecast::build_source(&config).map_err(failure)?);
-    let intens = feed.get(&region, now).await.map_err(failure)?;
+    let since = build::needed_since(&caj, now);
+    let intens = feed.get(&region, now, since).await.map_err(failure)?;
 
     let out = build::build(Observed {
         caj: &caj,

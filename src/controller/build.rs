@@ -50,9 +50,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::{Resource, ResourceExt};
 
-use super::intensity::{covering, planning_series, value_clamped, Intensities};
+use super::intensity::{planning_series, value_clamped, Intensities};
 use super::validate::{validate, InvalidSpec, ValidSpec};
-use crate::accounting::Ledger;
+use crate::accounting::{owed_runtime_secs, Ledger, Owed};
 use crate::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase, JOB_LABEL, MANAGED_BY};
 use crate::plan::{self, Action, JobState, Plan, PlanRequest, Reason};
 
@@ -60,6 +60,7 @@ use crate::plan::{self, Action, JobState, Plan, PlanRequest, Reason};
 pub const READY: &str = "Ready";
 pub const RUNNING: &str = "Running";
 pub const TEMPLATE_CURRENT: &str = "TemplateCurrent";
+pub const ACCOUNTED: &str = "Accounted";
 
 /// The child Job's finalizer: the Job (and with it the record that the work is done) stays
 /// until its outcome is in the CarbonAwareJob's status, whatever deletes it.
@@ -144,6 +145,9 @@ pub struct Outcome {
     pub remaining_secs: Option<i64>,
     /// The deadline planned against (the real one less the clamped margin), when computed.
     pub planning_deadline: Option<DateTime<Utc>>,
+    /// Grams a finished job's owed spans added in this step, to emissions and to the
+    /// baseline: the totals counted the job when it finished, so they add these.
+    pub settled_late: (f64, f64),
 }
 
 impl Outcome {
@@ -164,6 +168,7 @@ impl Outcome {
             spec: None,
             remaining_secs: None,
             planning_deadline: None,
+            settled_late: (0.0, 0.0),
         }
     }
 }
@@ -225,6 +230,8 @@ fn material(s: &CarbonAwareJobStatus) -> CarbonAwareJobStatus {
         last_accounted_time: None,
         waiting_for_pods_seconds: 0,
         restore_seconds: None,
+        unaccounted: Vec::new(),
+        unaccounted_seconds: None,
         ..s.clone()
     }
 }
@@ -315,19 +322,30 @@ pub fn observed_ready(child: Option<&Job>) -> i32 {
 }
 
 /// Accrues the ledger from `lastAccountedTime` to `to` at the Ready share persisted in
-/// `readyPods` (see the module doc). An interval the ledger refuses (only times beyond any
-/// representable range) is skipped rather than retried forever.
-fn accrue(st: &mut CarbonAwareJobStatus, v: &ValidSpec, intens: &Intensities, to: DateTime<Utc>) {
-    let from = st
+/// `readyPods` (see the module doc), then settles what the job owes with the recorded
+/// intensities in `intens` (none during an outage): time and energy always accrue; grams
+/// over spans no recorded intensities cover stay in `unaccounted` until they do. An
+/// interval the ledger refuses (only times beyond any representable range) is skipped
+/// rather than retried forever.
+fn accrue(
+    st: &mut CarbonAwareJobStatus,
+    v: &ValidSpec,
+    intens: Option<&Intensities>,
+    to: DateTime<Utc>,
+) {
+    let accounted = st
         .last_accounted_time
         .as_ref()
         .map(time::from_time)
         .unwrap_or(v.created);
-    let to = to.max(from);
+    let to = to.max(accounted);
+    let mut l = ledger_of(st, v, accounted);
+    let mut owed = std::mem::take(&mut st.unaccounted);
     if let Some(since) = st.running_since.as_ref().map(time::from_time) {
+        // Time before the run started is never runtime, whatever was accounted last.
+        let from = accounted.max(since).min(to);
         if to > from {
             let share = share(st.ready_pods, parallelism(v));
-            let mut l = ledger_of(st, v, from);
             // A resumed run restores for `checkpointOverhead` from its first Ready pod.
             let ready_since = st
                 .ready_since
@@ -342,31 +360,78 @@ fn accrue(st: &mut CarbonAwareJobStatus, v: &ValidSpec, intens: &Intensities, to
             let mid = restore_end.clamp(from, to);
             // `min`: a status that claims a run before creation (clock skew, a hand edit)
             // must still accrue, never stall the ledger.
-            let created = v.created.min(mid);
-            // The series must cover the run and the baseline window it adds.
-            let work = TimeDelta::seconds((l.runtime_secs - l.restore_secs).max(0.0) as i64);
-            let series = covering(
-                &intens.series,
-                from.min(created + work),
-                to.max(created + work + (to - from)),
-            );
-            let accrued = l
-                .accrue_restore_share(&v.power, &series, from, mid, share)
-                .and_then(|()| l.accrue_run_share(&v.power, &series, created, mid, to, share));
-            if accrued.is_ok() {
-                st.runtime_seconds = l.runtime_secs.round() as i64;
-                st.restore_seconds = Some(l.restore_secs.round() as i64);
-                st.energy_kwh = l.energy_kwh;
-                st.emissions_grams = l.emissions_grams;
-                st.baseline_grams = l.baseline_grams;
+            let created = v.created.min(from);
+            if let Ok(spans) = l.accrue_time(&v.power, created, from, mid, to, share) {
+                owed.extend(spans);
             }
             let waited = (to - from).num_seconds() as f64 * (1.0 - share);
             st.waiting_for_pods_seconds =
                 st.waiting_for_pods_seconds.max(0) + waited.round() as i64;
         }
     }
-    st.avoided_grams = st.baseline_grams - st.emissions_grams;
+    let sources = intens.map(Intensities::recorded).unwrap_or_default();
+    l.settle_all(&v.power, &sources, &mut owed);
+    store_ledger(st, &l, owed);
     st.last_accounted_time = Some(time::to_time(to));
+}
+
+/// Writes the ledger and what it still owes into the status.
+fn store_ledger(st: &mut CarbonAwareJobStatus, l: &Ledger, owed: Vec<Owed>) {
+    st.runtime_seconds = l.runtime_secs.round() as i64;
+    st.restore_seconds = Some(l.restore_secs.round() as i64);
+    st.energy_kwh = l.energy_kwh;
+    st.emissions_grams = l.emissions_grams;
+    st.baseline_grams = l.baseline_grams;
+    st.avoided_grams = st.baseline_grams - st.emissions_grams;
+    let unaccounted = owed_runtime_secs(&owed).round() as i64;
+    st.unaccounted_seconds = (!owed.is_empty()).then_some(unaccounted);
+    st.unaccounted = owed;
+}
+
+/// Settles a finished job's spans still owed with the intensities now recorded. Returns
+/// the grams it added to emissions and to the baseline (for the totals, which counted the
+/// job when it finished).
+fn settle_finished(
+    st: &mut CarbonAwareJobStatus,
+    v: &ValidSpec,
+    intens: Option<&Intensities>,
+) -> (f64, f64) {
+    let Some(i) = intens.filter(|_| !st.unaccounted.is_empty()) else {
+        return (0.0, 0.0);
+    };
+    let accounted = st
+        .last_accounted_time
+        .as_ref()
+        .map(time::from_time)
+        .unwrap_or(v.created);
+    let mut l = ledger_of(st, v, accounted);
+    let before = (l.emissions_grams, l.baseline_grams);
+    let mut owed = std::mem::take(&mut st.unaccounted);
+    l.settle_all(&v.power, &i.recorded(), &mut owed);
+    store_ledger(st, &l, owed);
+    (l.emissions_grams - before.0, l.baseline_grams - before.1)
+}
+
+/// The earliest instant whose intensities the next accrual of `st` may need: the start
+/// of its oldest span still owed, the last accounted instant, and where the run-now
+/// baseline continues (`created + work`). The operator asks its provider's history back
+/// to it when the live data does not reach that far.
+pub fn needed_since(caj: &CarbonAwareJob, now: DateTime<Utc>) -> DateTime<Utc> {
+    let created = super::validate::created_at(caj, now);
+    let st = caj.status_or_default();
+    let accounted = st
+        .last_accounted_time
+        .as_ref()
+        .map(time::from_time)
+        .unwrap_or(created);
+    let work = (st.runtime_seconds - st.restore_seconds.unwrap_or(0)).max(0);
+    let baseline = created + TimeDelta::seconds(work.min(crate::api::MAX_SCHEDULE_SPAN_SECS));
+    st.unaccounted
+        .iter()
+        .map(|o| o.start)
+        .chain([accounted, baseline])
+        .min()
+        .unwrap_or(accounted)
 }
 
 /// Records what the child Job shows now while the CarbonAwareJob runs: `readyPods` (the
@@ -595,11 +660,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     // A finished job is history: keep its ledger, never touch the child again except to
     // let it go.
     if old.phase.is_some_and(Phase::is_terminal) {
-        let write = st != old;
-        let mut o = Outcome::unchanged(st);
-        o.write_status = write;
-        o.release_finalizer = obs.child.is_some_and(holds_finalizer);
-        return o;
+        return finished_history(obs, st, &old, now);
     }
 
     // A run recorded before `readyPods` existed was accounted from `runningSince` on (see
@@ -669,9 +730,8 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     // Finished child: close the ledger.
     if let Some((phase, at, msg)) = obs.child.and_then(child_finished) {
         let at = time::trunc(at.unwrap_or(now).min(now));
-        if let Some(i) = intens {
-            accrue(&mut st, &v, i, at);
-        }
+        accrue(&mut st, &v, intens, at);
+        accounted_condition(&mut st, generation, now);
         st.phase = Some(phase);
         st.running_since = None;
         st.paused_since = None;
@@ -686,13 +746,14 @@ pub fn build(obs: Observed<'_>) -> Outcome {
             deadline_missed = true;
         }
         let ledger = format!(
-            "{:.0} g avoided (baseline {:.0} g, actual {:.0} g, {:.2} kWh, runtime {}, {} pauses)",
+            "{:.0} g avoided (baseline {:.0} g, actual {:.0} g, {:.2} kWh, runtime {}, {} pauses){}",
             st.avoided_grams,
             st.baseline_grams,
             st.emissions_grams,
             st.energy_kwh,
             crate::duration::format_secs(st.runtime_seconds),
-            st.pauses
+            st.pauses,
+            unaccounted_note(&st)
         );
         let (ok, reason) = match phase {
             Phase::Succeeded => (true, "Succeeded"),
@@ -737,9 +798,8 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     }
 
     // Ledger up to now, with the state that held since the last step.
-    if let Some(i) = intens {
-        accrue(&mut st, &v, i, now);
-    }
+    accrue(&mut st, &v, intens, now);
+    accounted_condition(&mut st, generation, now);
     // Then the pods seen now: the share accounted from now on, and the start-up latency.
     observe_ready(&mut st, observed_ready(obs.child), now);
 
@@ -973,8 +1033,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
 
     // Status write: on any material change, or to persist accrual.
     let last_written = old.last_accounted_time.as_ref().map(time::from_time);
-    // Without intensities nothing accrues, so there is nothing to persist.
-    let stale = intens.is_some() && last_written.is_none_or(|t| now - t >= obs.persist_every);
+    let stale = last_written.is_none_or(|t| now - t >= obs.persist_every);
     let write_status = material(&st) != material(&old) || stale || transition.is_some();
     let persisted_at = if write_status {
         now
@@ -1006,5 +1065,88 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         spec: Some(v),
         remaining_secs: Some(remaining),
         planning_deadline: Some(plan_deadline),
+        settled_late: (0.0, 0.0),
     }
+}
+
+/// A finished job: keep its ledger, never touch the child again except to let it go, and
+/// settle the grams it still owes once intensities for them are recorded (retried for
+/// [`SETTLE_FOR_SECS`] after completion).
+fn finished_history(
+    obs: Observed<'_>,
+    mut st: CarbonAwareJobStatus,
+    old: &CarbonAwareJobStatus,
+    now: DateTime<Utc>,
+) -> Outcome {
+    let mut settled = (0.0, 0.0);
+    let owed = !old.unaccounted.is_empty();
+    if let Some(v) = validate(obs.caj, now).ok().filter(|_| owed) {
+        settled = settle_finished(&mut st, &v, obs.intensities.ok());
+        accounted_condition(&mut st, obs.caj.meta().generation, now);
+    }
+    let write = st != *old;
+    let done = st
+        .completion_time
+        .as_ref()
+        .map(time::from_time)
+        .unwrap_or(now);
+    let retry = !st.unaccounted.is_empty() && now - done < TimeDelta::seconds(SETTLE_FOR_SECS);
+    let mut o = Outcome::unchanged(st);
+    o.write_status = write;
+    o.release_finalizer = obs.child.is_some_and(holds_finalizer);
+    o.settled_late = settled;
+    o.requeue = retry.then(|| TimeDelta::seconds(FORECAST_RETRY_SECS));
+    o
+}
+
+/// How long after completion a finished job's unaccounted spans are still retried.
+pub const SETTLE_FOR_SECS: i64 = 86_400;
+
+/// ` (N s of runtime unaccounted: ...)` for a completion message, empty when nothing is owed.
+fn unaccounted_note(st: &CarbonAwareJobStatus) -> String {
+    match st.unaccounted_seconds {
+        Some(n) if !st.unaccounted.is_empty() => format!(
+            "; {} of runtime not yet in the emissions: no recorded intensities (see status.unaccounted)",
+            crate::duration::format_secs(n)
+        ),
+        _ if !st.unaccounted.is_empty() => {
+            "; part of the baseline not yet accounted: no recorded intensities (see status.unaccounted)".into()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Sets `Accounted`: True when every past second is in the ledger's grams, False (reason
+/// `IntensitiesMissing`) naming what is still owed.
+fn accounted_condition(st: &mut CarbonAwareJobStatus, generation: Option<i64>, now: DateTime<Utc>) {
+    if st.unaccounted.is_empty() {
+        set_condition(
+            &mut st.conditions,
+            ACCOUNTED,
+            true,
+            "Recorded",
+            "every second so far is accounted with recorded intensities".into(),
+            generation,
+            now,
+        );
+        return;
+    }
+    // Stable while the outage lasts (the seconds are in `unaccountedSeconds`), so it
+    // causes no status write of its own.
+    let from = st.unaccounted.iter().map(|o| o.start).min().unwrap_or(now);
+    let message = format!(
+        "no recorded intensities for part of the runtime or of the run-now baseline since {}: \
+         emissionsGrams and baselineGrams exclude it (unaccountedSeconds, status.unaccounted) \
+         until the provider's history covers it",
+        fmt_t(from),
+    );
+    set_condition(
+        &mut st.conditions,
+        ACCOUNTED,
+        false,
+        "IntensitiesMissing",
+        message,
+        generation,
+        now,
+    );
 }

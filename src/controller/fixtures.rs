@@ -50,11 +50,9 @@ impl Feed for StaticFeed {
         &self,
         _region: &str,
         _now: DateTime<Utc>,
+        _since: DateTime<Utc>,
     ) -> Result<Arc<Intensities>, ForecastError> {
-        Ok(Arc::new(Intensities {
-            series: self.0.clone(),
-            provenance: "static".into(),
-        }))
+        Ok(Arc::new(Intensities::live(self.0.clone(), "static".into())))
     }
 }
 

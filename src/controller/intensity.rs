@@ -6,7 +6,6 @@
 //! per-region forecast cache (one upstream fetch per region per refresh); `plan -f` and the
 //! reconcile tests with a plain [`ForecastSource`].
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,15 +24,43 @@ pub struct Intensities {
     pub series: Series,
     /// For status and logs, e.g. `embedded (historical replay)`.
     pub provenance: String,
+    /// Whether the past of `series` is a record of the region's intensities: false for a
+    /// fallback source standing in for a failed primary (it plans, it never accounts).
+    pub live_is_record: bool,
+    /// The provider's recorded history (its history or actuals endpoint) over a past the
+    /// live data does not reach, when it was needed and could be had.
+    pub history: Option<Series>,
+}
+
+impl Intensities {
+    /// Intensities from a provider's live answer alone.
+    pub fn live(series: Series, provenance: String) -> Self {
+        Self {
+            series,
+            provenance,
+            live_is_record: true,
+            history: None,
+        }
+    }
+
+    /// The series the ledger may integrate the past with, best first: the live past (when
+    /// it is a record), then the provider's history.
+    pub fn recorded(&self) -> Vec<&Series> {
+        let live = self.live_is_record.then_some(&self.series);
+        live.into_iter().chain(self.history.as_ref()).collect()
+    }
 }
 
 /// Source of intensities for the reconciler.
 #[async_trait]
 pub trait Feed: Send + Sync {
+    /// The region's intensities at `now`, with recorded history back to `since` when the
+    /// live data does not reach it (best effort: `history` is what could be had).
     async fn get(
         &self,
         region: &str,
         now: DateTime<Utc>,
+        since: DateTime<Utc>,
     ) -> Result<Arc<Intensities>, ForecastError>;
 }
 
@@ -57,11 +84,22 @@ impl Feed for CacheFeed {
         &self,
         region: &str,
         now: DateTime<Utc>,
+        since: DateTime<Utc>,
     ) -> Result<Arc<Intensities>, ForecastError> {
         let c = self.0.serve(region, now, Self::WAIT).await?;
+        let live_is_record = !c.is_stand_in();
+        let history = if since < c.series().start() {
+            self.0
+                .history(region, since, c.series().start(), now, Self::WAIT)
+                .await
+        } else {
+            None
+        };
         Ok(Arc::new(Intensities {
             series: c.series().clone(),
             provenance: c.provenance(),
+            live_is_record,
+            history,
         }))
     }
 }
@@ -81,12 +119,18 @@ impl Feed for SourceFeed {
         &self,
         region: &str,
         now: DateTime<Utc>,
+        since: DateTime<Utc>,
     ) -> Result<Arc<Intensities>, ForecastError> {
         let f = self.0.fetch(region, now).await?;
-        Ok(Arc::new(Intensities {
-            provenance: provenance(&f.source, f.historical_replay),
-            series: f.series,
-        }))
+        let mut i = Intensities::live(f.series, provenance(&f.source, f.historical_replay));
+        if since < i.series.start() {
+            i.history = self
+                .0
+                .history(region, since, i.series.start(), now)
+                .await
+                .ok();
+        }
+        Ok(Arc::new(i))
     }
 }
 
@@ -263,44 +307,9 @@ fn profile_value(profile: &[Option<f64>], step: i64, t: DateTime<Utc>) -> f64 {
     profile[k].unwrap_or(0.0)
 }
 
-/// Most slots [`covering`] adds; beyond that the gap is nonsense, not history to bridge.
-const MAX_PAD_SLOTS: i64 = 1_000_000;
-
-/// The series extended to cover `[from, to)`, missing slots at its first or last value.
-/// The past a restarted operator must account for (and the run-now baseline window, which
-/// starts at creation) may reach before the history a provider still returns; the nearest
-/// known value is the best estimate and keeps the ledger moving. Borrowed when the series
-/// already covers the interval.
-pub fn covering(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>) -> Cow<'_, Series> {
-    let (start, end) = (series.start(), series.end());
-    if from >= start && to <= end {
-        return Cow::Borrowed(series);
-    }
-    let step = series.step_secs();
-    let slots = |a: DateTime<Utc>, b: DateTime<Utc>| {
-        let secs = (b - a).num_seconds().max(0);
-        (secs + step - 1) / step
-    };
-    let before = slots(from, start);
-    let after = slots(end, to);
-    if before + after > MAX_PAD_SLOTS {
-        return Cow::Borrowed(series);
-    }
-    let vals = series.values();
-    let first = vals.first().copied().unwrap_or(0.0);
-    let last = vals.last().copied().unwrap_or(0.0);
-    let mut v = Vec::with_capacity(vals.len() + (before + after) as usize);
-    v.resize(before as usize, first);
-    v.extend_from_slice(vals);
-    v.resize(v.len() + after as usize, last);
-    match Series::new(start - TimeDelta::seconds(before * step), step, v) {
-        Ok(s) => Cow::Owned(s),
-        Err(_) => Cow::Borrowed(series),
-    }
-}
-
 /// Integral of intensity over `[from, to)` in (g/kWh)·h, like [`Series::integrate`], but
-/// total: parts outside the series take its first or last value, as in [`covering`].
+/// total: parts outside the series take its first or last value. For plans (`plan -f`),
+/// never for the ledger, which integrates recorded intensities only.
 /// Allocation-free (it is called once per planned run, and a plan may have thousands).
 pub fn integrate_clamped(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     if to <= from {
@@ -323,7 +332,7 @@ pub fn integrate_clamped(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>
     before + inside + after
 }
 
-/// Intensity in force at `t`, clamped to the series' ends like [`covering`].
+/// Intensity in force at `t`, clamped to the series' ends (for display).
 pub fn value_clamped(series: &Series, t: DateTime<Utc>) -> f64 {
     if let Some(v) = series.value_at(t) {
         return v;
@@ -428,16 +437,8 @@ mod tests {
     }
 
     #[test]
-    fn covering_pads_with_the_nearest_values_outside() {
+    fn clamped_integrals_take_the_nearest_values_outside() {
         let s = Series::new(t(1), 3600, vec![100.0, 200.0]).unwrap();
-        let c = covering(&s, t(0) + TimeDelta::minutes(30), t(4));
-        assert_eq!(c.start(), t(0));
-        assert_eq!(c.values(), &[100.0, 100.0, 200.0, 200.0]);
-        assert_eq!(
-            c.integrate(t(0), t(4)).unwrap(),
-            100.0 + 100.0 + 200.0 + 200.0
-        );
-        assert!(matches!(covering(&s, t(1), t(2)), Cow::Borrowed(_)));
         assert_eq!(
             integrate_clamped(&s, t(0), t(4)),
             100.0 + 100.0 + 200.0 + 200.0

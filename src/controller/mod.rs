@@ -82,6 +82,8 @@ pub mod validate;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
+mod outage_tests;
+#[cfg(test)]
 mod tests;
 
 pub use build::{build, Observed, Outcome};
@@ -315,10 +317,13 @@ async fn region_and_intensities(
     let region = region_of(caj, ctx);
     let r = match &region {
         Err(e) => return (region.clone(), Err(e.clone())),
-        Ok(_) if is_terminal(caj) => return (region, Err("finished".into())),
+        // A finished job needs intensities only to settle what it still owes.
+        Ok(_) if is_terminal(caj) && caj.status_or_default().unaccounted.is_empty() => {
+            return (region, Err("finished".into()))
+        }
         Ok(r) => r.clone(),
     };
-    match ctx.feed.get(&r, now).await {
+    match ctx.feed.get(&r, now, build::needed_since(caj, now)).await {
         Ok(i) => (region, Ok(i)),
         Err(e @ ForecastError::UnknownRegion { .. }) => (
             Err(format!(
@@ -408,6 +413,19 @@ fn count(m: &Metrics, ns: &str, out: &Outcome) {
     }
     if out.finished.is_some() {
         add_to_totals(m, ns, &out.status);
+    }
+    let (emitted, baseline) = out.settled_late;
+    if emitted != 0.0 || baseline != 0.0 {
+        // Grams a finished job owed, settled since the totals counted it.
+        m.emissions
+            .with_label_values(&[ns])
+            .inc_by(emitted.max(0.0));
+        m.baseline_emissions
+            .with_label_values(&[ns])
+            .inc_by(baseline.max(0.0));
+        m.avoided_emissions
+            .with_label_values(&[ns])
+            .inc_by((baseline - emitted).max(0.0));
     }
 }
 

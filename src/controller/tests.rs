@@ -354,10 +354,7 @@ fn planning_deadline_takes_the_margin_out_of_the_slack() {
 #[test]
 fn the_guard_fires_a_margin_before_the_latest_start() {
     let s = series(500.0, &vec![900.0; 30]);
-    let feed = Intensities {
-        series: s,
-        provenance: "static".into(),
-    };
+    let feed = Intensities::live(s, "static".into());
     let c = caj("Threshold", "2h", json!({"thresholdGramsPerKWh": 100}));
     let ch = child(&c, true, None);
     let step = |mins: i64, margin: i64| {
@@ -467,10 +464,7 @@ async fn nothing_changed_means_no_writes() {
     );
     let base = caj("PauseAndResume", "2h", json!({}));
     // First pass (pure) gives the status the operator would have written a minute ago.
-    let feed = Intensities {
-        series: s.clone(),
-        provenance: "static".into(),
-    };
+    let feed = Intensities::live(s.clone(), "static".into());
     let ch = child(&base, true, None);
     let first = build(Observed {
         caj: &base,
@@ -835,10 +829,7 @@ async fn a_template_for_kueue_is_refused_until_kueue_is_supported() {
 #[test]
 fn accrual_is_additive_across_restarts() {
     let s = series(100.0, &[200.0, 400.0, 100.0, 300.0, 300.0]);
-    let feed = Intensities {
-        series: s,
-        provenance: "static".into(),
-    };
+    let feed = Intensities::live(s, "static".into());
     let base = caj("RunNow", "6h", json!({}));
     let start = with_status(base.clone(), running_status(&base, -1, 0));
     let step = |c: &CarbonAwareJob, mins: i64| {
@@ -881,10 +872,7 @@ fn accrual_is_additive_across_restarts() {
 fn restore_overhead_is_emitted_but_not_in_the_baseline() {
     // 100 g/kWh in the past day, then 200, 400, 100, 300 per hour.
     let s = series(100.0, &[200.0, 400.0, 100.0, 300.0, 300.0]);
-    let feed = Intensities {
-        series: s,
-        provenance: "static".into(),
-    };
+    let feed = Intensities::live(s, "static".into());
     let base = caj("PauseAndResume", "2h", json!({"checkpointOverhead": "30m"}));
     // Created at -10 min, 20 min of work before a pause (baseline over -10 .. +10 min:
     // 10 min at 100, 10 at 200), resumed at 0.
@@ -963,10 +951,10 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn pending_pods_are_waiting_not_work() {
     // 200 g/kWh in the first hour from now, 400 in the second: the run crosses the hour.
-    let feed = Intensities {
-        series: series(100.0, &[200.0, 400.0, 100.0, 100.0, 100.0]),
-        provenance: "static".into(),
-    };
+    let feed = Intensities::live(
+        series(100.0, &[200.0, 400.0, 100.0, 100.0, 100.0]),
+        "static".into(),
+    );
     let secs = TimeDelta::seconds;
     let t = at(57);
     let margin = secs(60);
@@ -1053,10 +1041,7 @@ fn pending_pods_are_waiting_not_work() {
 /// emissions of the whole job's power model; the other 50 s are waiting.
 #[test]
 fn a_parallel_job_accrues_in_proportion_to_its_ready_pods() {
-    let feed = Intensities {
-        series: series(100.0, &[200.0, 200.0, 200.0]),
-        provenance: "static".into(),
-    };
+    let feed = Intensities::live(series(100.0, &[200.0, 200.0, 200.0]), "static".into());
     let mut base = caj("RunNow", "2h", json!({}));
     base.spec.template.spec["parallelism"] = json!(4);
     let mut st = running_status(&base, -5, 0);
@@ -1110,10 +1095,7 @@ fn a_parallel_job_accrues_in_proportion_to_its_ready_pods() {
 /// change of the count is written at once.
 #[test]
 fn only_a_change_of_ready_pods_is_material() {
-    let feed = Intensities {
-        series: series(100.0, &[200.0, 200.0, 200.0]),
-        provenance: "static".into(),
-    };
+    let feed = Intensities::live(series(100.0, &[200.0, 200.0, 200.0]), "static".into());
     let mut base = caj("RunNow", "2h", json!({}));
     base.spec.template.spec["parallelism"] = json!(2);
     let mut st = running_status(&base, -5, 0);
@@ -1157,10 +1139,7 @@ fn only_a_change_of_ready_pods_is_material() {
 /// and, clamped to the slack like the flag, never makes a feasible job infeasible.
 #[test]
 fn the_observed_startup_latency_widens_the_margin_within_the_slack() {
-    let feed = Intensities {
-        series: series(500.0, &vec![900.0; 30]),
-        provenance: "static".into(),
-    };
+    let feed = Intensities::live(series(500.0, &vec![900.0; 30]), "static".into());
     // Deadline at 1430 min, 2 h of work above the threshold: latest start 1310.
     let base = caj("Threshold", "2h", json!({"thresholdGramsPerKWh": 100}));
     let c = with_status(
@@ -1206,10 +1185,7 @@ fn the_observed_startup_latency_widens_the_margin_within_the_slack() {
 /// running), and the run's start-up latency is not guessed.
 #[test]
 fn an_old_status_reconciles_without_loss() {
-    let feed = Intensities {
-        series: series(100.0, &[200.0, 200.0, 200.0]),
-        provenance: "static".into(),
-    };
+    let feed = Intensities::live(series(100.0, &[200.0, 200.0, 200.0]), "static".into());
     let base = caj("PauseAndResume", "4h", json!({"checkpointOverhead": "10m"}));
     let old_json = json!({
         "phase": "Running", "jobName": "train", "region": "DE",
@@ -1262,10 +1238,10 @@ fn an_old_status_reconciles_without_loss() {
 #[test]
 fn restore_starts_when_the_resumed_pods_are_ready() {
     // 100 g/kWh in the past day, then 200 for the first hour, 400 for the second.
-    let feed = Intensities {
-        series: series(100.0, &[200.0, 400.0, 100.0, 300.0, 300.0]),
-        provenance: "static".into(),
-    };
+    let feed = Intensities::live(
+        series(100.0, &[200.0, 400.0, 100.0, 300.0, 300.0]),
+        "static".into(),
+    );
     // (minRunDuration: the plan must not pause it in the dirtier second hour.)
     let base = caj(
         "PauseAndResume",

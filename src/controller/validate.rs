@@ -77,16 +77,20 @@ fn within_span(name: &str, value: &str, secs: i64) -> Result<(), InvalidSpec> {
     Ok(())
 }
 
+/// When `caj` was created, or `now` for a manifest never applied.
+pub fn created_at(caj: &CarbonAwareJob, now: DateTime<Utc>) -> DateTime<Utc> {
+    caj.meta()
+        .creation_timestamp
+        .as_ref()
+        .map(time::from_time)
+        .unwrap_or(now)
+}
+
 /// Validates `caj` as of `now` (used only as the creation time of a manifest that has
 /// none, as in `carbonshift plan -f`).
 pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, InvalidSpec> {
     let s = &caj.spec.schedule;
-    let created = caj
-        .meta()
-        .creation_timestamp
-        .as_ref()
-        .map(time::from_time)
-        .unwrap_or(now);
+    let created = created_at(caj, now);
 
     let expected_secs = duration_field("expectedDuration", Some(&s.expected_duration))?;
     if expected_secs <= 0 {

@@ -138,6 +138,12 @@ impl CachedForecast {
         self.forecast.series.slice(from, to)
     }
 
+    /// Whether this is another source standing in for the failed primary (fallback
+    /// `PrimaryFailed`): it plans, but its past is no record of the region's intensities.
+    pub fn is_stand_in(&self) -> bool {
+        matches!(self.fallback, Some(FallbackReason::PrimaryFailed { .. }))
+    }
+
     /// A one-line provenance for logs and status (`electricitymaps`, `embedded (historical
     /// replay)`, `embedded (fallback: ...)`).
     pub fn provenance(&self) -> String {
@@ -175,6 +181,15 @@ struct RefreshState {
 }
 
 #[derive(Default)]
+struct HistoryState {
+    /// What the provider's history endpoint returned, merged over successive requests.
+    series: Option<Series>,
+    /// The last request: its span and when it was made (not repeated before
+    /// `retry_interval` has passed).
+    asked: Option<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)>,
+}
+
+#[derive(Default)]
 struct Entry {
     snapshot: Mutex<Snapshot>,
     refresh: tokio::sync::Mutex<RefreshState>,
@@ -182,6 +197,11 @@ struct Entry {
     refreshing: std::sync::atomic::AtomicBool,
     /// Woken whenever a refresh stores its result.
     stored: tokio::sync::Notify,
+    history: Mutex<HistoryState>,
+    /// A history request ([`Cache::history`]) is in flight.
+    fetching_history: std::sync::atomic::AtomicBool,
+    /// Woken whenever a history request ends.
+    history_stored: tokio::sync::Notify,
 }
 
 impl Entry {
@@ -468,7 +488,13 @@ impl Cache {
         match primary {
             Ok(mut f) => {
                 st.not_before = None;
-                if let Some(old) = &st.last_good {
+                // History is kept only across a continuous view: after an outage longer
+                // than `max_age` the old forecast's values for the gap were never live,
+                // so they are dropped (the gap's past comes from `Cache::history`).
+                let continuous = |old: &&Arc<CachedForecast>| {
+                    now - old.fetched_at <= to_delta(self.settings.max_age)
+                };
+                if let Some(old) = st.last_good.as_ref().filter(continuous) {
                     let keep_from = now - to_delta(self.settings.history);
                     f.series = merge_history(&old.forecast.series, &f.series, keep_from);
                 }
@@ -563,6 +589,110 @@ impl Cache {
         }
     }
 
+    /// Recorded intensities of `region` over `[from, to)` from the primary's history
+    /// endpoint, as far as it has them (see [`ForecastSource::history`]), waiting at most
+    /// `wait` for an answer. One request per region at a time, the same span not asked
+    /// again before `retry_interval`, at most [`MAX_HISTORY_DAYS`] back from `now`. A
+    /// request that ends after `wait` is kept and served to the next caller; subscribers
+    /// hear of it like of a refresh, so jobs waiting for it settle their accounts.
+    pub async fn history(
+        self: &Arc<Self>,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+        wait: Duration,
+    ) -> Option<Series> {
+        let from = from.max(now - TimeDelta::days(MAX_HISTORY_DAYS));
+        let to = to.min(now);
+        if from >= to {
+            return None;
+        }
+        let entry = self.entry(region);
+        let covers = |s: &Series| s.start() <= from && s.end() >= to;
+        let (have, due) = {
+            let h = entry.history.lock().ok()?;
+            let have = h.series.clone();
+            let asked_lately = h.asked.is_some_and(|(a, b, at)| {
+                a <= from && b >= to && now - at < to_delta(self.settings.retry_interval)
+            });
+            let due = !have.as_ref().is_some_and(covers) && !asked_lately;
+            (have, due)
+        };
+        if !due {
+            return have;
+        }
+        let done = entry.history_stored.notified();
+        self.history_in_background(region, &entry, from, to, now);
+        let _ = tokio::time::timeout(wait, done).await;
+        let served = entry.history.lock().ok().and_then(|h| h.series.clone());
+        served
+    }
+
+    /// Starts one history request for `region` unless one is in flight.
+    fn history_in_background(
+        self: &Arc<Self>,
+        region: &str,
+        entry: &Arc<Entry>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        use std::sync::atomic::Ordering;
+        if entry
+            .fetching_history
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let (cache, entry, region) = (Arc::clone(self), Arc::clone(entry), region.to_string());
+        tokio::spawn(async move {
+            // Ask for the whole span the record should hold, so it grows into one series.
+            let known = entry.history.lock().ok().and_then(|h| h.series.clone());
+            let (a, b) = match &known {
+                Some(k) if k.end() >= from && k.start() <= to => {
+                    (from.min(k.start()), to.max(k.end()))
+                }
+                _ => (from, to),
+            };
+            let started = Instant::now();
+            let src = cache.source.as_ref();
+            let result =
+                match tokio::time::timeout(cache.settings.timeout, src.history(&region, a, b, now))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(ForecastError::Timeout {
+                        provider: src.name().to_string(),
+                    }),
+                };
+            cache.count_request(src.name(), &result, started);
+            let merged = match result {
+                Ok(s) => {
+                    tracing::info!(region, from = %s.start(), to = %s.end(), points = s.len(), "history fetched");
+                    Some(match &known {
+                        Some(k) => merge_history(k, &s, now - TimeDelta::days(MAX_HISTORY_DAYS)),
+                        None => s,
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(region, error = %e, %from, %to, "cannot fetch the region's history");
+                    None
+                }
+            };
+            if let Ok(mut h) = entry.history.lock() {
+                h.asked = Some((from, to, now));
+                if merged.is_some() {
+                    h.series = merged;
+                }
+            }
+            entry.fetching_history.store(false, Ordering::Release);
+            entry.history_stored.notify_waiters();
+            let _ = cache.refreshed.send(region);
+        });
+    }
+
     async fn fetch_with_retries(
         &self,
         region: &str,
@@ -623,19 +753,24 @@ impl Cache {
                 provider: src.name().to_string(),
             }),
         };
-        let outcome = match &result {
+        self.count_request(src.name(), &result, started);
+        result
+    }
+
+    /// Counts one upstream request in `forecast_requests_total` and its duration.
+    fn count_request<T>(&self, name: &str, result: &Result<T, ForecastError>, started: Instant) {
+        let outcome = match result {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
         self.metrics
             .forecast_requests
-            .with_label_values(&[src.name(), outcome])
+            .with_label_values(&[name, outcome])
             .inc();
         self.metrics
             .forecast_request_duration
-            .with_label_values(&[src.name()])
+            .with_label_values(&[name])
             .observe(started.elapsed().as_secs_f64());
-        result
     }
 
     fn observe(&self, region: &str, c: &CachedForecast, now: DateTime<Utc>) {
@@ -697,6 +832,10 @@ impl Cache {
         half + half.mul_f64(extra)
     }
 }
+
+/// How far back [`Cache::history`] asks: the spans a job still owes older than this are
+/// left unaccounted (most providers keep no more at hourly resolution on common plans).
+pub const MAX_HISTORY_DAYS: i64 = 31;
 
 fn to_delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
