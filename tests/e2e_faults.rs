@@ -20,6 +20,7 @@ use std::time::Duration;
 use carbonshift::api::{time, Phase};
 use chrono::{DateTime, TimeDelta, Utc};
 use common::cluster::{self, must, wait_until, RUN_FOR};
+use common::em::EmServer;
 use common::forecast::{first_boundary, Forecast};
 use common::operator::*;
 use common::watch_delay::WatchDelay;
@@ -72,6 +73,18 @@ fn count(reasons: &[String], reason: &str) -> usize {
     reasons.iter().filter(|r| r.as_str() == reason).count()
 }
 
+/// An operator planning with the Electricity Maps stub `server`, without a fallback.
+fn em_operator(env: &Env, server: &EmServer, label: &str, extra: &[&str]) -> Operator {
+    let args = server.provider_args();
+    let provider: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    env.operator_with_provider(
+        label,
+        &provider,
+        extra,
+        &[("ELECTRICITYMAPS_TOKEN", "test-token")],
+    )
+}
+
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -102,6 +115,14 @@ async fn operator_survives_faults() {
         (
             "fencing",
             Box::pin(a_stopped_leader_writes_nothing_after_losing_the_lease()),
+        ),
+        (
+            "provider_outage",
+            Box::pin(an_outage_is_accounted_when_the_provider_returns()),
+        ),
+        (
+            "operator_outage",
+            Box::pin(an_operator_outage_is_accounted_from_history()),
         ),
     ];
     run_scenarios("fault scenarios", all).await;
@@ -521,6 +542,188 @@ async fn no_edit_freezes_a_job() {
 }
 
 // ------------------------------------------------------------------------------------------
+// Points 4 and 5: outages never corrupt the ledger; accounting survives restarts
+
+fn accounted(st: &carbonshift::api::CarbonAwareJobStatus) -> Option<(String, String)> {
+    condition(st, "Accounted").map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// The provider answers 503 to everything (no fallback, 20 s max age) from before a job is
+/// created until after it completes. The deadline guard starts the job; nothing before
+/// its pod was Ready is runtime; the finished job says what it lacks: its whole runtime
+/// in `unaccountedSeconds`, 0 g, `Accounted` False, and a completion Event saying so.
+/// Once the provider answers again, its history (the stub serves the past only there)
+/// settles the grams: emissions and baseline within 1 % of the integrals over the true
+/// intensities, nothing left owed, and the exported totals take in the late grams.
+async fn an_outage_is_accounted_when_the_provider_returns() {
+    let env = Env::new("e2e-outage").await;
+    let p = first_boundary(Utc::now());
+    let f = Forecast::around(p, |k| 800.0 - 10.0 * k as f64);
+    let server = EmServer::start(&f, &[REGION], true).await;
+    server.set_down(true);
+    let extra = ["--forecast-refresh", "10s", "--forecast-max-age", "20s"];
+    let op = em_operator(&env, &server, "operator", &extra);
+    op.ready().await;
+    // 1 minute of work due 3 minutes after creation: with no forecast, the guard starts
+    // it once the slack (less the 20 s margin) is down to a minute, about 40 s in.
+    let caj = create(
+        &env,
+        manifest(
+            "outage",
+            json!({"strategy": "PauseAndResume", "expectedDuration": "1m", "maxDelay": "3m"}),
+            json!({RUN_FOR: "60s"}),
+        ),
+    )
+    .await;
+    let created = created_at(&caj);
+    let mut tr = Tracker::new(&env, "outage");
+    tr.until_finished(Utc::now() + TimeDelta::minutes(5)).await;
+    let st = tr.status();
+    let start = t_opt(&st.start_time).expect("startTime");
+    let done = t_opt(&st.completion_time).expect("completionTime");
+    let ready = tr.first_ready();
+    let reasons = event_reasons(&env.events("outage").await);
+    println!(
+        "[{}] created {created}, guard start {start}, Ready {ready}, done {done}; status {st:?}",
+        env.ns.name
+    );
+    assert_eq!(count(&reasons, "DeadlineGuard"), 1, "{reasons:?}");
+    assert!(
+        (start - created).num_seconds() >= 30,
+        "started {} s after creation: nothing should run before the guard",
+        (start - created).num_seconds()
+    );
+    let ready_secs = (done - ready).num_seconds();
+    assert!(
+        (st.runtime_seconds - ready_secs).abs() <= 2,
+        "runtime {} s, but the pod was Ready {ready_secs} s",
+        st.runtime_seconds
+    );
+    assert!(st.runtime_seconds >= 55, "runtime {} s", st.runtime_seconds);
+    assert_eq!((st.emissions_grams, st.baseline_grams), (0.0, 0.0));
+    let owed = st.unaccounted_seconds.unwrap_or(0);
+    assert!(
+        (owed - st.runtime_seconds).abs() <= 1,
+        "unaccountedSeconds {owed}, runtime {}",
+        st.runtime_seconds
+    );
+    assert_eq!(
+        accounted(&st),
+        Some(("False".into(), "IntensitiesMissing".into()))
+    );
+    let evs = env.events("outage").await;
+    let done_msg = evs
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Succeeded"))
+        .and_then(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(
+        done_msg.contains("not yet in the emissions"),
+        "completion Event: {done_msg}"
+    );
+    assert_eq!(totals(&op, &env.ns.name).await[1], 0.0);
+
+    server.set_down(false);
+    let back = Utc::now();
+    let st = tr
+        .wait_for("the outage settled", Duration::from_secs(150), |st| {
+            st.unaccounted.is_empty()
+        })
+        .await;
+    println!(
+        "[{}] settled {} s after the provider returned: {} g, baseline {} g; requests {:?}",
+        env.ns.name,
+        (Utc::now() - back).num_seconds(),
+        st.emissions_grams,
+        st.baseline_grams,
+        server.counts()
+    );
+    assert_ledger(&st, &[(ready, done)], created, &f);
+    assert_eq!(st.unaccounted_seconds, None);
+    assert_eq!(accounted(&st), Some(("True".into(), "Recorded".into())));
+    assert!(server.requests("past-range", REGION) >= 1);
+    tr.assert_monotonic();
+    let (sums, n) = status_sums(&env).await;
+    assert_eq!(n, 1);
+    wait_until(
+        "the totals take in the late grams",
+        Duration::from_secs(30),
+        || async {
+            let got = totals(&op, &env.ns.name).await;
+            Ok::<_, String>(rel_close(got[1], sums[1], 1e-6).then_some(()))
+        },
+    )
+    .await;
+    assert_totals("after settling", totals(&op, &env.ns.name).await, sums);
+    env.ns.delete_and_wait().await;
+    drop(op);
+}
+
+/// Against a live provider (the stub serves the slot `now` falls in onward on its
+/// forecast endpoint, and the past only on `past-range`), the operator is SIGKILLed a
+/// minute into a 12-minute job and started again 10 minutes later. The intensities rise
+/// every minute, so neither a flat value nor the first sample after the restart could
+/// stand in for the downtime: the ledger must equal the integrals over the true
+/// intensities within 1 %, from the provider's history.
+async fn an_operator_outage_is_accounted_from_history() {
+    let env = Env::new("e2e-history").await;
+    let p = first_boundary(Utc::now());
+    let f = Forecast::around(p, |k| 400.0 + 15.0 * k as f64);
+    let server = EmServer::start(&f, &[REGION], true).await;
+    let extra = ["--forecast-refresh", "10s"];
+    let mut op = em_operator(&env, &server, "operator-1", &extra);
+    op.ready().await;
+    let caj = create(
+        &env,
+        manifest(
+            "history",
+            json!({"strategy": "RunNow", "expectedDuration": "12m", "maxDelay": "30m"}),
+            json!({RUN_FOR: "12m"}),
+        ),
+    )
+    .await;
+    let created = created_at(&caj);
+    let mut tr = Tracker::new(&env, "history");
+    tr.wait_for("a Ready pod", Duration::from_secs(90), |st| {
+        st.ready_since.is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    tr.poll().await;
+    op.kill();
+    let killed = Utc::now();
+    let before = server.requests("past-range", REGION);
+    while Utc::now() < killed + TimeDelta::minutes(10) {
+        tr.poll().await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let op2 = em_operator(&env, &server, "operator-2", &extra);
+    op2.ready().await;
+    tr.until_finished(Utc::now() + TimeDelta::minutes(5)).await;
+    let st = tr.status();
+    let done = t_opt(&st.completion_time).expect("completionTime");
+    let ready = tr.first_ready();
+    println!(
+        "[{}] Ready {ready}, killed {killed}, restarted {}, done {done}: runtime {} s, {} g, baseline {} g; requests {:?}",
+        env.ns.name,
+        killed + TimeDelta::minutes(10),
+        st.runtime_seconds,
+        st.emissions_grams,
+        st.baseline_grams,
+        server.counts()
+    );
+    assert!(st.unaccounted.is_empty(), "{:?}", st.unaccounted);
+    assert_ledger(&st, &[(ready, done)], created, &f);
+    assert!(
+        server.requests("past-range", REGION) > before,
+        "the restarted operator never asked the history endpoint"
+    );
+    tr.assert_monotonic();
+    env.ns.delete_and_wait().await;
+    drop(op2);
+}
+
+// ------------------------------------------------------------------------------------------
 // Point 11: totals survive restarts
 
 /// The four totals users graph, as one operator exports them for `ns`.
@@ -635,111 +838,6 @@ async fn totals_survive_a_restart() {
 // ------------------------------------------------------------------------------------------
 // Points 8 and 9: one slow provider slows nothing else; unknown and abandoned regions
 
-/// A local server speaking Electricity Maps' forecast API (`GET
-/// /v3/carbon-intensity/forecast?zone=Z`, `auth-token` header), serving `f` for the zones
-/// `AA` and `BB` and a 404 naming the zone for any other. While `hang` is set, zone `AA` answers
-/// only after 60 s. Counts requests per zone.
-struct EmServer {
-    port: u16,
-    counts: Arc<Mutex<std::collections::BTreeMap<String, usize>>>,
-    hang: Arc<std::sync::atomic::AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl EmServer {
-    async fn start(f: &Forecast) -> Self {
-        use axum::extract::State;
-        use axum::http::{HeaderMap, StatusCode};
-        use axum::response::{IntoResponse, Response};
-        type Shared = (
-            Arc<Mutex<std::collections::BTreeMap<String, usize>>>,
-            Arc<std::sync::atomic::AtomicBool>,
-            Arc<Vec<(DateTime<Utc>, f64)>>,
-        );
-        async fn forecast(
-            State((counts, hang, points)): State<Shared>,
-            headers: HeaderMap,
-            uri: axum::http::Uri,
-        ) -> Response {
-            let zone = uri
-                .query()
-                .unwrap_or("")
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("zone="))
-                .unwrap_or("")
-                .to_string();
-            let json = |code: StatusCode, v: serde_json::Value| {
-                (code, [("content-type", "application/json")], v.to_string()).into_response()
-            };
-            if let Ok(mut c) = counts.lock() {
-                *c.entry(zone.clone()).or_default() += 1;
-            }
-            if headers.get("auth-token").is_none() {
-                return (StatusCode::UNAUTHORIZED, "missing auth-token").into_response();
-            }
-            if zone == "AA" && hang.load(std::sync::atomic::Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-            }
-            if !["AA", "BB"].contains(&zone.as_str()) {
-                let body =
-                    json!({"status": "error", "message": format!("Zone '{zone}' does not exist.")});
-                return json(StatusCode::NOT_FOUND, body);
-            }
-            let forecast: Vec<serde_json::Value> = points
-                .iter()
-                .map(|(t, v)| json!({"carbonIntensity": v, "datetime": rfc3339(*t)}))
-                .collect();
-            json(
-                StatusCode::OK,
-                json!({"zone": zone, "forecast": forecast, "updatedAt": rfc3339(Utc::now())}),
-            )
-            .into_response()
-        }
-        let points: Vec<(DateTime<Utc>, f64)> = f
-            .values
-            .iter()
-            .enumerate()
-            .map(|(k, v)| (f.start + TimeDelta::minutes(k as i64), *v))
-            .collect();
-        let counts = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
-        let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let app = axum::Router::new()
-            .route(
-                "/v3/carbon-intensity/forecast",
-                axum::routing::get(forecast),
-            )
-            .with_state((counts.clone(), hang.clone(), Arc::new(points)));
-        let listener = must(
-            "bind the forecast server",
-            tokio::net::TcpListener::bind("127.0.0.1:0").await,
-        );
-        let port = must("address", listener.local_addr()).port();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            port,
-            counts,
-            hang,
-            task,
-        }
-    }
-
-    fn counts(&self) -> std::collections::BTreeMap<String, usize> {
-        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    fn total(&self) -> usize {
-        self.counts().values().sum()
-    }
-}
-
-impl Drop for EmServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Four jobs in region AA and one in BB, with at most two reconciles at once. Region AA's
 /// endpoint starts hanging (60 s per request, beyond the operator's 10 s timeout and its
 /// retries) 30 s before every job is due to start: BB's, and AA's planned with AA's last
@@ -752,26 +850,17 @@ async fn a_slow_region_delays_no_other() {
     let at = |k: i64| p + TimeDelta::minutes(k);
     // Dirty until p, clean from p on: every job is planned to start at p.
     let f = Forecast::around(p, |k| if k < 0 { 500.0 } else { 50.0 });
-    let server = EmServer::start(&f).await;
-    let endpoint = format!("http://127.0.0.1:{}", server.port);
-    let provider = [
-        "--forecast-provider".as_ref(),
-        "electricitymaps".as_ref(),
-        "--forecast-endpoint".as_ref(),
-        std::ffi::OsStr::new(&endpoint),
-        "--forecast-fallback".as_ref(),
-        "none".as_ref(),
-    ];
-    let op = env.operator_with_provider(
+    let server = EmServer::start(&f, &["AA", "BB"], false).await;
+    let op = em_operator(
+        &env,
+        &server,
         "operator",
-        &provider,
         &[
             "--forecast-refresh",
             "10s",
             "--max-concurrent-reconciles",
             "2",
         ],
-        &[("ELECTRICITYMAPS_TOKEN", "test-token")],
     );
     op.ready().await;
     let job = |name: &str, region: &str, schedule: serde_json::Value| {
@@ -815,8 +904,8 @@ async fn a_slow_region_delays_no_other() {
     // AA hangs from 30 s before bb's start on.
     let hang_at = p - TimeDelta::seconds(30);
     tokio::time::sleep((hang_at - Utc::now()).to_std().unwrap_or_default()).await;
-    server.hang.store(true, std::sync::atomic::Ordering::SeqCst);
-    let aa_before = server.counts().get("AA").copied().unwrap_or(0);
+    server.set_hang(true);
+    let aa_before = server.requests("forecast", "AA");
     let started = bb
         .wait_for("bb started", Duration::from_secs(90), |st| {
             st.start_time.is_some()
@@ -827,7 +916,7 @@ async fn a_slow_region_delays_no_other() {
         .map(time::from_time)
         .expect("startTime");
     let late = (started - planned).num_seconds();
-    let aa_during = server.counts().get("AA").copied().unwrap_or(0) - aa_before;
+    let aa_during = server.requests("forecast", "AA") - aa_before;
     println!(
         "[{}] bb planned {planned}, started {started} ({late} s late); AA asked {aa_during} times while hanging",
         env.ns.name
@@ -852,9 +941,7 @@ async fn a_slow_region_delays_no_other() {
             "aa-{i} started at {t:?}, planned {p}: {st:?}"
         );
     }
-    server
-        .hang
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    server.set_hang(false);
 
     // Unknown regions: refused, and asked about at most once each.
     let mut unknown = BTreeSet::new();
@@ -891,7 +978,7 @@ async fn a_slow_region_delays_no_other() {
     let counts = server.counts();
     let most = unknown
         .iter()
-        .map(|r| counts.get(r).copied().unwrap_or(0))
+        .map(|r| server.requests("forecast", r))
         .max()
         .unwrap_or(0);
     assert!(

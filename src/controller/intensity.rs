@@ -88,12 +88,12 @@ impl Feed for CacheFeed {
     ) -> Result<Arc<Intensities>, ForecastError> {
         let c = self.0.serve(region, now, Self::WAIT).await?;
         let live_is_record = !c.is_stand_in();
-        let history = if since < c.series().start() {
-            self.0
-                .history(region, since, c.series().start(), now, Self::WAIT)
-                .await
-        } else {
-            None
+        let history = match history_from(since, c.series()) {
+            Some(from) => {
+                let to = c.series().start();
+                self.0.history(region, from, to, now, Self::WAIT).await
+            }
+            None => None,
         };
         Ok(Arc::new(Intensities {
             series: c.series().clone(),
@@ -102,6 +102,19 @@ impl Feed for CacheFeed {
             history,
         }))
     }
+}
+
+/// Where to ask a provider's history from so that it covers `since`: the start of the
+/// slot of `live`'s grid that `since` falls in (providers answer whole slots), or `None`
+/// when `live` already reaches back to `since`.
+pub fn history_from(since: DateTime<Utc>, live: &Series) -> Option<DateTime<Utc>> {
+    let start = live.start();
+    if since >= start {
+        return None;
+    }
+    let step = live.step_secs().max(1);
+    let slots = ((start - since).num_seconds() + step - 1) / step;
+    Some(start - TimeDelta::seconds(slots * step))
 }
 
 /// Provenance label of a forecast.
@@ -123,10 +136,10 @@ impl Feed for SourceFeed {
     ) -> Result<Arc<Intensities>, ForecastError> {
         let f = self.0.fetch(region, now).await?;
         let mut i = Intensities::live(f.series, provenance(&f.source, f.historical_replay));
-        if since < i.series.start() {
+        if let Some(from) = history_from(since, &i.series) {
             i.history = self
                 .0
-                .history(region, since, i.series.start(), now)
+                .history(region, from, i.series.start(), now)
                 .await
                 .ok();
         }
@@ -434,6 +447,16 @@ mod tests {
         assert_eq!(p.step_secs() % 420, 0);
         assert!(p.end() >= now + TimeDelta::hours(8784));
         assert!(p.values().iter().all(|&v| v == 50.0));
+    }
+
+    #[test]
+    fn history_is_asked_from_the_slot_since_falls_in() {
+        let live = Series::new(t(5), 3600, vec![1.0; 3]).unwrap();
+        assert_eq!(history_from(t(5), &live), None);
+        assert_eq!(history_from(t(6), &live), None);
+        assert_eq!(history_from(t(2), &live), Some(t(2)));
+        let mid = t(2) + TimeDelta::minutes(37);
+        assert_eq!(history_from(mid, &live), Some(t(2)));
     }
 
     #[test]

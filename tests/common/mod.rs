@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod em;
 pub mod forecast;
 pub mod operator;
 pub mod watch_delay;
