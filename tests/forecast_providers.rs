@@ -37,6 +37,29 @@ fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A day in the past of `now()`: history spans start here.
+fn past(hours: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 2, 28, 0, 0, 0).unwrap() + TimeDelta::hours(hours)
+}
+
+/// The API's form of a query timestamp.
+fn q(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The requests `server` received, as `(path, query)`.
+async fn requests(server: &MockServer) -> Vec<(String, String)> {
+    let reqs = server.received_requests().await.unwrap();
+    reqs.iter()
+        .map(|r| {
+            (
+                r.url.path().to_string(),
+                r.url.query().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
 fn quick_cache(source: Arc<dyn ForecastSource>) -> Cache {
     Cache::new(
         source,
@@ -283,6 +306,143 @@ async fn electricitymaps_short_horizon_and_stale_payload() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("before now"), "{e}");
+}
+
+// Electricity Maps history: /v3/carbon-intensity/past-range.
+
+/// Past-range points, hourly from `start`, in the API's full shape.
+fn em_range(start: DateTime<Utc>, values: &[f64]) -> Value {
+    let data: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            json!({
+                "zone": "DE",
+                "carbonIntensity": v,
+                "datetime": iso(start + TimeDelta::hours(i as i64)),
+                "updatedAt": "2024-02-29T03:14:00.000Z",
+                "createdAt": "2024-02-27T22:05:00.000Z",
+                "emissionFactorType": "lifecycle",
+                "isEstimated": false,
+                "estimationMethod": null
+            })
+        })
+        .collect();
+    json!({"zone": "DE", "data": data})
+}
+
+fn em_range_mock(from: DateTime<Utc>, to: DateTime<Utc>, resp: ResponseTemplate) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/v3/carbon-intensity/past-range"))
+        .and(query_param("zone", "DE"))
+        .and(query_param("start", q(from).as_str()))
+        .and(query_param("end", q(to).as_str()))
+        .and(header("auth-token", "em-token"))
+        .respond_with(resp)
+}
+
+#[tokio::test]
+async fn electricitymaps_history_happy_path() {
+    let server = MockServer::start().await;
+    let vals: Vec<f64> = (0..6).map(|i| 200.0 + i as f64).collect();
+    em_range_mock(
+        past(0),
+        past(6),
+        ResponseTemplate::new(200).set_body_json(em_range(past(0), &vals)),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
+    let s = em(&server)
+        .history("DE", past(0), past(6), now())
+        .await
+        .unwrap();
+    assert_eq!(s.start(), past(0));
+    assert_eq!(s.step_secs(), 3600);
+    assert_eq!(s.len(), 6);
+    assert_eq!(s.values(), &[200.0, 201.0, 202.0, 203.0, 204.0, 205.0]);
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, "/v3/carbon-intensity/past-range");
+    assert_eq!(
+        sent[0].1,
+        "zone=DE&start=2024-02-28T00%3A00%3A00Z&end=2024-02-28T06%3A00%3A00Z"
+    );
+}
+
+#[tokio::test]
+async fn electricitymaps_history_unknown_zone_empty_and_5xx() {
+    let server = MockServer::start().await;
+    let zone = |z: &str| query_param("zone", z);
+    Mock::given(path("/v3/carbon-intensity/past-range"))
+        .and(zone("XX"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_string(
+                "{\"status\":\"error\",\"message\":\"Zone 'XX' does not exist.\"}",
+            ),
+        )
+        .mount(&server)
+        .await;
+    em_range_mock(
+        past(0),
+        past(6),
+        ResponseTemplate::new(200).set_body_json(json!({"zone": "DE", "data": []})),
+    )
+    .up_to_n_times(1)
+    .mount(&server)
+    .await;
+    em_range_mock(
+        past(0),
+        past(6),
+        ResponseTemplate::new(503).set_body_string("em-token down"),
+    )
+    .mount(&server)
+    .await;
+    let src = em(&server);
+    let e = src
+        .history("XX", past(0), past(6), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unknown_region", "{e}");
+    let e = src
+        .history("DE", past(0), past(6), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unavailable", "{e}");
+    assert!(e.to_string().contains("no data for"), "{e}");
+    let e = src
+        .history("DE", past(0), past(6), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "upstream", "{e}");
+    assert!(e.to_string().contains("503"), "{e}");
+    assert!(!e.to_string().contains("em-token"), "{e}");
+}
+
+#[tokio::test]
+async fn electricitymaps_history_splits_spans_beyond_ten_days() {
+    let server = MockServer::start().await;
+    // 25 days: 10 + 10 + 5, each answered with its hours and, like an inclusive `end`, the
+    // first hour of the next window too. The value is 100 + hours since the start.
+    let jan = |h: i64| Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + TimeDelta::hours(h);
+    let (from, to) = (jan(0), jan(25 * 24));
+    for (a, b) in [(0, 240), (240, 480), (480, 600)] {
+        let vals: Vec<f64> = (a..=b).map(|h| 100.0 + h as f64).collect();
+        em_range_mock(
+            jan(a),
+            jan(b),
+            ResponseTemplate::new(200).set_body_json(em_range(jan(a), &vals)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    }
+    let s = em(&server).history("DE", from, to, now()).await.unwrap();
+    assert_eq!(requests(&server).await.len(), 3);
+    assert_eq!((s.start(), s.end(), s.step_secs()), (from, to, 3600));
+    assert_eq!(s.len(), 600);
+    let want: Vec<f64> = (0..600).map(|h| 100.0 + h as f64).collect();
+    assert_eq!(s.values(), &want[..]);
 }
 
 // ---------------------------------------------------------------- WattTime
