@@ -646,6 +646,147 @@ async fn watttime_timeout() {
     );
 }
 
+// WattTime history: /v3/historical.
+
+/// A historical answer: `lbs` every `period` seconds from `start`.
+fn wt_hist_body(start: DateTime<Utc>, period: i64, lbs: &[f64]) -> Value {
+    let data: Vec<Value> = lbs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let t = start + TimeDelta::seconds(period * i as i64);
+            json!({"point_time": iso(t), "value": v})
+        })
+        .collect();
+    json!({
+        "data": data,
+        "meta": {
+            "data_point_period_seconds": period,
+            "region": "CAISO_NORTH",
+            "warnings": [],
+            "signal_type": "co2_moer",
+            "model": {"date": "2023-03-01"},
+            "units": "lbs_co2_per_mwh"
+        }
+    })
+}
+
+fn wt_hist(token: &str, from: DateTime<Utc>, to: DateTime<Utc>, resp: ResponseTemplate) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/v3/historical"))
+        .and(query_param("region", "CAISO_NORTH"))
+        .and(query_param("start", q(from).as_str()))
+        .and(query_param("end", q(to).as_str()))
+        .and(query_param("signal_type", "co2_moer"))
+        .and(header("authorization", format!("Bearer {token}").as_str()))
+        .respond_with(resp)
+}
+
+#[tokio::test]
+async fn watttime_history_happy_path_converts_units() {
+    let server = MockServer::start().await;
+    wt_login("tok1").expect(1).mount(&server).await;
+    // One hour of 5-minute points and, `end` being inclusive, the point at the end.
+    let lbs: Vec<f64> = (0..13).map(|i| 1000.0 + i as f64).collect();
+    wt_hist(
+        "tok1",
+        past(0),
+        past(1),
+        ResponseTemplate::new(200).set_body_json(wt_hist_body(past(0), 300, &lbs)),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
+    let s = wt(&server)
+        .history("CAISO_NORTH", past(0), past(1), now())
+        .await
+        .unwrap();
+    assert_eq!((s.start(), s.step_secs(), s.len()), (past(0), 300, 12));
+    for (i, v) in s.values().iter().enumerate() {
+        assert!(
+            (v - (1000.0 + i as f64) * 0.45359237).abs() < 1e-9,
+            "{i}: {v}"
+        );
+    }
+    assert!((s.values()[0] - 453.59237).abs() < 1e-9);
+    let sent = requests(&server).await;
+    assert_eq!(sent[1].0, "/v3/historical");
+    assert_eq!(
+        sent[1].1,
+        "region=CAISO_NORTH&start=2024-02-28T00%3A00%3A00Z&end=2024-02-28T01%3A00%3A00Z&signal_type=co2_moer"
+    );
+}
+
+#[tokio::test]
+async fn watttime_history_empty_and_5xx() {
+    let server = MockServer::start().await;
+    wt_login("hist-token").mount(&server).await;
+    wt_hist(
+        "hist-token",
+        past(0),
+        past(1),
+        ResponseTemplate::new(200).set_body_json(wt_hist_body(past(0), 300, &[])),
+    )
+    .up_to_n_times(1)
+    .mount(&server)
+    .await;
+    wt_hist(
+        "hist-token",
+        past(0),
+        past(1),
+        ResponseTemplate::new(500).set_body_string("tok broke"),
+    )
+    .mount(&server)
+    .await;
+    let src = wt(&server);
+    let e = src
+        .history("CAISO_NORTH", past(0), past(1), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unavailable", "{e}");
+    assert!(e.to_string().contains("no data for"), "{e}");
+    let e = src
+        .history("CAISO_NORTH", past(0), past(1), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "upstream", "{e}");
+    assert!(e.to_string().contains("500"), "{e}");
+    assert!(!e.to_string().contains("hist-token"), "{e}");
+    assert!(!e.to_string().contains("alice"), "{e}");
+}
+
+#[tokio::test]
+async fn watttime_history_splits_spans_beyond_the_cap() {
+    let server = MockServer::start().await;
+    wt_login("tok").expect(1).mount(&server).await;
+    // 70 days of hourly points: 30 + 30 + 10 days, one login.
+    let dec = |h: i64| Utc.with_ymd_and_hms(2023, 12, 1, 0, 0, 0).unwrap() + TimeDelta::hours(h);
+    let (from, to) = (dec(0), dec(70 * 24));
+    let lbs_at = |h: i64| 1000.0 + (h % 100) as f64;
+    for (a, b) in [(0, 720), (720, 1440), (1440, 1680)] {
+        let lbs: Vec<f64> = (a..=b).map(lbs_at).collect();
+        wt_hist(
+            "tok",
+            dec(a),
+            dec(b),
+            ResponseTemplate::new(200).set_body_json(wt_hist_body(dec(a), 3600, &lbs)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    }
+    let s = wt(&server)
+        .history("CAISO_NORTH", from, to, now())
+        .await
+        .unwrap();
+    assert_eq!(requests(&server).await.len(), 4);
+    assert_eq!((s.start(), s.end(), s.step_secs()), (from, to, 3600));
+    assert_eq!(s.len(), 1680);
+    for (h, v) in s.values().iter().enumerate() {
+        assert!((v - lbs_at(h as i64) * 0.45359237).abs() < 1e-9, "{h}: {v}");
+    }
+}
+
 // ---------------------------------------------------------------- Carbon Aware SDK
 
 fn cas_body(values: &[Value]) -> Value {
