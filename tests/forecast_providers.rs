@@ -918,11 +918,16 @@ async fn carbon_aware_sdk_malformed_and_null_values() {
 // ---------------------------------------------------------------- UK Carbon Intensity
 
 fn uk_slots(values: &[(Option<f64>, Option<f64>)]) -> Vec<Value> {
+    uk_slots_from(at(0), values)
+}
+
+/// Half-hour slots `(forecast, actual)` from `start`.
+fn uk_slots_from(start: DateTime<Utc>, values: &[(Option<f64>, Option<f64>)]) -> Vec<Value> {
     values
         .iter()
         .enumerate()
         .map(|(i, (forecast, actual))| {
-            let from = at(30 * i as i64);
+            let from = start + TimeDelta::minutes(30 * i as i64);
             let to = from + TimeDelta::minutes(30);
             json!({
                 "from": from.format("%Y-%m-%dT%H:%MZ").to_string(),
@@ -1051,6 +1056,110 @@ async fn uk_5xx_is_upstream_and_timeout_is_timeout() {
         slow.fetch("regionid:2", now()).await.unwrap_err().kind(),
         "timeout"
     );
+}
+
+// UK history: {from}/{to} routes.
+
+#[tokio::test]
+async fn uk_history_national_regional_and_postcode() {
+    let server = MockServer::start().await;
+    // National: actuals, a slot without one falls back to its forecast.
+    let national = [
+        (Some(190.0), Some(185.0)),
+        (Some(180.0), Some(176.0)),
+        (Some(170.0), None),
+        (Some(160.0), Some(158.0)),
+        (Some(150.0), Some(149.0)),
+        (Some(140.0), Some(141.0)),
+    ];
+    Mock::given(method("GET"))
+        .and(path("/intensity/2024-02-28T00:00Z/2024-02-28T03:00Z"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": uk_slots_from(past(0), &national)})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let regional: Vec<(Option<f64>, Option<f64>)> = (0..6)
+        .map(|i| (Some(100.0 + 10.0 * i as f64), None))
+        .collect();
+    let slots = uk_slots_from(past(0), &regional);
+    Mock::given(method("GET"))
+        .and(path(
+            "/regional/intensity/2024-02-28T00:30Z/2024-02-28T03:00Z/regionid/13",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"regionid": 13, "dnoregion": "UKPN London", "shortname": "London",
+                      "data": slots}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/regional/intensity/2024-02-28T00:00Z/2024-02-28T03:00Z/postcode/RG10",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"regionid": 12, "shortname": "South England", "postcode": "RG10",
+                      "data": slots}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let src = uk(&server);
+    let s = src
+        .history("national", past(0), past(3), now())
+        .await
+        .unwrap();
+    assert_eq!((s.start(), s.step_secs(), s.len()), (past(0), 1800, 6));
+    assert_eq!(s.values(), &[185.0, 176.0, 170.0, 158.0, 149.0, 141.0]);
+    // Off the half hour: asked from 00:30 to 03:00, the slots overlapping the span kept.
+    let from = past(0) + TimeDelta::minutes(40);
+    let to = past(2) + TimeDelta::minutes(50);
+    let s = src.history("regionid:13", from, to, now()).await.unwrap();
+    assert_eq!(s.start(), past(0) + TimeDelta::minutes(30));
+    assert_eq!(s.values(), &[110.0, 120.0, 130.0, 140.0, 150.0]);
+    let s = src
+        .history("postcode:rg10", past(0), past(3), now())
+        .await
+        .unwrap();
+    assert_eq!(s.values(), &[100.0, 110.0, 120.0, 130.0, 140.0, 150.0]);
+}
+
+#[tokio::test]
+async fn uk_history_empty_unknown_and_5xx() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/intensity/2024-02-28T00:00Z/2024-02-28T03:00Z"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/regional/intensity/2024-02-28T00:00Z/2024-02-28T03:00Z/regionid/2",
+        ))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&server)
+        .await;
+    let src = uk(&server);
+    let e = src
+        .history("GB", past(0), past(3), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unavailable", "{e}");
+    assert!(e.to_string().contains("no data for"), "{e}");
+    let e = src
+        .history("regionid:2", past(0), past(3), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "upstream", "{e}");
+    let e = src
+        .history("DE", past(0), past(3), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unknown_region", "{e}");
+    assert_eq!(requests(&server).await.len(), 2);
 }
 
 // ---------------------------------------------------------------- File / URL
