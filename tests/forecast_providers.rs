@@ -915,6 +915,75 @@ async fn carbon_aware_sdk_malformed_and_null_values() {
     assert!(e.to_string().contains("malformed JSON"), "{e}");
 }
 
+// Carbon Aware SDK history: /emissions/bylocation.
+
+fn cas_history_mock(resp: ResponseTemplate) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/emissions/bylocation"))
+        .and(query_param("location", "westeurope"))
+        .and(query_param("time", q(past(0)).as_str()))
+        .and(query_param("toTime", q(past(6)).as_str()))
+        .respond_with(resp)
+}
+
+#[tokio::test]
+async fn carbon_aware_sdk_history_happy_path() {
+    let server = MockServer::start().await;
+    let data: Vec<Value> = (0..6)
+        .map(|i| {
+            json!({
+                "location": "westeurope",
+                "time": past(i).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                "rating": 250.5 + i as f64,
+                "duration": "01:00:00"
+            })
+        })
+        .collect();
+    cas_history_mock(ResponseTemplate::new(200).set_body_json(json!(data)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let s = cas(&server)
+        .history("westeurope", past(0), past(6), now())
+        .await
+        .unwrap();
+    assert_eq!((s.start(), s.step_secs(), s.len()), (past(0), 3600, 6));
+    assert_eq!(s.values(), &[250.5, 251.5, 252.5, 253.5, 254.5, 255.5]);
+    let sent = requests(&server).await;
+    assert_eq!(
+        sent[0],
+        (
+            "/emissions/bylocation".to_string(),
+            "location=westeurope&time=2024-02-28T00%3A00%3A00Z&toTime=2024-02-28T06%3A00%3A00Z"
+                .to_string()
+        )
+    );
+}
+
+#[tokio::test]
+async fn carbon_aware_sdk_history_no_content_and_5xx() {
+    let server = MockServer::start().await;
+    cas_history_mock(ResponseTemplate::new(204))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    cas_history_mock(ResponseTemplate::new(500).set_body_json(json!({"title": "boom"})))
+        .mount(&server)
+        .await;
+    let src = cas(&server);
+    let e = src
+        .history("westeurope", past(0), past(6), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unavailable", "{e}");
+    assert!(e.to_string().contains("no data for"), "{e}");
+    let e = src
+        .history("westeurope", past(0), past(6), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "upstream", "{e}");
+}
+
 // ---------------------------------------------------------------- UK Carbon Intensity
 
 fn uk_slots(values: &[(Option<f64>, Option<f64>)]) -> Vec<Value> {
