@@ -37,6 +37,29 @@ fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A day in the past of `now()`: history spans start here.
+fn past(hours: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 2, 28, 0, 0, 0).unwrap() + TimeDelta::hours(hours)
+}
+
+/// The API's form of a query timestamp.
+fn q(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The requests `server` received, as `(path, query)`.
+async fn requests(server: &MockServer) -> Vec<(String, String)> {
+    let reqs = server.received_requests().await.unwrap();
+    reqs.iter()
+        .map(|r| {
+            (
+                r.url.path().to_string(),
+                r.url.query().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
 fn quick_cache(source: Arc<dyn ForecastSource>) -> Cache {
     Cache::new(
         source,
@@ -285,6 +308,143 @@ async fn electricitymaps_short_horizon_and_stale_payload() {
     assert!(e.to_string().contains("before now"), "{e}");
 }
 
+// Electricity Maps history: /v3/carbon-intensity/past-range.
+
+/// Past-range points, hourly from `start`, in the API's full shape.
+fn em_range(start: DateTime<Utc>, values: &[f64]) -> Value {
+    let data: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            json!({
+                "zone": "DE",
+                "carbonIntensity": v,
+                "datetime": iso(start + TimeDelta::hours(i as i64)),
+                "updatedAt": "2024-02-29T03:14:00.000Z",
+                "createdAt": "2024-02-27T22:05:00.000Z",
+                "emissionFactorType": "lifecycle",
+                "isEstimated": false,
+                "estimationMethod": null
+            })
+        })
+        .collect();
+    json!({"zone": "DE", "data": data})
+}
+
+fn em_range_mock(from: DateTime<Utc>, to: DateTime<Utc>, resp: ResponseTemplate) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/v3/carbon-intensity/past-range"))
+        .and(query_param("zone", "DE"))
+        .and(query_param("start", q(from).as_str()))
+        .and(query_param("end", q(to).as_str()))
+        .and(header("auth-token", "em-token"))
+        .respond_with(resp)
+}
+
+#[tokio::test]
+async fn electricitymaps_history_happy_path() {
+    let server = MockServer::start().await;
+    let vals: Vec<f64> = (0..6).map(|i| 200.0 + i as f64).collect();
+    em_range_mock(
+        past(0),
+        past(6),
+        ResponseTemplate::new(200).set_body_json(em_range(past(0), &vals)),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
+    let s = em(&server)
+        .history("DE", past(0), past(6), now())
+        .await
+        .unwrap();
+    assert_eq!(s.start(), past(0));
+    assert_eq!(s.step_secs(), 3600);
+    assert_eq!(s.len(), 6);
+    assert_eq!(s.values(), &[200.0, 201.0, 202.0, 203.0, 204.0, 205.0]);
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, "/v3/carbon-intensity/past-range");
+    assert_eq!(
+        sent[0].1,
+        "zone=DE&start=2024-02-28T00%3A00%3A00Z&end=2024-02-28T06%3A00%3A00Z"
+    );
+}
+
+#[tokio::test]
+async fn electricitymaps_history_unknown_zone_empty_and_5xx() {
+    let server = MockServer::start().await;
+    let zone = |z: &str| query_param("zone", z);
+    Mock::given(path("/v3/carbon-intensity/past-range"))
+        .and(zone("XX"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_string(
+                "{\"status\":\"error\",\"message\":\"Zone 'XX' does not exist.\"}",
+            ),
+        )
+        .mount(&server)
+        .await;
+    em_range_mock(
+        past(0),
+        past(6),
+        ResponseTemplate::new(200).set_body_json(json!({"zone": "DE", "data": []})),
+    )
+    .up_to_n_times(1)
+    .mount(&server)
+    .await;
+    em_range_mock(
+        past(0),
+        past(6),
+        ResponseTemplate::new(503).set_body_string("em-token down"),
+    )
+    .mount(&server)
+    .await;
+    let src = em(&server);
+    let e = src
+        .history("XX", past(0), past(6), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unknown_region", "{e}");
+    let e = src
+        .history("DE", past(0), past(6), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unavailable", "{e}");
+    assert!(e.to_string().contains("no data for"), "{e}");
+    let e = src
+        .history("DE", past(0), past(6), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "upstream", "{e}");
+    assert!(e.to_string().contains("503"), "{e}");
+    assert!(!e.to_string().contains("em-token"), "{e}");
+}
+
+#[tokio::test]
+async fn electricitymaps_history_splits_spans_beyond_ten_days() {
+    let server = MockServer::start().await;
+    // 25 days: 10 + 10 + 5, each answered with its hours and, like an inclusive `end`, the
+    // first hour of the next window too. The value is 100 + hours since the start.
+    let jan = |h: i64| Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + TimeDelta::hours(h);
+    let (from, to) = (jan(0), jan(25 * 24));
+    for (a, b) in [(0, 240), (240, 480), (480, 600)] {
+        let vals: Vec<f64> = (a..=b).map(|h| 100.0 + h as f64).collect();
+        em_range_mock(
+            jan(a),
+            jan(b),
+            ResponseTemplate::new(200).set_body_json(em_range(jan(a), &vals)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    }
+    let s = em(&server).history("DE", from, to, now()).await.unwrap();
+    assert_eq!(requests(&server).await.len(), 3);
+    assert_eq!((s.start(), s.end(), s.step_secs()), (from, to, 3600));
+    assert_eq!(s.len(), 600);
+    let want: Vec<f64> = (0..600).map(|h| 100.0 + h as f64).collect();
+    assert_eq!(s.values(), &want[..]);
+}
+
 // ---------------------------------------------------------------- WattTime
 
 fn wt_body(lbs: &[Value], units: &str) -> Value {
@@ -486,6 +646,147 @@ async fn watttime_timeout() {
     );
 }
 
+// WattTime history: /v3/historical.
+
+/// A historical answer: `lbs` every `period` seconds from `start`.
+fn wt_hist_body(start: DateTime<Utc>, period: i64, lbs: &[f64]) -> Value {
+    let data: Vec<Value> = lbs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let t = start + TimeDelta::seconds(period * i as i64);
+            json!({"point_time": iso(t), "value": v})
+        })
+        .collect();
+    json!({
+        "data": data,
+        "meta": {
+            "data_point_period_seconds": period,
+            "region": "CAISO_NORTH",
+            "warnings": [],
+            "signal_type": "co2_moer",
+            "model": {"date": "2023-03-01"},
+            "units": "lbs_co2_per_mwh"
+        }
+    })
+}
+
+fn wt_hist(token: &str, from: DateTime<Utc>, to: DateTime<Utc>, resp: ResponseTemplate) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/v3/historical"))
+        .and(query_param("region", "CAISO_NORTH"))
+        .and(query_param("start", q(from).as_str()))
+        .and(query_param("end", q(to).as_str()))
+        .and(query_param("signal_type", "co2_moer"))
+        .and(header("authorization", format!("Bearer {token}").as_str()))
+        .respond_with(resp)
+}
+
+#[tokio::test]
+async fn watttime_history_happy_path_converts_units() {
+    let server = MockServer::start().await;
+    wt_login("tok1").expect(1).mount(&server).await;
+    // One hour of 5-minute points and, `end` being inclusive, the point at the end.
+    let lbs: Vec<f64> = (0..13).map(|i| 1000.0 + i as f64).collect();
+    wt_hist(
+        "tok1",
+        past(0),
+        past(1),
+        ResponseTemplate::new(200).set_body_json(wt_hist_body(past(0), 300, &lbs)),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
+    let s = wt(&server)
+        .history("CAISO_NORTH", past(0), past(1), now())
+        .await
+        .unwrap();
+    assert_eq!((s.start(), s.step_secs(), s.len()), (past(0), 300, 12));
+    for (i, v) in s.values().iter().enumerate() {
+        assert!(
+            (v - (1000.0 + i as f64) * 0.45359237).abs() < 1e-9,
+            "{i}: {v}"
+        );
+    }
+    assert!((s.values()[0] - 453.59237).abs() < 1e-9);
+    let sent = requests(&server).await;
+    assert_eq!(sent[1].0, "/v3/historical");
+    assert_eq!(
+        sent[1].1,
+        "region=CAISO_NORTH&start=2024-02-28T00%3A00%3A00Z&end=2024-02-28T01%3A00%3A00Z&signal_type=co2_moer"
+    );
+}
+
+#[tokio::test]
+async fn watttime_history_empty_and_5xx() {
+    let server = MockServer::start().await;
+    wt_login("hist-token").mount(&server).await;
+    wt_hist(
+        "hist-token",
+        past(0),
+        past(1),
+        ResponseTemplate::new(200).set_body_json(wt_hist_body(past(0), 300, &[])),
+    )
+    .up_to_n_times(1)
+    .mount(&server)
+    .await;
+    wt_hist(
+        "hist-token",
+        past(0),
+        past(1),
+        ResponseTemplate::new(500).set_body_string("tok broke"),
+    )
+    .mount(&server)
+    .await;
+    let src = wt(&server);
+    let e = src
+        .history("CAISO_NORTH", past(0), past(1), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unavailable", "{e}");
+    assert!(e.to_string().contains("no data for"), "{e}");
+    let e = src
+        .history("CAISO_NORTH", past(0), past(1), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "upstream", "{e}");
+    assert!(e.to_string().contains("500"), "{e}");
+    assert!(!e.to_string().contains("hist-token"), "{e}");
+    assert!(!e.to_string().contains("alice"), "{e}");
+}
+
+#[tokio::test]
+async fn watttime_history_splits_spans_beyond_the_cap() {
+    let server = MockServer::start().await;
+    wt_login("tok").expect(1).mount(&server).await;
+    // 70 days of hourly points: 30 + 30 + 10 days, one login.
+    let dec = |h: i64| Utc.with_ymd_and_hms(2023, 12, 1, 0, 0, 0).unwrap() + TimeDelta::hours(h);
+    let (from, to) = (dec(0), dec(70 * 24));
+    let lbs_at = |h: i64| 1000.0 + (h % 100) as f64;
+    for (a, b) in [(0, 720), (720, 1440), (1440, 1680)] {
+        let lbs: Vec<f64> = (a..=b).map(lbs_at).collect();
+        wt_hist(
+            "tok",
+            dec(a),
+            dec(b),
+            ResponseTemplate::new(200).set_body_json(wt_hist_body(dec(a), 3600, &lbs)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    }
+    let s = wt(&server)
+        .history("CAISO_NORTH", from, to, now())
+        .await
+        .unwrap();
+    assert_eq!(requests(&server).await.len(), 4);
+    assert_eq!((s.start(), s.end(), s.step_secs()), (from, to, 3600));
+    assert_eq!(s.len(), 1680);
+    for (h, v) in s.values().iter().enumerate() {
+        assert!((v - lbs_at(h as i64) * 0.45359237).abs() < 1e-9, "{h}: {v}");
+    }
+}
+
 // ---------------------------------------------------------------- Carbon Aware SDK
 
 fn cas_body(values: &[Value]) -> Value {
@@ -614,14 +915,88 @@ async fn carbon_aware_sdk_malformed_and_null_values() {
     assert!(e.to_string().contains("malformed JSON"), "{e}");
 }
 
+// Carbon Aware SDK history: /emissions/bylocation.
+
+fn cas_history_mock(resp: ResponseTemplate) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/emissions/bylocation"))
+        .and(query_param("location", "westeurope"))
+        .and(query_param("time", q(past(0)).as_str()))
+        .and(query_param("toTime", q(past(6)).as_str()))
+        .respond_with(resp)
+}
+
+#[tokio::test]
+async fn carbon_aware_sdk_history_happy_path() {
+    let server = MockServer::start().await;
+    let data: Vec<Value> = (0..6)
+        .map(|i| {
+            json!({
+                "location": "westeurope",
+                "time": past(i).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                "rating": 250.5 + i as f64,
+                "duration": "01:00:00"
+            })
+        })
+        .collect();
+    cas_history_mock(ResponseTemplate::new(200).set_body_json(json!(data)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let s = cas(&server)
+        .history("westeurope", past(0), past(6), now())
+        .await
+        .unwrap();
+    assert_eq!((s.start(), s.step_secs(), s.len()), (past(0), 3600, 6));
+    assert_eq!(s.values(), &[250.5, 251.5, 252.5, 253.5, 254.5, 255.5]);
+    let sent = requests(&server).await;
+    assert_eq!(
+        sent[0],
+        (
+            "/emissions/bylocation".to_string(),
+            "location=westeurope&time=2024-02-28T00%3A00%3A00Z&toTime=2024-02-28T06%3A00%3A00Z"
+                .to_string()
+        )
+    );
+}
+
+#[tokio::test]
+async fn carbon_aware_sdk_history_no_content_and_5xx() {
+    let server = MockServer::start().await;
+    cas_history_mock(ResponseTemplate::new(204))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    cas_history_mock(ResponseTemplate::new(500).set_body_json(json!({"title": "boom"})))
+        .mount(&server)
+        .await;
+    let src = cas(&server);
+    let e = src
+        .history("westeurope", past(0), past(6), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unavailable", "{e}");
+    assert!(e.to_string().contains("no data for"), "{e}");
+    let e = src
+        .history("westeurope", past(0), past(6), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "upstream", "{e}");
+}
+
 // ---------------------------------------------------------------- UK Carbon Intensity
 
 fn uk_slots(values: &[(Option<f64>, Option<f64>)]) -> Vec<Value> {
+    uk_slots_from(at(0), values)
+}
+
+/// Half-hour slots `(forecast, actual)` from `start`.
+fn uk_slots_from(start: DateTime<Utc>, values: &[(Option<f64>, Option<f64>)]) -> Vec<Value> {
     values
         .iter()
         .enumerate()
         .map(|(i, (forecast, actual))| {
-            let from = at(30 * i as i64);
+            let from = start + TimeDelta::minutes(30 * i as i64);
             let to = from + TimeDelta::minutes(30);
             json!({
                 "from": from.format("%Y-%m-%dT%H:%MZ").to_string(),
@@ -750,6 +1125,110 @@ async fn uk_5xx_is_upstream_and_timeout_is_timeout() {
         slow.fetch("regionid:2", now()).await.unwrap_err().kind(),
         "timeout"
     );
+}
+
+// UK history: {from}/{to} routes.
+
+#[tokio::test]
+async fn uk_history_national_regional_and_postcode() {
+    let server = MockServer::start().await;
+    // National: actuals, a slot without one falls back to its forecast.
+    let national = [
+        (Some(190.0), Some(185.0)),
+        (Some(180.0), Some(176.0)),
+        (Some(170.0), None),
+        (Some(160.0), Some(158.0)),
+        (Some(150.0), Some(149.0)),
+        (Some(140.0), Some(141.0)),
+    ];
+    Mock::given(method("GET"))
+        .and(path("/intensity/2024-02-28T00:00Z/2024-02-28T03:00Z"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": uk_slots_from(past(0), &national)})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let regional: Vec<(Option<f64>, Option<f64>)> = (0..6)
+        .map(|i| (Some(100.0 + 10.0 * i as f64), None))
+        .collect();
+    let slots = uk_slots_from(past(0), &regional);
+    Mock::given(method("GET"))
+        .and(path(
+            "/regional/intensity/2024-02-28T00:30Z/2024-02-28T03:00Z/regionid/13",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"regionid": 13, "dnoregion": "UKPN London", "shortname": "London",
+                      "data": slots}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/regional/intensity/2024-02-28T00:00Z/2024-02-28T03:00Z/postcode/RG10",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"regionid": 12, "shortname": "South England", "postcode": "RG10",
+                      "data": slots}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let src = uk(&server);
+    let s = src
+        .history("national", past(0), past(3), now())
+        .await
+        .unwrap();
+    assert_eq!((s.start(), s.step_secs(), s.len()), (past(0), 1800, 6));
+    assert_eq!(s.values(), &[185.0, 176.0, 170.0, 158.0, 149.0, 141.0]);
+    // Off the half hour: asked from 00:30 to 03:00, the slots overlapping the span kept.
+    let from = past(0) + TimeDelta::minutes(40);
+    let to = past(2) + TimeDelta::minutes(50);
+    let s = src.history("regionid:13", from, to, now()).await.unwrap();
+    assert_eq!(s.start(), past(0) + TimeDelta::minutes(30));
+    assert_eq!(s.values(), &[110.0, 120.0, 130.0, 140.0, 150.0]);
+    let s = src
+        .history("postcode:rg10", past(0), past(3), now())
+        .await
+        .unwrap();
+    assert_eq!(s.values(), &[100.0, 110.0, 120.0, 130.0, 140.0, 150.0]);
+}
+
+#[tokio::test]
+async fn uk_history_empty_unknown_and_5xx() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/intensity/2024-02-28T00:00Z/2024-02-28T03:00Z"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/regional/intensity/2024-02-28T00:00Z/2024-02-28T03:00Z/regionid/2",
+        ))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&server)
+        .await;
+    let src = uk(&server);
+    let e = src
+        .history("GB", past(0), past(3), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unavailable", "{e}");
+    assert!(e.to_string().contains("no data for"), "{e}");
+    let e = src
+        .history("regionid:2", past(0), past(3), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "upstream", "{e}");
+    let e = src
+        .history("DE", past(0), past(3), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "unknown_region", "{e}");
+    assert_eq!(requests(&server).await.len(), 2);
 }
 
 // ---------------------------------------------------------------- File / URL

@@ -7,6 +7,12 @@
 //!
 //! The signal is reported as marginal: the SDK's forecast sources (WattTime and the
 //! Electricity Maps marginal endpoints) are marginal signals in most deployments.
+//!
+//! History: `GET {endpoint}/emissions/bylocation?location=LOC&time=ISO&toTime=ISO` returns
+//! the SDK's `EmissionsData` array `[{location, time, rating, duration}]`: `rating` in
+//! g/kWh, `duration` a .NET `TimeSpan` (`"01:00:00"`, `"1.02:00:00"` with days). HTTP 204
+//! means no data for the span. The SDK states no span limit (its data source may have one),
+//! so one request is made.
 
 use std::time::Duration;
 
@@ -17,6 +23,7 @@ use serde::Deserialize;
 use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+use crate::series::Series;
 
 pub const NAME: &str = "carbon-aware-sdk";
 
@@ -57,6 +64,60 @@ struct DataPoint {
     value: Option<f64>,
 }
 
+/// One element of `/emissions/bylocation`.
+#[derive(Deserialize)]
+struct EmissionsData {
+    #[serde(default)]
+    location: Option<String>,
+    time: DateTime<Utc>,
+    rating: Option<f64>,
+    /// A .NET `TimeSpan`.
+    #[serde(default)]
+    duration: Option<String>,
+}
+
+/// Whether an answer's `location` is `region` (an answer without one is).
+fn same_location(location: Option<&str>, region: &str) -> bool {
+    location.is_none_or(|l| l.eq_ignore_ascii_case(region))
+}
+
+/// The step the data states: the duration all points share, if they share a positive one.
+fn declared_step(durations: &[i64]) -> Option<i64> {
+    match durations.first() {
+        Some(d) if *d > 0 && durations.iter().all(|x| x == d) => Some(*d),
+        _ => None,
+    }
+}
+
+/// The durations the points state, in seconds.
+fn durations(data: &[&EmissionsData]) -> Result<Vec<i64>, ForecastError> {
+    data.iter()
+        .filter_map(|d| d.duration.as_deref())
+        .map(|d| {
+            timespan_secs(d).ok_or_else(|| ForecastError::Invalid {
+                provider: NAME.into(),
+                detail: format!("duration {d:?} is not a TimeSpan (hh:mm:ss)"),
+            })
+        })
+        .collect()
+}
+
+/// Seconds of a .NET `TimeSpan` in its invariant form `[-][d.]hh:mm:ss[.fffffff]`.
+fn timespan_secs(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (days, rest) = match s.split_once('.') {
+        Some((d, r)) if r.contains(':') && !d.contains(':') => (d.parse::<i64>().ok()?, r),
+        _ => (0, s),
+    };
+    let rest = rest.split('.').next()?;
+    let hms: Vec<i64> = rest
+        .split(':')
+        .map(|x| x.parse::<i64>().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms[..] else { return None };
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+}
+
 #[async_trait]
 impl ForecastSource for CarbonAwareSdk {
     fn name(&self) -> &'static str {
@@ -68,40 +129,58 @@ impl ForecastSource for CarbonAwareSdk {
             .await
             .map_err(|e| self.redact.error(e))
     }
+
+    async fn history(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        self.history_unredacted(region, from, to.min(now))
+            .await
+            .map_err(|e| self.redact.error(e))
+    }
 }
 
 impl CarbonAwareSdk {
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Option<reqwest::Response>, ForecastError> {
+        let resp = self
+            .client
+            .get(http::join(&self.endpoint, path))
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| http::transport_error(NAME, e))?;
+        let resp = http::check(NAME, resp, &self.redact).await?;
+        Ok((resp.status() != reqwest::StatusCode::NO_CONTENT).then_some(resp))
+    }
+
     async fn fetch_unredacted(
         &self,
         region: &str,
         now: DateTime<Utc>,
     ) -> Result<Forecast, ForecastError> {
-        let resp = self
-            .client
-            .get(http::join(&self.endpoint, "/emissions/forecasts/current"))
-            .query(&[("location", region)])
-            .send()
-            .await
-            .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp, &self.redact).await?;
-        let body: Vec<EmissionsForecast> = http::json(NAME, resp).await?;
+        let query = [("location", region.to_string())];
+        let body: Vec<EmissionsForecast> =
+            match self.get("/emissions/forecasts/current", &query).await? {
+                Some(resp) => http::json(NAME, resp).await?,
+                None => Vec::new(),
+            };
         let f = body
             .into_iter()
-            .find(|f| {
-                f.location
-                    .as_deref()
-                    .is_none_or(|l| l.eq_ignore_ascii_case(region))
-            })
+            .find(|f| same_location(f.location.as_deref(), region))
             .ok_or_else(|| ForecastError::Unavailable {
                 provider: NAME.into(),
                 detail: format!("no forecast for location {region} in the response"),
             })?;
-        // The SDK states each point's duration; a consistent one is the declared step.
+        // The SDK states each point's duration (minutes); a consistent one is the step.
         let durations: Vec<i64> = f.forecast_data.iter().filter_map(|p| p.duration).collect();
-        let declared = match durations.first() {
-            Some(d) if *d > 0 && durations.iter().all(|x| x == d) => Some(d * 60),
-            _ => None,
-        };
+        let declared = declared_step(&durations).map(|d| d * 60);
         let points = f
             .forecast_data
             .iter()
@@ -119,5 +198,54 @@ impl CarbonAwareSdk {
             historical_replay: false,
             series: n.series,
         })
+    }
+
+    async fn history_unredacted(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        let query = [
+            ("location", region.to_string()),
+            ("time", http::iso(from)),
+            ("toTime", http::iso(to)),
+        ];
+        let body: Vec<EmissionsData> = match self.get("/emissions/bylocation", &query).await? {
+            Some(resp) => http::json(NAME, resp).await?,
+            None => Vec::new(),
+        };
+        let mine: Vec<&EmissionsData> = body
+            .iter()
+            .filter(|d| same_location(d.location.as_deref(), region))
+            .collect();
+        let step = declared_step(&durations(&mine)?);
+        let points = mine
+            .iter()
+            .map(|d| RawPoint::new(d.time, d.rating))
+            .collect();
+        let n = validate::normalise_history(NAME, points, step, from, to)?;
+        if !n.repairs.is_empty() {
+            tracing::info!(region, repairs = ?n.repairs, "carbon-aware-sdk history repaired");
+        }
+        Ok(n.series)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timespans() {
+        assert_eq!(timespan_secs("01:00:00"), Some(3600));
+        assert_eq!(timespan_secs("00:05:00"), Some(300));
+        assert_eq!(
+            timespan_secs("1.12:24:02"),
+            Some(86_400 + 12 * 3600 + 24 * 60 + 2)
+        );
+        assert_eq!(timespan_secs("00:30:00.0000000"), Some(1800));
+        assert_eq!(timespan_secs("PT1H"), None);
+        assert_eq!(timespan_secs("60"), None);
     }
 }

@@ -1,11 +1,16 @@
 //! Electricity Maps API v3: `GET {endpoint}/v3/carbon-intensity/forecast?zone=ZONE`
 //! (optional `horizonHours`), header `auth-token`. Values are lifecycle gCO2eq/kWh of the
 //! consumption mix (an average signal); `updatedAt` is the issue time.
+//!
+//! History: `GET {endpoint}/v3/carbon-intensity/past-range?zone=ZONE&start=ISO&end=ISO`,
+//! answering `{"zone", "data": [...]}` with the forecast's point shape. The API caps one
+//! request at 10 days of hourly data ([`MAX_SPAN`]), so longer spans are asked in
+//! consecutive windows. `/history` (the last 24 h only) is not used: past-range covers it.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
@@ -13,9 +18,12 @@ use super::config::Secret;
 use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+use crate::series::Series;
 
 pub const NAME: &str = "electricitymaps";
 pub const DEFAULT_ENDPOINT: &str = "https://api.electricitymap.org";
+/// The longest span one past-range request may cover at the default (hourly) granularity.
+pub const MAX_SPAN: TimeDelta = TimeDelta::days(10);
 
 /// Client for one Electricity Maps account.
 pub struct ElectricityMaps {
@@ -54,11 +62,13 @@ impl ElectricityMaps {
     }
 }
 
+/// A forecast (`forecast`) or past-range (`data`) answer.
 #[derive(Deserialize)]
 struct Response {
     #[serde(default)]
     zone: Option<String>,
-    forecast: Vec<Point>,
+    #[serde(rename = "forecast", alias = "data")]
+    points: Vec<Point>,
     #[serde(rename = "updatedAt", default)]
     updated_at: Option<DateTime<Utc>>,
 }
@@ -81,6 +91,18 @@ impl ForecastSource for ElectricityMaps {
             .await
             .map_err(|e| self.redact.error(e))
     }
+
+    async fn history(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        self.history_unredacted(region, from, to, now)
+            .await
+            .map_err(|e| self.redact.error(e))
+    }
 }
 
 impl ElectricityMaps {
@@ -93,32 +115,10 @@ impl ElectricityMaps {
         if let Some(h) = self.horizon_hours {
             query.push(("horizonHours", h.to_string()));
         }
-        let resp = self
-            .client
-            .get(http::join(&self.endpoint, "/v3/carbon-intensity/forecast"))
-            .query(&query)
-            .header("auth-token", self.auth.clone())
-            .send()
-            .await
-            .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp, &self.redact)
-            .await
-            .map_err(|e| unknown_zone(e, region))?;
-        let body: Response = http::json(NAME, resp).await?;
-        if let Some(z) = &body.zone {
-            if !z.eq_ignore_ascii_case(region) {
-                return Err(ForecastError::Invalid {
-                    provider: NAME.into(),
-                    detail: format!("asked for zone {region}, got {z}"),
-                });
-            }
-        }
-        let points = body
-            .forecast
-            .iter()
-            .map(|p| RawPoint::new(p.datetime, p.carbon_intensity))
-            .collect();
-        let n = validate::normalise(NAME, points, None, now)?;
+        let body = self
+            .get("/v3/carbon-intensity/forecast", &query, region)
+            .await?;
+        let n = validate::normalise(NAME, points(&body), None, now)?;
         if !n.repairs.is_empty() {
             tracing::info!(region, repairs = ?n.repairs, "electricitymaps forecast repaired");
         }
@@ -131,6 +131,67 @@ impl ElectricityMaps {
             series: n.series,
         })
     }
+
+    async fn history_unredacted(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        let mut all = Vec::new();
+        for (a, b) in http::windows(from, to, now, MAX_SPAN) {
+            let query = [
+                ("zone", region.to_string()),
+                ("start", http::iso(a)),
+                ("end", http::iso(b)),
+            ];
+            let body = self
+                .get("/v3/carbon-intensity/past-range", &query, region)
+                .await?;
+            all.extend(points(&body));
+        }
+        let n = validate::normalise_history(NAME, all, None, from, to)?;
+        if !n.repairs.is_empty() {
+            tracing::info!(region, repairs = ?n.repairs, "electricitymaps history repaired");
+        }
+        Ok(n.series)
+    }
+
+    /// One authenticated GET of `path`, its answer checked to be about `region`.
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        region: &str,
+    ) -> Result<Response, ForecastError> {
+        let resp = self
+            .client
+            .get(http::join(&self.endpoint, path))
+            .query(query)
+            .header("auth-token", self.auth.clone())
+            .send()
+            .await
+            .map_err(|e| http::transport_error(NAME, e))?;
+        let resp = http::check(NAME, resp, &self.redact)
+            .await
+            .map_err(|e| unknown_zone(e, region))?;
+        let body: Response = http::json(NAME, resp).await?;
+        match &body.zone {
+            Some(z) if !z.eq_ignore_ascii_case(region) => Err(ForecastError::Invalid {
+                provider: NAME.into(),
+                detail: format!("asked for zone {region}, got {z}"),
+            }),
+            _ => Ok(body),
+        }
+    }
+}
+
+fn points(body: &Response) -> Vec<RawPoint> {
+    body.points
+        .iter()
+        .map(|p| RawPoint::new(p.datetime, p.carbon_intensity))
+        .collect()
 }
 
 /// A 404 whose body speaks of the zone is the API saying the zone does not exist (a 404

@@ -11,6 +11,10 @@
 //! the most recent year for which the trace covers `history` before and `horizon` after the
 //! mapped instant. Local hour-of-day may differ by one hour across DST changes; that is
 //! accepted.
+//!
+//! History is the same replay: the trace over `[from, to)` under the shift a fetch at `now`
+//! uses, so the past it reports is the past its forecasts showed. No network, no repair
+//! (the traces are clean).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -121,13 +125,13 @@ pub fn week_shift(
     None
 }
 
-#[async_trait]
-impl ForecastSource for EmbeddedSource {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+impl EmbeddedSource {
+    /// The trace of `region` and the shift that maps `now` into it.
+    fn replay(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Arc<Series>, TimeDelta), ForecastError> {
         let trace = self.trace(region)?;
         let k = week_shift(now, trace.start(), trace.end(), self.history, self.horizon)
             .ok_or_else(|| ForecastError::Unavailable {
@@ -140,23 +144,41 @@ impl ForecastSource for EmbeddedSource {
                     self.horizon.num_hours()
                 ),
             })?;
-        let shift = TimeDelta::weeks(k);
-        let mapped = now - shift;
-        let slice = trace
-            .slice(mapped - self.history, mapped + self.horizon)
+        Ok((trace, TimeDelta::weeks(k)))
+    }
+
+    /// The trace's slots over `[from, to)` in real time (`from - shift` in the trace), moved
+    /// onto the current calendar; `None` if the trace has none there.
+    fn shifted(
+        trace: &Series,
+        shift: TimeDelta,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Option<Series>, ForecastError> {
+        trace
+            .slice(from - shift, to - shift)
+            .map(|s| Series::new(s.start() + shift, s.step_secs(), s.values().to_vec()))
+            .transpose()
+            .map_err(|e| ForecastError::Invalid {
+                provider: NAME.into(),
+                detail: e.to_string(),
+            })
+    }
+}
+
+#[async_trait]
+impl ForecastSource for EmbeddedSource {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+        let (trace, shift) = self.replay(region, now)?;
+        let series = Self::shifted(&trace, shift, now - self.history, now + self.horizon)?
             .ok_or_else(|| ForecastError::Unavailable {
                 provider: NAME.into(),
-                detail: format!("the {region} trace does not cover {mapped}"),
+                detail: format!("the {region} trace does not cover {}", now - shift),
             })?;
-        let series = Series::new(
-            slice.start() + shift,
-            slice.step_secs(),
-            slice.values().to_vec(),
-        )
-        .map_err(|e| ForecastError::Invalid {
-            provider: NAME.into(),
-            detail: e.to_string(),
-        })?;
         Ok(Forecast {
             region: region.to_string(),
             source: NAME.to_string(),
@@ -164,6 +186,20 @@ impl ForecastSource for EmbeddedSource {
             generated_at: now,
             historical_replay: true,
             series,
+        })
+    }
+
+    async fn history(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        let (trace, shift) = self.replay(region, now)?;
+        Self::shifted(&trace, shift, from, to.min(now))?.ok_or_else(|| ForecastError::Unavailable {
+            provider: NAME.into(),
+            detail: format!("the {region} trace has no data for {from} .. {to}"),
         })
     }
 }
@@ -241,6 +277,43 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn history_is_the_replayed_trace_over_the_span() {
+        let src = synthetic();
+        let now = Utc.with_ymd_and_hms(2026, 5, 13, 14, 20, 0).unwrap(); // a Wednesday
+        let from = Utc.with_ymd_and_hms(2026, 5, 12, 0, 0, 0).unwrap(); // Tuesday 00:00
+        let h = src
+            .history("DE", from, from + TimeDelta::hours(24), now)
+            .await
+            .unwrap();
+        assert_eq!((h.start(), h.step_secs(), h.len()), (from, 3600, 24));
+        // Hour-of-week 24 (Tuesday 00:00) onwards, as the trace encodes it.
+        let want: Vec<f64> = (0..24).map(|i| 24.0 + i as f64 + 1.0).collect();
+        assert_eq!(h.values(), &want[..]);
+        // The same values the forecast at now shows for those hours.
+        let f = src.fetch("DE", now).await.unwrap();
+        let shown = f.series.slice(from, from + TimeDelta::hours(24)).unwrap();
+        assert_eq!(shown.values(), h.values());
+        // Partial slots at both ends are the slots overlapping the span.
+        let h = src
+            .history(
+                "DE",
+                from + TimeDelta::minutes(30),
+                from + TimeDelta::minutes(90),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!((h.start(), h.values()), (from, &[25.0, 26.0][..]));
+        // Before the trace: nothing to give.
+        let long_ago = from - TimeDelta::days(20 * 365);
+        let e = src
+            .history("DE", long_ago, long_ago + TimeDelta::hours(1), now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), "unavailable");
     }
 
     #[tokio::test]

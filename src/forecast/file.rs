@@ -14,6 +14,9 @@
 //! `ETag` (`If-None-Match`) or `Last-Modified` for a URL. `generated_at` is the JSON's own
 //! field when present, else the file's modification time (or `Last-Modified`), else now.
 //!
+//! History is the file's own rows over `[from, to)`, through the same validation; a URL
+//! already read is not fetched again for it (the past in it does not change).
+//!
 //! Rows are parsed here rather than with [`crate::data::load_csv_reader`] because the
 //! validation rules need the raw rows (nulls, duplicates, unsorted) that a clean-series
 //! loader rejects or hides.
@@ -30,6 +33,7 @@ use tokio::sync::Mutex;
 use super::redact::{self, Redactor};
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+use crate::series::Series;
 
 pub const NAME: &str = "file";
 
@@ -219,6 +223,18 @@ impl ForecastSource for FileSource {
             .await
             .map_err(|e| self.redact.error(e))
     }
+
+    async fn history(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        _now: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        self.history_unredacted(region, from, to)
+            .await
+            .map_err(|e| self.redact.error(e))
+    }
 }
 
 impl FileSource {
@@ -228,35 +244,7 @@ impl FileSource {
         now: DateTime<Utc>,
     ) -> Result<Forecast, ForecastError> {
         let parsed = self.load().await?;
-        let matches = |r: &Option<String>| match r {
-            None => true,
-            Some(r) => r.is_empty() || r == "*" || r.eq_ignore_ascii_case(region),
-        };
-        let points: Vec<RawPoint> = parsed
-            .rows
-            .iter()
-            .filter(|r| matches(&r.region))
-            .map(|r| r.point)
-            .collect();
-        if points.is_empty() {
-            let mut regions: Vec<&str> = parsed
-                .rows
-                .iter()
-                .filter_map(|r| r.region.as_deref())
-                .collect();
-            regions.sort_unstable();
-            regions.dedup();
-            return Err(ForecastError::UnknownRegion {
-                provider: NAME.into(),
-                region: region.into(),
-                hint: if regions.is_empty() {
-                    "the file has no rows".into()
-                } else {
-                    format!("the file has rows for {}", regions.join(", "))
-                },
-            });
-        }
-        let n = validate::normalise(NAME, points, None, now)?;
+        let n = validate::normalise(NAME, points(&parsed, region)?, None, now)?;
         if !n.repairs.is_empty() {
             tracing::debug!(region, repairs = ?n.repairs, "file forecast repaired");
         }
@@ -269,6 +257,60 @@ impl FileSource {
             series: n.series,
         })
     }
+
+    async fn history_unredacted(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        let cached = match &self.location {
+            Location::Url(_) => self.state.lock().await.as_ref().map(|(_, p)| p.clone()),
+            Location::Path(_) => None,
+        };
+        let parsed = match cached {
+            Some(p) => p,
+            None => self.load().await?,
+        };
+        let n = validate::normalise_history(NAME, points(&parsed, region)?, None, from, to)?;
+        if !n.repairs.is_empty() {
+            tracing::debug!(region, repairs = ?n.repairs, "file history repaired");
+        }
+        Ok(n.series)
+    }
+}
+
+/// The rows that apply to `region`; none is an unknown region, named with those the file has.
+fn points(parsed: &Parsed, region: &str) -> Result<Vec<RawPoint>, ForecastError> {
+    let matches = |r: &Option<String>| match r {
+        None => true,
+        Some(r) => r.is_empty() || r == "*" || r.eq_ignore_ascii_case(region),
+    };
+    let points: Vec<RawPoint> = parsed
+        .rows
+        .iter()
+        .filter(|r| matches(&r.region))
+        .map(|r| r.point)
+        .collect();
+    if !points.is_empty() {
+        return Ok(points);
+    }
+    let mut regions: Vec<&str> = parsed
+        .rows
+        .iter()
+        .filter_map(|r| r.region.as_deref())
+        .collect();
+    regions.sort_unstable();
+    regions.dedup();
+    Err(ForecastError::UnknownRegion {
+        provider: NAME.into(),
+        region: region.into(),
+        hint: if regions.is_empty() {
+            "the file has no rows".into()
+        } else {
+            format!("the file has rows for {}", regions.join(", "))
+        },
+    })
 }
 
 /// Parses either format; JSON when the first non-blank byte is `{`.
@@ -388,6 +430,31 @@ mod tests {
         assert_eq!(parse_timestamp("2024-03-01 10:00:00").unwrap(), a);
         assert_eq!(parse_timestamp("2024-03-01T11:00:00+01:00").unwrap(), a);
         assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    #[tokio::test]
+    async fn history_is_the_file_over_the_span() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grid.csv");
+        let mut csv = String::from("timestamp,region,gco2_per_kwh\n");
+        for h in 0..10 {
+            csv.push_str(&format!("2024-03-01T{h:02}:00:00Z,DE,{}\n", 300 + h));
+            csv.push_str(&format!("2024-03-01T{h:02}:00:00Z,FR,{}\n", 40 + h));
+        }
+        std::fs::write(&p, csv).unwrap();
+        let src = FileSource::new(Location::Path(p), Duration::from_secs(5)).unwrap();
+        let t =
+            |h: i64| parse_timestamp("2024-03-01T00:00:00Z").unwrap() + chrono::TimeDelta::hours(h);
+        let now = t(24 * 30);
+        let s = src.history("DE", t(2), t(5), now).await.unwrap();
+        assert_eq!((s.start(), s.step_secs()), (t(2), 3600));
+        assert_eq!(s.values(), &[302.0, 303.0, 304.0]);
+        let s = src.history("FR", t(8), t(12), now).await.unwrap();
+        assert_eq!((s.start(), s.values()), (t(8), &[48.0, 49.0][..]));
+        let e = src.history("DE", t(20), t(22), now).await.unwrap_err();
+        assert_eq!(e.kind(), "unavailable");
+        let e = src.history("PL", t(2), t(5), now).await.unwrap_err();
+        assert_eq!(e.kind(), "unknown_region");
     }
 
     #[test]

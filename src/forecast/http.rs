@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -209,9 +209,65 @@ pub fn join(endpoint: &str, path: &str) -> String {
     }
 }
 
+/// `t` as the APIs' query parameters take it: RFC 3339, UTC, whole seconds.
+pub fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// At most this many requests answer one history call; the rest of the span is left to a
+/// later call (the caller accounts what is covered and asks again from its end).
+pub const MAX_HISTORY_REQUESTS: usize = 8;
+
+/// The request windows covering `[from, to)`, the part before `now` only: consecutive, each
+/// at most `cap` long (a provider's per-request limit), from `from` on, at most
+/// [`MAX_HISTORY_REQUESTS`] of them.
+pub fn windows(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+    cap: TimeDelta,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let to = to.min(now);
+    let mut out = Vec::new();
+    let mut a = from;
+    while a < to && out.len() < MAX_HISTORY_REQUESTS {
+        let b = (a + cap).min(to);
+        out.push((a, b));
+        a = b;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_windows_are_contiguous_capped_and_bounded() {
+        let t0 = DateTime::parse_from_rfc3339("2024-03-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let d = TimeDelta::days;
+        let now = t0 + d(400);
+        assert_eq!(
+            windows(t0, t0 + d(25), now, d(10)),
+            vec![
+                (t0, t0 + d(10)),
+                (t0 + d(10), t0 + d(20)),
+                (t0 + d(20), t0 + d(25))
+            ]
+        );
+        // Never past now, nothing for an empty span.
+        assert_eq!(
+            windows(t0, t0 + d(5), t0 + d(2), d(10)),
+            vec![(t0, t0 + d(2))]
+        );
+        assert!(windows(t0, t0, now, d(10)).is_empty());
+        // 100 days at 10 a request: the first 80 days, in 8 requests.
+        let w = windows(t0, t0 + d(100), now, d(10));
+        assert_eq!(w.len(), MAX_HISTORY_REQUESTS);
+        assert_eq!(w.last().unwrap().1, t0 + d(80));
+    }
 
     #[test]
     fn retry_after_forms() {

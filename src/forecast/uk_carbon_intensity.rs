@@ -13,6 +13,11 @@
 //! its `actual` when published (past slots, national only), else its `forecast`. Past its
 //! horizon the API answers 200 with `{}` or fewer slots: `{}` is
 //! [`ForecastError::Unavailable`], fewer slots a shorter series.
+//!
+//! History: the same routes with `{from}/{to}` in place of `{from}/fw48h`
+//! (`/intensity/{from}/{to}`, `/regional/intensity/{from}/{to}/regionid/N`,
+//! `.../postcode/X`), the same slots. The API limits `/intensity/{from}/{to}` to 14 days;
+//! every route is asked [`MAX_SPAN`] at a time.
 
 use std::time::Duration;
 
@@ -25,9 +30,14 @@ use super::file::parse_timestamp;
 use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+use crate::series::Series;
 
 pub const NAME: &str = "uk-carbon-intensity";
 pub const DEFAULT_ENDPOINT: &str = "https://api.carbonintensity.org.uk";
+/// The span one `{from}/{to}` request covers at most.
+pub const MAX_SPAN: TimeDelta = TimeDelta::days(14);
+/// The API's slot length.
+const HALF_HOUR: TimeDelta = TimeDelta::minutes(30);
 
 pub struct UkCarbonIntensity {
     endpoint: String,
@@ -47,9 +57,28 @@ impl UkCarbonIntensity {
     }
 }
 
-/// The API path (after the endpoint) for `region` from `from`.
+/// The API path (after the endpoint) of the forecast for `region` from `from`.
 pub fn path(region: &str, from: DateTime<Utc>) -> Result<String, ForecastError> {
-    let from = from.format("%Y-%m-%dT%H:%MZ");
+    let (base, which) = route(region)?;
+    Ok(format!("{base}/{}/fw48h{which}", minutes(from)))
+}
+
+/// The API path of the recorded slots of `region` over `[from, to)`.
+pub fn history_path(
+    region: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<String, ForecastError> {
+    let (base, which) = route(region)?;
+    Ok(format!("{base}/{}/{}{which}", minutes(from), minutes(to)))
+}
+
+fn minutes(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%MZ").to_string()
+}
+
+/// The route of `region`: the path before the time window and the part after it.
+fn route(region: &str) -> Result<(&'static str, String), ForecastError> {
     let r = region.trim();
     let unknown = || ForecastError::UnknownRegion {
         provider: NAME.into(),
@@ -59,7 +88,7 @@ pub fn path(region: &str, from: DateTime<Utc>) -> Result<String, ForecastError> 
                 .into(),
     };
     if r.eq_ignore_ascii_case("national") || r.eq_ignore_ascii_case("gb") {
-        return Ok(format!("/intensity/{from}/fw48h"));
+        return Ok(("/intensity", String::new()));
     }
     let id = r
         .strip_prefix("regionid:")
@@ -69,16 +98,16 @@ pub fn path(region: &str, from: DateTime<Utc>) -> Result<String, ForecastError> 
         if !(1..=17).contains(&n) {
             return Err(unknown());
         }
-        return Ok(format!("/regional/intensity/{from}/fw48h/regionid/{n}"));
+        return Ok(("/regional/intensity", format!("/regionid/{n}")));
     }
     if let Some(pc) = r.strip_prefix("postcode:") {
         let pc = pc.trim();
         if pc.is_empty() || pc.len() > 4 || !pc.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(unknown());
         }
-        return Ok(format!(
-            "/regional/intensity/{from}/fw48h/postcode/{}",
-            pc.to_ascii_uppercase()
+        return Ok((
+            "/regional/intensity",
+            format!("/postcode/{}", pc.to_ascii_uppercase()),
         ));
     }
     Err(unknown())
@@ -112,6 +141,36 @@ fn slots(body: &Value) -> Option<&Vec<Value>> {
     }
 }
 
+/// The slots of an answer as points, with the shortest slot length; `{}` (nothing
+/// published for the span) is no points.
+fn parse(body: &Value) -> Result<(Vec<RawPoint>, Option<i64>), ForecastError> {
+    let invalid = |detail: String| ForecastError::Invalid {
+        provider: NAME.into(),
+        detail,
+    };
+    let Some(raw) = slots(body) else {
+        if body.as_object().is_some_and(|o| o.is_empty()) {
+            return Ok((Vec::new(), None));
+        }
+        return Err(invalid("unexpected response shape: no data array".into()));
+    };
+    let mut points = Vec::with_capacity(raw.len());
+    let mut step: Option<i64> = None;
+    for v in raw {
+        let s: Slot = serde_json::from_value(v.clone())
+            .map_err(|e| invalid(format!("malformed slot: {e}")))?;
+        let a = parse_timestamp(&s.from).map_err(invalid)?;
+        let b = parse_timestamp(&s.to).map_err(invalid)?;
+        let len = (b - a).num_seconds();
+        step = Some(step.map_or(len, |x| x.min(len)));
+        points.push(RawPoint::new(
+            a,
+            s.intensity.actual.or(s.intensity.forecast),
+        ));
+    }
+    Ok((points, step.filter(|s| *s > 0)))
+}
+
 #[async_trait]
 impl ForecastSource for UkCarbonIntensity {
     fn name(&self) -> &'static str {
@@ -123,63 +182,47 @@ impl ForecastSource for UkCarbonIntensity {
             .await
             .map_err(|e| self.redact.error(e))
     }
+
+    async fn history(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        self.history_unredacted(region, from, to, now)
+            .await
+            .map_err(|e| self.redact.error(e))
+    }
 }
 
 impl UkCarbonIntensity {
-    async fn fetch_unredacted(
-        &self,
-        region: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Forecast, ForecastError> {
-        let from = now.duration_trunc(TimeDelta::minutes(30)).unwrap_or(now);
-        let url = http::join(&self.endpoint, &path(region, from)?);
+    async fn get(&self, path: &str) -> Result<(Vec<RawPoint>, Option<i64>), ForecastError> {
         let resp = self
             .client
-            .get(url)
+            .get(http::join(&self.endpoint, path))
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))?;
         let resp = http::check(NAME, resp, &self.redact).await?;
-        let body: Value = http::json(NAME, resp).await?;
-        let invalid = |detail: String| ForecastError::Invalid {
-            provider: NAME.into(),
-            detail,
-        };
-        let Some(raw) = slots(&body) else {
-            if body.as_object().is_some_and(|o| o.is_empty()) {
-                return Err(ForecastError::Unavailable {
-                    provider: NAME.into(),
-                    detail: format!("no data from {from} (past the API's horizon?)"),
-                });
-            }
-            return Err(invalid("unexpected response shape: no data array".into()));
-        };
-        let mut points = Vec::with_capacity(raw.len());
-        let mut step: Option<i64> = None;
-        for v in raw {
-            let s: Slot = serde_json::from_value(v.clone())
-                .map_err(|e| invalid(format!("malformed slot: {e}")))?;
-            let a = parse_timestamp(&s.from).map_err(invalid)?;
-            let b = parse_timestamp(&s.to).map_err(invalid)?;
-            let len = (b - a).num_seconds();
-            match step {
-                None => step = Some(len),
-                Some(x) if x != len => step = Some(x.min(len)),
-                _ => {}
-            }
-            points.push(RawPoint::new(
-                a,
-                s.intensity.actual.or(s.intensity.forecast),
-            ));
-        }
+        parse(&http::json(NAME, resp).await?)
+    }
+
+    async fn fetch_unredacted(
+        &self,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Forecast, ForecastError> {
+        let from = now.duration_trunc(HALF_HOUR).unwrap_or(now);
+        let (points, step) = self.get(&path(region, from)?).await?;
         if points.is_empty() {
             return Err(ForecastError::Unavailable {
                 provider: NAME.into(),
-                detail: format!("no slots from {from} (past the API's horizon?)"),
+                detail: format!("no data from {from} (past the API's horizon?)"),
             });
         }
-        let n = validate::normalise(NAME, points, step.filter(|s| *s > 0), now)?;
+        let n = validate::normalise(NAME, points, step, now)?;
         if !n.repairs.is_empty() {
             tracing::info!(region, repairs = ?n.repairs, "uk-carbon-intensity forecast repaired");
         }
@@ -192,6 +235,31 @@ impl UkCarbonIntensity {
             historical_replay: false,
             series: n.series,
         })
+    }
+
+    /// Asked on whole half hours: `from` rounded down, `to` up.
+    async fn history_unredacted(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        let start = from.duration_trunc(HALF_HOUR).unwrap_or(from);
+        let end = to
+            .duration_trunc(HALF_HOUR)
+            .map_or(to, |t| if t < to { t + HALF_HOUR } else { t });
+        let (mut all, mut step) = (Vec::new(), None);
+        for (a, b) in http::windows(start, end, now, MAX_SPAN) {
+            let (points, s) = self.get(&history_path(region, a, b)?).await?;
+            all.extend(points);
+            step = step.or(s);
+        }
+        let n = validate::normalise_history(NAME, all, step, from, to)?;
+        if !n.repairs.is_empty() {
+            tracing::info!(region, repairs = ?n.repairs, "uk-carbon-intensity history repaired");
+        }
+        Ok(n.series)
     }
 }
 
@@ -214,6 +282,19 @@ mod tests {
         assert_eq!(
             path("postcode:rg10", t).unwrap(),
             "/regional/intensity/2024-03-01T10:30Z/fw48h/postcode/RG10"
+        );
+        let to = t + TimeDelta::days(1);
+        assert_eq!(
+            history_path("GB", t, to).unwrap(),
+            "/intensity/2024-03-01T10:30Z/2024-03-02T10:30Z"
+        );
+        assert_eq!(
+            history_path("regionid:13", t, to).unwrap(),
+            "/regional/intensity/2024-03-01T10:30Z/2024-03-02T10:30Z/regionid/13"
+        );
+        assert_eq!(
+            history_path("postcode:rg10", t, to).unwrap(),
+            "/regional/intensity/2024-03-01T10:30Z/2024-03-02T10:30Z/postcode/RG10"
         );
         assert_eq!(path("99", t).unwrap_err().kind(), "unknown_region");
         assert_eq!(path("DE", t).unwrap_err().kind(), "unknown_region");

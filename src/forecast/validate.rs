@@ -38,6 +38,11 @@
 //!    after `now` (APIs that start at the next whole hour) has its first value extended back
 //!    to the slot containing `now`; otherwise it is rejected. A forecast that ends before
 //!    `now` is rejected ("does not reach now").
+//!
+//! Recorded data (a provider's history endpoint, [`normalise_history`]) passes rules 1 to 8
+//! alike; in place of rule 9 it keeps the slots overlapping the span asked for and, where a
+//! long gap cuts them, the longest run. It is never extended: past data covers what the
+//! provider recorded, no more.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -98,13 +103,134 @@ pub fn normalise(
     declared_step_secs: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Normalised, ForecastError> {
-    let invalid = |detail: String| ForecastError::Invalid {
+    if points.is_empty() {
+        return Err(invalid(provider, "no data points".into()));
+    }
+    let grid = grid(provider, points, declared_step_secs)?;
+    // Rule 9: the run containing now, or the one starting within a step after now.
+    let step = TimeDelta::seconds(grid.step);
+    let chosen = grid.runs.iter().copied().find(|(a, b)| {
+        let (s, e) = (grid.time(*a), grid.time(*b));
+        (s <= now && now < e) || (s > now && s - now <= step)
+    });
+    let Some((a, b)) = chosen else {
+        let end = grid.runs.last().map(|(_, b)| grid.time(*b));
+        let first = grid.runs.first().map(|(a, _)| grid.time(*a));
+        let detail = match (first, end) {
+            (_, Some(e)) if e <= now => format!("forecast ends at {e}, before now"),
+            (Some(s), _) if s > now => format!("forecast starts at {s}, after now"),
+            _ => format!("no usable data around now ({now}): a long gap"),
+        };
+        return Err(invalid(provider, detail));
+    };
+    // Extend the first value back over whole steps until now is covered.
+    let behind = (grid.time(a) - now).num_seconds().max(0);
+    let front = ((behind + grid.step - 1) / grid.step) as usize;
+    let truncated = grid.runs.len() > 1;
+    grid.take(provider, (a, b), truncated, front)
+}
+
+/// The same rules for recorded data of `[from, to)`, which lies in the past: instead of
+/// rule 9, the slots overlapping `[from, to)` are kept and, if long gaps cut them, the
+/// longest run (the earliest of equally long ones). Nothing is extended or invented, so the
+/// series may cover less than asked. No points, or none overlapping the span, is
+/// [`ForecastError::Unavailable`]: the provider has no data there.
+pub fn normalise_history(
+    provider: &str,
+    points: Vec<RawPoint>,
+    declared_step_secs: Option<i64>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Normalised, ForecastError> {
+    let none = || ForecastError::Unavailable {
         provider: provider.to_string(),
-        detail,
+        detail: format!("the provider has no data for {from} .. {to}"),
     };
     if points.is_empty() {
-        return Err(invalid("no data points".into()));
+        return Err(none());
     }
+    let grid = grid(provider, points, declared_step_secs)?;
+    let (lo, hi) = (grid.index(from, false), grid.index(to, true));
+    let clipped: Vec<(usize, usize)> = grid
+        .runs
+        .iter()
+        .map(|(a, b)| ((*a).max(lo), (*b).min(hi)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    let longest = clipped
+        .iter()
+        .copied()
+        .max_by(|x, y| (x.1 - x.0).cmp(&(y.1 - y.0)).then(y.0.cmp(&x.0)))
+        .ok_or_else(none)?;
+    grid.take(provider, longest, clipped.len() > 1, 0)
+}
+
+fn invalid(provider: &str, detail: String) -> ForecastError {
+    ForecastError::Invalid {
+        provider: provider.to_string(),
+        detail,
+    }
+}
+
+/// The points laid on a grid of `step` from `start` after rules 1 to 8: every slot present
+/// or filled, or missing; `runs` are the `[a, b)` ranges of present-or-filled slots.
+struct Grid {
+    start: DateTime<Utc>,
+    step: i64,
+    slots: Vec<Option<f64>>,
+    runs: Vec<(usize, usize)>,
+    repairs: Vec<Repair>,
+}
+
+impl Grid {
+    fn time(&self, k: usize) -> DateTime<Utc> {
+        self.start + TimeDelta::seconds(self.step * k as i64)
+    }
+
+    /// The slot containing `t` (`up`: the first slot starting at or after `t`), clamped to
+    /// the grid.
+    fn index(&self, t: DateTime<Utc>, up: bool) -> usize {
+        let d = (t - self.start).num_seconds();
+        let k = d.div_euclid(self.step) + i64::from(up && d.rem_euclid(self.step) > 0);
+        k.clamp(0, self.slots.len() as i64) as usize
+    }
+
+    /// The series of the run `[a, b)`, its first value repeated `front` slots earlier.
+    fn take(
+        mut self,
+        provider: &str,
+        (a, b): (usize, usize),
+        truncated: bool,
+        front: usize,
+    ) -> Result<Normalised, ForecastError> {
+        if truncated {
+            self.repairs.push(Repair::Truncated {
+                start: self.time(a),
+                end: self.time(b),
+            });
+        }
+        let mut values: Vec<f64> = vec![self.slots[a].unwrap_or(0.0); front];
+        values.extend(self.slots[a..b].iter().map(|v| v.unwrap_or(0.0)));
+        if front > 0 {
+            self.repairs.push(Repair::ExtendedBackToNow);
+        }
+        let start = self.time(a) - TimeDelta::seconds(self.step * front as i64);
+        let series =
+            Series::new(start, self.step, values).map_err(|e| invalid(provider, e.to_string()))?;
+        Ok(Normalised {
+            series,
+            repairs: self.repairs,
+        })
+    }
+}
+
+/// Rules 1 to 8 (see the module doc); `points` is not empty.
+fn grid(
+    provider: &str,
+    points: Vec<RawPoint>,
+    declared_step_secs: Option<i64>,
+) -> Result<Grid, ForecastError> {
+    let invalid = |detail: String| invalid(provider, detail);
     let mut repairs = Vec::new();
 
     // Rule 1 + 2: missing and implausible values.
@@ -276,42 +402,13 @@ pub fn normalise(
     if filled > 0 {
         repairs.push(Repair::GapsInterpolated(filled));
     }
-    let slot_time = |k: usize| start + TimeDelta::seconds(step * k as i64);
-    // Rule 9 (part): pick the run containing now, or the one starting within a step
-    // after now; fall back to nothing.
-    let chosen = runs.iter().copied().find(|(a, b)| {
-        let (s, e) = (slot_time(*a), slot_time(*b));
-        (s <= now && now < e) || (s > now && s - now <= TimeDelta::seconds(step))
-    });
-    let Some((a, b)) = chosen else {
-        let end = runs.last().map(|(_, b)| slot_time(*b));
-        let first = runs.first().map(|(a, _)| slot_time(*a));
-        return Err(match (first, end) {
-            (_, Some(e)) if e <= now => invalid(format!("forecast ends at {e}, before now")),
-            (Some(s), _) if s > now => invalid(format!("forecast starts at {s}, after now")),
-            _ => invalid(format!("no usable data around now ({now}): a long gap")),
-        });
-    };
-    if runs.len() > 1 {
-        repairs.push(Repair::Truncated {
-            start: slot_time(a),
-            end: slot_time(b),
-        });
-    }
-    let mut values: Vec<f64> = slots[a..b].iter().map(|v| v.unwrap_or(0.0)).collect();
-    let mut series_start = slot_time(a);
-    if series_start > now {
-        // Extend the first value back over whole steps until now is covered.
-        let k = ((series_start - now).num_seconds() + step - 1) / step;
-        let first = values[0];
-        let mut front = vec![first; k as usize];
-        front.append(&mut values);
-        values = front;
-        series_start -= TimeDelta::seconds(step * k);
-        repairs.push(Repair::ExtendedBackToNow);
-    }
-    let series = Series::new(series_start, step, values).map_err(|e| invalid(e.to_string()))?;
-    Ok(Normalised { series, repairs })
+    Ok(Grid {
+        start,
+        step,
+        slots,
+        runs,
+        repairs,
+    })
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -457,6 +554,43 @@ mod tests {
             RawPoint::new(t(0) + TimeDelta::seconds(10), Some(1.0)),
         ];
         assert!(run(pts, t(0)).is_err());
+    }
+
+    #[test]
+    fn history_is_the_recorded_slots_of_the_span() {
+        let vals: Vec<Option<f64>> = (0..6).map(|i| Some(100.0 + i as f64)).collect();
+        // Entirely in the past of any now; slots overlapping [01:30, 04:00).
+        let n = normalise_history("test", hourly(&vals), None, t(90), t(240)).unwrap();
+        assert_eq!(n.series.start(), t(60));
+        assert_eq!(n.series.step_secs(), 3600);
+        assert_eq!(n.series.values(), &[101.0, 102.0, 103.0]);
+        assert!(n.repairs.is_empty());
+        // Less than asked when the data is shorter: never extended.
+        let n = normalise_history("test", hourly(&vals), None, t(-600), t(6000)).unwrap();
+        assert_eq!((n.series.start(), n.series.len()), (t(0), 6));
+    }
+
+    #[test]
+    fn history_keeps_the_longest_run_and_rejects_like_forecasts() {
+        let mut vals: Vec<Option<f64>> = vec![Some(100.0); 2];
+        vals.extend([None, None, None]);
+        vals.extend([Some(200.0); 3]);
+        let n = normalise_history("test", hourly(&vals), None, t(0), t(8 * 60)).unwrap();
+        assert_eq!(n.series.start(), t(5 * 60));
+        assert_eq!(n.series.values(), &[200.0; 3]);
+        assert!(matches!(n.repairs.last(), Some(Repair::Truncated { .. })));
+        let e = normalise_history("test", hourly(&[Some(0.0); 3]), None, t(0), t(180));
+        assert!(e.unwrap_err().to_string().contains("every value is zero"));
+    }
+
+    #[test]
+    fn history_without_data_for_the_span_is_unavailable() {
+        let e = normalise_history("test", Vec::new(), None, t(0), t(60)).unwrap_err();
+        assert_eq!(e.kind(), "unavailable");
+        assert!(e.to_string().contains("no data for"), "{e}");
+        let later = hourly(&[Some(100.0), Some(100.0)]);
+        let e = normalise_history("test", later, None, t(-180), t(-60)).unwrap_err();
+        assert_eq!(e.kind(), "unavailable");
     }
 
     #[test]

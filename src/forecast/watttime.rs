@@ -5,11 +5,16 @@
 //! The token is cached and renewed before it expires ([`TOKEN_TTL`]) or when the API
 //! answers 401 (a token revoked early), once per request. Values are marginal emissions
 //! (MOER) in lbs CO2/MWh, converted to g/kWh (1 lb = 453.59237 g, 1 MWh = 1000 kWh).
+//!
+//! History: `GET {endpoint}/v3/historical?region=R&start=ISO&end=ISO&signal_type=co2_moer`,
+//! same token, same answer shape and units. The API caps a request at 32 days; spans are
+//! asked [`MAX_SPAN`] at a time, as WattTime's own client does. Its `end` is inclusive: the
+//! point at a window's end is the next window's first and is kept once.
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -18,6 +23,7 @@ use super::config::Secret;
 use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+use crate::series::Series;
 
 pub const NAME: &str = "watttime";
 pub const DEFAULT_ENDPOINT: &str = "https://api.watttime.org";
@@ -25,6 +31,8 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.watttime.org";
 pub const TOKEN_TTL: Duration = Duration::from_secs(25 * 60);
 /// lbs/MWh to g/kWh.
 pub const LBS_PER_MWH_TO_G_PER_KWH: f64 = 0.453_592_37;
+/// The span one `/v3/historical` request is asked for (the API accepts up to 32 days).
+pub const MAX_SPAN: TimeDelta = TimeDelta::days(30);
 
 pub struct WattTime {
     endpoint: String,
@@ -100,23 +108,56 @@ impl WattTime {
 
     async fn request(
         &self,
-        region: &str,
+        path: &str,
+        query: &[(&str, String)],
         token: &Secret,
     ) -> Result<reqwest::Response, ForecastError> {
-        let mut query = vec![
-            ("region", region.to_string()),
-            ("signal_type", "co2_moer".to_string()),
-        ];
-        if let Some(h) = self.horizon_hours {
-            query.push(("horizon_hours", h.to_string()));
-        }
         self.client
-            .get(http::join(&self.endpoint, "/v3/forecast"))
-            .query(&query)
+            .get(http::join(&self.endpoint, path))
+            .query(query)
             .bearer_auth(token.expose())
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))
+    }
+
+    /// One authenticated GET of `path` for `region` (logging in again once on a 401),
+    /// adding each token it uses to `redact`: an answer may quote it. Returns the points in
+    /// g/kWh and the answer's metadata.
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        region: &str,
+        redact: &mut Redactor,
+    ) -> Result<(Vec<RawPoint>, Meta), ForecastError> {
+        let token = self.token(false).await?;
+        redact.secret(&token);
+        let mut resp = self.request(path, query, &token).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            // Expired or revoked early: log in again once.
+            tracing::debug!("watttime token rejected; logging in again");
+            let token = self.token(true).await?;
+            redact.secret(&token);
+            resp = self.request(path, query, &token).await?;
+        }
+        let resp = http::check(NAME, resp, redact).await?;
+        let body: Response = http::json(NAME, resp).await?;
+        if let Some(r) = &body.meta.region {
+            if !r.eq_ignore_ascii_case(region) {
+                return Err(ForecastError::Invalid {
+                    provider: NAME.into(),
+                    detail: format!("asked for region {region}, got {r}"),
+                });
+            }
+        }
+        let factor = unit_factor(body.meta.units.as_deref())?;
+        let points = body
+            .data
+            .iter()
+            .map(|p| RawPoint::new(p.point_time, p.value.map(|v| v * factor)))
+            .collect();
+        Ok((points, body.meta))
     }
 }
 
@@ -171,43 +212,38 @@ impl ForecastSource for WattTime {
         let result = self.fetch_unredacted(region, now, &mut redact).await;
         result.map_err(|e| redact.error(e))
     }
+
+    async fn history(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Series, ForecastError> {
+        let mut redact = self.redact.clone();
+        let result = self
+            .history_unredacted(region, from, to, now, &mut redact)
+            .await;
+        result.map_err(|e| redact.error(e))
+    }
 }
 
 impl WattTime {
-    /// As `fetch`, adding each token it uses to `redact`: an answer may quote it.
     async fn fetch_unredacted(
         &self,
         region: &str,
         now: DateTime<Utc>,
         redact: &mut Redactor,
     ) -> Result<Forecast, ForecastError> {
-        let token = self.token(false).await?;
-        redact.secret(&token);
-        let mut resp = self.request(region, &token).await?;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            // Expired or revoked early: log in again once.
-            tracing::debug!("watttime token rejected; logging in again");
-            let token = self.token(true).await?;
-            redact.secret(&token);
-            resp = self.request(region, &token).await?;
+        let mut query = vec![
+            ("region", region.to_string()),
+            ("signal_type", "co2_moer".to_string()),
+        ];
+        if let Some(h) = self.horizon_hours {
+            query.push(("horizon_hours", h.to_string()));
         }
-        let resp = http::check(NAME, resp, redact).await?;
-        let body: Response = http::json(NAME, resp).await?;
-        if let Some(r) = &body.meta.region {
-            if !r.eq_ignore_ascii_case(region) {
-                return Err(ForecastError::Invalid {
-                    provider: NAME.into(),
-                    detail: format!("asked for region {region}, got {r}"),
-                });
-            }
-        }
-        let factor = unit_factor(body.meta.units.as_deref())?;
-        let points = body
-            .data
-            .iter()
-            .map(|p| RawPoint::new(p.point_time, p.value.map(|v| v * factor)))
-            .collect();
-        let n = validate::normalise(NAME, points, body.meta.data_point_period_seconds, now)?;
+        let (points, meta) = self.get("/v3/forecast", &query, region, redact).await?;
+        let n = validate::normalise(NAME, points, meta.data_point_period_seconds, now)?;
         if !n.repairs.is_empty() {
             tracing::info!(region, repairs = ?n.repairs, "watttime forecast repaired");
         }
@@ -215,9 +251,36 @@ impl WattTime {
             region: region.to_string(),
             source: NAME.to_string(),
             signal: Signal::Marginal,
-            generated_at: body.meta.generated_at.unwrap_or(now),
+            generated_at: meta.generated_at.unwrap_or(now),
             historical_replay: false,
             series: n.series,
         })
+    }
+
+    async fn history_unredacted(
+        &self,
+        region: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+        redact: &mut Redactor,
+    ) -> Result<Series, ForecastError> {
+        let (mut all, mut step) = (Vec::new(), None);
+        for (a, b) in http::windows(from, to, now, MAX_SPAN) {
+            let query = [
+                ("region", region.to_string()),
+                ("start", http::iso(a)),
+                ("end", http::iso(b)),
+                ("signal_type", "co2_moer".to_string()),
+            ];
+            let (points, meta) = self.get("/v3/historical", &query, region, redact).await?;
+            all.extend(points);
+            step = step.or(meta.data_point_period_seconds);
+        }
+        let n = validate::normalise_history(NAME, all, step, from, to)?;
+        if !n.repairs.is_empty() {
+            tracing::info!(region, repairs = ?n.repairs, "watttime history repaired");
+        }
+        Ok(n.series)
     }
 }
