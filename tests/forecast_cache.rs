@@ -498,3 +498,133 @@ async fn only_regions_asked_for_recently_are_active() {
         .active_regions(now + TimeDelta::minutes(26))
         .is_empty());
 }
+
+/// Requests to `path`.
+async fn requests_to(server: &MockServer, p: &str) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == p)
+        .count()
+}
+
+fn past_range(start: DateTime<Utc>, hours: i64, base: f64) -> Value {
+    let data: Vec<Value> = (0..hours)
+        .map(|i| json!({"zone": "DE", "carbonIntensity": base + i as f64, "datetime": iso(start + TimeDelta::hours(i))}))
+        .collect();
+    json!({"zone": "DE", "data": data})
+}
+
+/// The past a job needs and the live data do not reach comes from the provider's history
+/// endpoint: once per span (a narrower span is served from the record), a failed request
+/// not repeated before the retry interval, and subscribers told when it arrives.
+#[tokio::test]
+async fn history_is_asked_once_per_span_and_kept() {
+    let server = MockServer::start().await;
+    let hist = "/v3/carbon-intensity/past-range";
+    Mock::given(method("GET"))
+        .and(path(hist))
+        .and(query_param("zone", "DE"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(past_range(
+            t0() - TimeDelta::hours(6),
+            6,
+            100.0,
+        )))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(hist))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let cache = Arc::new(Cache::new(
+        primary(&server),
+        None,
+        settings(),
+        Metrics::new().unwrap(),
+    ));
+    let mut rx = cache.subscribe();
+    let now = t0() + TimeDelta::minutes(30);
+    let wait = Duration::from_secs(5);
+    let h = cache
+        .history("DE", t0() - TimeDelta::hours(6), t0(), now, wait)
+        .await
+        .expect("history");
+    assert_eq!(
+        (h.start(), h.step_secs(), h.len()),
+        (t0() - TimeDelta::hours(6), 3600, 6)
+    );
+    assert_eq!(h.values(), &[100.0, 101.0, 102.0, 103.0, 104.0, 105.0]);
+    assert_eq!(rx.recv().await.unwrap(), "DE");
+    // A narrower span: from the record, no request.
+    let again = cache
+        .history("DE", t0() - TimeDelta::hours(3), t0(), now, wait)
+        .await;
+    assert_eq!(again.as_ref(), Some(&h));
+    assert_eq!(requests_to(&server, hist).await, 1);
+    // A wider span: asked (and refused, 503); the record is kept and served.
+    let wider = cache
+        .history("DE", t0() - TimeDelta::hours(9), t0(), now, wait)
+        .await;
+    assert_eq!(wider.as_ref(), Some(&h));
+    let after_wider = requests_to(&server, hist).await;
+    assert!(after_wider >= 2, "{after_wider}");
+    // Not asked again within the retry interval (60 s), asked again after it.
+    let soon = cache
+        .history(
+            "DE",
+            t0() - TimeDelta::hours(9),
+            t0(),
+            now + TimeDelta::seconds(30),
+            wait,
+        )
+        .await;
+    assert_eq!(soon.as_ref(), Some(&h));
+    assert_eq!(requests_to(&server, hist).await, after_wider);
+    cache
+        .history(
+            "DE",
+            t0() - TimeDelta::hours(9),
+            t0(),
+            now + TimeDelta::seconds(61),
+            wait,
+        )
+        .await;
+    assert!(requests_to(&server, hist).await > after_wider);
+    // Nothing to ask for an empty span or one wholly in the future.
+    assert_eq!(cache.history("DE", t0(), t0(), now, wait).await, None);
+}
+
+/// History is merged across refreshes only while the view is continuous: after an outage
+/// longer than the max age, the old forecast's values for the gap were never live and are
+/// dropped.
+#[tokio::test]
+async fn history_is_not_kept_across_an_outage_longer_than_the_max_age() {
+    let server = MockServer::start().await;
+    for (k, start) in [t0(), t0() + TimeDelta::hours(1), t0() + TimeDelta::hours(9)]
+        .into_iter()
+        .enumerate()
+    {
+        em_mock(ResponseTemplate::new(200).set_body_json(em_body(
+            start,
+            24,
+            100.0 * (k + 1) as f64,
+        )))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    }
+    let cache = Cache::new(primary(&server), None, settings(), Metrics::new().unwrap());
+    cache.get("DE", t0()).await.unwrap();
+    // An hour later (within the 6 h max age): the past is kept.
+    let f = cache.get("DE", t0() + TimeDelta::hours(1)).await.unwrap();
+    assert_eq!(f.series().start(), t0());
+    assert_eq!(f.intensity_at(t0()), Some(100.0));
+    // Eight hours after that, with no fetch between: the live view starts afresh.
+    let f = cache.get("DE", t0() + TimeDelta::hours(9)).await.unwrap();
+    assert_eq!(f.series().start(), t0() + TimeDelta::hours(9));
+    assert_eq!(f.intensity_at(t0() + TimeDelta::hours(9)), Some(300.0));
+}
