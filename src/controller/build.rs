@@ -8,12 +8,15 @@
 //!
 //! ## Accounting
 //! One path, [`crate::accounting::Ledger`] (`plan -f` runs this same step). Every reconcile
-//! accrues the ledger from `status.lastAccountedTime` to now with the intensities of that
-//! past interval (the feed keeps observed history; older gaps take the nearest known value,
-//! see [`covering`]), if the Job was unsuspended over it (read from `status.runningSince`,
-//! which every transition persists): runtime, energy, emissions, and the run-now baseline,
-//! i.e. the same job started at creation and never paused, over
-//! `[created, created + work)`.
+//! accrues the ledger from `status.lastAccountedTime` (or `runningSince`, if later: time
+//! before a start is never runtime) to now, if the Job was unsuspended over it (read from
+//! `status.runningSince`, which every transition persists): runtime, energy, emissions,
+//! and the run-now baseline, i.e. the same job started at creation and never paused, over
+//! `[created, created + work)`. Time and energy need no intensities and always accrue; the
+//! grams are integrated over recorded intensities only ([`Intensities::recorded`]: the live
+//! past, then the provider's history), and a span neither covers is owed in
+//! `status.unaccounted` until one does, never integrated at a guessed value. The operator
+//! asks for history back to [`needed_since`].
 //!
 //! Work is what the pods do, not the time the Job is unsuspended: with `P` the Job's
 //! `parallelism` (default 1) and `R` its pods Ready (`status.ready` of the child Job, the

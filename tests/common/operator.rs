@@ -395,7 +395,11 @@ impl Tracker {
             let uid = pod.uid().unwrap_or_default();
             let phase = pod_phase(pod).to_string();
             let finished = phase == "Succeeded" || phase == "Failed";
-            let deleted = t_opt(&pod.metadata.deletion_timestamp);
+            // `deletionTimestamp` is when the grace period ends; the deletion (and the
+            // containers' SIGTERM) was requested that grace period earlier.
+            let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+            let deleted = t_opt(&pod.metadata.deletion_timestamp)
+                .map(|t| t - TimeDelta::seconds(grace));
             if deleted.is_none() && !finished {
                 live.insert(uid.clone());
             }
