@@ -53,10 +53,11 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::{Resource, ResourceExt};
 
-use super::intensity::{planning_series, value_clamped, Intensities};
+use super::intensity::{value_clamped, Intensities};
 use super::validate::{validate, InvalidSpec, ValidSpec};
 use crate::accounting::{owed_runtime_secs, Ledger, Owed};
 use crate::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase, JOB_LABEL, MANAGED_BY};
+use crate::plan::horizon::{self, DailyProfile};
 use crate::plan::{self, Action, JobState, Plan, PlanRequest, Reason};
 
 /// Condition types.
@@ -831,7 +832,9 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         .deadline_margin
         .max(TimeDelta::seconds(st.startup_seconds.unwrap_or(0).max(0)));
     let plan_deadline = planning_deadline(v.deadline, now, remaining, margin);
-    let series = intens.and_then(|i| planning_series(&i.series, now, v.deadline));
+    let series = intens.and_then(|i| {
+        horizon::planning_series(&i.series, &DailyProfile::of(&i.series), now, v.deadline)
+    });
     let (action, reason, next, plan) = if remaining <= 0 {
         // The estimate is used up but Kubernetes says the job is not done: never pause it
         // again, let it finish.

@@ -8,26 +8,13 @@
 //! is ever executed.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use thiserror::Error;
 
+use crate::api::{MAX_SCHEDULE_SPAN_HOURS, MAX_SCHEDULE_SPAN_SECS};
 use crate::series::Series;
 
 const DAY_SECS: i64 = 86_400;
 
-/// Extensions stop this far past the forecast's end, whatever `until` says: a plan never
-/// needs more, and a deadline years away must not allocate millions of slots.
-pub const MAX_EXTENSION_SECS: i64 = 400 * DAY_SECS;
-
-/// Why a profile could not be built.
-#[derive(Debug, Error, PartialEq)]
-pub enum HorizonError {
-    #[error("profile step must be a positive divisor of 86400 s, got {0}s")]
-    BadStep(i64),
-    #[error("history needs at least one whole day, got {0}s")]
-    TooShort(i64),
-}
-
-/// Mean intensity per slot of the day (UTC), learnt from history.
+/// Mean intensity per slot of the day (UTC), learnt from a series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DailyProfile {
     /// Slot length in seconds; `means.len() * step_secs == 86_400`.
@@ -36,24 +23,18 @@ pub struct DailyProfile {
 }
 
 impl DailyProfile {
-    /// The mean of `history` per `step_secs` slot of the UTC day, over all of `history`
-    /// (slice it first for "the trailing N days", or use [`DailyProfile::from_trailing_days`]).
-    /// Any history step works: each value is spread over the profile slots it overlaps,
-    /// weighted by the overlap. Needs at least a day so every slot has data.
-    pub fn from_history(history: &Series, step_secs: i64) -> Result<Self, HorizonError> {
-        if step_secs <= 0 || DAY_SECS % step_secs != 0 {
-            return Err(HorizonError::BadStep(step_secs));
-        }
-        let span = (history.end() - history.start()).num_seconds();
-        if span < DAY_SECS {
-            return Err(HorizonError::TooShort(span));
-        }
+    /// The mean of `series` per slot of the UTC day, on the largest step that divides a
+    /// day and is at most the series' own (so a 7-minute series gets 400 s slots). Each
+    /// value is spread over the slots it overlaps, weighted by the overlap; slots the
+    /// series never covers (less than a day of data) take its overall mean.
+    pub fn of(series: &Series) -> Self {
+        let step_secs = profile_step(series.step_secs());
         let slots = (DAY_SECS / step_secs) as usize;
         let mut sums = vec![0.0; slots];
         let mut weights = vec![0.0; slots];
-        let hs = history.step_secs();
-        for (i, &v) in history.values().iter().enumerate() {
-            let mut pos = history.slot_start(i).timestamp().rem_euclid(DAY_SECS);
+        let hs = series.step_secs().min(DAY_SECS);
+        for (i, &v) in series.values().iter().enumerate() {
+            let mut pos = series.slot_start(i).timestamp().rem_euclid(DAY_SECS);
             let mut left = hs;
             while left > 0 {
                 let slot = (pos / step_secs) as usize;
@@ -64,22 +45,17 @@ impl DailyProfile {
                 left -= take;
             }
         }
-        let means = sums.iter().zip(&weights).map(|(s, w)| s / w).collect();
-        Ok(DailyProfile { step_secs, means })
-    }
-
-    /// The profile of the last `days` whole days of `history` (recent weeks track the
-    /// season better than a year-long mean).
-    pub fn from_trailing_days(
-        history: &Series,
-        step_secs: i64,
-        days: u32,
-    ) -> Result<Self, HorizonError> {
-        let from = history.end() - TimeDelta::days(i64::from(days.max(1)));
-        match history.slice(from, history.end()) {
-            Some(s) => Self::from_history(&s, step_secs),
-            None => Self::from_history(history, step_secs),
-        }
+        let fill = if weights.contains(&0.0) {
+            series.mean()
+        } else {
+            0.0
+        };
+        let means = sums
+            .iter()
+            .zip(&weights)
+            .map(|(s, &w)| if w > 0.0 { s / w } else { fill })
+            .collect();
+        DailyProfile { step_secs, means }
     }
 
     fn valid(&self) -> bool {
@@ -110,28 +86,150 @@ impl DailyProfile {
     }
 }
 
-/// Returns `forecast` extended to `until` with values from `profile`, on the forecast's
-/// own step (each new slot gets the profile's mean over it). A forecast that already
-/// reaches `until`, or an invalid profile, leaves the forecast unchanged; the extension
-/// is capped at [`MAX_EXTENSION_SECS`].
-pub fn extend_with_profile(
-    forecast: &Series,
+/// The largest step that divides a day and is at most `step` (1 s at least).
+fn profile_step(step: i64) -> i64 {
+    let step = step.clamp(1, DAY_SECS);
+    (1..=step).rev().find(|d| DAY_SECS % d == 0).unwrap_or(1)
+}
+
+/// Most slots of a planning series: one year of hourly slots ([`MAX_SCHEDULE_SPAN_HOURS`],
+/// the CRD's cap on how far a deadline may lie) plus the partial slot `now` falls in. A
+/// finer forecast over a long span (5-minute data and a deadline months away) is planned
+/// on a coarser step instead (see [`planning_series`]); with the planner's own budgets
+/// (`src/plan/lagrange.rs`) this bounds the time and memory of one reconcile whatever the
+/// spec (docs/benchmarks.md has the figures).
+pub const MAX_PLANNING_SLOTS: usize = MAX_SCHEDULE_SPAN_HOURS as usize + 1;
+
+/// The forecast cut to `[now, until)`, extended past its horizon with `profile` (see
+/// [`DailyProfile::of`]): real forecasts reach 24-72 h, deadlines may lie further out.
+/// The one beyond-horizon model: the operator, `plan -f` and `simulate` all plan with it
+/// (through the controller's build step). Returns `None` when the series does not cover `now`.
+///
+/// Bounded whatever `until` says: the span ends at most [`MAX_SCHEDULE_SPAN_SECS`] after
+/// `now` (the planner treats a deadline beyond its forecast as one slot at the mean), and
+/// when it would take more than [`MAX_PLANNING_SLOTS`] slots of the series' step, it is
+/// laid on the smallest multiple of that step that divides a day and fits: each coarse
+/// slot is the mean of the slots it covers. Coarse slots are aligned to the series' grid
+/// counted from the Unix epoch (UTC midnight for a step that divides a day), not to `now`,
+/// so successive reconciles see the same slots and plan the same transitions.
+pub fn planning_series(
+    series: &Series,
     profile: &DailyProfile,
+    now: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Series {
-    let end = forecast.end();
-    if until <= end || !profile.valid() {
-        return forecast.clone();
+) -> Option<Series> {
+    series.index_of(now)?;
+    let step = series.step_secs();
+    let until = until
+        .min(now + TimeDelta::seconds(MAX_SCHEDULE_SPAN_SECS))
+        .max(now + TimeDelta::seconds(step));
+    let coarse = planning_step(series, now, until);
+    if coarse != step {
+        return coarsened(series, profile, now, until, coarse);
     }
-    let step = forecast.step_secs();
-    let want = (until - end).num_seconds().min(MAX_EXTENSION_SECS);
-    let extra = (want + step - 1) / step;
-    let mut values = Vec::with_capacity(forecast.len() + extra as usize);
-    values.extend_from_slice(forecast.values());
-    for i in 0..extra {
-        values.push(profile.mean_over(end + TimeDelta::seconds(i * step), step));
+    let cut = series.slice(now, until)?;
+    if cut.end() >= until {
+        return Some(cut);
     }
-    Series::new(forecast.start(), step, values).unwrap_or_else(|_| forecast.clone())
+    let mut values = cut.values().to_vec();
+    let mut t = cut.end();
+    while t < until {
+        values.push(profile.mean_over(t, step));
+        t += TimeDelta::seconds(step);
+    }
+    Series::new(cut.start(), step, values).ok()
+}
+
+/// Start of the slot of width `width` (a multiple of the series' step) containing `t`, on
+/// the series' grid counted from the epoch.
+fn slot_floor(series: &Series, width: i64, t: DateTime<Utc>) -> DateTime<Utc> {
+    let phase = series.start().timestamp().rem_euclid(series.step_secs());
+    let off = (t.timestamp() - phase).rem_euclid(width);
+    // Sub-second parts: `now` need not sit on a whole second.
+    let t = t - TimeDelta::nanoseconds(i64::from(t.timestamp_subsec_nanos()));
+    t - TimeDelta::seconds(off)
+}
+
+/// The step to plan `[now, until)` on: the series' own when it gives at most
+/// [`MAX_PLANNING_SLOTS`] slots, else the smallest multiple of it that does (and that
+/// divides a day, when the series' step does, so slots keep their hour of the day).
+fn planning_step(series: &Series, now: DateTime<Utc>, until: DateTime<Utc>) -> i64 {
+    let step = series.step_secs();
+    let slots = |width: i64| {
+        let span = (until - slot_floor(series, width, now)).num_seconds();
+        (span + width - 1) / width
+    };
+    if slots(step) <= MAX_PLANNING_SLOTS as i64 {
+        return step;
+    }
+    let day_aligned = DAY_SECS % step == 0;
+    // Terminates: the span is at most a year, so a day (or the span) fits.
+    let most = (until - now).num_seconds() / step + 1;
+    (2..=most.max(2))
+        .map(|k| step * k)
+        .find(|&w| (!day_aligned || DAY_SECS % w == 0) && slots(w) <= MAX_PLANNING_SLOTS as i64)
+        .unwrap_or(step * most.max(2))
+}
+
+/// `[now, until)` on slots of `width` seconds, each the mean of the series' slots it
+/// covers (the daily profile past the series' end). O(coarse slots + series length) when
+/// `width` divides a day (the profile part repeats one mean per slot of the day), else
+/// O(slots of the series' step in the span).
+fn coarsened(
+    series: &Series,
+    profile: &DailyProfile,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    width: i64,
+) -> Option<Series> {
+    let step = series.step_secs();
+    let k = width / step;
+    let start = slot_floor(series, width, now);
+    let n = ((until - start).num_seconds() + width - 1) / width;
+    let vals = series.values();
+    let len = vals.len() as i64;
+    let s0 = series.start().timestamp();
+    // Index (in the series' steps) of the first coarse slot's first part; negative when it
+    // starts before the series.
+    let i0 = (start.timestamp() - s0).div_euclid(step);
+    let fine = |i: i64| -> Option<f64> {
+        if i < 0 {
+            None
+        } else if i < len {
+            Some(vals[i as usize])
+        } else {
+            Some(profile.mean_over(DateTime::from_timestamp(s0 + i * step, 0)?, step))
+        }
+    };
+    let per_day = (DAY_SECS % width == 0).then(|| (DAY_SECS / width) as usize);
+    let mut profile_means: Vec<Option<f64>> = vec![None; per_day.unwrap_or(0)];
+    let mut values = Vec::with_capacity(usize::try_from(n).ok()?);
+    for j in 0..n {
+        let first = i0 + j * k;
+        let of_day = per_day
+            .map(|d| ((start.timestamp() + j * width).rem_euclid(DAY_SECS) / width) as usize % d);
+        let cached = of_day.filter(|_| first >= len);
+        if let Some(m) = cached.and_then(|i| profile_means[i]) {
+            values.push(m);
+            continue;
+        }
+        let (mut sum, mut count) = (0.0, 0u32);
+        for v in (first..first + k).filter_map(fine) {
+            sum += v;
+            count += 1;
+        }
+        // The first slot may start before the series, but it holds `now`'s slot.
+        let mean = if count > 0 {
+            sum / f64::from(count)
+        } else {
+            series.mean()
+        };
+        if let Some(i) = cached {
+            profile_means[i] = Some(mean);
+        }
+        values.push(mean);
+    }
+    Series::new(start, width, values).ok()
 }
 
 #[cfg(test)]
@@ -139,78 +237,36 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn day0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2023, 6, 1, 0, 0, 0).unwrap()
+    fn t(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + TimeDelta::hours(h)
     }
 
-    fn pattern(h: usize) -> f64 {
-        // Solar dip at noon.
-        300.0 - 200.0 * (-(((h as f64) - 12.0) / 4.0).powi(2)).exp()
+    /// Planned as the controller plans: the profile of the series itself.
+    fn plan(s: &Series, now: DateTime<Utc>, until: DateTime<Utc>) -> Option<Series> {
+        planning_series(s, &DailyProfile::of(s), now, until)
     }
 
     #[test]
-    fn learns_hour_of_day_means_from_any_step() {
-        // Three days, hourly, the same cycle plus a day-dependent offset that averages out.
+    fn the_profile_is_the_mean_per_slot_of_the_day() {
+        // Three days, hourly: hour h is 20 + h plus a day offset that averages out.
         let vals: Vec<f64> = (0..72)
-            .map(|i| pattern(i % 24) + [10.0, -10.0, 0.0][i / 24])
+            .map(|i| 20.0 + (i % 24) as f64 + [10.0, -10.0, 0.0][i / 24])
             .collect();
-        let hist = Series::new(day0(), 3600, vals).unwrap();
-        let p = DailyProfile::from_history(&hist, 3600).unwrap();
-        assert_eq!(p.means.len(), 24);
+        let p = DailyProfile::of(&Series::new(t(0), 3600, vals).unwrap());
+        assert_eq!((p.step_secs, p.means.len()), (3600, 24));
         for h in 0..24 {
-            assert!((p.means[h] - pattern(h)).abs() < 1e-9);
+            assert!((p.means[h] - 20.0 - h as f64).abs() < 1e-9);
         }
-        // A finer profile repeats the hourly value; a coarser one averages it.
-        let fine = DailyProfile::from_history(&hist, 900).unwrap();
-        assert_eq!(fine.means.len(), 96);
-        assert!((fine.means[49] - pattern(12)).abs() < 1e-9);
-        let coarse = DailyProfile::from_history(&hist, 7200).unwrap();
-        assert!((coarse.means[6] - (pattern(12) + pattern(13)) / 2.0).abs() < 1e-9);
+        // Less than a day: the slots never seen take the mean.
+        let short = DailyProfile::of(&Series::new(t(0), 3600, vec![10.0, 20.0]).unwrap());
         assert_eq!(
-            DailyProfile::from_history(&hist, 7000),
-            Err(HorizonError::BadStep(7000))
+            (short.means[0], short.means[1], short.means[5]),
+            (10.0, 20.0, 15.0)
         );
-        let short = Series::new(day0(), 3600, vec![1.0; 5]).unwrap();
-        assert!(matches!(
-            DailyProfile::from_history(&short, 3600),
-            Err(HorizonError::TooShort(_))
-        ));
-        // Trailing days: only the last day (offset 0) counts.
-        let last = DailyProfile::from_trailing_days(&hist, 3600, 1).unwrap();
-        assert!((last.means[3] - pattern(3)).abs() < 1e-9);
-    }
-
-    #[test]
-    fn extends_on_the_forecast_step_with_profile_values() {
-        let hist = Series::new(day0(), 3600, (0..48).map(|i| pattern(i % 24)).collect()).unwrap();
-        let p = DailyProfile::from_history(&hist, 3600).unwrap();
-        // A 5-minute forecast for 6 h from 02:00, extended to 2 days later.
-        let start = day0() + TimeDelta::days(10) + TimeDelta::hours(2);
-        let f = Series::new(start, 300, vec![42.0; 72]).unwrap();
-        let until = start + TimeDelta::hours(48) + TimeDelta::seconds(1);
-        let x = extend_with_profile(&f, &p, until);
-        assert_eq!(x.start(), f.start());
-        assert_eq!(x.step_secs(), 300);
-        assert!(x.end() >= until && x.end() - until < TimeDelta::seconds(300));
-        assert_eq!(&x.values()[..72], f.values());
-        // 08:00 is where the forecast ends; 12:30 comes from the profile.
-        assert!(
-            (x.value_at(start + TimeDelta::hours(10) + TimeDelta::minutes(30))
-                .unwrap()
-                - pattern(12))
-            .abs()
-                < 1e-9
-        );
-        // Already long enough, or no usable profile: unchanged.
-        assert_eq!(extend_with_profile(&f, &p, start), f);
-        let bad = DailyProfile {
-            step_secs: 3600,
-            means: vec![],
-        };
-        assert_eq!(extend_with_profile(&f, &bad, until), f);
-        // Absurd deadlines are capped.
-        let far = extend_with_profile(&f, &p, DateTime::<Utc>::MAX_UTC);
-        assert!(far.end() - f.end() <= TimeDelta::seconds(MAX_EXTENSION_SECS + 300));
+        // A step that does not divide a day: the largest one that does below it.
+        let odd = DailyProfile::of(&Series::new(t(0), 420, vec![7.0; 300]).unwrap());
+        assert_eq!(odd.step_secs, 400);
+        assert!(odd.means.iter().all(|&m| (m - 7.0).abs() < 1e-9));
     }
 
     #[test]
@@ -219,8 +275,89 @@ mod tests {
             step_secs: 43_200,
             means: vec![100.0, 300.0],
         };
-        let t = day0() + TimeDelta::hours(18);
-        assert!((p.mean_over(t, 12 * 3600) - 200.0).abs() < 1e-9);
-        assert!((p.mean_over(t, 3 * DAY_SECS) - 200.0).abs() < 1e-9);
+        let at = t(18);
+        assert!((p.mean_over(at, 12 * 3600) - 200.0).abs() < 1e-9);
+        assert!((p.mean_over(at, 3 * DAY_SECS) - 200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn extends_past_the_horizon_with_the_daily_profile() {
+        // Two days: hour h has value h (day 1) and h + 10 (day 2): profile mean h + 5.
+        let vals: Vec<f64> = (0..48)
+            .map(|i| (i % 24) as f64 + if i >= 24 { 10.0 } else { 0.0 })
+            .collect();
+        let s = Series::new(t(0), 3600, vals).unwrap();
+        let p = plan(&s, t(40), t(52)).unwrap();
+        assert_eq!(p.start(), t(40));
+        assert_eq!(p.end(), t(52));
+        assert_eq!(p.value_at(t(47)), Some(33.0));
+        assert_eq!(p.value_at(t(48)), Some(5.0));
+        assert_eq!(p.value_at(t(51)), Some(8.0));
+        assert!(plan(&s, t(49), t(52)).is_none());
+    }
+
+    #[test]
+    fn hourly_planning_over_a_year_keeps_its_step() {
+        let s = Series::new(t(0), 3600, vec![100.0; 24 * 10]).unwrap();
+        let now = t(24 * 7) + TimeDelta::minutes(30);
+        let p = plan(&s, now, now + TimeDelta::hours(8784)).unwrap();
+        assert_eq!(p.step_secs(), 3600);
+        assert_eq!(p.len(), MAX_PLANNING_SLOTS);
+        assert_eq!(p.start(), t(24 * 7));
+        // A deadline further out (never from a valid spec) is cut at the cap.
+        let p = plan(&s, now, now + TimeDelta::days(20_000)).unwrap();
+        assert_eq!(p.len(), MAX_PLANNING_SLOTS);
+        assert!(p.end() >= now + TimeDelta::hours(8784));
+    }
+
+    #[test]
+    fn fine_steps_over_long_spans_are_planned_on_coarser_slots() {
+        // Ten days of one-minute data (seven of history), minute m of the day valued m.
+        let start = t(0);
+        let vals: Vec<f64> = (0..10 * 1440).map(|i| (i % 1440) as f64).collect();
+        let s = Series::new(start, 60, vals).unwrap();
+        let now = t(24 * 7) + TimeDelta::seconds(17 * 60 + 29);
+
+        // Within MAX_PLANNING_SLOTS minutes: unchanged.
+        let p = plan(&s, now, now + TimeDelta::days(5)).unwrap();
+        assert_eq!(p.step_secs(), 60);
+
+        let p = plan(&s, now, now + TimeDelta::hours(8784)).unwrap();
+        assert!(p.len() <= MAX_PLANNING_SLOTS, "{} slots", p.len());
+        // The smallest multiple of a minute that divides a day and fits a year in 8785
+        // slots: 3600 s (the next smaller divisor of a day, 2880 s, takes 10,980).
+        assert_eq!(p.step_secs(), 3600);
+        assert_eq!(p.start(), t(24 * 7));
+        assert!(p.end() >= now + TimeDelta::hours(8784));
+        // Each coarse slot is the mean of its minutes: hour h holds minutes 60h..60h+59.
+        assert_eq!(p.value_at(now), Some(29.5));
+        assert_eq!(p.value_at(t(24 * 7 + 5)), Some(329.5));
+        // Past the series' end, the daily profile (the same minute values), hour by hour.
+        assert_eq!(p.value_at(t(24 * 300 + 13)), Some(809.5));
+
+        // Slots are fixed in time, not to `now`: a later `now` in the same hour, or the
+        // next hour, sees the same boundaries and values.
+        let later = plan(
+            &s,
+            now + TimeDelta::minutes(20),
+            now + TimeDelta::hours(8784),
+        )
+        .unwrap();
+        assert_eq!(later.start(), p.start());
+        assert_eq!(later.values()[..100], p.values()[..100]);
+        let next = plan(&s, now + TimeDelta::hours(1), now + TimeDelta::hours(8785)).unwrap();
+        assert_eq!(next.start(), t(24 * 7 + 1));
+        assert_eq!(next.values()[..100], p.values()[1..101]);
+    }
+
+    #[test]
+    fn a_step_that_does_not_divide_a_day_still_fits() {
+        let s = Series::new(t(0), 420, vec![50.0; 2000]).unwrap();
+        let now = t(24);
+        let p = plan(&s, now, now + TimeDelta::hours(8784)).unwrap();
+        assert!(p.len() <= MAX_PLANNING_SLOTS, "{} slots", p.len());
+        assert_eq!(p.step_secs() % 420, 0);
+        assert!(p.end() >= now + TimeDelta::hours(8784));
+        assert!(p.values().iter().all(|&v| v == 50.0));
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use super::noise::NoiseModel;
 use super::SimError;
 use crate::data::Vintage;
-use crate::plan::horizon::{extend_with_profile, DailyProfile};
+use crate::plan::horizon::{planning_series, DailyProfile};
 use crate::series::Series;
 
 /// Which forecast the receding-horizon strategies see.
@@ -164,7 +164,7 @@ impl<'a> Forecaster<'a> {
         let base = self.base(issued_at)?;
         Ok(if base.end() < until {
             let profile = self.profile(issued_at, &base);
-            extend_with_profile(&base, &profile, until)
+            planning_series(&base, &profile, base.start(), until).unwrap_or(base)
         } else {
             base
         })
