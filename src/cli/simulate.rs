@@ -104,6 +104,14 @@ pub struct Args {
     /// Constant power draw of a job, kW.
     #[arg(long, value_name = "KW", default_value_t = 1.0)]
     pub power_kw: f64,
+    /// The operator's `--deadline-margin`: plans aim to finish this long before the
+    /// deadline, as far as the slack allows.
+    #[arg(long, value_name = "DUR", default_value = "2m")]
+    pub deadline_margin: String,
+    /// Start-up latency of the simulated pods: from unsuspending the child Job to its pod
+    /// being Ready (not work; the deadline guard plans for it).
+    #[arg(long, value_name = "DUR", default_value = "1m")]
+    pub startup: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Write an SVG of one job: the intensity curve with each strategy's run intervals.
@@ -203,6 +211,8 @@ fn config(args: &Args) -> Result<SimConfig, Failure> {
         },
         threshold: args.threshold,
         power_kw: args.power_kw,
+        deadline_margin_secs: dur("deadline-margin", &args.deadline_margin)?,
+        startup_secs: dur("startup", &args.startup)?,
     })
 }
 

@@ -1,16 +1,17 @@
-//! What a strategy is allowed to know at simulated time `t`: the forecast issued at the last
-//! refresh before `t`, limited to the horizon, extended to the deadline with a daily profile
-//! learnt from the trailing history only. Nothing here may read the truth after the issue
-//! time except the `perfect` and `noisy` models, whose point is exactly that.
+//! What the operator is allowed to know at simulated time `t`: the forecast issued at the
+//! last refresh before `t`, limited to the horizon, after the observed past its cache keeps
+//! ([`Forecaster::view`]); past the horizon the controller's build step plans with its own
+//! model (`plan::horizon`), as in the operator. Nothing here may read the truth after the
+//! issue time except the `perfect` and `noisy` models, whose point is exactly that.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::noise::NoiseModel;
 use super::SimError;
 use crate::data::Vintage;
-use crate::plan::horizon::{planning_series, DailyProfile};
+use crate::forecast::cache::merge_history;
 use crate::series::Series;
 
 /// Which forecast the receding-horizon strategies see.
@@ -48,19 +49,16 @@ pub struct Forecaster<'a> {
     noise: Option<NoiseModel>,
 }
 
-/// Issued forecasts kept while jobs that may ask for them are still being simulated.
+/// Issued views ([`Forecaster::view`]) kept while jobs that may ask for them are still
+/// being simulated.
+#[derive(Default)]
 pub struct ForecastCache {
-    /// How far past its issue time each cached forecast reaches (a job's whole window).
-    reach_secs: i64,
     entries: BTreeMap<DateTime<Utc>, Series>,
 }
 
 impl ForecastCache {
-    pub fn new(reach_secs: i64) -> Self {
-        Self {
-            reach_secs,
-            entries: BTreeMap::new(),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Drops forecasts issued before `t`: jobs are simulated in submission order, and a job
@@ -125,59 +123,40 @@ impl<'a> Forecaster<'a> {
         }
     }
 
-    /// The forecast issued at `issued_at`, covering `[slot of now, until)`: the model's values
-    /// up to the horizon, then the trailing-history daily profile.
-    pub fn forecast(
-        &self,
-        issued_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Series, SimError> {
-        let full = self.extended(issued_at, until)?;
-        Self::from_now(&full, issued_at, now)
+    /// What the operator's forecast cache would hold at a time the forecast issued at
+    /// `issued_at` is in force: the observed past (the actuals' complete slots over the
+    /// cache's history window before the issue) followed by the model's forecast from the
+    /// slot in progress to the horizon. Planning past the horizon is the controller's own
+    /// business (`plan::horizon`), exactly as in the operator.
+    pub fn view(&self, issued_at: DateTime<Utc>) -> Result<Series, SimError> {
+        let base = self.base(issued_at)?;
+        let from = issued_at - TimeDelta::seconds(self.history_secs);
+        Ok(match self.truth.slice(from, base.start()) {
+            Some(past) if past.end() == base.start() && past.step_secs() == base.step_secs() => {
+                merge_history(&past, &base, from)
+            }
+            _ => base,
+        })
     }
 
-    /// Like [`Forecaster::forecast`], but each issue is built once, to `issued_at + reach`,
-    /// and reused by every job and strategy that asks within it: the dozens of overlapping
-    /// long jobs would otherwise rebuild the same profile-extended series every hour.
-    pub fn forecast_cached(
+    /// [`Forecaster::view`], built once per issue and reused by every job and strategy
+    /// that asks while it is in force.
+    pub fn view_cached(
         &self,
         cache: &mut ForecastCache,
         issued_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
     ) -> Result<Series, SimError> {
-        let reach_end = issued_at + TimeDelta::seconds(cache.reach_secs);
-        if until > reach_end {
-            return self.forecast(issued_at, now, until);
+        if let Some(s) = cache.entries.get(&issued_at) {
+            return Ok(s.clone());
         }
-        let full = match cache.entries.entry(issued_at) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(self.extended(issued_at, reach_end)?)
-            }
-        };
-        Self::from_now(full, issued_at, now)
+        let v = self.view(issued_at)?;
+        cache.entries.insert(issued_at, v.clone());
+        Ok(v)
     }
 
-    fn extended(&self, issued_at: DateTime<Utc>, until: DateTime<Utc>) -> Result<Series, SimError> {
-        let base = self.base(issued_at)?;
-        Ok(if base.end() < until {
-            let profile = self.profile(issued_at, &base);
-            planning_series(&base, &profile, base.start(), until).unwrap_or(base)
-        } else {
-            base
-        })
-    }
-
-    fn from_now(
-        full: &Series,
-        issued_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Series, SimError> {
-        full.slice(now, full.end()).ok_or_else(|| {
-            SimError::Internal(format!("forecast issued {issued_at} does not cover {now}"))
-        })
+    /// The forecast model's name, for the provenance the controller records.
+    pub fn name(&self) -> &'static str {
+        self.model.name()
     }
 
     /// The model's own values from the slot in progress at `issued_at` to the horizon.
@@ -232,51 +211,6 @@ impl<'a> Forecaster<'a> {
         Series::new(truth.slot_start(i0), step, values)
             .map_err(|e| SimError::Internal(e.to_string()))
     }
-
-    /// Mean per slot of the UTC day over the trailing history before `issued_at` (complete
-    /// slots only). Slots never observed take the history mean; with no history at all the
-    /// forecast's own mean stands in. A step that does not divide a day gets one daily mean.
-    fn profile(&self, issued_at: DateTime<Utc>, base: &Series) -> DailyProfile {
-        let truth = self.truth;
-        let step = base.step_secs();
-        let (pstep, slots) = if 86_400 % step == 0 {
-            (step, (86_400 / step) as usize)
-        } else {
-            (86_400, 1)
-        };
-        let from = issued_at - TimeDelta::seconds(self.history_secs);
-        let mut sum = vec![0.0; slots];
-        let mut cnt = vec![0usize; slots];
-        let (mut all, mut n_all) = (0.0, 0usize);
-        if let Some(hist) = truth.slice(from, issued_at) {
-            for (i, v) in hist.values().iter().enumerate() {
-                let s = hist.slot_start(i);
-                if s + TimeDelta::seconds(truth.step_secs()) > issued_at {
-                    break;
-                }
-                let sec_of_day = s.num_seconds_from_midnight() as i64;
-                let k = ((sec_of_day / pstep) as usize).min(slots - 1);
-                sum[k] += v;
-                cnt[k] += 1;
-                all += v;
-                n_all += 1;
-            }
-        }
-        let fallback = if n_all > 0 {
-            all / n_all as f64
-        } else {
-            base.mean()
-        };
-        let means = sum
-            .iter()
-            .zip(&cnt)
-            .map(|(s, &c)| if c > 0 { s / c as f64 } else { fallback })
-            .collect();
-        DailyProfile {
-            step_secs: pstep,
-            means,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -325,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn cached_forecasts_equal_fresh_ones_up_to_the_deadline() {
+    fn the_view_is_the_observed_past_then_the_forecast() {
         let s = truth();
         for model in [
             ForecastModel::Perfect,
@@ -333,33 +267,21 @@ mod tests {
             ForecastModel::Persistence,
         ] {
             let f = Forecaster::new(&s, &[], model, 6 * 3600, 3600, 2 * 86_400);
-            let mut cache = ForecastCache::new(30 * 3600);
-            for h in [26, 27, 30, 40] {
+            let mut cache = ForecastCache::new();
+            for h in [50, 51, 60, 70] {
                 let issued = t0() + TimeDelta::hours(h);
-                let now = issued + TimeDelta::minutes(20);
-                let until = issued + TimeDelta::hours(20);
-                let fresh = f.forecast(issued, now, until).unwrap();
-                let cached = f.forecast_cached(&mut cache, issued, now, until).unwrap();
-                assert_eq!(fresh.start(), cached.start());
-                assert_eq!(
-                    fresh.values(),
-                    &cached.values()[..fresh.len()],
-                    "{model:?} {h}"
-                );
+                let v = f.view(issued).unwrap();
+                // Two days of actuals before the issue, then the model's six hours.
+                assert_eq!(v.start(), issued - TimeDelta::days(2), "{model:?} {h}");
+                assert_eq!(v.end(), issued + TimeDelta::hours(6));
+                assert_eq!(v.values()[..48], s.values()[h as usize - 48..h as usize]);
+                assert_eq!(v.values()[48..], f.base(issued).unwrap().values()[..]);
+                assert_eq!(f.view_cached(&mut cache, issued).unwrap(), v);
+                assert_eq!(f.view_cached(&mut cache, issued).unwrap(), v);
             }
         }
-    }
-
-    #[test]
-    fn profile_uses_only_history_before_the_issue() {
-        let s = truth();
+        // Nothing observed before the trace: the forecast alone.
         let f = Forecaster::new(&s, &[], ForecastModel::Perfect, 6 * 3600, 3600, 2 * 86_400);
-        let at = t0() + TimeDelta::hours(72);
-        let b = f.base(at).unwrap();
-        let p = f.profile(at, &b);
-        assert_eq!(p.means.len(), 24);
-        // Hour 0 seen on days 1 and 2 (slots 24 and 48) only: history is 2 days.
-        assert_eq!(p.means[0], 36.0);
-        assert!(p.means.iter().all(|m| *m < 72.0));
+        assert_eq!(f.view(t0()).unwrap().start(), t0());
     }
 }

@@ -2,18 +2,19 @@
 //! operator runs. Pure: the clock is the simulated `t`, the data are arguments.
 //!
 //! A job is submitted every `submit_every` and must finish within `duration + slack`. For
-//! each receding-horizon strategy the job is driven exactly like the controller drives a
-//! `CarbonAwareJob`: at time `t` the simulator builds the forecast the operator would hold
-//! (issued at the last refresh, limited to the horizon, extended by a daily profile of the
-//! trailing history), asks [`plan::decide`], executes the action until the earliest of the
-//! planned transition, the next forecast refresh and completion, accrues the *actual*
-//! emissions, and asks again. The oracles plan once on the actuals over the whole window:
-//! they bound what any forecast could achieve.
+//! each receding-horizon strategy the job is a CarbonAwareJob driven by the controller's
+//! own build step (`job`): at each step it sees the forecast the operator's cache would
+//! hold (issued at the last refresh, limited to the horizon, after the observed past),
+//! a simulated child Job whose pod is Ready `startup` after each start or resume, and the
+//! operator's deadline margin; the ledger it keeps (integrated over the actuals) is the
+//! job's emissions. The oracles plan once on the actuals over the whole window
+//! ([`plan::oracle::schedule`]): they bound what any forecast could achieve.
 //!
 //! Jobs start after one day of the trace (`WARMUP`) so persistence and the history profile
 //! have a day to learn from; every strategy and forecast model sees the same job set.
 
 pub mod forecast;
+mod job;
 pub mod noise;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -23,7 +24,7 @@ use thiserror::Error;
 use crate::accounting::{self, PowerModel};
 use crate::data::Vintage;
 use crate::duration::format_secs;
-use crate::plan::{self, Action, Constraints, Interval, JobState, PlanRequest, Strategy};
+use crate::plan::{self, Constraints, Interval, Strategy};
 use crate::series::Series;
 pub use forecast::{ForecastCache, ForecastModel, Forecaster};
 
@@ -31,6 +32,9 @@ pub use forecast::{ForecastCache, ForecastModel, Forecaster};
 pub const WARMUP_SECS: i64 = 86_400;
 /// Trailing history for the beyond-horizon daily profile and the threshold percentile.
 pub const HISTORY_SECS: i64 = 14 * 86_400;
+/// Observed past the operator's forecast cache keeps ([`crate::forecast::CacheSettings`]),
+/// which its beyond-horizon profile is learnt from.
+pub const OPERATOR_HISTORY_SECS: i64 = 3 * 86_400;
 /// Forecast refresh cadence for the hourly-issued models (real APIs update about hourly).
 pub const REFRESH_SECS: i64 = 3_600;
 
@@ -112,6 +116,12 @@ pub struct SimConfig {
     pub threshold: Option<f64>,
     /// Constant power draw of the job, kW.
     pub power_kw: f64,
+    /// The operator's `--deadline-margin`: plans aim to finish this long before the
+    /// deadline, as far as the slack allows.
+    pub deadline_margin_secs: i64,
+    /// Seconds from unsuspending the child Job to its pod being Ready (scheduling, image
+    /// pull, container start): not work, and the deadline guard plans for it.
+    pub startup_secs: i64,
 }
 
 /// One job's outcome under one strategy.
@@ -243,7 +253,7 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
         cfg.forecast,
         cfg.horizon_secs,
         REFRESH_SECS.max(truth.actuals.step_secs()),
-        HISTORY_SECS,
+        OPERATOR_HISTORY_SECS,
     );
     let mut kinds = vec![StrategyKind::RunNow, StrategyKind::OraclePauseResume];
     for k in &cfg.strategies {
@@ -257,8 +267,7 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
         .iter()
         .map(|k| (*k, Vec::with_capacity(submits.len())))
         .collect();
-    let window = cfg.duration_secs + cfg.slack_secs;
-    let mut cache = ForecastCache::new(window + truth.actuals.step_secs());
+    let mut cache = ForecastCache::new();
     for &s in &submits {
         // The issue in force at submission may predate it by up to one refresh.
         cache.evict_before(forecaster.issue_at(s).issued_at);
@@ -366,77 +375,12 @@ fn run_job(
     kind: StrategyKind,
     submit: DateTime<Utc>,
 ) -> Result<JobRun, SimError> {
-    let deadline = submit + TimeDelta::seconds(cfg.duration_secs + cfg.slack_secs);
     let strategy = strategy_for(kind, truth, cfg, submit);
     if kind.is_oracle() {
+        let deadline = submit + TimeDelta::seconds(cfg.duration_secs + cfg.slack_secs);
         return run_oracle(truth, cfg, strategy, submit, deadline);
     }
-    let actuals = truth.actuals;
-    let mut job = JobRun::new(submit, deadline);
-    let mut t = submit;
-    let mut remaining = cfg.duration_secs;
-    let mut state = JobState::NotStarted;
-    while remaining > 0 {
-        if t >= actuals.end() {
-            return Ok(job); // unfinished: a miss
-        }
-        let issued = fc.issue_at(t);
-        let until = deadline.max(t + TimeDelta::seconds(remaining + actuals.step_secs()));
-        let forecast = fc.forecast_cached(cache, issued.issued_at, t, until)?;
-        let plan = plan::decide(&PlanRequest {
-            now: t,
-            remaining_secs: remaining,
-            deadline,
-            strategy,
-            constraints: cfg.constraints,
-            state,
-            pauses_so_far: job.pauses,
-            forecast: &forecast,
-        });
-        // Act until the plan changes, a fresher forecast arrives, or the work is done; a
-        // transition at or before `t` would stall the loop, so it waits for the refresh.
-        let mut next = issued
-            .next_refresh
-            .unwrap_or(actuals.end())
-            .min(actuals.end());
-        if let Some(tr) = plan.next_transition.filter(|tr| *tr > t) {
-            next = next.min(tr);
-        }
-        match plan.action {
-            Action::Run => {
-                if !matches!(state, JobState::Running { .. }) {
-                    state = JobState::Running { since: t };
-                }
-                next = next.min(t + TimeDelta::seconds(remaining));
-                if next <= t {
-                    return Err(SimError::Internal(format!("no progress at {t}")));
-                }
-                job.emissions_g += emitted(actuals, cfg.power_kw, t, next)?;
-                remaining -= (next - t).num_seconds();
-                match job.runs.last_mut() {
-                    Some(last) if last.end == t => last.end = next,
-                    _ => job.runs.push(Interval {
-                        start: t,
-                        end: next,
-                    }),
-                }
-                if remaining <= 0 {
-                    job.finished = Some(next);
-                }
-            }
-            Action::Pause => {
-                if matches!(state, JobState::Running { .. }) {
-                    job.pauses += 1;
-                    state = JobState::Paused { since: t };
-                    // The resume will restore from the checkpoint: runtime the job owes from
-                    // now on (the planner's contract, see `plan::remaining_work_secs`).
-                    remaining += cfg.constraints.checkpoint_overhead_secs.max(0);
-                }
-            }
-        }
-        t = next;
-    }
-    Ok(job)
+    job::run(truth.actuals, fc, cache, cfg, strategy, submit)
 }
 
 /// Perfect foresight over the whole window, planned once and executed as planned.
@@ -451,16 +395,14 @@ fn run_oracle(
     let window = actuals
         .slice(submit, deadline)
         .ok_or_else(|| SimError::Internal(format!("no actuals for {submit} .. {deadline}")))?;
-    let plan = plan::decide(&PlanRequest {
-        now: submit,
-        remaining_secs: cfg.duration_secs,
-        deadline,
+    let plan = plan::oracle::schedule(
         strategy,
-        constraints: cfg.constraints,
-        state: JobState::NotStarted,
-        pauses_so_far: 0,
-        forecast: &window,
-    });
+        &window,
+        submit,
+        cfg.duration_secs,
+        deadline,
+        cfg.constraints,
+    );
     let mut job = JobRun::new(submit, deadline);
     let mut worked = 0;
     for iv in &plan.intervals {

@@ -31,6 +31,8 @@ fn cfg(model: ForecastModel) -> SimConfig {
         constraints: Constraints::default(),
         threshold: None,
         power_kw: 1.0,
+        deadline_margin_secs: 120,
+        startup_secs: 60,
     }
 }
 
