@@ -17,8 +17,8 @@ use crate::series::Series;
 /// A region's intensities as the controller uses them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Intensities {
-    /// Observed past and forecast future, gCO2eq/kWh.
-    pub series: Series,
+    /// Observed past and forecast future, gCO2eq/kWh (shared: many jobs plan with one).
+    pub series: Arc<Series>,
     /// For status and logs, e.g. `embedded (historical replay)`.
     pub provenance: String,
     /// Whether the past of `series` is a record of the region's intensities: false for a
@@ -26,14 +26,14 @@ pub struct Intensities {
     pub live_is_record: bool,
     /// The provider's recorded history (its history or actuals endpoint) over a past the
     /// live data does not reach, when it was needed and could be had.
-    pub history: Option<Series>,
+    pub history: Option<Arc<Series>>,
 }
 
 impl Intensities {
     /// Intensities from a provider's live answer alone.
     pub fn live(series: Series, provenance: String) -> Self {
         Self {
-            series,
+            series: Arc::new(series),
             provenance,
             live_is_record: true,
             history: None,
@@ -43,8 +43,8 @@ impl Intensities {
     /// The series the ledger may integrate the past with, best first: the live past (when
     /// it is a record), then the provider's history.
     pub fn recorded(&self) -> Vec<&Series> {
-        let live = self.live_is_record.then_some(&self.series);
-        live.into_iter().chain(self.history.as_ref()).collect()
+        let live = self.live_is_record.then_some(&*self.series);
+        live.into_iter().chain(self.history.as_deref()).collect()
     }
 }
 
@@ -88,12 +88,15 @@ impl Feed for CacheFeed {
         let history = match history_from(since, c.series()) {
             Some(from) => {
                 let to = c.series().start();
-                self.0.history(region, from, to, now, Self::WAIT).await
+                self.0
+                    .history(region, from, to, now, Self::WAIT)
+                    .await
+                    .map(Arc::new)
             }
             None => None,
         };
         Ok(Arc::new(Intensities {
-            series: c.series().clone(),
+            series: Arc::new(c.series().clone()),
             provenance: c.provenance(),
             live_is_record,
             history,
@@ -138,7 +141,8 @@ impl Feed for SourceFeed {
                 .0
                 .history(region, from, i.series.start(), now)
                 .await
-                .ok();
+                .ok()
+                .map(Arc::new);
         }
         Ok(Arc::new(i))
     }

@@ -47,7 +47,9 @@ fn live_from(t: DateTime<Utc>) -> Intensities {
 /// `live_from(t)` plus the provider's history over `[at(-10), t)`.
 fn with_history(t: DateTime<Utc>) -> Intensities {
     let mut i = live_from(t);
-    i.history = truth().slice(at(-10), i.series.start());
+    i.history = truth()
+        .slice(at(-10), i.series.start())
+        .map(std::sync::Arc::new);
     i
 }
 

@@ -32,10 +32,14 @@ impl DailyProfile {
         let slots = (DAY_SECS / step_secs) as usize;
         let mut sums = vec![0.0; slots];
         let mut weights = vec![0.0; slots];
-        let hs = series.step_secs().min(DAY_SECS);
-        for (i, &v) in series.values().iter().enumerate() {
-            let mut pos = series.slot_start(i).timestamp().rem_euclid(DAY_SECS);
-            let mut left = hs;
+        let hs = series.step_secs();
+        let first = series.start().timestamp().rem_euclid(DAY_SECS);
+        let step_of_day = hs.rem_euclid(DAY_SECS);
+        let mut start = first;
+        for &v in series.values() {
+            let mut pos = start;
+            start = (start + step_of_day) % DAY_SECS;
+            let mut left = hs.min(DAY_SECS);
             while left > 0 {
                 let slot = (pos / step_secs) as usize;
                 let take = (step_secs - pos % step_secs).min(left);

@@ -5,6 +5,7 @@
 //! issue time except the `perfect` and `noisy` models, whose point is exactly that.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -53,7 +54,7 @@ pub struct Forecaster<'a> {
 /// being simulated.
 #[derive(Default)]
 pub struct ForecastCache {
-    entries: BTreeMap<DateTime<Utc>, Series>,
+    entries: BTreeMap<DateTime<Utc>, Arc<Series>>,
 }
 
 impl ForecastCache {
@@ -145,12 +146,12 @@ impl<'a> Forecaster<'a> {
         &self,
         cache: &mut ForecastCache,
         issued_at: DateTime<Utc>,
-    ) -> Result<Series, SimError> {
+    ) -> Result<Arc<Series>, SimError> {
         if let Some(s) = cache.entries.get(&issued_at) {
-            return Ok(s.clone());
+            return Ok(Arc::clone(s));
         }
-        let v = self.view(issued_at)?;
-        cache.entries.insert(issued_at, v.clone());
+        let v = Arc::new(self.view(issued_at)?);
+        cache.entries.insert(issued_at, Arc::clone(&v));
         Ok(v)
     }
 
@@ -276,8 +277,8 @@ mod tests {
                 assert_eq!(v.end(), issued + TimeDelta::hours(6));
                 assert_eq!(v.values()[..48], s.values()[h as usize - 48..h as usize]);
                 assert_eq!(v.values()[48..], f.base(issued).unwrap().values()[..]);
-                assert_eq!(f.view_cached(&mut cache, issued).unwrap(), v);
-                assert_eq!(f.view_cached(&mut cache, issued).unwrap(), v);
+                assert_eq!(*f.view_cached(&mut cache, issued).unwrap(), v);
+                assert_eq!(*f.view_cached(&mut cache, issued).unwrap(), v);
             }
         }
         // Nothing observed before the trace: the forecast alone.

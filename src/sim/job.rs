@@ -223,7 +223,9 @@ pub fn run(
     let mut caj = manifest(cfg, strategy, submit, deadline)?;
     // The recorded past the ledger integrates: the truth over the job's whole window.
     let step = TimeDelta::seconds(actuals.step_secs());
-    let recorded = actuals.slice(submit, deadline + step);
+    let recorded = actuals
+        .slice(submit, deadline + step)
+        .map(std::sync::Arc::new);
     let mut child: Option<SimChild> = None;
     let mut t = submit;
     let mut job = JobRun::new(submit, deadline);
