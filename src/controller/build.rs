@@ -653,55 +653,96 @@ fn fmt_t(t: DateTime<Utc>) -> String {
 }
 
 /// Builds the outcome of one reconcile. Pure.
+/// The build step: a pipeline of the named pure steps below, in order. Each returns what
+/// the next needs; the first four may end the pipeline with their own outcome.
 pub fn build(obs: Observed<'_>) -> Outcome {
     let now = time::trunc(obs.now);
-    let caj = obs.caj;
-    let generation = caj.meta().generation;
-    let old = caj.status_or_default();
+    let old = obs.caj.status_or_default();
     let mut st = old.clone();
-    st.observed_generation = generation;
-
-    // A finished job is history: keep its ledger, never touch the child again except to
-    // let it go.
+    st.observed_generation = obs.caj.meta().generation;
     if old.phase.is_some_and(Phase::is_terminal) {
         return finished_history(obs, st, &old, now);
     }
+    let (v, region) = match admit(&obs, &mut st, now) {
+        Ok(admitted) => admitted,
+        Err(rejected) => return *rejected,
+    };
+    let intens = obs.intensities.ok();
+    record_intensity(&mut st, intens, now);
+    if let Some(finished) = obs.child.and_then(child_finished) {
+        return close_finished(&obs, st, v, intens, finished, now);
+    }
+    let generation = obs.caj.meta().generation;
+    accrue(&mut st, &v, intens, now);
+    accounted_condition(&mut st, generation, now);
+    observe_ready(&mut st, observed_ready(obs.child), now);
+    let d = decide(&obs, &st, &v, intens, now);
+    let mut notes = Vec::new();
+    let transition = transition(&mut st, &d, &v, now, &mut notes);
+    let deadline_missed = deadline_notes(&mut st, &d, &v, now, &mut notes);
+    schedule(&mut st, &d);
+    conditions(&mut st, &obs, &d, region, now);
+    let (job, suspend) = child_diff(&obs, &v, d.run());
+    template_current(&mut st, obs.caj, &mut notes, job.is_some(), generation, now);
+    recreated_note(&obs, &old, d.run(), &mut notes);
+    let (write_status, requeue) = persist_and_requeue(&obs, &old, &st, transition, &d, now);
+    let deleting = obs
+        .child
+        .is_some_and(|j| j.meta().deletion_timestamp.is_some());
+    Outcome {
+        status: st,
+        write_status,
+        job,
+        suspend,
+        notes,
+        requeue: Some(requeue),
+        transition,
+        deadline_guard: transition.is_some() && d.run() && d.plan.reason == Reason::DeadlineGuard,
+        finished: None,
+        deadline_missed,
+        release_finalizer: deleting && obs.child.is_some_and(holds_finalizer),
+        spec: Some(v),
+        remaining_secs: Some(d.remaining),
+        planning_deadline: Some(d.plan_deadline),
+        plan: d.planned.then_some(d.plan),
+        settled_late: (0.0, 0.0),
+    }
+}
 
+/// Step "admit": the spec is valid, the child Job (if any) is ours, Kueue does not own it,
+/// and the region is known; records what follows from the spec. Otherwise the rejection.
+fn admit<'a>(
+    obs: &Observed<'a>,
+    st: &mut CarbonAwareJobStatus,
+    now: DateTime<Utc>,
+) -> Result<(ValidSpec, &'a str), Box<Outcome>> {
+    let caj = obs.caj;
+    let refuse = |reason, message| Box::new(reject(caj, reason, message, now));
     // A run recorded before `readyPods` existed was accounted from `runningSince` on (see
     // the module doc): keep its restore window there, and never take the time since then
     // for a start-up latency.
     if st.ready_pods.is_none() && st.ready_since.is_none() {
         st.ready_since = st.running_since.clone();
     }
-
-    let reject = |_st: CarbonAwareJobStatus, reason: &'static str, message: String| {
-        reject(caj, reason, message, now)
-    };
-
-    let v = match validate(caj, now) {
-        Ok(v) => v,
-        Err(InvalidSpec { message }) => return reject(st, "InvalidSpec", message),
-    };
+    let v = validate(caj, now).map_err(|InvalidSpec { message }| refuse("InvalidSpec", message))?;
     if let Some(child) = obs.child {
         let ours = child
             .owner_references()
             .iter()
             .any(|o| o.controller == Some(true) && Some(&o.uid) == caj.meta().uid.as_ref());
         if !ours {
-            return reject(
-                st,
+            return Err(refuse(
                 "JobConflict",
                 format!(
                     "a Job named {:?} already exists and is not controlled by this CarbonAwareJob: \
                      delete or rename it, or rename the CarbonAwareJob",
                     child.name_any()
                 ),
-            );
+            ));
         }
     }
     if let Some(queue) = kueue_queue(caj, obs.child) {
-        return reject(
-            st,
+        return Err(refuse(
             "KueueManaged",
             format!(
                 "the Job template carries Kueue's queue label {KUEUE_QUEUE_LABEL}={queue:?}: \
@@ -709,104 +750,143 @@ pub fn build(obs: Observed<'_>) -> Outcome {
                  Remove the label to let carbonshift schedule the Job, or submit the Job to \
                  Kueue without a CarbonAwareJob"
             ),
-        );
+        ));
     }
-    let region = match obs.region {
-        Ok(r) => r,
-        Err(why) => return reject(st, "RegionUnknown", why.to_string()),
-    };
+    let region = obs
+        .region
+        .map_err(|why| refuse("RegionUnknown", why.to_string()))?;
     st.region = Some(region.to_string());
     st.deadline = Some(time::to_time(v.deadline));
     st.job_name = Some(caj.name_any());
+    Ok((v, region))
+}
 
-    let mut notes = Vec::new();
-    let mut deadline_missed = false;
-    let intens = obs.intensities.ok();
+/// Step "record intensity": where the intensities come from and the one in force now.
+fn record_intensity(
+    st: &mut CarbonAwareJobStatus,
+    intens: Option<&Intensities>,
+    now: DateTime<Utc>,
+) {
     if let Some(i) = intens {
         st.forecast_source = Some(i.provenance.clone());
         st.current_intensity = Some((value_clamped(&i.series, now) * 10.0).round() / 10.0);
     }
-    let intensity_txt = st
-        .current_intensity
-        .map(|g| format!("{g} gCO2eq/kWh"))
-        .unwrap_or_else(|| "unknown intensity".into());
+}
 
-    // Finished child: close the ledger.
-    if let Some((phase, at, msg)) = obs.child.and_then(child_finished) {
-        let at = time::trunc(at.unwrap_or(now).min(now));
-        accrue(&mut st, &v, intens, at);
-        accounted_condition(&mut st, generation, now);
-        st.phase = Some(phase);
-        st.running_since = None;
-        st.paused_since = None;
-        st.ready_pods = Some(0);
-        st.ready_since = None;
-        st.completion_time = Some(time::to_time(at));
-        st.next_action = None;
-        st.next_transition_time = None;
-        st.planned_end = Some(time::to_time(at));
-        if at > v.deadline && !st.deadline_missed {
-            st.deadline_missed = true;
-            deadline_missed = true;
-        }
-        let ledger = format!(
-            "{:.0} g avoided (baseline {:.0} g, actual {:.0} g, {:.2} kWh, runtime {}, {} pauses){}",
-            st.avoided_grams,
-            st.baseline_grams,
-            st.emissions_grams,
-            st.energy_kwh,
-            crate::duration::format_secs(st.runtime_seconds),
-            st.pauses,
-            unaccounted_note(&st)
-        );
-        let (ok, reason) = match phase {
-            Phase::Succeeded => (true, "Succeeded"),
-            _ => (false, "Failed"),
-        };
-        let message = if ok {
-            format!("child Job completed: {ledger}")
-        } else {
-            format!("child Job failed ({msg}): {ledger}")
-        };
-        set_condition(
-            &mut st.conditions,
-            RUNNING,
-            false,
-            reason,
-            message.clone(),
-            generation,
-            now,
-        );
-        set_condition(
-            &mut st.conditions,
-            READY,
-            true,
-            reason,
-            "finished".into(),
-            generation,
-            now,
-        );
-        notes.push(Note {
-            warning: !ok,
-            reason,
-            message,
-        });
-        let mut o = Outcome::unchanged(st);
-        o.write_status = true;
-        o.notes = notes;
-        o.release_finalizer = obs.child.is_some_and(holds_finalizer);
-        o.finished = Some(phase);
-        o.deadline_missed = deadline_missed;
-        o.spec = Some(v);
-        return o;
+/// The intensity in force, for Event text.
+fn intensity_text(st: &CarbonAwareJobStatus) -> String {
+    st.current_intensity
+        .map(|g| format!("{g} gCO2eq/kWh"))
+        .unwrap_or_else(|| "unknown intensity".into())
+}
+
+/// Step "close finished": the child Job completed or failed. The ledger is closed at its
+/// completion time, the outcome recorded, one Event summarises it.
+fn close_finished(
+    obs: &Observed<'_>,
+    mut st: CarbonAwareJobStatus,
+    v: ValidSpec,
+    intens: Option<&Intensities>,
+    (phase, at, msg): (Phase, Option<DateTime<Utc>>, String),
+    now: DateTime<Utc>,
+) -> Outcome {
+    let generation = obs.caj.meta().generation;
+    let at = time::trunc(at.unwrap_or(now).min(now));
+    accrue(&mut st, &v, intens, at);
+    accounted_condition(&mut st, generation, now);
+    st.phase = Some(phase);
+    st.running_since = None;
+    st.paused_since = None;
+    st.ready_pods = Some(0);
+    st.ready_since = None;
+    st.completion_time = Some(time::to_time(at));
+    st.next_action = None;
+    st.next_transition_time = None;
+    st.planned_end = Some(time::to_time(at));
+    let deadline_missed = at > v.deadline && !st.deadline_missed;
+    st.deadline_missed |= deadline_missed;
+    let ledger = format!(
+        "{:.0} g avoided (baseline {:.0} g, actual {:.0} g, {:.2} kWh, runtime {}, {} pauses){}",
+        st.avoided_grams,
+        st.baseline_grams,
+        st.emissions_grams,
+        st.energy_kwh,
+        crate::duration::format_secs(st.runtime_seconds),
+        st.pauses,
+        unaccounted_note(&st)
+    );
+    let (ok, reason) = match phase {
+        Phase::Succeeded => (true, "Succeeded"),
+        _ => (false, "Failed"),
+    };
+    let message = if ok {
+        format!("child Job completed: {ledger}")
+    } else {
+        format!("child Job failed ({msg}): {ledger}")
+    };
+    set_condition(
+        &mut st.conditions,
+        RUNNING,
+        false,
+        reason,
+        message.clone(),
+        generation,
+        now,
+    );
+    set_condition(
+        &mut st.conditions,
+        READY,
+        true,
+        reason,
+        "finished".into(),
+        generation,
+        now,
+    );
+    let mut o = Outcome::unchanged(st);
+    o.write_status = true;
+    o.notes = vec![Note {
+        warning: !ok,
+        reason,
+        message,
+    }];
+    o.release_finalizer = obs.child.is_some_and(holds_finalizer);
+    o.finished = Some(phase);
+    o.deadline_missed = deadline_missed;
+    o.spec = Some(v);
+    o
+}
+
+/// What step "decide" settled: the plan (from `plan::decide` with a forecast, or the
+/// no-forecast rule without), the remaining work and the deadline planned against.
+struct Decision {
+    plan: Plan,
+    /// Whether `plan` came from a forecast (`plan -f` shows it).
+    planned: bool,
+    remaining: i64,
+    plan_deadline: DateTime<Utc>,
+    /// The job was running before this step.
+    was_running: bool,
+}
+
+impl Decision {
+    fn run(&self) -> bool {
+        self.plan.action == Action::Run
     }
 
-    // Ledger up to now, with the state that held since the last step.
-    accrue(&mut st, &v, intens, now);
-    accounted_condition(&mut st, generation, now);
-    // Then the pods seen now: the share accounted from now on, and the start-up latency.
-    observe_ready(&mut st, observed_ready(obs.child), now);
+    fn next(&self) -> Option<DateTime<Utc>> {
+        self.plan.next_transition
+    }
+}
 
+/// Step "decide": the remaining work, the deadline less the start-up margin (at least the
+/// latency this job has shown), and the planner's decision for now.
+fn decide(
+    obs: &Observed<'_>,
+    st: &CarbonAwareJobStatus,
+    v: &ValidSpec,
+    intens: Option<&Intensities>,
+    now: DateTime<Utc>,
+) -> Decision {
     let pauses_so_far = st.pauses.max(0) as u32;
     let remaining = plan::remaining_work_secs(
         v.expected_secs,
@@ -814,7 +894,6 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         pauses_so_far,
         &v.constraints,
     );
-    let running = st.running_since.is_some();
     let state = match (&st.running_since, &st.start_time) {
         (Some(since), _) => JobState::Running {
             since: time::from_time(since),
@@ -824,10 +903,6 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         },
         (None, None) => JobState::NotStarted,
     };
-
-    // Status and Events report the real deadline; the planner and the guard see it less
-    // the start-up margin.
-    // The margin covers at least the start-up latency this job has shown.
     let margin = obs
         .deadline_margin
         .max(TimeDelta::seconds(st.startup_seconds.unwrap_or(0).max(0)));
@@ -835,47 +910,60 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     let series = intens.and_then(|i| {
         horizon::planning_series(&i.series, &DailyProfile::of(&i.series), now, v.deadline)
     });
-    let (action, reason, next, plan) = if remaining <= 0 {
-        // The estimate is used up but Kubernetes says the job is not done: never pause it
-        // again, let it finish.
-        (Action::Run, Reason::Done, None, None)
-    } else if let Some(series) = &series {
-        let p = plan::decide(&PlanRequest {
-            now,
-            remaining_secs: remaining,
-            deadline: plan_deadline,
-            strategy: v.strategy,
-            constraints: v.constraints,
-            state,
-            pauses_so_far,
-            forecast: series,
-        });
-        (p.action, p.reason, p.next_transition, Some(p))
-    } else {
-        // No intensities: hold the current state, but the deadline guard still applies.
-        let slack = (plan_deadline - now).num_seconds() - remaining;
-        if slack <= FORECAST_RETRY_SECS {
-            (Action::Run, Reason::DeadlineGuard, None, None)
-        } else if running {
-            (Action::Run, Reason::Constraint, None, None)
-        } else {
-            (Action::Pause, Reason::Constraint, None, None)
+    let (plan, planned) = match &series {
+        Some(forecast) => {
+            let req = PlanRequest {
+                now,
+                remaining_secs: remaining,
+                deadline: plan_deadline,
+                strategy: v.strategy,
+                constraints: v.constraints,
+                state,
+                pauses_so_far,
+                forecast,
+            };
+            (plan::decide(&req), true)
+        }
+        None => {
+            let p = plan::decide_without_forecast(
+                now,
+                remaining,
+                plan_deadline,
+                state,
+                FORECAST_RETRY_SECS,
+            );
+            (p, false)
         }
     };
-    let run = action == Action::Run;
-    let margin_txt = if plan_deadline < v.deadline {
-        format!(
-            ", planned to finish by {} ({} start-up margin)",
-            fmt_t(plan_deadline),
-            crate::duration::format_secs((v.deadline - plan_deadline).num_seconds())
-        )
-    } else {
-        String::new()
-    };
+    Decision {
+        plan,
+        planned,
+        remaining,
+        plan_deadline,
+        was_running: st.running_since.is_some(),
+    }
+}
 
-    // Transition.
-    let mut transition = None;
-    if run && !running {
+/// Step "transition": starts, resumes or pauses the job in the status when the decision
+/// differs from its state, with the Event that says why.
+fn transition(
+    st: &mut CarbonAwareJobStatus,
+    d: &Decision,
+    v: &ValidSpec,
+    now: DateTime<Utc>,
+    notes: &mut Vec<Note>,
+) -> Option<Transition> {
+    let reason = d.plan.reason;
+    if d.run() && !d.was_running {
+        let margin_txt = if d.plan_deadline < v.deadline {
+            format!(
+                ", planned to finish by {} ({} start-up margin)",
+                fmt_t(d.plan_deadline),
+                crate::duration::format_secs((v.deadline - d.plan_deadline).num_seconds())
+            )
+        } else {
+            String::new()
+        };
         st.running_since = Some(time::to_time(now));
         st.paused_since = None;
         // The new run's pods are not Ready yet (the live Job is still suspended).
@@ -884,9 +972,6 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         let first = st.start_time.is_none();
         if first {
             st.start_time = Some(time::to_time(now));
-            transition = Some(Transition::Start);
-        } else {
-            transition = Some(Transition::Resume);
         }
         let (ev, verb) = match (reason, first) {
             (Reason::DeadlineGuard, _) => {
@@ -899,60 +984,85 @@ pub fn build(obs: Observed<'_>) -> Outcome {
             warning: reason == Reason::DeadlineGuard,
             reason: ev,
             message: format!(
-                "{verb} at {intensity_txt} ({}): {} of {} runtime left, deadline {}{}",
+                "{verb} at {} ({}): {} of {} runtime left, deadline {}{}",
+                intensity_text(st),
                 reason_name(reason),
-                crate::duration::format_secs(remaining.max(0)),
+                crate::duration::format_secs(d.remaining.max(0)),
                 crate::duration::format_secs(v.expected_secs),
                 fmt_t(v.deadline),
                 margin_txt
             ),
         });
-    } else if !run && running {
+        return Some(if first {
+            Transition::Start
+        } else {
+            Transition::Resume
+        });
+    }
+    if !d.run() && d.was_running {
         st.running_since = None;
         st.paused_since = Some(time::to_time(now));
         st.ready_pods = Some(0);
         st.ready_since = None;
         st.pauses += 1;
-        transition = Some(Transition::Pause);
         notes.push(Note {
             warning: false,
             reason: "Paused",
             message: format!(
-                "paused at {intensity_txt} ({}): {} runtime left{}",
+                "paused at {} ({}): {} runtime left{}",
+                intensity_text(st),
                 reason_name(reason),
-                crate::duration::format_secs(remaining.max(0)),
-                next.map(|t| format!(", resuming at {}", fmt_t(t)))
+                crate::duration::format_secs(d.remaining.max(0)),
+                d.next()
+                    .map(|t| format!(", resuming at {}", fmt_t(t)))
                     .unwrap_or_default()
             ),
         });
+        return Some(Transition::Pause);
     }
-    if reason == Reason::DeadlineInfeasible && !st.deadline_missed {
-        st.deadline_missed = true;
-        deadline_missed = true;
-        notes.push(Note {
-            warning: true,
-            reason: "DeadlineMissed",
-            message: format!(
-                "{} runtime left cannot finish by the deadline {} even running continuously: \
-                 running it now. Move the deadline to {} or later, or shorten expectedDuration",
-                crate::duration::format_secs(remaining.max(0)),
-                fmt_t(v.deadline),
-                fmt_t(now + TimeDelta::seconds(remaining.max(0))),
-            ),
-        });
-    } else if now > v.deadline && !st.deadline_missed {
-        st.deadline_missed = true;
-        deadline_missed = true;
-        notes.push(Note {
-            warning: true,
-            reason: "DeadlineMissed",
-            message: format!(
-                "deadline {} passed before the job finished",
-                fmt_t(v.deadline)
-            ),
-        });
-    }
+    None
+}
 
+/// Step "deadline": records a deadline missed (passed, or infeasible even running from
+/// now: then the job runs at once) once, with its Warning. Returns whether it did now.
+fn deadline_notes(
+    st: &mut CarbonAwareJobStatus,
+    d: &Decision,
+    v: &ValidSpec,
+    now: DateTime<Utc>,
+    notes: &mut Vec<Note>,
+) -> bool {
+    if st.deadline_missed {
+        return false;
+    }
+    let message = if d.plan.reason == Reason::DeadlineInfeasible {
+        format!(
+            "{} runtime left cannot finish by the deadline {} even running continuously: \
+             running it now. Move the deadline to {} or later, or shorten expectedDuration",
+            crate::duration::format_secs(d.remaining.max(0)),
+            fmt_t(v.deadline),
+            fmt_t(now + TimeDelta::seconds(d.remaining.max(0))),
+        )
+    } else if now > v.deadline {
+        format!(
+            "deadline {} passed before the job finished",
+            fmt_t(v.deadline)
+        )
+    } else {
+        return false;
+    };
+    st.deadline_missed = true;
+    notes.push(Note {
+        warning: true,
+        reason: "DeadlineMissed",
+        message,
+    });
+    true
+}
+
+/// Step "schedule": the phase and what the plan says comes next.
+fn schedule(st: &mut CarbonAwareJobStatus, d: &Decision) {
+    let run = d.run();
     st.phase = Some(if run {
         Phase::Running
     } else if st.start_time.is_some() {
@@ -960,41 +1070,49 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     } else {
         Phase::Waiting
     });
-    st.next_transition_time = next.map(time::to_time);
-    st.next_action = next.map(|_| if run { "Pause" } else { "Run" }.to_string());
-    let first_interval = plan
-        .as_ref()
-        .and_then(|p| p.intervals.first().map(|i| i.start));
+    st.next_transition_time = d.next().map(time::to_time);
+    st.next_action = d
+        .next()
+        .map(|_| if run { "Pause" } else { "Run" }.to_string());
+    let first_interval = d.plan.intervals.first().map(|i| i.start);
     st.planned_start = st
         .start_time
         .clone()
         .or_else(|| first_interval.map(time::to_time));
-    st.planned_end = plan
-        .as_ref()
-        .and_then(|p| p.intervals.last().map(|i| time::to_time(i.end)));
+    st.planned_end = d.plan.intervals.last().map(|i| time::to_time(i.end));
+}
 
-    // Conditions.
-    match obs.intensities {
-        Ok(i) => set_condition(
-            &mut st.conditions,
-            READY,
+/// Step "conditions": `Ready` (planning with which intensities, or none) and `Running`.
+fn conditions(
+    st: &mut CarbonAwareJobStatus,
+    obs: &Observed<'_>,
+    d: &Decision,
+    region: &str,
+    now: DateTime<Utc>,
+) {
+    let generation = obs.caj.meta().generation;
+    let (ready, reason, message) = match obs.intensities {
+        Ok(i) => (
             true,
             "Scheduled",
             format!("planning with {} intensities for {region}", i.provenance),
-            generation,
-            now,
         ),
-        Err(why) => set_condition(
-            &mut st.conditions,
-            READY,
+        Err(why) => (
             false,
             "ForecastUnavailable",
             format!("no intensities for {region} ({why}); holding the current state, deadline guard active"),
-            generation,
-            now,
         ),
-    }
-    let running_msg = match (run, next) {
+    };
+    set_condition(
+        &mut st.conditions,
+        READY,
+        ready,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    let running_msg = match (d.run(), d.next()) {
         (true, Some(t)) => format!("running; planned pause at {}", fmt_t(t)),
         (true, None) => "running to completion".to_string(),
         (false, Some(t)) => format!("suspended; planned start at {}", fmt_t(t)),
@@ -1003,78 +1121,77 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     set_condition(
         &mut st.conditions,
         RUNNING,
-        run,
-        reason_name(reason),
+        d.run(),
+        reason_name(d.plan.reason),
         running_msg,
         generation,
         now,
     );
+}
 
-    // Child Job: create when missing, else set `suspend` when it differs. One being
-    // deleted unfinished is let go (it cannot be changed any more) and recreated once gone.
-    let deleting = obs
-        .child
-        .is_some_and(|j| j.meta().deletion_timestamp.is_some());
-    let live_suspend = obs
-        .child
-        .map(|j| j.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false));
-    let (job, suspend) = match live_suspend {
-        _ if deleting => (None, None),
-        None => (Some(child_job(caj, &v, !run)), None),
-        Some(suspended) if suspended != run => (None, None),
-        Some(_) => (None, Some(!run)),
+/// Step "child Job": the Job to create when there is none, else the `suspend` to set when
+/// it differs. One being deleted unfinished is let go (it cannot be changed any more) and
+/// recreated once gone.
+fn child_diff(obs: &Observed<'_>, v: &ValidSpec, run: bool) -> (Option<Job>, Option<bool>) {
+    let Some(child) = obs.child else {
+        return (Some(child_job(obs.caj, v, !run)), None);
     };
-    template_current(&mut st, caj, &mut notes, job.is_some(), generation, now);
-    if obs.child.is_none() && old.job_name.is_some() {
-        notes.push(Note {
-            warning: true,
-            reason: "ChildJobRecreated",
-            message: format!(
-                "child Job {} was deleted; recreated it {} (the ledger is kept). Delete the CarbonAwareJob to stop the work.",
-                caj.name_any(),
-                if run { "running" } else { "suspended" }
-            ),
-        });
+    if child.meta().deletion_timestamp.is_some() {
+        return (None, None);
     }
+    let suspended = child.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+    (None, (suspended == run).then_some(!run))
+}
 
-    // Status write: on any material change, or to persist accrual.
+/// A Warning when the child Job this CarbonAwareJob had is gone and is recreated.
+fn recreated_note(
+    obs: &Observed<'_>,
+    old: &CarbonAwareJobStatus,
+    run: bool,
+    notes: &mut Vec<Note>,
+) {
+    if obs.child.is_some() || old.job_name.is_none() {
+        return;
+    }
+    notes.push(Note {
+        warning: true,
+        reason: "ChildJobRecreated",
+        message: format!(
+            "child Job {} was deleted; recreated it {} (the ledger is kept). Delete the CarbonAwareJob to stop the work.",
+            obs.caj.name_any(),
+            if run { "running" } else { "suspended" }
+        ),
+    });
+}
+
+/// Step "persist and requeue": write the status on a material change, a transition, or
+/// when the ledger was last persisted `persist_every` ago; look again at the next planned
+/// transition, the next persist, or within a minute without intensities.
+fn persist_and_requeue(
+    obs: &Observed<'_>,
+    old: &CarbonAwareJobStatus,
+    st: &CarbonAwareJobStatus,
+    transition: Option<Transition>,
+    d: &Decision,
+    now: DateTime<Utc>,
+) -> (bool, TimeDelta) {
     let last_written = old.last_accounted_time.as_ref().map(time::from_time);
     let stale = last_written.is_none_or(|t| now - t >= obs.persist_every);
-    let write_status = material(&st) != material(&old) || stale || transition.is_some();
-    let persisted_at = if write_status {
+    let write = transition.is_some() || stale || material(st) != material(old);
+    let persisted_at = if write {
         now
     } else {
         last_written.unwrap_or(now)
     };
     let mut requeue = obs.persist_every - (now - persisted_at);
-    if let Some(t) = next {
+    if let Some(t) = d.next() {
         requeue = requeue.min(t - now);
     }
     if obs.intensities.is_err() {
         requeue = requeue.min(TimeDelta::seconds(FORECAST_RETRY_SECS));
     }
-    let requeue = requeue.max(TimeDelta::seconds(1));
-
-    Outcome {
-        status: st,
-        write_status,
-        job,
-        suspend,
-        notes,
-        requeue: Some(requeue),
-        transition,
-        deadline_guard: transition.is_some() && run && reason == Reason::DeadlineGuard,
-        finished: None,
-        deadline_missed,
-        release_finalizer: deleting && obs.child.is_some_and(holds_finalizer),
-        plan,
-        spec: Some(v),
-        remaining_secs: Some(remaining),
-        planning_deadline: Some(plan_deadline),
-        settled_late: (0.0, 0.0),
-    }
+    (write, requeue.max(TimeDelta::seconds(1)))
 }
-
 /// A finished job: keep its ledger, never touch the child again except to let it go, and
 /// settle the grams it still owes once intensities for them are recorded (retried for
 /// [`SETTLE_FOR_SECS`] after completion).
@@ -1156,3 +1273,7 @@ fn accounted_condition(st: &mut CarbonAwareJobStatus, generation: Option<i64>, n
         now,
     );
 }
+
+#[cfg(test)]
+#[path = "steps_tests.rs"]
+mod steps_tests;

@@ -64,7 +64,7 @@ pub struct PlanRequest<'a> {
     /// Pauses already taken (counts against `constraints.max_pauses`).
     pub pauses_so_far: u32,
     /// What is known of the grid. It should cover `now`; where it ends before the deadline
-    /// the caller extends it first (see [`horizon::extend_with_profile`]).
+    /// the caller extends it first (see [`horizon::planning_series`]).
     pub forecast: &'a Series,
 }
 
@@ -154,6 +154,41 @@ pub fn remaining_work_secs(
         .saturating_add(overhead)
         .saturating_sub(runtime_so_far_secs.max(0))
         .max(0)
+}
+
+/// The decision when no forecast is available at all: the current state is held (a
+/// running job keeps running, a waiting or paused one waits, reason `Constraint`) until
+/// the slack, the time to `deadline` less the remaining work, is down to `guard_secs`;
+/// then the job runs (`DeadlineGuard`). Looked at again at least every `guard_secs`, a
+/// waiting job therefore starts with slack to spare. No work left is `Run`/`Done`, as in
+/// [`decide`]. Plans no intervals (there is nothing to plan them with).
+pub fn decide_without_forecast(
+    now: DateTime<Utc>,
+    remaining_secs: i64,
+    deadline: DateTime<Utc>,
+    state: JobState,
+    guard_secs: i64,
+) -> Plan {
+    let running = matches!(state, JobState::Running { .. });
+    let slack = (deadline - now)
+        .num_seconds()
+        .saturating_sub(remaining_secs);
+    let (action, reason) = if remaining_secs <= 0 {
+        (Action::Run, Reason::Done)
+    } else if slack <= guard_secs {
+        (Action::Run, Reason::DeadlineGuard)
+    } else if running {
+        (Action::Run, Reason::Constraint)
+    } else {
+        (Action::Pause, Reason::Constraint)
+    };
+    Plan {
+        action,
+        reason,
+        next_transition: None,
+        intervals: Vec::new(),
+        expected_grams_per_kw: 0.0,
+    }
 }
 
 /// Decide what to do now. Pure and deterministic; never panics.

@@ -779,3 +779,52 @@ fn constrained_gap(cases: usize) -> (f64, f64, [usize; 5]) {
     println!("worst without / with max_pauses {worst_by:?}; above 0.1/1/5/10/25 %: {above:?}");
     (sum / count as f64, worst, above)
 }
+
+proptest! {
+    /// Without a forecast: no work left runs; slack within the guard runs (the deadline
+    /// guard); otherwise the state is held. A waiting job looked at every `guard` seconds
+    /// therefore starts with at least 0 s of slack left, whatever the deadline.
+    #[test]
+    fn without_a_forecast_the_state_holds_until_the_guard(
+        remaining in -100i64..20_000,
+        to_deadline in -1_000i64..40_000,
+        guard in 1i64..600,
+        running in any::<bool>(),
+        first_look in 0i64..600,
+    ) {
+        let now = t0();
+        let deadline = now + TimeDelta::seconds(to_deadline);
+        let state = if running {
+            JobState::Running { since: now - TimeDelta::minutes(5) }
+        } else {
+            JobState::Paused { since: now - TimeDelta::minutes(5) }
+        };
+        let p = decide_without_forecast(now, remaining, deadline, state, guard);
+        prop_assert!(p.intervals.is_empty() && p.next_transition.is_none());
+        let slack = to_deadline - remaining;
+        let want = if remaining <= 0 {
+            (Action::Run, Reason::Done)
+        } else if slack <= guard {
+            (Action::Run, Reason::DeadlineGuard)
+        } else if running {
+            (Action::Run, Reason::Constraint)
+        } else {
+            (Action::Pause, Reason::Constraint)
+        };
+        prop_assert_eq!((p.action, p.reason), want);
+        // Looked at every `guard` seconds from `first_look` on, a waiting job with
+        // positive slack starts before the slack is gone.
+        if !running && remaining > 0 && slack > 0 {
+            let mut t = first_look.min(slack);
+            let started = loop {
+                let s = now + TimeDelta::seconds(t);
+                let q = decide_without_forecast(s, remaining, deadline, state, guard);
+                if q.action == Action::Run {
+                    break t;
+                }
+                t += guard;
+            };
+            prop_assert!(started <= slack, "started {started} s in, slack {slack}");
+        }
+    }
+}
