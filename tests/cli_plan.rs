@@ -187,3 +187,56 @@ fn remaining_work_is_the_operators() {
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["remainingSeconds"], 5 * 3600 + 10 * 60, "{v}");
 }
+
+/// Rows and totals add up on the one series the plan was made with, for a deadline inside
+/// the forecast and one a month away: rows past the forecast's horizon are marked
+/// `modelled`, and their grams add up to "Expected" like the rest.
+#[test]
+fn rows_and_totals_agree_for_any_deadline() {
+    // 100 h of work cannot fit in the 72 h the embedded forecast reaches.
+    for (max_delay, work, modelled) in [("24h", "6h", false), ("720h", "100h", true)] {
+        let text = example()
+            .replace("maxDelay: 24h", &format!("maxDelay: {max_delay}"))
+            .replace("expectedDuration: 6h", &format!("expectedDuration: {work}"));
+        assert!(text.contains(&format!("expectedDuration: {work} ")));
+        let f = manifest(&text);
+        let out = plan(f.path(), &["--format", "json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let kw = v["powerKw"].as_f64().unwrap();
+        let runs = v["plannedRuns"].as_array().unwrap();
+        let rows: f64 = runs
+            .iter()
+            .map(|r| {
+                r["meanGramsPerKwh"].as_f64().unwrap() * r["seconds"].as_f64().unwrap() / 3600.0
+                    * kw
+            })
+            .sum();
+        let expected = v["expectedGrams"].as_f64().unwrap();
+        assert!(
+            (rows - expected).abs() <= 1e-6 * expected.max(1.0),
+            "maxDelay {max_delay}: rows add up to {rows} g, Expected {expected} g: {v}"
+        );
+        let kinds: Vec<&str> = runs
+            .iter()
+            .map(|r| r["intensities"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds.iter().any(|k| k.contains("modelled")),
+            modelled,
+            "maxDelay {max_delay}: {kinds:?}"
+        );
+        let end = v["forecastEnd"].as_str().unwrap();
+        for r in runs {
+            let (start, k) = (
+                r["start"].as_str().unwrap(),
+                r["intensities"].as_str().unwrap(),
+            );
+            assert_eq!(k == "modelled", start >= end, "{r} vs forecast end {end}");
+        }
+    }
+}

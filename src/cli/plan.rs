@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{CliResult, Failure, Format};
 use crate::api::CarbonAwareJob;
 use crate::controller::build::{self, reason_name, Observed};
-use crate::controller::intensity::{integrate_clamped, Feed, SourceFeed};
+use crate::controller::intensity::{Feed, SourceFeed};
 use crate::forecast::{self, ForecastArgs, ForecastError, ProviderConfig};
 use crate::plan::Action;
 
@@ -57,11 +57,16 @@ struct Run {
     end: DateTime<Utc>,
     seconds: i64,
     mean_grams_per_kwh: f64,
+    /// Where the run's intensities come from: `forecast`, `modelled` (past the forecast's
+    /// horizon: the daily profile of plan::horizon) or `forecast+modelled`.
+    intensities: &'static str,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Report {
+    /// Where the forecast ends (later rows are modelled).
+    forecast_end: DateTime<Utc>,
     namespace: String,
     name: String,
     now: DateTime<Utc>,
@@ -148,7 +153,12 @@ pub async fn run(args: Args) -> CliResult {
     };
     let st = &out.status;
     let kw = spec.power_kw;
-    let series = &intens.series;
+    // Rows and totals on the one series the plan was made with.
+    let series = out.planning_series.as_ref();
+    let forecast_end = intens.series.end();
+    let grams = |a: DateTime<Utc>, b: DateTime<Utc>| {
+        series.and_then(|s| s.integrate(a, b).ok()).unwrap_or(0.0)
+    };
     // The build step's own figures: the same remaining work and deadline the planner saw.
     let remaining = out.remaining_secs.unwrap_or(0);
     let planning_deadline = out.planning_deadline.unwrap_or(spec.deadline);
@@ -160,8 +170,15 @@ pub async fn run(args: Args) -> CliResult {
                 .iter()
                 .map(|i| {
                     let secs = (i.end - i.start).num_seconds();
-                    let g = integrate_clamped(series, i.start, i.end);
+                    let g = grams(i.start, i.end);
                     Run {
+                        intensities: if i.end <= forecast_end {
+                            "forecast"
+                        } else if i.start >= forecast_end {
+                            "modelled"
+                        } else {
+                            "forecast+modelled"
+                        },
                         start: i.start,
                         end: i.end,
                         seconds: secs,
@@ -187,6 +204,7 @@ pub async fn run(args: Args) -> CliResult {
         now: now_s,
         region: region.clone(),
         forecast_source: intens.provenance.clone(),
+        forecast_end,
         current_intensity: st.current_intensity,
         strategy: format!("{:?}", caj.spec.schedule.strategy),
         deadline: spec.deadline,
@@ -212,7 +230,7 @@ pub async fn run(args: Args) -> CliResult {
         next_action: st.next_action.clone(),
         expected_grams: out.plan.as_ref().map(|p| p.expected_grams_per_kw * kw),
         run_now_grams: (remaining > 0)
-            .then(|| kw * integrate_clamped(series, now_s, now_s + TimeDelta::seconds(remaining))),
+            .then(|| kw * grams(now_s, now_s + TimeDelta::seconds(remaining))),
         planned_runs,
         events: out
             .notes
@@ -302,19 +320,25 @@ fn table_text(r: &Report) -> String {
         let _ = writeln!(s, "Planned runs");
         let _ = writeln!(
             s,
-            "  {:<22} {:<22} {:>9} {:>12}",
+            "  {:<22} {:<22} {:>9} {:>12}  INTENSITIES",
             "START", "END", "DURATION", "MEAN g/kWh"
         );
         for run in &r.planned_runs {
             let _ = writeln!(
                 s,
-                "  {:<22} {:<22} {:>9} {:>12.1}",
+                "  {:<22} {:<22} {:>9} {:>12.1}  {}",
                 ts(run.start),
                 ts(run.end),
                 dur(run.seconds),
-                run.mean_grams_per_kwh
+                run.mean_grams_per_kwh,
+                run.intensities
             );
         }
+        let _ = writeln!(
+            s,
+            "  (forecast until {}; modelled: the daily profile past it)",
+            ts(r.forecast_end)
+        );
     }
     if let (Some(e), Some(b)) = (r.expected_grams, r.run_now_grams) {
         let pct = if b > 0.0 { (1.0 - e / b) * 100.0 } else { 0.0 };

@@ -59,6 +59,7 @@ use crate::accounting::{owed_runtime_secs, Ledger, Owed};
 use crate::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase, JOB_LABEL, MANAGED_BY};
 use crate::plan::horizon::{self, DailyProfile};
 use crate::plan::{self, Action, JobState, Plan, PlanRequest, Reason};
+use crate::series::Series;
 
 /// Condition types.
 pub const READY: &str = "Ready";
@@ -149,6 +150,9 @@ pub struct Outcome {
     pub remaining_secs: Option<i64>,
     /// The deadline planned against (the real one less the clamped margin), when computed.
     pub planning_deadline: Option<DateTime<Utc>>,
+    /// The series the plan was made with (for `plan -f`, whose rows and totals must add
+    /// up on it).
+    pub planning_series: Option<Series>,
     /// Grams a finished job's owed spans added in this step, to emissions and to the
     /// baseline: the totals counted the job when it finished, so they add these.
     pub settled_late: (f64, f64),
@@ -172,6 +176,7 @@ impl Outcome {
             spec: None,
             remaining_secs: None,
             planning_deadline: None,
+            planning_series: None,
             settled_late: (0.0, 0.0),
         }
     }
@@ -705,6 +710,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         remaining_secs: Some(d.remaining),
         planning_deadline: Some(d.plan_deadline),
         plan: d.planned.then_some(d.plan),
+        planning_series: d.series,
         settled_late: (0.0, 0.0),
     }
 }
@@ -866,6 +872,8 @@ struct Decision {
     plan_deadline: DateTime<Utc>,
     /// The job was running before this step.
     was_running: bool,
+    /// The series planned with (the forecast, past its horizon the daily profile).
+    series: Option<Series>,
 }
 
 impl Decision {
@@ -907,8 +915,11 @@ fn decide(
         .deadline_margin
         .max(TimeDelta::seconds(st.startup_seconds.unwrap_or(0).max(0)));
     let plan_deadline = planning_deadline(v.deadline, now, remaining, margin);
+    // Far enough for the plan, and for running the remaining work at once (the run-now
+    // comparison, or a deadline out of reach).
+    let until = v.deadline.max(now + TimeDelta::seconds(remaining));
     let series = intens.and_then(|i| {
-        horizon::planning_series(&i.series, &DailyProfile::of(&i.series), now, v.deadline)
+        horizon::planning_series(&i.series, &DailyProfile::of(&i.series), now, until)
     });
     let (plan, planned) = match &series {
         Some(forecast) => {
@@ -941,6 +952,7 @@ fn decide(
         remaining,
         plan_deadline,
         was_running: st.running_since.is_some(),
+        series,
     }
 }
 

@@ -148,31 +148,6 @@ impl Feed for SourceFeed {
     }
 }
 
-/// Integral of intensity over `[from, to)` in (g/kWh)·h, like [`Series::integrate`], but
-/// total: parts outside the series take its first or last value. For plans (`plan -f`),
-/// never for the ledger, which integrates recorded intensities only.
-/// Allocation-free (it is called once per planned run, and a plan may have thousands).
-pub fn integrate_clamped(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    if to <= from {
-        return 0.0;
-    }
-    let (start, end) = (series.start(), series.end());
-    let vals = series.values();
-    let first = vals.first().copied().unwrap_or(0.0);
-    let last = vals.last().copied().unwrap_or(0.0);
-    let hours =
-        |a: DateTime<Utc>, b: DateTime<Utc>| (b - a).num_milliseconds().max(0) as f64 / 3_600_000.0;
-    let before = first * hours(from, to.min(start));
-    let after = last * hours(from.max(end), to);
-    let (a, b) = (from.max(start), to.min(end));
-    let inside = if a < b {
-        series.integrate(a, b).unwrap_or(0.0)
-    } else {
-        0.0
-    };
-    before + inside + after
-}
-
 /// Intensity in force at `t`, clamped to the series' ends (for display).
 pub fn value_clamped(series: &Series, t: DateTime<Utc>) -> f64 {
     if let Some(v) = series.value_at(t) {
@@ -206,24 +181,10 @@ mod tests {
     }
 
     #[test]
-    fn clamped_integrals_take_the_nearest_values_outside() {
+    fn the_value_in_force_is_clamped_to_the_ends() {
         let s = Series::new(t(1), 3600, vec![100.0, 200.0]).unwrap();
-        assert_eq!(
-            integrate_clamped(&s, t(0), t(4)),
-            100.0 + 100.0 + 200.0 + 200.0
-        );
-        assert_eq!(integrate_clamped(&s, t(2), t(1)), 0.0);
-        // Partly or wholly outside, and far outside (no padding is allocated).
-        assert_eq!(
-            integrate_clamped(&s, t(0) + TimeDelta::minutes(30), t(2)),
-            50.0 + 100.0
-        );
-        assert_eq!(integrate_clamped(&s, t(5), t(7)), 400.0);
-        assert_eq!(integrate_clamped(&s, t(-3), t(0)), 300.0);
-        assert_eq!(
-            integrate_clamped(&s, t(0), t(24 * 365 * 200)),
-            100.0 + 100.0 + 200.0 * (24.0 * 365.0 * 200.0 - 2.0)
-        );
+        assert_eq!(value_clamped(&s, t(0)), 100.0);
+        assert_eq!(value_clamped(&s, t(1)), 100.0);
         assert_eq!(value_clamped(&s, t(9)), 200.0);
     }
 }

@@ -48,6 +48,7 @@ fn decision(
         remaining: 7200,
         plan_deadline: at(600),
         was_running,
+        series: None,
     }
 }
 
