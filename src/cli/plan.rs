@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{CliResult, Failure, Format};
 use crate::api::CarbonAwareJob;
 use crate::controller::build::{self, reason_name, Observed};
-use crate::controller::intensity::{Feed, SourceFeed};
+use crate::controller::intensity::{Feed, Intensities, SourceFeed};
 use crate::forecast::{self, ForecastArgs, ForecastError, ProviderConfig};
 use crate::plan::Action;
 
@@ -134,15 +134,7 @@ pub async fn run(args: Args) -> CliResult {
     let since = build::needed_since(&caj, now);
     let intens = feed.get(&region, now, since).await.map_err(failure)?;
 
-    let out = build::build(Observed {
-        caj: &caj,
-        child: None,
-        region: Ok(&region),
-        intensities: Ok(&intens),
-        now,
-        persist_every: TimeDelta::seconds(crate::controller::DEFAULT_PERSIST_SECS),
-        deadline_margin: args.deadline_margin,
-    });
+    let out = build::build(observed(&caj, &region, &intens, now, args.deadline_margin));
     let Some(spec) = out.spec.as_ref() else {
         let why = out
             .notes
@@ -261,6 +253,26 @@ pub async fn run(args: Args) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// What `plan -f` hands the build step: the manifest with no child Job yet, as the
+/// operator's first reconcile of it would see it.
+pub(crate) fn observed<'a>(
+    caj: &'a CarbonAwareJob,
+    region: &'a str,
+    intens: &'a Intensities,
+    now: DateTime<Utc>,
+    deadline_margin: TimeDelta,
+) -> Observed<'a> {
+    Observed {
+        caj,
+        child: None,
+        region: Ok(region),
+        intensities: Ok(intens),
+        now,
+        persist_every: TimeDelta::seconds(crate::controller::DEFAULT_PERSIST_SECS),
+        deadline_margin,
+    }
 }
 
 /// `x.pipe(f)`: keeps the report literal readable.

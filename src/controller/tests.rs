@@ -1302,3 +1302,121 @@ fn restore_starts_when_the_resumed_pods_are_ready() {
         st.baseline_grams
     );
 }
+
+/// One decision path: for the same CarbonAwareJob, child Job, intensities and time, a
+/// controller reconcile (against the mocked API server), `plan -f` and a `simulate` step
+/// make the same decision and keep the same ledger, first for a new job, then for one
+/// that has been running for 50 minutes (accrual, the baseline, running to completion).
+#[tokio::test]
+async fn reconcile_plan_and_simulate_take_one_decision_path() {
+    let s = series(400.0, &[50.0, 50.0, 500.0, 500.0, 50.0, 50.0]);
+    let feed = Intensities::live(s.clone(), "static".into());
+    let sim_cfg = crate::sim::SimConfig {
+        duration_secs: 7200,
+        slack_secs: 0,
+        submit_every_secs: 3600,
+        horizon_secs: 48 * 3600,
+        forecast: crate::sim::ForecastModel::Perfect,
+        strategies: vec![],
+        constraints: crate::plan::Constraints::default(),
+        threshold: None,
+        power_kw: 1.0,
+        deadline_margin_secs: 120,
+        startup_secs: 0,
+    };
+    let new = caj("PauseAndResume", "2h", json!({}));
+    let mut running = running_status(&new, -50, 40 * 60);
+    running.last_accounted_time = Some(time::to_time(at(-5)));
+    running.ready_pods = Some(1);
+    running.ready_since = Some(time::to_time(at(-50)));
+    running.restore_seconds = Some(0);
+    let running = with_status(new.clone(), running);
+    for (c, ch) in [
+        (new.clone(), None),
+        (
+            running.clone(),
+            Some(with_pods(child(&running, false, None), 1, 1)),
+        ),
+    ] {
+        let (mut ctx, api) = context(s.clone(), 0);
+        Arc::get_mut(&mut ctx).unwrap().deadline_margin = TimeDelta::minutes(2);
+        let cached = ch.clone();
+        let written = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let w = written.clone();
+        run(&c, ctx, api, |mut api| {
+            let c = c.clone();
+            async move {
+                api.get_child(cached.as_ref()).await;
+                if cached.is_none() {
+                    api.get_caj(&c).await;
+                    api.apply_child().await;
+                }
+                *w.lock().unwrap() = Some(api.apply_status(&c).await);
+            }
+        })
+        .await;
+        let reconciled = written.lock().unwrap().clone().expect("a status write");
+        let margin = TimeDelta::minutes(2);
+        let planned = build(crate::cli::plan::observed(&c, "DE", &feed, now(), margin));
+        let simulated = build(crate::sim::job::observed(
+            &c,
+            ch.as_ref(),
+            &feed,
+            now(),
+            &sim_cfg,
+        ));
+        for (name, st) in [
+            ("plan -f", &planned.status),
+            ("simulate", &simulated.status),
+        ] {
+            let same = |f: &dyn Fn(&CarbonAwareJobStatus) -> String| f(st) == f(&reconciled);
+            let fields: [(&str, &dyn Fn(&CarbonAwareJobStatus) -> String); 6] = [
+                ("phase", &|s| format!("{:?}", s.phase)),
+                ("next", &|s| {
+                    format!("{:?} {:?}", s.next_action, s.next_transition_time)
+                }),
+                ("planned", &|s| {
+                    format!("{:?} {:?}", s.planned_start, s.planned_end)
+                }),
+                ("ledger", &|s| {
+                    format!(
+                        "{} {:.9} {:.9} {:.9} {:?}",
+                        s.runtime_seconds,
+                        s.energy_kwh,
+                        s.emissions_grams,
+                        s.baseline_grams,
+                        s.unaccounted
+                    )
+                }),
+                ("running", &|s| {
+                    let r = s.conditions.iter().find(|c| c.type_ == "Running");
+                    format!("{:?}", r.map(|c| (&c.status, &c.reason)))
+                }),
+                ("deadline", &|s| {
+                    format!("{:?} {}", s.deadline, s.deadline_missed)
+                }),
+            ];
+            for (field, f) in fields {
+                if ch.is_none() || name == "simulate" {
+                    assert!(
+                        same(f),
+                        "{name} differs from the reconcile in {field}: {} vs {}",
+                        f(st),
+                        f(&reconciled)
+                    );
+                }
+            }
+        }
+        // The clean hours start now: the new job starts; the running one accrued 5 minutes
+        // at 400 g/kWh and runs its last 75 minutes to completion.
+        if ch.is_some() {
+            assert_eq!(reconciled.runtime_seconds, 45 * 60);
+            assert!((reconciled.emissions_grams - 400.0 * 5.0 / 60.0).abs() < 1e-6);
+            assert_eq!(reconciled.phase, Some(Phase::Running));
+            assert_eq!(reconciled.next_action, None);
+        } else {
+            assert_eq!(reconciled.phase, Some(Phase::Running));
+            assert_eq!(reconciled.start_time, Some(time::to_time(now())));
+        }
+    }
+}

@@ -209,6 +209,27 @@ fn manifest(
     .map_err(|e| SimError::Internal(format!("simulated manifest: {e}")))
 }
 
+/// What the simulator hands the build step at `t`. Statuses are never written, so
+/// nothing needs persisting: the job is looked at when the plan, the child Job or the
+/// forecast changes, as the operator looks at it.
+pub(crate) fn observed<'a>(
+    caj: &'a CarbonAwareJob,
+    child: Option<&'a Job>,
+    intensities: &'a Intensities,
+    t: DateTime<Utc>,
+    cfg: &SimConfig,
+) -> Observed<'a> {
+    Observed {
+        caj,
+        child,
+        region: Ok(ZONE),
+        intensities: Ok(intensities),
+        now: t,
+        persist_every: TimeDelta::days(366),
+        deadline_margin: TimeDelta::seconds(cfg.deadline_margin_secs.max(0)),
+    }
+}
+
 /// Runs one job under `strategy` through the controller's build step, from submission to
 /// completion (or the end of the trace, a miss).
 pub fn run(
@@ -237,15 +258,13 @@ pub fn run(
             live_is_record: false,
             history: recorded.clone(),
         };
-        let out = build(Observed {
-            caj: &caj,
-            child: child.as_ref().map(|c| &c.job),
-            region: Ok(ZONE),
-            intensities: Ok(&intensities),
-            now: t,
-            persist_every: TimeDelta::days(366),
-            deadline_margin: TimeDelta::seconds(cfg.deadline_margin_secs.max(0)),
-        });
+        let out = build(observed(
+            &caj,
+            child.as_ref().map(|c| &c.job),
+            &intensities,
+            t,
+            cfg,
+        ));
         if let Some(why) = out.status.phase.filter(|p| *p == Phase::Pending).and(
             out.status
                 .conditions

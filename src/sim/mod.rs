@@ -14,7 +14,7 @@
 //! have a day to learn from; every strategy and forecast model sees the same job set.
 
 pub mod forecast;
-mod job;
+pub(crate) mod job;
 pub mod noise;
 
 use chrono::{DateTime, TimeDelta, Utc};
