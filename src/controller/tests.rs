@@ -1303,6 +1303,9 @@ fn restore_starts_when_the_resumed_pods_are_ready() {
     );
 }
 
+/// One field of a status, rendered for comparison.
+type Render = dyn Fn(&CarbonAwareJobStatus) -> String;
+
 /// One decision path: for the same CarbonAwareJob, child Job, intensities and time, a
 /// controller reconcile (against the mocked API server), `plan -f` and a `simulate` step
 /// make the same decision and keep the same ledger, first for a new job, then for one
@@ -1369,8 +1372,8 @@ async fn reconcile_plan_and_simulate_take_one_decision_path() {
             ("plan -f", &planned.status),
             ("simulate", &simulated.status),
         ] {
-            let same = |f: &dyn Fn(&CarbonAwareJobStatus) -> String| f(st) == f(&reconciled);
-            let fields: [(&str, &dyn Fn(&CarbonAwareJobStatus) -> String); 6] = [
+            let same = |f: &Render| f(st) == f(&reconciled);
+            let fields: [(&str, &Render); 6] = [
                 ("phase", &|s| format!("{:?}", s.phase)),
                 ("next", &|s| {
                     format!("{:?} {:?}", s.next_action, s.next_transition_time)
