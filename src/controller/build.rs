@@ -479,9 +479,15 @@ fn template_current(
     caj: &CarbonAwareJob,
     notes: &mut Vec<Note>,
     creating: bool,
+    spec_unchanged: bool,
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) {
+    let known = st.conditions.iter().any(|c| c.type_ == TEMPLATE_CURRENT);
+    if spec_unchanged && known && !creating && st.template_hash.is_some() {
+        // The spec (and so the template) is the one the last step judged.
+        return;
+    }
     let hash = template_hash(caj);
     if creating || st.template_hash.is_none() {
         st.template_hash = Some(hash.clone());
@@ -688,7 +694,16 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     schedule(&mut st, &d);
     conditions(&mut st, &obs, &d, region, now);
     let (job, suspend) = child_diff(&obs, &v, d.run());
-    template_current(&mut st, obs.caj, &mut notes, job.is_some(), generation, now);
+    let spec_unchanged = old.observed_generation.is_some() && old.observed_generation == generation;
+    template_current(
+        &mut st,
+        obs.caj,
+        &mut notes,
+        job.is_some(),
+        spec_unchanged,
+        generation,
+        now,
+    );
     recreated_note(&obs, &old, d.run(), &mut notes);
     let (write_status, requeue) = persist_and_requeue(&obs, &old, &st, transition, &d, now);
     let deleting = obs

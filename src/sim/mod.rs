@@ -261,18 +261,15 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
             kinds.push(*k);
         }
     }
-    // Job by job, every strategy in turn, so the forecast cache only holds the issues of
-    // the jobs in flight.
     let mut runs: Vec<(StrategyKind, Vec<JobRun>)> = kinds
         .iter()
         .map(|k| (*k, Vec::with_capacity(submits.len())))
         .collect();
-    let mut cache = ForecastCache::new();
-    for &s in &submits {
-        // The issue in force at submission may predate it by up to one refresh.
-        cache.evict_before(forecaster.issue_at(s).issued_at);
-        for (kind, jobs) in runs.iter_mut() {
-            jobs.push(run_job(truth, &forecaster, &mut cache, cfg, *kind, s)?);
+    for chunk in run_chunks(truth, &forecaster, cfg, &kinds, &submits)? {
+        for per_job in chunk {
+            for ((_, jobs), run) in runs.iter_mut().zip(per_job) {
+                jobs.push(run);
+            }
         }
     }
     let total = |k: StrategyKind| -> f64 {
@@ -309,6 +306,51 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
         });
     }
     Ok(SimReport { jobs: n, results })
+}
+
+/// Every job under every strategy, the submissions split into one consecutive chunk per
+/// available core (jobs are independent; each chunk keeps its own forecast cache). Within
+/// a chunk, job by job, every strategy in turn, so the cache only holds the issues of the
+/// jobs in flight. Returns, per chunk in order, per job, the runs in `kinds` order.
+fn run_chunks(
+    truth: &Truth<'_>,
+    forecaster: &Forecaster<'_>,
+    cfg: &SimConfig,
+    kinds: &[StrategyKind],
+    submits: &[DateTime<Utc>],
+) -> Result<Vec<Vec<Vec<JobRun>>>, SimError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 16);
+    let per = submits.len().div_ceil(threads).max(1);
+    let chunk = |part: &[DateTime<Utc>]| -> Result<Vec<Vec<JobRun>>, SimError> {
+        let mut cache = ForecastCache::new();
+        let mut out = Vec::with_capacity(part.len());
+        for &s in part {
+            // The issue in force at submission may predate it by up to one refresh.
+            cache.evict_before(forecaster.issue_at(s).issued_at);
+            let runs = kinds
+                .iter()
+                .map(|k| run_job(truth, forecaster, &mut cache, cfg, *k, s))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(runs);
+        }
+        Ok(out)
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = submits
+            .chunks(per)
+            .map(|part| scope.spawn(move || chunk(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(SimError::Internal("a simulation thread panicked".into()))
+                })
+            })
+            .collect()
+    })
 }
 
 /// Grams emitted running at `power_kw` over `[from, to)` on the actuals, through the same
