@@ -398,8 +398,8 @@ impl Tracker {
             // `deletionTimestamp` is when the grace period ends; the deletion (and the
             // containers' SIGTERM) was requested that grace period earlier.
             let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
-            let deleted = t_opt(&pod.metadata.deletion_timestamp)
-                .map(|t| t - TimeDelta::seconds(grace));
+            let deleted =
+                t_opt(&pod.metadata.deletion_timestamp).map(|t| t - TimeDelta::seconds(grace));
             if deleted.is_none() && !finished {
                 live.insert(uid.clone());
             }
