@@ -9,7 +9,7 @@
 #     (a real kube-apiserver with kwok nodes: pods annotated test.carbonshift.io/run-for
 #     succeed after that long);
 #   - helm, promtool and kubectl on PATH (.cache/bin is added when present);
-#   - target/debug/carbonshift built (`cargo build`).
+#   - target/debug/carbonshift built (`cargo build`; $CARGO_TARGET_DIR/debug when that is set).
 #
 # What it proves, in order:
 #   static   CRD copy in sync; helm lint; renders with defaults, everything on, one watched
@@ -27,7 +27,10 @@
 #            same identity is refused what it must not do (kubectl auth can-i, and a real
 #            Secret delete); `helm uninstall` keeps the CRD and the users' CarbonAwareJobs;
 #            a re-install adopts the kept CRD.
-# Prints PASS/FAIL lines, ends with "N passed, M failed", exits 1 on any failure.
+# What the output of each command must be is said in hack/tests/chart_assertions.py (renders,
+# refused values, can-i answers, logs and scrapes); this script runs the commands and the
+# processes, and counts the verdicts. Prints PASS/FAIL lines, ends with "N passed, M failed",
+# exits 1 on any failure.
 # Work files and logs: .cache/test-chart/ (kept for debugging).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,8 +45,10 @@ RELEASE=carbonshift
 JOBS_NS=chart-e2e              # where the test CarbonAwareJob runs
 WATCH_NS=ml-team               # the namespaced-RBAC render's watchNamespace
 CRD=carbonawarejobs.carbonshift.io
-BIN=target/debug/carbonshift
+BIN=${CARGO_TARGET_DIR:-target}/debug/carbonshift
+ASSERT=hack/tests/chart_assertions.py
 WORK=$ROOT/.cache/test-chart
+RUNS=$WORK/runs                # captured commands: ID.out, ID.err, ID.rc (see capture)
 [[ -d $ROOT/.cache/bin ]] && export PATH="$ROOT/.cache/bin:$PATH"
 # Offline renders (helm template/lint) assume this Kubernetes version; the chart requires
 # >= 1.29. Default: the local control plane's version from hack/versions.env.
@@ -51,7 +56,7 @@ KUBE_VERSION=${KUBE_VERSION:-$(sed -n 's/^K8S_VERSION=//p' hack/versions.env 2> 
 KUBE_VERSION=${KUBE_VERSION:-v1.35.4}
 
 rm -rf "$WORK"
-mkdir -p "$WORK/logs"
+mkdir -p "$WORK/logs" "$RUNS"
 
 passed=0
 failed=0
@@ -73,33 +78,38 @@ check() {
   fi
 }
 
-# refuse NAME REGEX CMD...: PASS when CMD fails with output matching REGEX (a wrong input
-# must be refused, and for the right reason).
-refuse() {
-  local name=$1 re=$2 log
-  shift 2
-  n=$((n + 1))
-  log="$WORK/logs/$(printf '%03d' "$n").log"
-  if "$@" > "$log" 2>&1; then
-    fail "$name: was accepted (log: ${log#"$ROOT"/})"
-  elif grep -Eqi -- "$re" "$log"; then
-    pass "$name"
-  else
-    fail "$name: failed, but not with /$re/ (log: ${log#"$ROOT"/})"
-    tail -n 10 "$log" | sed 's/^/    | /'
-  fi
+# capture ID CMD...: runs CMD for chart_assertions.py to judge: stdout in $RUNS/ID.out,
+# stderr in $RUNS/ID.err, exit status in $RUNS/ID.rc.
+capture() {
+  local id=$1
+  shift
+  "$@" > "$RUNS/$id.out" 2> "$RUNS/$id.err"
+  echo $? > "$RUNS/$id.rc"
 }
 
-# Runs a python assertion script that prints its own PASS/FAIL lines; counts them.
+# run_plan TOOL PLAN...: captures every command of `chart_assertions.py plan PLAN...` (one a
+# line: ID, then TOOL's arguments, tab-separated).
+run_plan() {
+  local tool=$1 line
+  shift
+  while IFS=$'\t' read -r -a line; do
+    capture "${line[0]}" "$tool" "${line[@]:1}"
+  done < <(python3 "$ASSERT" plan "$@")
+}
+
+# assertions MODE ARGS...: runs chart_assertions.py, which prints its own PASS/FAIL lines;
+# counts them. One that prints no verdict, or exits non-zero without a FAIL, is a FAIL.
 assertions() {
-  local out
-  out=$(python3 "$@" 2>&1)
-  printf '%s\n' "$out" | grep -E '^(PASS|FAIL): ' || true
-  passed=$((passed + $(printf '%s\n' "$out" | grep -c '^PASS: ')))
-  failed=$((failed + $(printf '%s\n' "$out" | grep -c '^FAIL: ')))
-  if ! printf '%s\n' "$out" | grep -qE '^(PASS|FAIL): '; then
-    fail "assertions $* produced no verdicts"
-    printf '%s\n' "$out" | tail -n 20 | sed 's/^/    | /'
+  local out rc p f
+  out=$(python3 "$ASSERT" "$@" 2>&1)
+  rc=$?
+  [[ -n $out ]] && printf '%s\n' "$out"
+  p=$(grep -c '^PASS: ' <<< "$out")
+  f=$(grep -c '^FAIL: ' <<< "$out")
+  passed=$((passed + p))
+  failed=$((failed + f))
+  if ((p + f == 0 || (rc != 0 && f == 0))); then
+    fail "chart_assertions.py $1: exit $rc with $p PASS and $f FAIL verdicts"
   fi
 }
 
@@ -132,17 +142,10 @@ if have helm; then
   check "helm template with Helm's default Kubernetes version (as released Helm builds)" \
     helm template "$RELEASE" "$CHART" --namespace "$NS"
   check "helm lint with Helm's default Kubernetes version" helm lint --strict "$CHART"
-  stale_rule() {
-    tpl --set prometheusRule.enabled=true --set prometheusRule.forecastStaleAfterSeconds=600 \
-      --set prometheusRule.forecastStaleFor=5m --show-only templates/prometheusrule.yaml |
-      python3 -c 'import sys, yaml
-d = yaml.safe_load(sys.stdin)
-r = [r for g in d["spec"]["groups"] for r in g["rules"] if r.get("alert") == "CarbonshiftForecastStale"][0]
-assert r["expr"].endswith("> 600") and r["for"] == "5m", r'
-  }
-  check "prometheusRule.forecastStaleAfterSeconds/For set CarbonshiftForecastStale's threshold and hold time" stale_rule
-  refuse "prometheusRule.forecastStaleFor that is no duration" "forecastStaleFor" \
-    tpl --set prometheusRule.enabled=true --set prometheusRule.forecastStaleFor=soon
+  check "helm template (CarbonshiftForecastStale after 600 s for 5m)" render stale-rule \
+    --set prometheusRule.enabled=true --set prometheusRule.forecastStaleAfterSeconds=600 \
+    --set prometheusRule.forecastStaleFor=5m --show-only templates/prometheusrule.yaml
+  [[ -s $WORK/stale-rule.yaml ]] && assertions stale-rule "$WORK/stale-rule.yaml" 600 5m
   check "helm template (defaults)" render default
   check "helm template (everything on)" render all-on -f hack/tests/values-all-on.yaml
   check "helm template (watchNamespace=$WATCH_NS)" render namespaced --set watchNamespace=$WATCH_NS
@@ -152,39 +155,22 @@ assert r["expr"].endswith("> 600") and r["for"] == "5m", r'
     --set forecast.provider=file --set forecast.fileConfigMap.name=grid-forecast
   check "helm template (provider watttime)" render watttime \
     --set forecast.provider=watttime --set forecast.existingSecret=wt
-  grep -q 'WATTTIME_PASSWORD_FILE' "$WORK/watttime.yaml" 2> /dev/null &&
-    grep -q 'WATTTIME_USERNAME_FILE' "$WORK/watttime.yaml" &&
-    pass "watttime credentials passed as *_FILE" || fail "watttime credentials passed as *_FILE"
-  grep -q '/etc/carbonshift/forecast/forecast.csv' "$WORK/file-provider.yaml" 2> /dev/null &&
-    pass "file provider reads the mounted ConfigMap" || fail "file provider reads the mounted ConfigMap"
+  [[ -s $WORK/watttime.yaml ]] && assertions watttime "$WORK/watttime.yaml" wt
+  [[ -s $WORK/file-provider.yaml ]] && assertions file-provider "$WORK/file-provider.yaml" grid-forecast
 
   section "chart: wrong values are refused"
-  refuse "replicaCount 2 without leader election" "leaderElection" \
-    tpl --set replicaCount=2 --set leaderElection.enabled=false
-  refuse "provider file without a file" "forecast.file" tpl --set forecast.provider=file
-  refuse "fallback file without a file" "forecast.file" tpl --set forecast.fallback=file
-  refuse "provider electricitymaps without a Secret" "existingSecret" tpl --set forecast.provider=electricitymaps
-  refuse "unknown provider (schema)" "provider" tpl --set forecast.provider=bogus
-  refuse "misspelt value key (schema)" "additional properties|not allowed|replicacount" tpl --set replicacount=2
-  refuse "bad duration (schema)" "refresh|pattern" tpl --set forecast.refresh=5min
-  refuse "Kubernetes older than 1.29" "kubeVersion" helm template "$RELEASE" "$CHART" --kube-version v1.27.0
+  run_plan helm values "$CHART" "$RELEASE" "$NS" "$KUBE_VERSION"
+  assertions refused "$RUNS" values
 
   section "chart: rendered objects"
   for mode in default all-on namespaced no-crds no-keep; do
-    [[ -s $WORK/$mode.yaml ]] && assertions hack/tests/chart_assertions.py "$mode" "$WORK/$mode.yaml" "$CHART"
+    [[ -s $WORK/$mode.yaml ]] && assertions "$mode" "$WORK/$mode.yaml" "$CHART"
   done
-  assertions hack/tests/chart_assertions.py rbac-comments "$CHART/templates/rbac.yaml" "$CHART"
+  assertions rbac-comments "$CHART/templates/rbac.yaml"
 
-  # Every CARBONSHIFT_* variable the chart sets must be one `carbonshift run` reads.
   if [[ -x $BIN ]]; then
-    "$BIN" run --help > "$WORK/run-help.txt" 2>&1
-    missing=""
-    for v in $(cat "$WORK"/{default,all-on,namespaced,file-provider}.yaml 2> /dev/null |
-      grep -oE 'name: CARBONSHIFT_[A-Z_]+' | awk '{print $2}' | sort -u); do
-      grep -q "$v" "$WORK/run-help.txt" || missing+=" $v"
-    done
-    [[ -z $missing ]] && pass "every CARBONSHIFT_* env var the chart sets is read by carbonshift run" ||
-      fail "env vars the chart sets but carbonshift run does not read:$missing"
+    capture run-help "$BIN" run --help
+    assertions env-vars "$RUNS/run-help.out" "$WORK"/{default,all-on,namespaced,file-provider}.yaml
   else
     fail "$BIN not built (cargo build): cannot check the chart's env vars against carbonshift run --help"
   fi
@@ -196,13 +182,7 @@ if have promtool; then
   check "promtool check rules (files/alerts.yaml)" promtool check rules "$CHART/files/alerts.yaml"
   check "promtool test rules (hack/tests/alerts_test.yaml)" promtool test rules hack/tests/alerts_test.yaml
   if [[ -s $WORK/all-on.yaml ]]; then
-    # The PrometheusRule as rendered, back into a rule file: what prometheus-operator loads.
-    python3 - "$WORK/all-on.yaml" > "$WORK/rendered-rules.yaml" << 'PY'
-import sys, yaml
-for d in yaml.safe_load_all(open(sys.argv[1])):
-    if d and d["kind"] == "PrometheusRule":
-        print(yaml.safe_dump(d["spec"]))
-PY
+    assertions rules-file "$WORK/all-on.yaml" "$WORK/rendered-rules.yaml"
     check "promtool check rules (the rendered PrometheusRule)" promtool check rules "$WORK/rendered-rules.yaml"
   fi
 fi
@@ -269,19 +249,16 @@ check "reduced prometheus-operator CRDs installed (test fixture)" \
 check "fixture CRDs established" k wait --for=condition=Established --timeout=60s \
   crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com
 
-# dry_run FILE: server-side dry run with strict field validation; Pod Security warnings
-# (restricted is enforced in $NS) count as failures.
-dry_run() {
-  local out rc
-  out=$(k apply --dry-run=server --validate=strict -f "$1" 2>&1)
-  rc=$?
-  printf '%s\n' "$out"
-  [[ $rc -eq 0 ]] || return 1
-  ! grep -qi 'would violate PodSecurity' <<< "$out"
-}
+# Server-side dry runs with strict field validation (chart_assertions.py dry-run also fails
+# on Pod Security warnings: restricted is enforced in $NS).
+dry=()
 for mode in default all-on namespaced; do
-  [[ -s $WORK/$mode.yaml ]] && check "API server accepts the $mode render (dry-run=server, strict)" dry_run "$WORK/$mode.yaml"
+  if [[ -s $WORK/$mode.yaml ]]; then
+    capture "dry-run-$mode" k apply --dry-run=server --validate=strict -f "$WORK/$mode.yaml"
+    dry+=("$mode")
+  fi
 done
+((${#dry[@]})) && assertions dry-run "$RUNS" "${dry[@]}"
 
 section "cluster: install"
 check "helm install into $NS (restricted Pod Security enforced)" \
@@ -296,8 +273,8 @@ done < <(find examples -name '*.yaml' ! -name kustomization.yaml ! -path '*/chec
 [[ -f examples/checkpointing/kustomization.yaml ]] &&
   check "example examples/checkpointing accepted by the API server (kubectl apply -k, dry-run=server)" \
     k apply --dry-run=server -k examples/checkpointing
-check "NOTES.txt tells the user the next commands" bash -c \
-  "helm get notes $RELEASE -n $NS | grep -q 'kubectl apply -f' && helm get notes $RELEASE -n $NS | grep -q 'kubectl get caj -w'"
+capture notes helm get notes "$RELEASE" -n "$NS"
+assertions notes "$RUNS"
 
 section "cluster: the operator runs with the chart's ServiceAccount (RBAC sufficient)"
 SA=$(k -n "$NS" get deployment $RELEASE -o jsonpath='{.spec.template.spec.serviceAccountName}')
@@ -308,7 +285,7 @@ make_sa_kubeconfig() {
   token=$(k -n "$NS" create token "$SA" --duration=1h) || return 1
   server=$(k config view --minify --raw -o jsonpath='{.clusters[0].cluster.server}')
   ca=$(k config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-  cat > "$SA_KUBECONFIG" << EOF
+  cat > "$SA_KUBECONFIG" << YAML
 apiVersion: v1
 kind: Config
 clusters:
@@ -321,19 +298,14 @@ contexts:
   - name: sa
     context: {cluster: c, user: $SA, namespace: $NS}
 current-context: sa
-EOF
-  KUBECONFIG=$SA_KUBECONFIG kubectl auth whoami -o jsonpath='{.status.userInfo.username}' | grep -qx "$SUBJECT"
+YAML
 }
 check "kubeconfig from a token of ServiceAccount $SA (kubectl create token)" make_sa_kubeconfig
+capture whoami env KUBECONFIG="$SA_KUBECONFIG" kubectl auth whoami -o jsonpath='{.status.userInfo.username}'
+assertions identity "$RUNS" "$SUBJECT"
 
-# A 1-minute forecast around now, flat: the RunNow job starts at once.
-python3 - > "$WORK/forecast.csv" << 'PY'
-from datetime import datetime, timedelta, timezone
-t0 = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=30)
-print("timestamp,gco2_per_kwh")
-for i in range(6 * 60):
-    print(f"{(t0 + timedelta(minutes=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},{250 + (i % 60)}")
-PY
+check "forecast CSV for the operator (chart_assertions.py forecast-csv)" \
+  python3 "$ASSERT" forecast-csv "$WORK/forecast.csv"
 # start_operator NAME PORT: the operator binary as the chart's ServiceAccount, configured
 # through the same CARBONSHIFT_* variables the chart sets; log in $WORK/NAME.log.
 start_operator() {
@@ -361,34 +333,8 @@ else
   fail "$BIN not built (cargo build): cannot run the operator as the chart's ServiceAccount"
 fi
 
-cat > "$WORK/job.yaml" << EOF
-apiVersion: carbonshift.io/v1alpha1
-kind: CarbonAwareJob
-metadata:
-  name: chart-rbac-proof
-  namespace: $JOBS_NS
-spec:
-  region: DE
-  schedule:
-    strategy: RunNow
-    maxDelay: 15m
-    expectedDuration: 30s
-  power:
-    watts: 300
-  template:
-    spec:
-      backoffLimit: 0
-      template:
-        metadata:
-          annotations:
-            test.carbonshift.io/run-for: 30s
-        spec:
-          restartPolicy: Never
-          containers:
-            - name: main
-              image: registry.k8s.io/pause:3.10
-EOF
-check "a CarbonAwareJob is accepted" k apply -f "$WORK/job.yaml"
+check "a CarbonAwareJob is accepted" k apply -n "$JOBS_NS" -f hack/tests/fixtures/chart-rbac-proof.yaml
+# Waits up to 4 minutes for the job to finish; chart_assertions.py job judges the outcome.
 phase=""
 for _ in $(seq 120); do
   phase=$(k -n "$JOBS_NS" get caj chart-rbac-proof -o jsonpath='{.status.phase}' 2> /dev/null)
@@ -396,31 +342,18 @@ for _ in $(seq 120); do
   [[ -n $operator_pid ]] && ! kill -0 "$operator_pid" 2> /dev/null && break
   sleep 2
 done
-if [[ $phase == Succeeded ]]; then
-  pass "CarbonAwareJob completed (phase Succeeded) under the chart's RBAC"
-else
-  fail "CarbonAwareJob did not succeed within 4 minutes (phase '${phase:-none}'; log: .cache/test-chart/operator.log)"
+capture caj k -n "$JOBS_NS" get caj chart-rbac-proof -o json
+capture events k get events -A --field-selector involvedObject.name=chart-rbac-proof -o json
+assertions job "$RUNS"
+if [[ $phase != Succeeded ]]; then
   k -n "$JOBS_NS" get caj,jobs,pods -o wide 2>&1 | sed 's/^/    | /'
   grep -iE 'error|forbidden|warn' "$WORK/operator.log" | tail -n 20 | sed 's/^/    | /'
 fi
-check "status carries accounted emissions" bash -c \
-  "kubectl -n $JOBS_NS get caj chart-rbac-proof -o jsonpath='{.status.emissionsGrams}' | grep -Eq '^[0-9.e+-]+\$'"
-check "the operator recorded Events for the job" bash -c \
-  "kubectl get events -A --field-selector involvedObject.name=chart-rbac-proof -o name | grep -q ."
 if [[ -n $operator_pid ]]; then
-  # The one expected refusal: listing nodes for the default region, which the operator
-  # tries best-effort and the chart only allows with regionDiscovery.fromNodeLabels.
-  if grep -i 'forbidden' "$WORK/operator.log" | grep -qv 'cannot list nodes'; then
-    fail "operator log has no 'forbidden' API errors (other than the optional node list)"
-    grep -i forbidden "$WORK/operator.log" | grep -v 'cannot list nodes' | head -n 5 | sed 's/^/    | /'
-  else
-    pass "operator log has no 'forbidden' API errors (other than the optional node list)"
-  fi
+  assertions operator-log "$WORK/operator.log"
   if curl -sf --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" > "$WORK/metrics.txt"; then
     pass "metrics scraped"
-    grep -Eq '^carbonshift_transitions_total\{action="start"\} [1-9]' "$WORK/metrics.txt" &&
-      pass 'carbonshift_transitions_total{action="start"} counted the start' ||
-      fail 'carbonshift_transitions_total{action="start"} counted the start'
+    assertions metrics "$WORK/metrics.txt"
     check "dashboard and alerts agree with the live scrape (check-dashboard.sh --scrape)" \
       hack/check-dashboard.sh --scrape "$WORK/metrics.txt"
   else
@@ -429,48 +362,11 @@ if [[ -n $operator_pid ]]; then
 fi
 
 section "cluster: RBAC is not excessive"
-can() { k auth can-i "$@" --as="$SUBJECT" 2> /dev/null; }
-allowed=(
-  "list carbonawarejobs.carbonshift.io -A"
-  "watch carbonawarejobs.carbonshift.io -A"
-  "patch carbonawarejobs.carbonshift.io --subresource=status -n $JOBS_NS"
-  "create jobs.batch -n $JOBS_NS"
-  "patch jobs.batch -n $JOBS_NS"
-  "create events.events.k8s.io -n $JOBS_NS"
-  "update leases.coordination.k8s.io/carbonshift-leader -n $NS"
-)
-denied=(
-  "get secrets -n $NS"
-  "list secrets -A"
-  "create carbonawarejobs.carbonshift.io -n $JOBS_NS"
-  "delete carbonawarejobs.carbonshift.io -n $JOBS_NS"
-  "update carbonawarejobs.carbonshift.io -n $JOBS_NS"
-  "patch carbonawarejobs.carbonshift.io -n $JOBS_NS"
-  "update jobs.batch -n $JOBS_NS"
-  "delete jobs.batch -n $JOBS_NS"
-  "create events -n $JOBS_NS"
-  "create pods -n $JOBS_NS"
-  "delete pods -n $JOBS_NS"
-  "list nodes"
-  "update leases.coordination.k8s.io/someone-elses-lease -n $NS"
-  "update leases.coordination.k8s.io -n kube-system"
-  "create customresourcedefinitions.apiextensions.k8s.io"
-  "create clusterrolebindings.rbac.authorization.k8s.io"
-  "* *"
-)
-set -f # "* *" is a verb and a resource, not a glob
-for a in "${allowed[@]}"; do
-  # shellcheck disable=SC2086
-  [[ $(can $a) == yes ]] && pass "can-i $a: yes" || fail "can-i $a: expected yes"
-done
-for d in "${denied[@]}"; do
-  # shellcheck disable=SC2086
-  [[ $(can $d) == no ]] && pass "can-i $d: no" || fail "can-i $d: expected no"
-done
-set +f
+run_plan kubectl can-i "$NS" "$JOBS_NS" "$SUBJECT"
+assertions can-i "$RUNS" "$NS" "$JOBS_NS" "$SUBJECT"
 k -n "$JOBS_NS" create secret generic decoy --from-literal=k=v --dry-run=client -o yaml | k apply -f - > /dev/null
-refuse "the operator's identity cannot delete a Secret (real request)" "forbidden" \
-  env KUBECONFIG="$SA_KUBECONFIG" kubectl -n "$JOBS_NS" delete secret decoy
+capture secret-delete env KUBECONFIG="$SA_KUBECONFIG" kubectl -n "$JOBS_NS" delete secret decoy
+assertions refused "$RUNS" secret-delete
 check "the Secret is still there" k -n "$JOBS_NS" get secret decoy
 
 section "cluster: two replicas (leader election with the chart's Lease permissions)"
@@ -479,34 +375,26 @@ if [[ -n $operator_pid ]]; then
   start_operator standby "$STANDBY_PORT"
   standby_pid=$!
   sleep 8
-  if grep -q 'became leader' "$WORK/standby.log"; then
-    fail "a second replica stays standby while the first holds the Lease"
-  else
-    pass "a second replica stays standby while the first holds the Lease"
-  fi
-  holder=$(k -n "$NS" get lease carbonshift-leader -o jsonpath='{.spec.holderIdentity}' 2> /dev/null)
-  [[ $holder == operator_* ]] && pass "Lease carbonshift-leader held by the first replica ($holder)" ||
-    fail "Lease carbonshift-leader held by the first replica (holder '$holder')"
+  capture standby-while-led cat "$WORK/standby.log"
+  capture lease-holder k -n "$NS" get lease carbonshift-leader -o jsonpath='{.spec.holderIdentity}'
   # A clean shutdown releases the Lease, so the standby takes over at once.
   stop_pid "$operator_pid"
   operator_pid=""
   for _ in $(seq 40); do grep -q 'became leader' "$WORK/standby.log" && break; sleep 0.5; done
-  if grep -q 'became leader' "$WORK/standby.log"; then
-    pass "the standby takes over when the leader stops"
-  else
-    fail "the standby takes over when the leader stops (log: .cache/test-chart/standby.log)"
-    tail -n 15 "$WORK/standby.log" | sed 's/^/    | /'
-  fi
+  capture standby-after cat "$WORK/standby.log"
   stop_pid "$standby_pid"
   standby_pid=""
+  # The first replica's POD_NAME is "operator" (start_operator), the holder "operator_<uid>".
+  assertions leader "$RUNS" operator_
 fi
 
 section "cluster: uninstall keeps the CRD and the users' jobs"
 check "helm uninstall" helm uninstall "$RELEASE" -n "$NS" --wait --timeout 2m
 check "CRD kept (crds.keep)" k get crd "$CRD"
 check "users' CarbonAwareJobs kept" k -n "$JOBS_NS" get caj chart-rbac-proof
-refuse "operator Deployment removed" "not ?found" k -n "$NS" get deployment "$RELEASE"
-refuse "operator ClusterRole removed" "not ?found" k get clusterrole "$RELEASE"
+capture deployment-gone k -n "$NS" get deployment "$RELEASE"
+capture clusterrole-gone k get clusterrole "$RELEASE"
+assertions refused "$RUNS" deployment-gone clusterrole-gone
 check "re-install adopts the kept CRD" helm install "$RELEASE" "$CHART" -n "$NS" --set region=DE --wait --timeout 3m
 check "final helm uninstall" helm uninstall "$RELEASE" -n "$NS" --wait --timeout 2m
 
