@@ -52,10 +52,6 @@ use std::collections::BTreeMap;
 
 pub mod time;
 
-/// API group.
-pub const GROUP: &str = "carbonshift.io";
-/// API version.
-pub const VERSION: &str = "v1alpha1";
 /// Label put on every child Job: the owning CarbonAwareJob's name.
 pub const JOB_LABEL: &str = "carbonshift.io/job";
 /// `app.kubernetes.io/managed-by` value on child Jobs.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{CliResult, Failure, Format};
 use crate::api::CarbonAwareJob;
-use crate::controller::build::{self, reason_name, Observed};
+use crate::controller::build::{self, Observed};
 use crate::controller::intensity::{Feed, SourceFeed};
 use crate::forecast::{self, ForecastArgs, ForecastError, ProviderConfig};
 use crate::plan::Action;
@@ -152,7 +152,7 @@ pub async fn run(args: Args) -> CliResult {
         return Err(Failure::input(why));
     };
     let st = &out.status;
-    let kw = spec.power_kw;
+    let kw = spec.power.kw();
     // Rows and totals on the one series the plan was made with.
     let series = out.planning_series.as_ref();
     let forecast_end = intens.series.end();
@@ -239,7 +239,6 @@ pub async fn run(args: Args) -> CliResult {
             .map(|n| format!("{}: {}", n.reason, n.message))
             .collect(),
     };
-    let _ = reason_name;
     match args.format {
         Format::Json => {
             let s = serde_json::to_string_pretty(&report)

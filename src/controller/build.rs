@@ -391,7 +391,7 @@ fn store_ledger(st: &mut CarbonAwareJobStatus, l: &Ledger, owed: Vec<Owed>) {
     st.energy_kwh = l.energy_kwh;
     st.emissions_grams = l.emissions_grams;
     st.baseline_grams = l.baseline_grams;
-    st.avoided_grams = st.baseline_grams - st.emissions_grams;
+    st.avoided_grams = l.avoided_grams();
     let unaccounted = owed_runtime_secs(&owed).round() as i64;
     st.unaccounted_seconds = (!owed.is_empty()).then_some(unaccounted);
     st.unaccounted = owed;

@@ -88,7 +88,6 @@ mod tests;
 
 pub use build::{build, Observed, Outcome};
 pub use intensity::{Feed, Intensities, SourceFeed};
-pub use validate::{validate, InvalidSpec, ValidSpec};
 
 /// Field manager of every write.
 pub const FIELD_MANAGER: &str = "carbonshift";

@@ -47,16 +47,12 @@ pub struct ValidSpec {
     pub created: DateTime<Utc>,
     /// Absolute deadline.
     pub deadline: DateTime<Utc>,
-    /// Power while running, for the ledger.
+    /// Power while running, for the ledger (`power.kw()`: facility power, IT power x PUE).
     pub power: PowerModel,
-    /// Facility power while running, kW (`power.kw()`: IT power x PUE).
-    pub power_kw: f64,
     /// How `power_kw` was derived, for `plan -f` and docs (`2 GPU x 400 W x PUE 1.2`).
     pub power_source: String,
     /// The child Job's spec as given (suspend is overridden when built).
     pub job_spec: JobSpec,
-    /// `spec.region`, when set.
-    pub region: Option<String>,
 }
 
 fn duration_field(name: &str, value: Option<&str>) -> Result<i64, InvalidSpec> {
@@ -189,10 +185,8 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
         created,
         deadline,
         power,
-        power_kw: power.kw(),
         power_source,
         job_spec,
-        region: caj.spec.region.clone().filter(|r| !r.trim().is_empty()),
     })
 }
 

@@ -34,8 +34,6 @@ pub type TraceLoader = Arc<dyn Fn(&str) -> Result<Series, ForecastError> + Send 
 /// are kept in memory after first use.
 pub struct EmbeddedSource {
     loader: TraceLoader,
-    /// Names of known zones, for error hints.
-    zones: Vec<String>,
     history: TimeDelta,
     horizon: TimeDelta,
     traces: Mutex<HashMap<String, Arc<Series>>>,
@@ -59,20 +57,13 @@ impl EmbeddedSource {
                 detail: format!("cannot load the embedded trace for {canonical}: {e}"),
             })
         });
-        let zones = crate::data::zones().iter().map(|z| z.to_string()).collect();
-        Self::with_loader(loader, zones, TimeDelta::days(7), horizon)
+        Self::with_loader(loader, TimeDelta::days(7), horizon)
     }
 
     /// A replay of arbitrary traces (tests, or data loaded from elsewhere).
-    pub fn with_loader(
-        loader: TraceLoader,
-        zones: Vec<String>,
-        history: TimeDelta,
-        horizon: TimeDelta,
-    ) -> Self {
+    pub fn with_loader(loader: TraceLoader, history: TimeDelta, horizon: TimeDelta) -> Self {
         Self {
             loader,
-            zones,
             history,
             horizon,
             traces: Mutex::new(HashMap::new()),
@@ -91,11 +82,6 @@ impl EmbeddedSource {
             map.insert(key, loaded.clone());
         }
         Ok(loaded)
-    }
-
-    /// Zone names the replay knows (for `--help` and error hints).
-    pub fn zones(&self) -> &[String] {
-        &self.zones
     }
 }
 
@@ -226,12 +212,7 @@ mod tests {
                 })
             }
         });
-        EmbeddedSource::with_loader(
-            loader,
-            vec!["DE".into()],
-            TimeDelta::days(7),
-            TimeDelta::hours(72),
-        )
+        EmbeddedSource::with_loader(loader, TimeDelta::days(7), TimeDelta::hours(72))
     }
 
     #[tokio::test]

@@ -8,13 +8,11 @@
 //! executed before the next call.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::series::Series;
 
 /// Which scheduling policy to apply.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
     /// Start at once, run to completion.
     RunNow,
@@ -28,7 +26,7 @@ pub enum Strategy {
 }
 
 /// What a real training job needs from a schedule: checkpointing is not free.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Constraints {
     /// Once started (or resumed), run at least this long before pausing.
     pub min_run_secs: i64,
@@ -41,7 +39,7 @@ pub struct Constraints {
 }
 
 /// Whether the job is currently running, and since when.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum JobState {
     /// Never started yet.
     NotStarted,
@@ -69,23 +67,21 @@ pub struct PlanRequest<'a> {
 }
 
 /// The action to take now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Run,
     Pause,
 }
 
 /// A planned run interval `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
 
 /// Why the decision came out as it did (for status conditions and Events).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// The plan puts this slot among the cleanest.
     CleanWindow,
@@ -108,7 +104,7 @@ pub enum Reason {
 }
 
 /// The outcome of [`decide`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub action: Action,
     pub reason: Reason,

@@ -18,7 +18,6 @@ mod job;
 pub mod noise;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
 use thiserror::Error;
 
 use crate::accounting::{self, PowerModel};
@@ -48,8 +47,7 @@ pub enum SimError {
 }
 
 /// The strategies `simulate` compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StrategyKind {
     RunNow,
     FlexibleStart,
@@ -125,7 +123,7 @@ pub struct SimConfig {
 }
 
 /// One job's outcome under one strategy.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone)]
 pub struct JobRun {
     pub submitted: DateTime<Utc>,
     pub deadline: DateTime<Utc>,
@@ -156,7 +154,7 @@ impl JobRun {
 }
 
 /// Totals for one strategy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct StrategyReport {
     pub strategy: StrategyKind,
     pub emissions_g: f64,
@@ -165,7 +163,6 @@ pub struct StrategyReport {
     pub oracle_fraction: Option<f64>,
     pub deadline_misses: usize,
     pub pauses_per_job: f64,
-    #[serde(skip)]
     pub jobs: Vec<JobRun>,
 }
 
