@@ -19,18 +19,27 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::series::{Series, SeriesError};
+use crate::timefmt;
 
 /// Why an accrual could not be made.
 #[derive(Debug, Error, PartialEq)]
 pub enum AccountingError {
     #[error("power must be finite and non-negative (watts {watts}, pue {pue})")]
     BadPower { watts: f64, pue: f64 },
-    #[error("run interval {from} .. {to} ends before it starts")]
+    #[error(
+        "run interval {} .. {} ends before it starts",
+        timefmt::format(*.from),
+        timefmt::format(*.to)
+    )]
     BackwardsInterval {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     },
-    #[error("run interval {from} starts before the job was created ({created})")]
+    #[error(
+        "run interval {} starts before the job was created ({})",
+        timefmt::format(*.from),
+        timefmt::format(*.created)
+    )]
     BeforeCreation {
         from: DateTime<Utc>,
         created: DateTime<Utc>,

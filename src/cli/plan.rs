@@ -13,6 +13,7 @@ use crate::controller::build::{self, Observed};
 use crate::controller::intensity::{Feed, SourceFeed};
 use crate::forecast::{self, ForecastArgs, ForecastError, ProviderConfig};
 use crate::plan::Action;
+use crate::timefmt;
 
 /// Show what the operator would do with a CarbonAwareJob manifest now.
 #[derive(Debug, clap::Args)]
@@ -26,7 +27,7 @@ pub struct Args {
     pub manifest: String,
 
     /// Plan as of this instant (RFC 3339) instead of the current time.
-    #[arg(long, value_parser = parse_now)]
+    #[arg(long, value_parser = timefmt::parse)]
     pub now: Option<DateTime<Utc>>,
 
     /// Grid zone or cloud region for a manifest without spec.region.
@@ -44,10 +45,6 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-}
-
-fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
-    crate::forecast::file::parse_timestamp(s)
 }
 
 #[derive(Debug, Serialize)]
@@ -251,8 +248,8 @@ pub async fn run(args: Args) -> CliResult {
             for r in &report.planned_runs {
                 println!(
                     "{},{},{},{:.1}",
-                    r.start.to_rfc3339(),
-                    r.end.to_rfc3339(),
+                    timefmt::format(r.start),
+                    timefmt::format(r.end),
                     r.seconds,
                     r.mean_grams_per_kwh
                 );
@@ -270,10 +267,6 @@ trait Pipe: Sized {
 }
 impl<T> Pipe for T {}
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 fn table_text(r: &Report) -> String {
     use std::fmt::Write as _;
     let dur = crate::duration::format_secs;
@@ -283,7 +276,7 @@ fn table_text(r: &Report) -> String {
     let _ = writeln!(
         s,
         "Now              {}  {}",
-        ts(r.now),
+        timefmt::format(r.now),
         r.current_intensity
             .map(|g| format!("{g} gCO2eq/kWh"))
             .unwrap_or_default()
@@ -293,12 +286,12 @@ fn table_text(r: &Report) -> String {
         let _ = writeln!(
             s,
             "Deadline         {} (plans to finish by {}: {} start-up margin)",
-            ts(r.deadline),
-            ts(r.planning_deadline),
+            timefmt::format(r.deadline),
+            timefmt::format(r.planning_deadline),
             dur((r.deadline - r.planning_deadline).num_seconds())
         );
     } else {
-        let _ = writeln!(s, "Deadline         {}", ts(r.deadline));
+        let _ = writeln!(s, "Deadline         {}", timefmt::format(r.deadline));
     }
     let _ = writeln!(s, "Remaining        {}", dur(r.remaining_seconds));
     let _ = writeln!(s, "Power            {} = {:.3} kW", r.power, r.power_kw);
@@ -309,7 +302,7 @@ fn table_text(r: &Report) -> String {
     );
     match (&r.next_transition_time, &r.next_action) {
         (Some(t), Some(a)) => {
-            let _ = writeln!(s, "Next transition  {a} at {}", ts(*t));
+            let _ = writeln!(s, "Next transition  {a} at {}", timefmt::format(*t));
         }
         _ => {
             let _ = writeln!(s, "Next transition  none (runs to completion)");
@@ -326,8 +319,8 @@ fn table_text(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "  {:<22} {:<22} {:>9} {:>12.1}  {}",
-                ts(run.start),
-                ts(run.end),
+                timefmt::format(run.start),
+                timefmt::format(run.end),
                 dur(run.seconds),
                 run.mean_grams_per_kwh,
                 run.intensities
@@ -336,7 +329,7 @@ fn table_text(r: &Report) -> String {
         let _ = writeln!(
             s,
             "  (forecast until {}; modelled: the daily profile past it)",
-            ts(r.forecast_end)
+            timefmt::format(r.forecast_end)
         );
     }
     if let (Some(e), Some(b)) = (r.expected_grams, r.run_now_grams) {

@@ -17,6 +17,7 @@ use crate::duration::{format_secs, parse_secs};
 use crate::plan::Constraints;
 use crate::series::Series;
 use crate::sim::{self, ForecastModel, SimConfig, SimError, SimReport, StrategyKind, Truth};
+use crate::timefmt;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -216,11 +217,12 @@ fn config(args: &Args) -> Result<SimConfig, Failure> {
     })
 }
 
+/// A timestamp ([`timefmt::parse`]), or a date (`YYYY-MM-DD`) meaning its midnight UTC.
 fn parse_instant(flag: &str, s: &str) -> Result<DateTime<Utc>, Failure> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
+    if let Ok(t) = timefmt::parse(s) {
+        return Ok(t);
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
@@ -284,8 +286,8 @@ fn source(args: &Args, region: Option<&str>, model: ForecastModel) -> Result<Sou
         actuals = actuals.slice(f, t).ok_or_else(|| {
             Failure::input(format!(
                 "--from/--to select nothing: the trace covers {} .. {}",
-                actuals.start().to_rfc3339(),
-                actuals.end().to_rfc3339()
+                timefmt::format(actuals.start()),
+                timefmt::format(actuals.end())
             ))
         })?;
     }

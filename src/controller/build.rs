@@ -60,6 +60,7 @@ use crate::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase, JOB_LABEL, M
 use crate::plan::horizon::{self, DailyProfile};
 use crate::plan::{self, Action, JobState, Plan, PlanRequest, Reason};
 use crate::series::Series;
+use crate::timefmt;
 
 /// Condition types.
 pub const READY: &str = "Ready";
@@ -653,10 +654,6 @@ pub fn planning_deadline(
     deadline.checked_sub_signed(m).unwrap_or(deadline)
 }
 
-fn fmt_t(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// Builds the outcome of one reconcile. Pure.
 /// The build step: a pipeline of the named pure steps below, in order. Each returns what
 /// the next needs; the first four may end the pipeline with their own outcome.
@@ -970,7 +967,7 @@ fn transition(
         let margin_txt = if d.plan_deadline < v.deadline {
             format!(
                 ", planned to finish by {} ({} start-up margin)",
-                fmt_t(d.plan_deadline),
+                timefmt::format(d.plan_deadline),
                 crate::duration::format_secs((v.deadline - d.plan_deadline).num_seconds())
             )
         } else {
@@ -1001,7 +998,7 @@ fn transition(
                 reason_name(reason),
                 crate::duration::format_secs(d.remaining.max(0)),
                 crate::duration::format_secs(v.expected_secs),
-                fmt_t(v.deadline),
+                timefmt::format(v.deadline),
                 margin_txt
             ),
         });
@@ -1026,7 +1023,7 @@ fn transition(
                 reason_name(reason),
                 crate::duration::format_secs(d.remaining.max(0)),
                 d.next()
-                    .map(|t| format!(", resuming at {}", fmt_t(t)))
+                    .map(|t| format!(", resuming at {}", timefmt::format(t)))
                     .unwrap_or_default()
             ),
         });
@@ -1052,13 +1049,13 @@ fn deadline_notes(
             "{} runtime left cannot finish by the deadline {} even running continuously: \
              running it now. Move the deadline to {} or later, or shorten expectedDuration",
             crate::duration::format_secs(d.remaining.max(0)),
-            fmt_t(v.deadline),
-            fmt_t(now + TimeDelta::seconds(d.remaining.max(0))),
+            timefmt::format(v.deadline),
+            timefmt::format(now + TimeDelta::seconds(d.remaining.max(0))),
         )
     } else if now > v.deadline {
         format!(
             "deadline {} passed before the job finished",
-            fmt_t(v.deadline)
+            timefmt::format(v.deadline)
         )
     } else {
         return false;
@@ -1125,9 +1122,9 @@ fn conditions(
         now,
     );
     let running_msg = match (d.run(), d.next()) {
-        (true, Some(t)) => format!("running; planned pause at {}", fmt_t(t)),
+        (true, Some(t)) => format!("running; planned pause at {}", timefmt::format(t)),
         (true, None) => "running to completion".to_string(),
-        (false, Some(t)) => format!("suspended; planned start at {}", fmt_t(t)),
+        (false, Some(t)) => format!("suspended; planned start at {}", timefmt::format(t)),
         (false, None) => "suspended".to_string(),
     };
     set_condition(
@@ -1273,7 +1270,7 @@ fn accounted_condition(st: &mut CarbonAwareJobStatus, generation: Option<i64>, n
         "no recorded intensities for part of the runtime or of the run-now baseline since {}: \
          emissionsGrams and baselineGrams exclude it (unaccountedSeconds, status.unaccounted) \
          until the provider's history covers it",
-        fmt_t(from),
+        timefmt::format(from),
     );
     set_condition(
         &mut st.conditions,

@@ -19,6 +19,7 @@ use crate::api::{
 };
 use crate::duration::parse_secs;
 use crate::plan::{Constraints, Strategy};
+use crate::timefmt;
 
 /// The GPU extended resource whose count defaults `spec.power.gpus`.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
@@ -119,10 +120,10 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
                 return Err(invalid(format!(
                     "spec.schedule.deadline {} is more than {} days ({MAX_SCHEDULE_SPAN_HOURS}h) after \
                      the job's creation at {}: move the deadline to {} or earlier",
-                    d.to_rfc3339(),
+                    timefmt::format(d),
                     MAX_SCHEDULE_SPAN_HOURS / 24,
-                    created.to_rfc3339(),
-                    latest.to_rfc3339(),
+                    timefmt::format(created),
+                    timefmt::format(latest),
                 )));
             }
             d
@@ -296,9 +297,9 @@ mod tests {
         let e = validate(&with_deadline(late), now()).unwrap_err();
         assert_eq!(
             e.message,
-            "spec.schedule.deadline 2025-03-01T23:50:01+00:00 is more than 366 days (8784h) after \
-             the job's creation at 2024-02-29T23:50:00+00:00: move the deadline to \
-             2025-03-01T23:50:00+00:00 or earlier"
+            "spec.schedule.deadline 2025-03-01T23:50:01Z is more than 366 days (8784h) after \
+             the job's creation at 2024-02-29T23:50:00Z: move the deadline to \
+             2025-03-01T23:50:00Z or earlier"
         );
         // Relative to creation, not to the time of the reconcile.
         let a_month_on = now() + TimeDelta::days(30);

@@ -24,6 +24,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Forecast, ForecastError, ForecastSource, Signal};
 use crate::series::Series;
+use crate::timefmt;
 
 pub const NAME: &str = "embedded";
 
@@ -124,8 +125,8 @@ impl EmbeddedSource {
                 provider: NAME.into(),
                 detail: format!(
                     "the {region} trace ({} .. {}) is too short to replay {} h of history and {} h of horizon",
-                    trace.start(),
-                    trace.end(),
+                    timefmt::format(trace.start()),
+                    timefmt::format(trace.end()),
                     self.history.num_hours(),
                     self.horizon.num_hours()
                 ),
@@ -185,7 +186,11 @@ impl ForecastSource for EmbeddedSource {
         let (trace, shift) = self.replay(region, now)?;
         Self::shifted(&trace, shift, from, to.min(now))?.ok_or_else(|| ForecastError::Unavailable {
             provider: NAME.into(),
-            detail: format!("the {region} trace has no data for {from} .. {to}"),
+            detail: format!(
+                "the {region} trace has no data for {} .. {}",
+                timefmt::format(from),
+                timefmt::format(to)
+            ),
         })
     }
 }

@@ -25,6 +25,7 @@ use crate::data::Vintage;
 use crate::duration::format_secs;
 use crate::plan::{self, Constraints, Interval, Strategy};
 use crate::series::Series;
+use crate::timefmt;
 pub use forecast::{ForecastCache, ForecastModel, Forecaster};
 
 /// History the first job may learn from (persistence needs a full day).
@@ -234,8 +235,8 @@ pub fn submissions(truth: &Truth<'_>, cfg: &SimConfig) -> Result<Vec<DateTime<Ut
         return input(format!(
             "the trace is too short for one job: it needs {warm}duration + slack = {} after {}, but it ends at {}",
             format_secs((window).num_seconds()),
-            first.to_rfc3339(),
-            actuals.end().to_rfc3339()
+            timefmt::format(first),
+            timefmt::format(actuals.end())
         ));
     }
     Ok(out)
@@ -389,9 +390,13 @@ fn run_oracle(
     deadline: DateTime<Utc>,
 ) -> Result<JobRun, SimError> {
     let actuals = truth.actuals;
-    let window = actuals
-        .slice(submit, deadline)
-        .ok_or_else(|| SimError::Internal(format!("no actuals for {submit} .. {deadline}")))?;
+    let window = actuals.slice(submit, deadline).ok_or_else(|| {
+        SimError::Internal(format!(
+            "no actuals for {} .. {}",
+            timefmt::format(submit),
+            timefmt::format(deadline)
+        ))
+    })?;
     let plan = plan::oracle::schedule(
         strategy,
         &window,
