@@ -194,7 +194,7 @@ pub fn reason_name(r: Reason) -> &'static str {
         Reason::AboveThreshold => "AboveThreshold",
         Reason::RunNow => "RunNow",
         Reason::Constraint => "Constraint",
-        Reason::Done => "EstimateExceeded",
+        Reason::EstimateExceeded => "EstimateExceeded",
     }
 }
 

@@ -99,8 +99,9 @@ pub enum Reason {
     RunNow,
     /// A constraint (min run/pause, max pauses) holds the current state.
     Constraint,
-    /// No work left.
-    Done,
+    /// No work left by the runtime estimate (`expectedDuration`): a job still running
+    /// past it is never paused again and runs to completion.
+    EstimateExceeded,
 }
 
 /// The outcome of [`decide`].
@@ -156,8 +157,9 @@ pub fn remaining_work_secs(
 /// running job keeps running, a waiting or paused one waits, reason `Constraint`) until
 /// the slack, the time to `deadline` less the remaining work, is down to `guard_secs`;
 /// then the job runs (`DeadlineGuard`). Looked at again at least every `guard_secs`, a
-/// waiting job therefore starts with slack to spare. No work left is `Run`/`Done`, as in
-/// [`decide`]. Plans no intervals (there is nothing to plan them with).
+/// waiting job therefore starts with slack to spare. No work left is
+/// `Run`/`EstimateExceeded`, as in [`decide`]. Plans no intervals (there is nothing to plan
+/// them with).
 pub fn decide_without_forecast(
     now: DateTime<Utc>,
     remaining_secs: i64,
@@ -170,7 +172,7 @@ pub fn decide_without_forecast(
         .num_seconds()
         .saturating_sub(remaining_secs);
     let (action, reason) = if remaining_secs <= 0 {
-        (Action::Run, Reason::Done)
+        (Action::Run, Reason::EstimateExceeded)
     } else if slack <= guard_secs {
         (Action::Run, Reason::DeadlineGuard)
     } else if running {
@@ -189,16 +191,16 @@ pub fn decide_without_forecast(
 
 /// Decide what to do now. Pure and deterministic; never panics.
 ///
-/// Degenerate inputs get a usable answer: no work left is `Run`/`Done` with no intervals;
-/// a deadline that cannot be met (including one in the past) is `Run`/`DeadlineInfeasible`
-/// (finish as early as possible); a forecast that does not cover `[now, deadline)` is
-/// taken at its mean where it is missing.
+/// Degenerate inputs get a usable answer: no work left is `Run`/`EstimateExceeded` with no
+/// intervals; a deadline that cannot be met (including one in the past) is
+/// `Run`/`DeadlineInfeasible` (finish as early as possible); a forecast that does not cover
+/// `[now, deadline)` is taken at its mean where it is missing.
 pub fn decide(req: &PlanRequest<'_>) -> Plan {
     let now = req.now;
     if req.remaining_secs <= 0 {
         return Plan {
             action: Action::Run,
-            reason: Reason::Done,
+            reason: Reason::EstimateExceeded,
             next_transition: None,
             intervals: Vec::new(),
             expected_grams_per_kw: 0.0,

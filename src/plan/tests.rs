@@ -58,13 +58,13 @@ fn degenerate_inputs_never_panic() {
     });
     assert_eq!(
         (done.action, done.reason, done.intervals.len()),
-        (Action::Run, Reason::Done, 0)
+        (Action::Run, Reason::EstimateExceeded, 0)
     );
     let neg = decide(&PlanRequest {
         remaining_secs: -5,
         ..req(&f, t0(), 1, hours(3), Strategy::FlexibleStart)
     });
-    assert_eq!(neg.reason, Reason::Done);
+    assert_eq!(neg.reason, Reason::EstimateExceeded);
     let late = decide(&req(&f, hours(5), 1, hours(2), Strategy::PauseResume));
     assert_eq!(
         (late.action, late.reason, late.next_transition),
@@ -803,7 +803,7 @@ proptest! {
         prop_assert!(p.intervals.is_empty() && p.next_transition.is_none());
         let slack = to_deadline - remaining;
         let want = if remaining <= 0 {
-            (Action::Run, Reason::Done)
+            (Action::Run, Reason::EstimateExceeded)
         } else if slack <= guard {
             (Action::Run, Reason::DeadlineGuard)
         } else if running {
