@@ -142,7 +142,7 @@ pub async fn run(args: Args) -> CliResult {
     });
     let Some(spec) = out.spec.as_ref() else {
         let why = out
-            .notes
+            .events
             .first()
             .map(|n| n.message.clone())
             .unwrap_or_else(|| "the manifest cannot be planned".into());
@@ -230,7 +230,7 @@ pub async fn run(args: Args) -> CliResult {
             .then(|| kw * grams(now_s, now_s + TimeDelta::seconds(remaining))),
         planned_runs,
         events: out
-            .notes
+            .events
             .iter()
             .filter(|n| n.reason != "ChildJobRecreated")
             .map(|n| format!("{}: {}", n.reason, n.message))

@@ -112,7 +112,7 @@ impl Transition {
 
 /// An Event to publish on the CarbonAwareJob.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Note {
+pub struct EventNote {
     pub warning: bool,
     /// PascalCase: Started, Paused, Resumed, DeadlineGuard, Succeeded, Failed, InvalidSpec, ...
     pub reason: &'static str,
@@ -130,7 +130,7 @@ pub struct Outcome {
     /// The `spec.suspend` to set on the existing child Job (a patch of that field alone:
     /// nothing else of a live Job is ever rewritten); `None` when it already matches.
     pub suspend: Option<bool>,
-    pub notes: Vec<Note>,
+    pub events: Vec<EventNote>,
     /// When to reconcile again; `None` for "only on change".
     pub requeue: Option<TimeDelta>,
     pub transition: Option<Transition>,
@@ -166,7 +166,7 @@ impl Outcome {
             write_status: false,
             job: None,
             suspend: None,
-            notes: Vec::new(),
+            events: Vec::new(),
             requeue: None,
             transition: None,
             deadline_guard: false,
@@ -478,7 +478,7 @@ pub fn template_hash(caj: &CarbonAwareJob) -> String {
 fn template_current(
     st: &mut CarbonAwareJobStatus,
     caj: &CarbonAwareJob,
-    notes: &mut Vec<Note>,
+    events: &mut Vec<EventNote>,
     creating: bool,
     generation: Option<i64>,
     now: DateTime<Utc>,
@@ -510,7 +510,7 @@ fn template_current(
         )
     };
     if !current && was != Some(false) {
-        notes.push(Note {
+        events.push(EventNote {
             warning: true,
             reason: "TemplateChangeIgnored",
             message: message.clone(),
@@ -616,7 +616,7 @@ pub fn reject(
     let mut o = Outcome::unchanged(st);
     o.write_status = write;
     if news {
-        o.notes.push(Note {
+        o.events.push(EventNote {
             warning: true,
             reason,
             message,
@@ -679,14 +679,21 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     accounted_condition(&mut st, generation, now);
     observe_ready(&mut st, observed_ready(obs.child), now);
     let d = decide(&obs, &st, &v, intens, now);
-    let mut notes = Vec::new();
-    let transition = transition(&mut st, &d, &v, now, &mut notes);
-    let deadline_missed = deadline_notes(&mut st, &d, &v, now, &mut notes);
+    let mut events = Vec::new();
+    let transition = transition(&mut st, &d, &v, now, &mut events);
+    let deadline_missed = deadline_events(&mut st, &d, &v, now, &mut events);
     schedule(&mut st, &d);
     conditions(&mut st, &obs, &d, region, now);
     let (job, suspend) = child_diff(&obs, &v, d.run());
-    template_current(&mut st, obs.caj, &mut notes, job.is_some(), generation, now);
-    recreated_note(&obs, &old, d.run(), &mut notes);
+    template_current(
+        &mut st,
+        obs.caj,
+        &mut events,
+        job.is_some(),
+        generation,
+        now,
+    );
+    recreated_event(&obs, &old, d.run(), &mut events);
     let (write_status, requeue) = persist_and_requeue(&obs, &old, &st, transition, &d, now);
     let deleting = obs
         .child
@@ -696,7 +703,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         write_status,
         job,
         suspend,
-        notes,
+        events,
         requeue: Some(requeue),
         transition,
         deadline_guard: transition.is_some() && d.run() && d.plan.reason == Reason::DeadlineGuard,
@@ -816,7 +823,7 @@ fn close_finished(
         st.energy_kwh,
         crate::duration::format_secs(st.runtime_seconds),
         st.pauses,
-        unaccounted_note(&st)
+        unaccounted_suffix(&st)
     );
     let (ok, reason) = match phase {
         Phase::Succeeded => (true, "Succeeded"),
@@ -847,7 +854,7 @@ fn close_finished(
     );
     let mut o = Outcome::unchanged(st);
     o.write_status = true;
-    o.notes = vec![Note {
+    o.events = vec![EventNote {
         warning: !ok,
         reason,
         message,
@@ -960,7 +967,7 @@ fn transition(
     d: &Decision,
     v: &ValidSpec,
     now: DateTime<Utc>,
-    notes: &mut Vec<Note>,
+    events: &mut Vec<EventNote>,
 ) -> Option<Transition> {
     let reason = d.plan.reason;
     if d.run() && !d.was_running {
@@ -989,7 +996,7 @@ fn transition(
             (_, true) => ("Started", "started"),
             (_, false) => ("Resumed", "resumed"),
         };
-        notes.push(Note {
+        events.push(EventNote {
             warning: reason == Reason::DeadlineGuard,
             reason: ev,
             message: format!(
@@ -1014,7 +1021,7 @@ fn transition(
         st.ready_pods = Some(0);
         st.ready_since = None;
         st.pauses += 1;
-        notes.push(Note {
+        events.push(EventNote {
             warning: false,
             reason: "Paused",
             message: format!(
@@ -1034,12 +1041,12 @@ fn transition(
 
 /// Step "deadline": records a deadline missed (passed, or infeasible even running from
 /// now: then the job runs at once) once, with its Warning. Returns whether it did now.
-fn deadline_notes(
+fn deadline_events(
     st: &mut CarbonAwareJobStatus,
     d: &Decision,
     v: &ValidSpec,
     now: DateTime<Utc>,
-    notes: &mut Vec<Note>,
+    events: &mut Vec<EventNote>,
 ) -> bool {
     if st.deadline_missed {
         return false;
@@ -1061,7 +1068,7 @@ fn deadline_notes(
         return false;
     };
     st.deadline_missed = true;
-    notes.push(Note {
+    events.push(EventNote {
         warning: true,
         reason: "DeadlineMissed",
         message,
@@ -1153,16 +1160,16 @@ fn child_diff(obs: &Observed<'_>, v: &ValidSpec, run: bool) -> (Option<Job>, Opt
 }
 
 /// A Warning when the child Job this CarbonAwareJob had is gone and is recreated.
-fn recreated_note(
+fn recreated_event(
     obs: &Observed<'_>,
     old: &CarbonAwareJobStatus,
     run: bool,
-    notes: &mut Vec<Note>,
+    events: &mut Vec<EventNote>,
 ) {
     if obs.child.is_some() || old.job_name.is_none() {
         return;
     }
-    notes.push(Note {
+    events.push(EventNote {
         warning: true,
         reason: "ChildJobRecreated",
         message: format!(
@@ -1235,7 +1242,7 @@ fn finished_history(
 pub const SETTLE_FOR_SECS: i64 = 86_400;
 
 /// ` (N s of runtime unaccounted: ...)` for a completion message, empty when nothing is owed.
-fn unaccounted_note(st: &CarbonAwareJobStatus) -> String {
+fn unaccounted_suffix(st: &CarbonAwareJobStatus) -> String {
     match st.unaccounted_seconds {
         Some(n) if !st.unaccounted.is_empty() => format!(
             "; {} of runtime not yet in the emissions: no recorded intensities (see status.unaccounted)",
