@@ -129,7 +129,7 @@ mod strategies;
 mod tests;
 
 use grid::{at, offset_ms, Grid, MS_PER_HOUR};
-use strategies::{Ctx, Outcome};
+use strategies::{Outcome, Problem};
 
 /// The `remaining_secs` to pass to [`decide`]: the expected runtime, plus the restore
 /// overhead of every pause taken so far, minus the runtime accrued.
@@ -206,49 +206,54 @@ pub fn decide(req: &PlanRequest<'_>) -> Plan {
             expected_grams_per_kw: 0.0,
         };
     }
-    let r = req.remaining_secs.saturating_mul(1000);
-    let h = offset_ms(now, req.deadline);
+    let work = req.remaining_secs.saturating_mul(1000);
+    let deadline = offset_ms(now, req.deadline);
     // Run straight through from now: the deadline is already out of reach, or the
     // strategy never waits.
     let run_through = |reason| {
-        let grid = Grid::new(req.forecast, now, r, &[]);
+        let grid = Grid::new(req.forecast, now, work, &[]);
         finish(
             now,
             &grid,
             Outcome {
-                blocks: vec![(0, r)],
+                blocks: vec![(0, work)],
                 reason,
             },
         )
     };
-    if r > h {
+    if work > deadline {
         return run_through(Reason::DeadlineInfeasible);
     }
     if req.strategy == Strategy::RunNow {
         return run_through(Reason::RunNow);
     }
-    let cx = context(req, r, h);
-    let grid = Grid::new(req.forecast, now, h, &[cx.run_lock, cx.pause_lock]);
+    let problem = problem_of(req, work, deadline);
+    let grid = Grid::new(
+        req.forecast,
+        now,
+        deadline,
+        &[problem.run_lock, problem.pause_lock],
+    );
     let out = match req.strategy {
         Strategy::RunNow => Outcome {
-            blocks: vec![(0, r)],
+            blocks: vec![(0, work)],
             reason: Reason::RunNow,
         },
-        Strategy::FlexibleStart => strategies::flexible_start(&grid, &cx),
-        Strategy::PauseResume => strategies::pause_resume(&grid, &cx),
+        Strategy::FlexibleStart => strategies::flexible_start(&grid, &problem),
+        Strategy::PauseResume => strategies::pause_resume(&grid, &problem),
         Strategy::Threshold { max_gco2_per_kwh } => {
-            strategies::threshold(&grid, &cx, max_gco2_per_kwh)
+            strategies::threshold(&grid, &problem, max_gco2_per_kwh)
         }
     };
     finish(now, &grid, out)
 }
 
-/// Normalises a feasible request (`0 < r <= h`) to milliseconds and resolves the locks
-/// the job state implies.
-fn context(req: &PlanRequest<'_>, r: i64, h: i64) -> Ctx {
+/// Normalises a feasible request (`0 < work <= deadline`, in ms from now) to milliseconds
+/// and resolves the locks the job state implies.
+fn problem_of(req: &PlanRequest<'_>, work: i64, deadline: i64) -> Problem {
     let c = &req.constraints;
     let ms = |s: i64| s.max(0).saturating_mul(1000);
-    let (min_run, min_pause, o) = (
+    let (min_run, min_pause, pause_overhead) = (
         ms(c.min_run_secs),
         ms(c.min_pause_secs),
         ms(c.checkpoint_overhead_secs),
@@ -258,18 +263,18 @@ fn context(req: &PlanRequest<'_>, r: i64, h: i64) -> Ctx {
         JobState::NotStarted => (false, 0, 0, 0),
         JobState::Running { since } => {
             let ran = offset_ms(since, req.now).max(0);
-            (true, ran, (min_run - ran).clamp(0, r), 0)
+            (true, ran, (min_run - ran).clamp(0, work), 0)
         }
         JobState::Paused { since } => {
             let paused = offset_ms(since, req.now).max(0);
             // The guard overrides min_pause: never wait past the latest start.
-            (false, 0, 0, (min_pause - paused).clamp(0, h - r))
+            (false, 0, 0, (min_pause - paused).clamp(0, deadline - work))
         }
     };
-    Ctx {
-        h,
-        r,
-        o,
+    Problem {
+        deadline,
+        work,
+        pause_overhead,
         min_run,
         min_pause,
         allowed,
