@@ -149,7 +149,7 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
     let strategy = match s.strategy {
         StrategyName::RunNow => Strategy::RunNow,
         StrategyName::FlexibleStart => Strategy::FlexibleStart,
-        StrategyName::PauseAndResume => Strategy::PauseResume,
+        StrategyName::PauseAndResume => Strategy::PauseAndResume,
         StrategyName::Threshold => match s.threshold_grams_per_kwh {
             Some(t) if t > 0.0 && t.is_finite() => Strategy::Threshold {
                 max_gco2_per_kwh: t,

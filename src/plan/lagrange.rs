@@ -1,4 +1,4 @@
-//! Constrained pause-resume by Lagrangian relaxation and an O(slots) dynamic programme.
+//! Constrained pause-and-resume by Lagrangian relaxation and an O(slots) dynamic programme.
 //!
 //! The hard part of the constrained problem is the coupling through the total work; the
 //! structure (runs of at least `min_run`, pauses of at least `min_pause`, a price per

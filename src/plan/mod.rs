@@ -20,7 +20,7 @@ pub enum Strategy {
     /// once started, never pause.
     FlexibleStart,
     /// Run only in the cleanest slots before the deadline, pausing in between.
-    PauseResume,
+    PauseAndResume,
     /// Run while intensity is below the limit (gCO2eq/kWh), deadline permitting.
     Threshold { max_gco2_per_kwh: f64 },
 }
@@ -240,7 +240,7 @@ pub fn decide(req: &PlanRequest<'_>) -> Plan {
             reason: Reason::RunNow,
         },
         Strategy::FlexibleStart => strategies::flexible_start(&grid, &problem),
-        Strategy::PauseResume => strategies::pause_resume(&grid, &problem),
+        Strategy::PauseAndResume => strategies::pause_and_resume(&grid, &problem),
         Strategy::Threshold { max_gco2_per_kwh } => {
             strategies::threshold(&grid, &problem, max_gco2_per_kwh)
         }

@@ -34,7 +34,7 @@ pub fn schedule(
     })
 }
 
-/// A tiny pause-resume instance in whole slots: slot `i` has intensity `values[i]`, the
+/// A tiny pause-and-resume instance in whole slots: slot `i` has intensity `values[i]`, the
 /// horizon (deadline) is the end of the last slot, the job needs `work` slots of runtime.
 #[cfg(test)]
 #[derive(Debug, Clone, PartialEq)]

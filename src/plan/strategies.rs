@@ -4,7 +4,7 @@
 //! for the action at `now`; [`super::decide`] turns that into a [`super::Plan`]. The
 //! deadline guard is structural rather than a post-check: every strategy only ever returns
 //! blocks that fit the remaining work, plus the overhead of the pauses they contain, before
-//! the deadline, and a pause-resume or threshold plan only pauses when the slack left can
+//! the deadline, and a pause-and-resume or threshold plan only pauses when the slack left can
 //! absorb the pause's overhead. Since `next_transition` is the first block's start (when
 //! pausing) or end (when running), an operator that re-plans at every transition can never
 //! be led past the latest start.
@@ -442,7 +442,7 @@ fn unconstrained(grid: &Grid, problem: &Problem) -> Option<Blocks> {
     }
 }
 
-/// Constrained pause-resume by repair: start from the cheapest slots, then fix violations
+/// Constrained pause-and-resume by repair: start from the cheapest slots, then fix violations
 /// (short gaps, short runs, too many pauses) one commitment at a time, each time choosing
 /// the fix that costs least at the current marginal price `lambda` (the dearest slot the
 /// selection took): filling a gap costs its intensity above `lambda` minus one overhead
@@ -685,7 +685,7 @@ fn repair(grid: &Grid, problem: &Problem, prefer_drop: bool) -> Option<Blocks> {
     None
 }
 
-pub(crate) fn pause_resume(grid: &Grid, problem: &Problem) -> Outcome {
+pub(crate) fn pause_and_resume(grid: &Grid, problem: &Problem) -> Outcome {
     if problem.slack() <= 0
         || (problem.running && !problem.can_pause_now() && problem.allowed != Some(0))
     {
