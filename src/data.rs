@@ -414,8 +414,8 @@ mod tests {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
     }
 
-    /// Row counts, first/last timestamps and means against the shared data README's
-    /// sanity table (means there are rounded to whole grams; CA-QC to 0.1 g).
+    /// Row counts, first/last timestamps and means against the sanity table published
+    /// with the source data (means there are rounded to whole grams; CA-QC to 0.1 g).
     #[test]
     fn embedded_zones_match_the_published_summary() {
         let expect: [(&str, usize, i32, i32, f64); 11] = [
@@ -479,13 +479,13 @@ mod tests {
         }
     }
 
-    /// Regenerated files must equal the shared source: run `data/build.sh` then this test
-    /// with `cargo test -- --ignored` on a machine that has the shared folder.
+    /// Regenerated files must equal their source: run `data/build.sh` then this test with
+    /// `cargo test -- --ignored`, `CARBONSHIFT_SHARED_DATA` naming the source CSVs' folder.
     #[test]
     #[ignore = "needs the shared source CSVs (CARBONSHIFT_SHARED_DATA)"]
     fn embedded_equals_shared_source() {
         let dir = std::env::var("CARBONSHIFT_SHARED_DATA")
-            .unwrap_or_else(|_| "/work/shared/data/grid-intensity".into());
+            .expect("set CARBONSHIFT_SHARED_DATA to the folder of the source CSVs");
         for zone in zones() {
             let p = Path::new(&dir).join(format!("electricitymaps_hourly_{zone}.csv"));
             let shared = load_csv_path(&p).unwrap();

@@ -2,7 +2,7 @@
 //! rules the API server enforces, and small helpers to read them.
 //!
 //! The CRD YAML in `crds/` is generated from these types (`carbonshift crd`); a unit test
-//! fails when it is stale. Field names are a public contract (see `DESIGN.md`).
+//! fails when it is stale. Field names are a public contract.
 //!
 //! ## Why the pod template is schemaless
 //! `spec.template.spec` is a batch/v1 `JobSpec`: its own fields (parallelism, completions,
