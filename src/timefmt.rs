@@ -1,7 +1,8 @@
-//! The one way the crate reads and writes an instant as text: [`parse`] for every timestamp
-//! it is given (flags, manifests, forecast files, traces, provider responses) and
-//! [`format`] for every timestamp it shows or sends (tables, CSV, Events, messages, query
-//! parameters).
+//! The one way the crate reads and writes an instant as text: [`parse()`] for every timestamp
+//! it is given as text (flags, forecast files, traces, the UK Carbon Intensity API's slots)
+//! and [`format()`] for every timestamp it shows or sends (tables, CSV, Events, messages,
+//! query parameters). JSON fields typed as instants (provider responses, the Kubernetes
+//! `Time`s) are read by their serde implementations, RFC 3339 as well.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 
