@@ -137,7 +137,7 @@ fn bench_feed(c: &mut Criterion, feed: &str, intens: &Intensities) {
         };
         // A spec the build step refused would measure nothing.
         let out = build(obs);
-        assert!(out.plan.is_some(), "{name}: {:?}", out.notes);
+        assert!(out.plan.is_some(), "{name}: {:?}", out.events);
         g.bench_function(&name, |b| b.iter(|| build(black_box(obs))));
     }
     g.finish();

@@ -61,18 +61,18 @@ fn single_job(c: &mut Criterion) {
     let mut g = c.benchmark_group("8d job, 16d deadline, 5 min slots");
     for (name, s, cons) in [
         (
-            "pause-resume unconstrained",
-            Strategy::PauseResume,
+            "pause-and-resume unconstrained",
+            Strategy::PauseAndResume,
             Constraints::default(),
         ),
         (
-            "pause-resume min run/pause 1h, overhead 5m",
-            Strategy::PauseResume,
+            "pause-and-resume min run/pause 1h, overhead 5m",
+            Strategy::PauseAndResume,
             constrained,
         ),
         (
-            "pause-resume + max 20 pauses",
-            Strategy::PauseResume,
+            "pause-and-resume + max 20 pauses",
+            Strategy::PauseAndResume,
             capped,
         ),
         (
@@ -111,7 +111,7 @@ fn replan_10k(c: &mut Criterion) {
             let rem = 3600 + (next() % (23 * 3600)) as i64;
             let slack = (next() % (96 * 3600)) as i64;
             let strategy = match i % 4 {
-                0 | 1 => Strategy::PauseResume,
+                0 | 1 => Strategy::PauseAndResume,
                 2 => Strategy::FlexibleStart,
                 _ => Strategy::Threshold {
                     max_gco2_per_kwh: 280.0,

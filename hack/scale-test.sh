@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Control plane at scale: measures the operator against DESIGN.md's control-plane targets
+# Control plane at scale: measures the operator against the design's control-plane targets
 # (O(regions) forecast calls; at most one Job write and one status write per transition;
 # 10,000 CarbonAwareJobs with operator memory under 100 MiB) on a private local cluster
 # (hack/cluster.sh, see docs/local-cluster.md). Results: docs/benchmarks.md,

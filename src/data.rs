@@ -24,6 +24,7 @@ use thiserror::Error;
 
 use crate::duration::format_secs;
 use crate::series::Series;
+use crate::timefmt;
 
 /// Why a trace could not be loaded. File errors carry the 1-based line (the header is
 /// line 1) so a user can fix the file.
@@ -153,10 +154,10 @@ pub fn load_csv_path(path: &Path) -> Result<Trace, DataError> {
 }
 
 /// Parses a trace: a header naming at least `timestamp`, `region` and `gco2_per_kwh` (any
-/// order; other columns ignored), then one row per interval start. Timestamps are RFC 3339
-/// (UTC or with an offset). The step is inferred from the first two rows and must be a whole
-/// number of seconds, at least one minute, and constant: a duplicate, a backwards step or a
-/// gap is an error rather than something silently interpolated, because the simulator's
+/// order; other columns ignored), then one row per interval start. Timestamps are as
+/// [`crate::timefmt::parse`] reads them (RFC 3339 with any offset, or naive UTC). The step
+/// is inferred from the first two rows and must be a whole number of seconds, at least one
+/// minute, and constant: a duplicate, a backwards step or a gap is an error rather than something silently interpolated, because the simulator's
 /// savings would be computed on data that does not exist. `source_name` prefixes messages.
 pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, DataError> {
     let line_err = |line: u64, detail: String| DataError::Line {
@@ -210,9 +211,7 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
             Err(e) => return Err(csv_err(e, source_name, line_hint)),
         }
         let line = record.position().map_or(line_hint, |p| p.line());
-        let ts_text = &record[ti];
-        let t = parse_timestamp(ts_text)
-            .map_err(|d| line_err(line, format!("timestamp {ts_text:?}: {d}")))?;
+        let t = timefmt::parse(&record[ti]).map_err(|d| line_err(line, d))?;
         let reg = &record[ri];
         if reg.is_empty() {
             return Err(line_err(line, "empty region".into()));
@@ -246,15 +245,18 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
         if let Some(p) = prev {
             let dt_ms = (t - p).num_milliseconds();
             if dt_ms == 0 {
-                return Err(line_err(line, format!("duplicate timestamp {}", fmt_ts(t))));
+                return Err(line_err(
+                    line,
+                    format!("duplicate timestamp {}", timefmt::format(t)),
+                ));
             }
             if dt_ms < 0 {
                 return Err(line_err(
                     line,
                     format!(
                         "timestamps not increasing: {} after {}",
-                        fmt_ts(t),
-                        fmt_ts(p)
+                        timefmt::format(t),
+                        timefmt::format(p)
                     ),
                 ));
             }
@@ -282,8 +284,8 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
                         line,
                         format!(
                             "{what}: {} follows {} ({} ms later), but the step is {}",
-                            fmt_ts(t),
-                            fmt_ts(p),
+                            timefmt::format(t),
+                            timefmt::format(p),
                             dt_ms,
                             format_secs(s)
                         ),
@@ -334,16 +336,6 @@ fn csv_err(e: csv::Error, source_name: &str, fallback_line: u64) -> DataError {
     }
 }
 
-fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("not an RFC 3339 timestamp like 2023-01-01T00:00:00Z ({e})"))
-}
-
-fn fmt_ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
 /// NESO GB national actual intensity, 2023-03-14 01:00 .. 2023-03-18 01:00 UTC, 30 min.
 /// The truth against which [`neso_vintages`] are scored.
 pub fn neso_actuals() -> Result<Series, DataError> {
@@ -379,8 +371,8 @@ fn parse_vintages() -> Result<Vec<Vintage>, DataError> {
             rec.get(k)
                 .ok_or_else(|| bad(line, format!("missing field {k}")))
         };
-        let issued = parse_timestamp(field(0)?).map_err(|d| bad(line, d))?;
-        let ts = parse_timestamp(field(1)?).map_err(|d| bad(line, d))?;
+        let issued = timefmt::parse(field(0)?).map_err(|d| bad(line, d))?;
+        let ts = timefmt::parse(field(1)?).map_err(|d| bad(line, d))?;
         let v: f64 = field(3)?
             .parse()
             .map_err(|_| bad(line, "bad forecast value".into()))?;
@@ -388,7 +380,10 @@ fn parse_vintages() -> Result<Vec<Vintage>, DataError> {
             Some((iss, first, vals)) if *iss == issued => {
                 let expected = *first + TimeDelta::minutes(30 * vals.len() as i64);
                 if ts != expected {
-                    return Err(bad(line, format!("expected target {}", fmt_ts(expected))));
+                    return Err(bad(
+                        line,
+                        format!("expected target {}", timefmt::format(expected)),
+                    ));
                 }
                 vals.push(v);
             }
@@ -419,8 +414,8 @@ mod tests {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
     }
 
-    /// Row counts, first/last timestamps and means against the shared data README's
-    /// sanity table (means there are rounded to whole grams; CA-QC to 0.1 g).
+    /// Row counts, first/last timestamps and means against the sanity table published
+    /// with the source data (means there are rounded to whole grams; CA-QC to 0.1 g).
     #[test]
     fn embedded_zones_match_the_published_summary() {
         let expect: [(&str, usize, i32, i32, f64); 11] = [
@@ -484,13 +479,13 @@ mod tests {
         }
     }
 
-    /// Regenerated files must equal the shared source: run `data/build.sh` then this test
-    /// with `cargo test -- --ignored` on a machine that has the shared folder.
+    /// Regenerated files must equal their source: run `data/build.sh` then this test with
+    /// `cargo test -- --ignored`, `CARBONSHIFT_SHARED_DATA` naming the source CSVs' folder.
     #[test]
     #[ignore = "needs the shared source CSVs (CARBONSHIFT_SHARED_DATA)"]
     fn embedded_equals_shared_source() {
         let dir = std::env::var("CARBONSHIFT_SHARED_DATA")
-            .unwrap_or_else(|_| "/work/shared/data/grid-intensity".into());
+            .expect("set CARBONSHIFT_SHARED_DATA to the folder of the source CSVs");
         for zone in zones() {
             let p = Path::new(&dir).join(format!("electricitymaps_hourly_{zone}.csv"));
             let shared = load_csv_path(&p).unwrap();

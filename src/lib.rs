@@ -23,3 +23,4 @@ pub mod region;
 pub mod series;
 pub mod sim;
 pub mod telemetry;
+pub mod timefmt;

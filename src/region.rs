@@ -80,7 +80,7 @@ enum FileShape {
 }
 
 /// Cloud region -> zones, keyed case-insensitively.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct RegionTable {
     entries: BTreeMap<String, RegionEntry>,
 }
@@ -195,18 +195,6 @@ impl RegionTable {
 
     pub fn get(&self, cloud_region: &str) -> Option<&RegionEntry> {
         self.entries.get(&cloud_region.trim().to_ascii_lowercase())
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn entries(&self) -> impl Iterator<Item = &RegionEntry> {
-        self.entries.values()
     }
 
     /// The provider's region name for a table entry.
@@ -336,7 +324,7 @@ mod tests {
     #[test]
     fn shipped_table_is_large_and_well_formed() {
         let t = table();
-        assert!(t.len() >= 40, "{}", t.len());
+        assert!(t.entries.len() >= 40, "{}", t.entries.len());
         for (cloud, region, zone) in [
             ("aws", "eu-central-1", "DE"),
             ("aws", "us-west-1", "US-CAL-CISO"),
@@ -350,7 +338,7 @@ mod tests {
             assert_eq!(e.zone, zone);
             assert_eq!(e.cloud.as_deref(), Some(cloud));
         }
-        for e in t.entries() {
+        for e in t.entries.values() {
             assert!(!e.zone.is_empty() && e.zone == e.zone.trim(), "{e:?}");
         }
     }

@@ -7,6 +7,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use thiserror::Error;
 
+use crate::timefmt;
+
 /// Why a series could not be built or queried.
 #[derive(Debug, Error, PartialEq)]
 pub enum SeriesError {
@@ -18,7 +20,13 @@ pub enum SeriesError {
     Empty,
     #[error("cannot resample a {from}s series to {to}s: one step must divide the other")]
     IncompatibleStep { from: i64, to: i64 },
-    #[error("interval {from} .. {to} is not covered by the series ({start} .. {end})")]
+    #[error(
+        "interval {} .. {} is not covered by the series ({} .. {})",
+        timefmt::format(*.from),
+        timefmt::format(*.to),
+        timefmt::format(*.start),
+        timefmt::format(*.end)
+    )]
     NotCovered {
         from: DateTime<Utc>,
         to: DateTime<Utc>,

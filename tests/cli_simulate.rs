@@ -245,10 +245,10 @@ fn json_shape_on_a_trace_file() {
         [
             "run-now",
             "flexible-start",
-            "pause-resume",
+            "pause-and-resume",
             "threshold",
             "oracle-flexible-start",
-            "oracle-pause-resume"
+            "oracle-pause-and-resume"
         ]
     );
     for r in results {
@@ -267,7 +267,10 @@ fn json_shape_on_a_trace_file() {
         );
     }
     assert_eq!(result(&v, "run-now")["savings_pct"], 0.0);
-    assert_eq!(result(&v, "oracle-pause-resume")["oracle_fraction"], 1.0);
+    assert_eq!(
+        result(&v, "oracle-pause-and-resume")["oracle_fraction"],
+        1.0
+    );
 }
 
 /// The design targets on three months of real German data.
@@ -286,7 +289,7 @@ fn targets_on_real_data_perfect_and_noisy() {
     for r in v["results"].as_array().unwrap() {
         assert_eq!(r["deadline_misses"], 0, "{r}");
     }
-    let pr = result(&v, "pause-resume");
+    let pr = result(&v, "pause-and-resume");
     assert!(pr["oracle_fraction"].as_f64().unwrap() >= 0.99, "{pr}");
     let fs = result(&v, "flexible-start")["savings_pct"]
         .as_f64()
@@ -301,7 +304,7 @@ fn targets_on_real_data_perfect_and_noisy() {
     for r in v["results"].as_array().unwrap() {
         assert_eq!(r["deadline_misses"], 0, "{r}");
     }
-    let pr = result(&v, "pause-resume");
+    let pr = result(&v, "pause-and-resume");
     assert!(pr["oracle_fraction"].as_f64().unwrap() >= 0.85, "{pr}");
 }
 
@@ -359,10 +362,11 @@ fn plot_and_csv_and_table() {
         .assert()
         .success()
         .stdout(
-            predicate::str::contains("pause-resume").and(predicate::str::contains("ODbL").not()),
+            predicate::str::contains("pause-and-resume")
+                .and(predicate::str::contains("ODbL").not()),
         );
     let text = std::fs::read_to_string(&svg).unwrap();
-    assert!(text.starts_with("<svg") && text.contains("pause-resume"));
+    assert!(text.starts_with("<svg") && text.contains("pause-and-resume"));
     cmd()
         .args([
             "--trace",
@@ -370,7 +374,7 @@ fn plot_and_csv_and_table() {
             "--format",
             "csv",
             "--strategy",
-            "pause-resume",
+            "pause-and-resume",
         ])
         .assert()
         .success()
@@ -389,6 +393,40 @@ fn plot_and_csv_and_table() {
         ],
         &["--plot-job 999"],
     );
+}
+
+/// The strategies' old names still select them, with a warning naming the new ones.
+#[test]
+fn deprecated_strategy_names_still_work() {
+    let f = file(&trace_text(24 * 10));
+    let out = cmd()
+        .args([
+            "--trace",
+            f.path().to_str().unwrap(),
+            "--strategy",
+            "pause-resume,oracle-pause-resume",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for (old, new) in [
+        ("pause-resume", "pause-and-resume"),
+        ("oracle-pause-resume", "oracle-pause-and-resume"),
+    ] {
+        let want = format!("warning: --strategy {old} is deprecated, use --strategy {new}");
+        assert!(err.contains(&want), "want {want:?} in {err:?}");
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<_> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pause-and-resume", "oracle-pause-and-resume"]);
 }
 
 #[test]
@@ -419,7 +457,7 @@ fn paper_table_on_a_short_trace() {
     for r in rows {
         assert_eq!(r["deadline_misses"], 0, "{r}");
         assert!(
-            r["pause_resume_pct"].as_f64().unwrap()
+            r["pause_and_resume_pct"].as_f64().unwrap()
                 >= r["flexible_start_pct"].as_f64().unwrap() - 0.01,
             "{r}"
         );

@@ -70,7 +70,6 @@ fn fallback() -> Arc<dyn ForecastSource> {
     let loader: TraceLoader = Arc::new(move |_: &str| Ok(trace.clone()));
     Arc::new(EmbeddedSource::with_loader(
         loader,
-        vec!["DE".into()],
         TimeDelta::days(7),
         TimeDelta::hours(72),
     ))

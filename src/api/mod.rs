@@ -2,7 +2,7 @@
 //! rules the API server enforces, and small helpers to read them.
 //!
 //! The CRD YAML in `crds/` is generated from these types (`carbonshift crd`); a unit test
-//! fails when it is stale. Field names are a public contract (see `DESIGN.md`).
+//! fails when it is stale. Field names are a public contract.
 //!
 //! ## Why the pod template is schemaless
 //! `spec.template.spec` is a batch/v1 `JobSpec`: its own fields (parallelism, completions,
@@ -52,10 +52,6 @@ use std::collections::BTreeMap;
 
 pub mod time;
 
-/// API group.
-pub const GROUP: &str = "carbonshift.io";
-/// API version.
-pub const VERSION: &str = "v1alpha1";
 /// Label put on every child Job: the owning CarbonAwareJob's name.
 pub const JOB_LABEL: &str = "carbonshift.io/job";
 /// `app.kubernetes.io/managed-by` value on child Jobs.

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::{CliResult, Failure, Format};
 use crate::forecast::{self, ForecastArgs, ForecastError, ProviderConfig, Signal};
 use crate::region;
+use crate::timefmt;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -112,8 +113,7 @@ pub async fn run(args: Args) -> CliResult {
                 let _ = writeln!(
                     out,
                     "{},{},{}",
-                    p.timestamp
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    timefmt::format(p.timestamp),
                     f.region,
                     p.gco2_per_kwh
                 );
@@ -131,8 +131,7 @@ pub async fn run(args: Args) -> CliResult {
                 },
                 f.region,
                 f.signal,
-                f.generated_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                timefmt::format(f.generated_at),
                 crate::duration::format_secs(f.series.step_secs()),
             );
             let _ = writeln!(out, "{:<22} {:>12}", "TIMESTAMP", "GCO2/KWH");
@@ -147,8 +146,7 @@ pub async fn run(args: Args) -> CliResult {
                 let _ = writeln!(
                     out,
                     "{:<22} {:>12.1}{marker}",
-                    p.timestamp
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    timefmt::format(p.timestamp),
                     p.gco2_per_kwh
                 );
             }

@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use super::{CliResult, Failure, Format};
 use crate::api::CarbonAwareJob;
-use crate::controller::build::{self, reason_name, Observed};
+use crate::controller::build::{self, Observed};
 use crate::controller::intensity::{Feed, Intensities, SourceFeed};
 use crate::forecast::{self, ForecastArgs, ForecastError, ProviderConfig};
 use crate::plan::Action;
+use crate::timefmt;
 
 /// Show what the operator would do with a CarbonAwareJob manifest now.
 #[derive(Debug, clap::Args)]
@@ -26,7 +27,7 @@ pub struct Args {
     pub manifest: String,
 
     /// Plan as of this instant (RFC 3339) instead of the current time.
-    #[arg(long, value_parser = parse_now)]
+    #[arg(long, value_parser = timefmt::parse)]
     pub now: Option<DateTime<Utc>>,
 
     /// Grid zone or cloud region for a manifest without spec.region.
@@ -44,10 +45,6 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-}
-
-fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
-    crate::forecast::file::parse_timestamp(s)
 }
 
 #[derive(Debug, Serialize)]
@@ -137,14 +134,14 @@ pub async fn run(args: Args) -> CliResult {
     let out = build::build(observed(&caj, &region, &intens, now, args.deadline_margin));
     let Some(spec) = out.spec.as_ref() else {
         let why = out
-            .notes
+            .events
             .first()
             .map(|n| n.message.clone())
             .unwrap_or_else(|| "the manifest cannot be planned".into());
         return Err(Failure::input(why));
     };
     let st = &out.status;
-    let kw = spec.power_kw;
+    let kw = spec.power.kw();
     // Rows and totals on the one series the plan was made with.
     let series = out.planning_series.as_ref();
     let forecast_end = intens.series.end();
@@ -225,13 +222,12 @@ pub async fn run(args: Args) -> CliResult {
             .then(|| kw * grams(now_s, now_s + TimeDelta::seconds(remaining))),
         planned_runs,
         events: out
-            .notes
+            .events
             .iter()
             .filter(|n| n.reason != "ChildJobRecreated")
             .map(|n| format!("{}: {}", n.reason, n.message))
             .collect(),
     };
-    let _ = reason_name;
     match args.format {
         Format::Json => {
             let s = serde_json::to_string_pretty(&report)
@@ -244,8 +240,8 @@ pub async fn run(args: Args) -> CliResult {
             for r in &report.planned_runs {
                 println!(
                     "{},{},{},{:.1}",
-                    r.start.to_rfc3339(),
-                    r.end.to_rfc3339(),
+                    timefmt::format(r.start),
+                    timefmt::format(r.end),
                     r.seconds,
                     r.mean_grams_per_kwh
                 );
@@ -283,10 +279,6 @@ trait Pipe: Sized {
 }
 impl<T> Pipe for T {}
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 fn table_text(r: &Report) -> String {
     use std::fmt::Write as _;
     let dur = crate::duration::format_secs;
@@ -296,7 +288,7 @@ fn table_text(r: &Report) -> String {
     let _ = writeln!(
         s,
         "Now              {}  {}",
-        ts(r.now),
+        timefmt::format(r.now),
         r.current_intensity
             .map(|g| format!("{g} gCO2eq/kWh"))
             .unwrap_or_default()
@@ -306,12 +298,12 @@ fn table_text(r: &Report) -> String {
         let _ = writeln!(
             s,
             "Deadline         {} (plans to finish by {}: {} start-up margin)",
-            ts(r.deadline),
-            ts(r.planning_deadline),
+            timefmt::format(r.deadline),
+            timefmt::format(r.planning_deadline),
             dur((r.deadline - r.planning_deadline).num_seconds())
         );
     } else {
-        let _ = writeln!(s, "Deadline         {}", ts(r.deadline));
+        let _ = writeln!(s, "Deadline         {}", timefmt::format(r.deadline));
     }
     let _ = writeln!(s, "Remaining        {}", dur(r.remaining_seconds));
     let _ = writeln!(s, "Power            {} = {:.3} kW", r.power, r.power_kw);
@@ -322,7 +314,7 @@ fn table_text(r: &Report) -> String {
     );
     match (&r.next_transition_time, &r.next_action) {
         (Some(t), Some(a)) => {
-            let _ = writeln!(s, "Next transition  {a} at {}", ts(*t));
+            let _ = writeln!(s, "Next transition  {a} at {}", timefmt::format(*t));
         }
         _ => {
             let _ = writeln!(s, "Next transition  none (runs to completion)");
@@ -339,8 +331,8 @@ fn table_text(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "  {:<22} {:<22} {:>9} {:>12.1}  {}",
-                ts(run.start),
-                ts(run.end),
+                timefmt::format(run.start),
+                timefmt::format(run.end),
                 dur(run.seconds),
                 run.mean_grams_per_kwh,
                 run.intensities
@@ -349,7 +341,7 @@ fn table_text(r: &Report) -> String {
         let _ = writeln!(
             s,
             "  (forecast until {}; modelled: the daily profile past it)",
-            ts(r.forecast_end)
+            timefmt::format(r.forecast_end)
         );
     }
     if let (Some(e), Some(b)) = (r.expected_grams, r.run_now_grams) {

@@ -18,10 +18,8 @@ use super::{CliResult, Failure};
 use crate::controller::{self, leader, server, Context};
 use crate::forecast::{self, ForecastArgs};
 use crate::metrics::Metrics;
+use crate::region::NODE_REGION_LABEL;
 use crate::telemetry::{self, LogFormat};
-
-/// Node label whose value names the cluster's cloud region.
-const REGION_LABEL: &str = "topology.kubernetes.io/region";
 
 /// Run the operator: reconcile CarbonAwareJobs into suspended/running batch Jobs.
 ///
@@ -152,19 +150,19 @@ fn spawn_signal_handler(tx: watch::Sender<Stop>) {
 /// Best effort: without permission to list nodes every job must set `spec.region`.
 async fn node_regions(client: &Client, flag: Option<&str>) -> Vec<String> {
     if let Some(region) = flag.map(str::trim).filter(|r| !r.is_empty()) {
-        tracing::debug!(%region, "--region is set: not listing nodes for their {REGION_LABEL} label");
+        tracing::debug!(%region, "--region is set: not listing nodes for their {NODE_REGION_LABEL} label");
         return Vec::new();
     }
     let nodes: Api<Node> = Api::all(client.clone());
     match nodes
-        .list_metadata(&ListParams::default().labels(REGION_LABEL))
+        .list_metadata(&ListParams::default().labels(NODE_REGION_LABEL))
         .await
     {
         Ok(list) => {
             let mut v: Vec<String> = list
                 .items
                 .iter()
-                .filter_map(|n| n.metadata.labels.as_ref()?.get(REGION_LABEL).cloned())
+                .filter_map(|n| n.metadata.labels.as_ref()?.get(NODE_REGION_LABEL).cloned())
                 .collect();
             v.sort();
             v.dedup();
@@ -173,14 +171,14 @@ async fn node_regions(client: &Client, flag: Option<&str>) -> Vec<String> {
         Err(kube::Error::Api(s)) if s.code == 403 => {
             tracing::warn!(
                 "not allowed to list nodes, so the cluster's region cannot be read from their \
-                 {REGION_LABEL} label: set --region (Helm value `region`) or grant node access \
+                 {NODE_REGION_LABEL} label: set --region (Helm value `region`) or grant node access \
                  (Helm value `regionDiscovery.fromNodeLabels=true`); until then every \
                  CarbonAwareJob must set spec.region"
             );
             Vec::new()
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot list nodes to learn the cluster's region from their {REGION_LABEL} label; set --region or spec.region");
+            tracing::warn!(error = %e, "cannot list nodes to learn the cluster's region from their {NODE_REGION_LABEL} label; set --region or spec.region");
             Vec::new()
         }
     }

@@ -17,6 +17,7 @@ use crate::duration::{format_secs, parse_secs};
 use crate::plan::Constraints;
 use crate::series::Series;
 use crate::sim::{self, ForecastModel, SimConfig, SimError, SimReport, StrategyKind, Truth};
+use crate::timefmt;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -82,7 +83,8 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Strategy to report (repeatable; default all): run-now, flexible-start,
-    /// pause-resume, threshold, oracle-flexible-start, oracle-pause-resume.
+    /// pause-and-resume, threshold, oracle-flexible-start, oracle-pause-and-resume (the old
+    /// names pause-resume and oracle-pause-resume still work, with a warning).
     #[arg(long = "strategy", value_name = "NAME")]
     pub strategies: Vec<String>,
     /// Once started or resumed, run at least this long.
@@ -121,7 +123,7 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub plot_job: usize,
     /// Print the paper table: jobs of 1h, 6h, 24h and 8d with slack +24h and +100 %,
-    /// flexible-start vs pause-resume savings, for each --region (or `all`).
+    /// flexible-start vs pause-and-resume savings, for each --region (or `all`).
     #[arg(long)]
     pub paper: bool,
 }
@@ -176,13 +178,20 @@ fn config(args: &Args) -> Result<SimConfig, Failure> {
         let mut out = Vec::new();
         for s in &args.strategies {
             for name in s.split(',') {
-                let k = StrategyKind::parse(name.trim()).ok_or_else(|| {
+                let name = name.trim();
+                let k = StrategyKind::parse(name).ok_or_else(|| {
                     let valid: Vec<_> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
                     Failure::input(format!(
                         "unknown strategy {name:?}; valid: {}",
                         valid.join(", ")
                     ))
                 })?;
+                if k.name() != name {
+                    eprintln!(
+                        "warning: --strategy {name} is deprecated, use --strategy {}",
+                        k.name()
+                    );
+                }
                 if !out.contains(&k) {
                     out.push(k);
                 }
@@ -216,11 +225,12 @@ fn config(args: &Args) -> Result<SimConfig, Failure> {
     })
 }
 
+/// A timestamp ([`timefmt::parse`]), or a date (`YYYY-MM-DD`) meaning its midnight UTC.
 fn parse_instant(flag: &str, s: &str) -> Result<DateTime<Utc>, Failure> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
+    if let Ok(t) = timefmt::parse(s) {
+        return Ok(t);
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
@@ -284,8 +294,8 @@ fn source(args: &Args, region: Option<&str>, model: ForecastModel) -> Result<Sou
         actuals = actuals.slice(f, t).ok_or_else(|| {
             Failure::input(format!(
                 "--from/--to select nothing: the trace covers {} .. {}",
-                actuals.start().to_rfc3339(),
-                actuals.end().to_rfc3339()
+                timefmt::format(actuals.start()),
+                timefmt::format(actuals.end())
             ))
         })?;
     }
@@ -369,13 +379,13 @@ fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> Str
             );
             let _ = writeln!(
                 out,
-                "{:<22} {:>14} {:>9} {:>12} {:>8} {:>11}",
+                "{:<23} {:>14} {:>9} {:>12} {:>8} {:>11}",
                 "strategy", "emissions_kg", "savings", "of_oracle", "misses", "pauses/job"
             );
             for r in &report.results {
                 let _ = writeln!(
                     out,
-                    "{:<22} {:>14.1} {:>8.2}% {:>12} {:>8} {:>11.2}",
+                    "{:<23} {:>14.1} {:>8.2}% {:>12} {:>8} {:>11.2}",
                     r.strategy.name(),
                     r.emissions_g / 1000.0,
                     r.savings_pct,
@@ -422,9 +432,9 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
     let strategies = vec![
         StrategyKind::RunNow,
         StrategyKind::FlexibleStart,
-        StrategyKind::PauseResume,
+        StrategyKind::PauseAndResume,
         StrategyKind::OracleFlexibleStart,
-        StrategyKind::OraclePauseResume,
+        StrategyKind::OraclePauseAndResume,
     ];
     let mut rows = Vec::new();
     for region in &regions {
@@ -451,10 +461,10 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
                 "window": format_secs(d + s),
                 "jobs": report.jobs,
                 "flexible_start_pct": round(pct(StrategyKind::FlexibleStart), 2),
-                "pause_resume_pct": round(pct(StrategyKind::PauseResume), 2),
+                "pause_and_resume_pct": round(pct(StrategyKind::PauseAndResume), 2),
                 "oracle_flexible_start_pct": round(pct(StrategyKind::OracleFlexibleStart), 2),
-                "oracle_pause_resume_pct": round(pct(StrategyKind::OraclePauseResume), 2),
-                "pauses_per_job": get(StrategyKind::PauseResume).map_or(0.0, |r| round(r.pauses_per_job, 2)),
+                "oracle_pause_and_resume_pct": round(pct(StrategyKind::OraclePauseAndResume), 2),
+                "pauses_per_job": get(StrategyKind::PauseAndResume).map_or(0.0, |r| round(r.pauses_per_job, 2)),
                 "deadline_misses": misses,
             }));
         }
@@ -480,9 +490,9 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
                 "window",
                 "jobs",
                 "flexible_start_pct",
-                "pause_resume_pct",
+                "pause_and_resume_pct",
                 "oracle_flexible_start_pct",
-                "oracle_pause_resume_pct",
+                "oracle_pause_and_resume_pct",
                 "pauses_per_job",
                 "deadline_misses",
             ];
@@ -501,14 +511,14 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
         Format::Table => {
             let _ = writeln!(
                 out,
-                "Savings vs run-now, %. flexible-start / pause-resume: receding horizon, forecast {} (horizon {}); oracle: perfect foresight over the whole window. One job every {}.",
+                "Savings vs run-now, %. flexible-start / pause-and-resume: receding horizon, forecast {} (horizon {}); oracle: perfect foresight over the whole window. One job every {}.",
                 base.forecast.name(),
                 format_secs(base.horizon_secs),
                 format_secs(base.submit_every_secs)
             );
             let _ = writeln!(
                 out,
-                "| zone | job | slack | jobs | flexible-start | pause-resume | oracle FS | oracle PR | PR pauses/job | misses |"
+                "| zone | job | slack | jobs | flexible-start | pause-and-resume | oracle FS | oracle PR | PR pauses/job | misses |"
             );
             let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
             for r in &rows {
@@ -527,9 +537,9 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
                     s("slack"),
                     s("jobs"),
                     s("flexible_start_pct"),
-                    s("pause_resume_pct"),
+                    s("pause_and_resume_pct"),
                     s("oracle_flexible_start_pct"),
-                    s("oracle_pause_resume_pct"),
+                    s("oracle_pause_and_resume_pct"),
                     s("pauses_per_job"),
                     s("deadline_misses")
                 );

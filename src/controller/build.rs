@@ -60,6 +60,7 @@ use crate::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase, JOB_LABEL, M
 use crate::plan::horizon::{self, DailyProfile};
 use crate::plan::{self, Action, JobState, Plan, PlanRequest, Reason};
 use crate::series::Series;
+use crate::timefmt;
 
 /// Condition types.
 pub const READY: &str = "Ready";
@@ -111,7 +112,7 @@ impl Transition {
 
 /// An Event to publish on the CarbonAwareJob.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Note {
+pub struct EventNote {
     pub warning: bool,
     /// PascalCase: Started, Paused, Resumed, DeadlineGuard, Succeeded, Failed, InvalidSpec, ...
     pub reason: &'static str,
@@ -129,7 +130,7 @@ pub struct Outcome {
     /// The `spec.suspend` to set on the existing child Job (a patch of that field alone:
     /// nothing else of a live Job is ever rewritten); `None` when it already matches.
     pub suspend: Option<bool>,
-    pub notes: Vec<Note>,
+    pub events: Vec<EventNote>,
     /// When to reconcile again; `None` for "only on change".
     pub requeue: Option<TimeDelta>,
     pub transition: Option<Transition>,
@@ -165,7 +166,7 @@ impl Outcome {
             write_status: false,
             job: None,
             suspend: None,
-            notes: Vec::new(),
+            events: Vec::new(),
             requeue: None,
             transition: None,
             deadline_guard: false,
@@ -193,7 +194,7 @@ pub fn reason_name(r: Reason) -> &'static str {
         Reason::AboveThreshold => "AboveThreshold",
         Reason::RunNow => "RunNow",
         Reason::Constraint => "Constraint",
-        Reason::Done => "EstimateExceeded",
+        Reason::EstimateExceeded => "EstimateExceeded",
     }
 }
 
@@ -391,7 +392,7 @@ fn store_ledger(st: &mut CarbonAwareJobStatus, l: &Ledger, owed: Vec<Owed>) {
     st.energy_kwh = l.energy_kwh;
     st.emissions_grams = l.emissions_grams;
     st.baseline_grams = l.baseline_grams;
-    st.avoided_grams = st.baseline_grams - st.emissions_grams;
+    st.avoided_grams = l.avoided_grams();
     let unaccounted = owed_runtime_secs(&owed).round() as i64;
     st.unaccounted_seconds = (!owed.is_empty()).then_some(unaccounted);
     st.unaccounted = owed;
@@ -477,7 +478,7 @@ pub fn template_hash(caj: &CarbonAwareJob) -> String {
 fn template_current(
     st: &mut CarbonAwareJobStatus,
     caj: &CarbonAwareJob,
-    notes: &mut Vec<Note>,
+    events: &mut Vec<EventNote>,
     creating: bool,
     spec_unchanged: bool,
     generation: Option<i64>,
@@ -515,7 +516,7 @@ fn template_current(
         )
     };
     if !current && was != Some(false) {
-        notes.push(Note {
+        events.push(EventNote {
             warning: true,
             reason: "TemplateChangeIgnored",
             message: message.clone(),
@@ -621,7 +622,7 @@ pub fn reject(
     let mut o = Outcome::unchanged(st);
     o.write_status = write;
     if news {
-        o.notes.push(Note {
+        o.events.push(EventNote {
             warning: true,
             reason,
             message,
@@ -659,10 +660,6 @@ pub fn planning_deadline(
     deadline.checked_sub_signed(m).unwrap_or(deadline)
 }
 
-fn fmt_t(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// Builds the outcome of one reconcile. Pure.
 /// The build step: a pipeline of the named pure steps below, in order. Each returns what
 /// the next needs; the first four may end the pipeline with their own outcome.
@@ -688,9 +685,9 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     accounted_condition(&mut st, generation, now);
     observe_ready(&mut st, observed_ready(obs.child), now);
     let d = decide(&obs, &st, &v, intens, now);
-    let mut notes = Vec::new();
-    let transition = transition(&mut st, &d, &v, now, &mut notes);
-    let deadline_missed = deadline_notes(&mut st, &d, &v, now, &mut notes);
+    let mut events = Vec::new();
+    let transition = transition(&mut st, &d, &v, now, &mut events);
+    let deadline_missed = deadline_events(&mut st, &d, &v, now, &mut events);
     schedule(&mut st, &d);
     conditions(&mut st, &obs, &d, region, now);
     let (job, suspend) = child_diff(&obs, &v, d.run());
@@ -698,13 +695,13 @@ pub fn build(obs: Observed<'_>) -> Outcome {
     template_current(
         &mut st,
         obs.caj,
-        &mut notes,
+        &mut events,
         job.is_some(),
         spec_unchanged,
         generation,
         now,
     );
-    recreated_note(&obs, &old, d.run(), &mut notes);
+    recreated_event(&obs, &old, d.run(), &mut events);
     let (write_status, requeue) = persist_and_requeue(&obs, &old, &st, transition, &d, now);
     let deleting = obs
         .child
@@ -714,7 +711,7 @@ pub fn build(obs: Observed<'_>) -> Outcome {
         write_status,
         job,
         suspend,
-        notes,
+        events,
         requeue: Some(requeue),
         transition,
         deadline_guard: transition.is_some() && d.run() && d.plan.reason == Reason::DeadlineGuard,
@@ -834,7 +831,7 @@ fn close_finished(
         st.energy_kwh,
         crate::duration::format_secs(st.runtime_seconds),
         st.pauses,
-        unaccounted_note(&st)
+        unaccounted_suffix(&st)
     );
     let (ok, reason) = match phase {
         Phase::Succeeded => (true, "Succeeded"),
@@ -865,7 +862,7 @@ fn close_finished(
     );
     let mut o = Outcome::unchanged(st);
     o.write_status = true;
-    o.notes = vec![Note {
+    o.events = vec![EventNote {
         warning: !ok,
         reason,
         message,
@@ -978,14 +975,14 @@ fn transition(
     d: &Decision,
     v: &ValidSpec,
     now: DateTime<Utc>,
-    notes: &mut Vec<Note>,
+    events: &mut Vec<EventNote>,
 ) -> Option<Transition> {
     let reason = d.plan.reason;
     if d.run() && !d.was_running {
         let margin_txt = if d.plan_deadline < v.deadline {
             format!(
                 ", planned to finish by {} ({} start-up margin)",
-                fmt_t(d.plan_deadline),
+                timefmt::format(d.plan_deadline),
                 crate::duration::format_secs((v.deadline - d.plan_deadline).num_seconds())
             )
         } else {
@@ -1007,7 +1004,7 @@ fn transition(
             (_, true) => ("Started", "started"),
             (_, false) => ("Resumed", "resumed"),
         };
-        notes.push(Note {
+        events.push(EventNote {
             warning: reason == Reason::DeadlineGuard,
             reason: ev,
             message: format!(
@@ -1016,7 +1013,7 @@ fn transition(
                 reason_name(reason),
                 crate::duration::format_secs(d.remaining.max(0)),
                 crate::duration::format_secs(v.expected_secs),
-                fmt_t(v.deadline),
+                timefmt::format(v.deadline),
                 margin_txt
             ),
         });
@@ -1032,7 +1029,7 @@ fn transition(
         st.ready_pods = Some(0);
         st.ready_since = None;
         st.pauses += 1;
-        notes.push(Note {
+        events.push(EventNote {
             warning: false,
             reason: "Paused",
             message: format!(
@@ -1041,7 +1038,7 @@ fn transition(
                 reason_name(reason),
                 crate::duration::format_secs(d.remaining.max(0)),
                 d.next()
-                    .map(|t| format!(", resuming at {}", fmt_t(t)))
+                    .map(|t| format!(", resuming at {}", timefmt::format(t)))
                     .unwrap_or_default()
             ),
         });
@@ -1052,12 +1049,12 @@ fn transition(
 
 /// Step "deadline": records a deadline missed (passed, or infeasible even running from
 /// now: then the job runs at once) once, with its Warning. Returns whether it did now.
-fn deadline_notes(
+fn deadline_events(
     st: &mut CarbonAwareJobStatus,
     d: &Decision,
     v: &ValidSpec,
     now: DateTime<Utc>,
-    notes: &mut Vec<Note>,
+    events: &mut Vec<EventNote>,
 ) -> bool {
     if st.deadline_missed {
         return false;
@@ -1067,19 +1064,19 @@ fn deadline_notes(
             "{} runtime left cannot finish by the deadline {} even running continuously: \
              running it now. Move the deadline to {} or later, or shorten expectedDuration",
             crate::duration::format_secs(d.remaining.max(0)),
-            fmt_t(v.deadline),
-            fmt_t(now + TimeDelta::seconds(d.remaining.max(0))),
+            timefmt::format(v.deadline),
+            timefmt::format(now + TimeDelta::seconds(d.remaining.max(0))),
         )
     } else if now > v.deadline {
         format!(
             "deadline {} passed before the job finished",
-            fmt_t(v.deadline)
+            timefmt::format(v.deadline)
         )
     } else {
         return false;
     };
     st.deadline_missed = true;
-    notes.push(Note {
+    events.push(EventNote {
         warning: true,
         reason: "DeadlineMissed",
         message,
@@ -1140,9 +1137,9 @@ fn conditions(
         now,
     );
     let running_msg = match (d.run(), d.next()) {
-        (true, Some(t)) => format!("running; planned pause at {}", fmt_t(t)),
+        (true, Some(t)) => format!("running; planned pause at {}", timefmt::format(t)),
         (true, None) => "running to completion".to_string(),
-        (false, Some(t)) => format!("suspended; planned start at {}", fmt_t(t)),
+        (false, Some(t)) => format!("suspended; planned start at {}", timefmt::format(t)),
         (false, None) => "suspended".to_string(),
     };
     set_condition(
@@ -1171,16 +1168,16 @@ fn child_diff(obs: &Observed<'_>, v: &ValidSpec, run: bool) -> (Option<Job>, Opt
 }
 
 /// A Warning when the child Job this CarbonAwareJob had is gone and is recreated.
-fn recreated_note(
+fn recreated_event(
     obs: &Observed<'_>,
     old: &CarbonAwareJobStatus,
     run: bool,
-    notes: &mut Vec<Note>,
+    events: &mut Vec<EventNote>,
 ) {
     if obs.child.is_some() || old.job_name.is_none() {
         return;
     }
-    notes.push(Note {
+    events.push(EventNote {
         warning: true,
         reason: "ChildJobRecreated",
         message: format!(
@@ -1253,7 +1250,7 @@ fn finished_history(
 pub const SETTLE_FOR_SECS: i64 = 86_400;
 
 /// ` (N s of runtime unaccounted: ...)` for a completion message, empty when nothing is owed.
-fn unaccounted_note(st: &CarbonAwareJobStatus) -> String {
+fn unaccounted_suffix(st: &CarbonAwareJobStatus) -> String {
     match st.unaccounted_seconds {
         Some(n) if !st.unaccounted.is_empty() => format!(
             "; {} of runtime not yet in the emissions: no recorded intensities (see status.unaccounted)",
@@ -1288,7 +1285,7 @@ fn accounted_condition(st: &mut CarbonAwareJobStatus, generation: Option<i64>, n
         "no recorded intensities for part of the runtime or of the run-now baseline since {}: \
          emissionsGrams and baselineGrams exclude it (unaccountedSeconds, status.unaccounted) \
          until the provider's history covers it",
-        fmt_t(from),
+        timefmt::format(from),
     );
     set_condition(
         &mut st.conditions,

@@ -107,7 +107,7 @@ pub fn with_status(mut c: CarbonAwareJob, status: CarbonAwareJobStatus) -> Carbo
 
 /// The child Job as the API server would return it.
 pub fn child(c: &CarbonAwareJob, suspend: bool, condition: Option<&str>) -> Job {
-    let v = super::validate(c, now()).unwrap();
+    let v = super::validate::validate(c, now()).unwrap();
     let mut job = super::build::child_job(c, &v, suspend);
     job.metadata.uid = Some("job-uid".into());
     if let Some(t) = condition {

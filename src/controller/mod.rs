@@ -88,7 +88,6 @@ mod tests;
 
 pub use build::{build, Observed, Outcome};
 pub use intensity::{Feed, Intensities, SourceFeed};
-pub use validate::{validate, InvalidSpec, ValidSpec};
 
 /// Field manager of every write.
 pub const FIELD_MANAGER: &str = "carbonshift";
@@ -253,7 +252,7 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     // Metrics and Events only after the status that records them is persisted, so a
     // transition or completion is never counted twice.
     count(&ctx.metrics, &ns, &out);
-    announce(&ctx, &caj, &out.notes).await;
+    announce(&ctx, &caj, &out.events).await;
     Ok(match out.requeue {
         Some(d) => Action::requeue(to_std(d)),
         None => Action::await_change(),
@@ -429,12 +428,12 @@ fn count(m: &Metrics, ns: &str, out: &Outcome) {
     }
 }
 
-/// Logs the notes and publishes them as Events (best effort: a failure must not undo a
+/// Logs each [`build::EventNote`] and publishes it as an Event (best effort: a failure must not undo a
 /// transition already applied; a process that is no longer the leader stops).
-async fn announce(ctx: &Context, caj: &CarbonAwareJob, notes: &[build::Note]) {
+async fn announce(ctx: &Context, caj: &CarbonAwareJob, events: &[build::EventNote]) {
     let reference = caj.object_ref(&());
     let (ns, name) = (caj.namespace().unwrap_or_default(), caj.name_any());
-    for note in notes {
+    for note in events {
         tracing::info!(
             namespace = %ns, name = %name, reason = note.reason, warning = note.warning,
             "{}", note.message

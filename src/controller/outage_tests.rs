@@ -219,7 +219,7 @@ fn a_job_that_completes_in_an_outage_says_so_and_settles_later() {
     assert_eq!(st.unaccounted_seconds, Some(8 * 60));
     assert_eq!(condition(st, ACCOUNTED), ("False", "IntensitiesMissing"));
     let msg = &o
-        .notes
+        .events
         .iter()
         .find(|n| n.reason == "Succeeded")
         .unwrap()

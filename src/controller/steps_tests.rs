@@ -86,10 +86,10 @@ fn transition_starts_resumes_and_pauses_with_one_event_each() {
     let c = caj("PauseAndResume", "2h", json!({}));
     let v = spec(&c);
     let mut st = CarbonAwareJobStatus::default();
-    let mut notes = Vec::new();
+    let mut events = Vec::new();
     let d = decision(Action::Run, Reason::CleanWindow, Some(at(60)), false);
     assert_eq!(
-        transition(&mut st, &d, &v, now(), &mut notes),
+        transition(&mut st, &d, &v, now(), &mut events),
         Some(Transition::Start)
     );
     assert_eq!(
@@ -98,7 +98,7 @@ fn transition_starts_resumes_and_pauses_with_one_event_each() {
     );
     // Already running: nothing.
     let d = decision(Action::Run, Reason::CleanWindow, None, true);
-    assert_eq!(transition(&mut st, &d, &v, now(), &mut notes), None);
+    assert_eq!(transition(&mut st, &d, &v, now(), &mut events), None);
     let d = decision(
         Action::Pause,
         Reason::WaitingForCleanerWindow,
@@ -106,16 +106,16 @@ fn transition_starts_resumes_and_pauses_with_one_event_each() {
         true,
     );
     assert_eq!(
-        transition(&mut st, &d, &v, at(60), &mut notes),
+        transition(&mut st, &d, &v, at(60), &mut events),
         Some(Transition::Pause)
     );
     assert_eq!((st.pauses, st.running_since.clone()), (1, None));
     let d = decision(Action::Run, Reason::DeadlineGuard, None, false);
     assert_eq!(
-        transition(&mut st, &d, &v, at(90), &mut notes),
+        transition(&mut st, &d, &v, at(90), &mut events),
         Some(Transition::Resume)
     );
-    let reasons: Vec<_> = notes.iter().map(|n| (n.reason, n.warning)).collect();
+    let reasons: Vec<_> = events.iter().map(|n| (n.reason, n.warning)).collect();
     assert_eq!(
         reasons,
         [
@@ -125,32 +125,32 @@ fn transition_starts_resumes_and_pauses_with_one_event_each() {
         ]
     );
     assert!(
-        notes[1].message.contains("resuming at"),
+        events[1].message.contains("resuming at"),
         "{}",
-        notes[1].message
+        events[1].message
     );
 }
 
 #[test]
-fn deadline_notes_fire_once() {
+fn deadline_events_fire_once() {
     let c = caj("PauseAndResume", "2h", json!({}));
     let v = spec(&c);
     let mut st = CarbonAwareJobStatus::default();
-    let mut notes = Vec::new();
+    let mut events = Vec::new();
     let d = decision(Action::Run, Reason::DeadlineInfeasible, None, false);
-    assert!(deadline_notes(&mut st, &d, &v, now(), &mut notes));
-    assert!(!deadline_notes(&mut st, &d, &v, now(), &mut notes));
-    assert_eq!(notes.len(), 1);
-    assert!(notes[0].message.contains("running it now"));
+    assert!(deadline_events(&mut st, &d, &v, now(), &mut events));
+    assert!(!deadline_events(&mut st, &d, &v, now(), &mut events));
+    assert_eq!(events.len(), 1);
+    assert!(events[0].message.contains("running it now"));
     let mut fresh = CarbonAwareJobStatus::default();
     let d = decision(Action::Run, Reason::CleanWindow, None, true);
-    assert!(!deadline_notes(&mut fresh, &d, &v, now(), &mut notes));
-    assert!(deadline_notes(
+    assert!(!deadline_events(&mut fresh, &d, &v, now(), &mut events));
+    assert!(deadline_events(
         &mut fresh,
         &d,
         &v,
         v.deadline + TimeDelta::seconds(1),
-        &mut notes
+        &mut events
     ));
 }
 

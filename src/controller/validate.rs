@@ -19,6 +19,7 @@ use crate::api::{
 };
 use crate::duration::parse_secs;
 use crate::plan::{Constraints, Strategy};
+use crate::timefmt;
 
 /// The GPU extended resource whose count defaults `spec.power.gpus`.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
@@ -47,16 +48,12 @@ pub struct ValidSpec {
     pub created: DateTime<Utc>,
     /// Absolute deadline.
     pub deadline: DateTime<Utc>,
-    /// Power while running, for the ledger.
+    /// Power while running, for the ledger (`power.kw()`: facility power, IT power x PUE).
     pub power: PowerModel,
-    /// Facility power while running, kW (`power.kw()`: IT power x PUE).
-    pub power_kw: f64,
     /// How `power_kw` was derived, for `plan -f` and docs (`2 GPU x 400 W x PUE 1.2`).
     pub power_source: String,
     /// The child Job's spec as given (suspend is overridden when built).
     pub job_spec: JobSpec,
-    /// `spec.region`, when set.
-    pub region: Option<String>,
 }
 
 fn duration_field(name: &str, value: Option<&str>) -> Result<i64, InvalidSpec> {
@@ -123,10 +120,10 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
                 return Err(invalid(format!(
                     "spec.schedule.deadline {} is more than {} days ({MAX_SCHEDULE_SPAN_HOURS}h) after \
                      the job's creation at {}: move the deadline to {} or earlier",
-                    d.to_rfc3339(),
+                    timefmt::format(d),
                     MAX_SCHEDULE_SPAN_HOURS / 24,
-                    created.to_rfc3339(),
-                    latest.to_rfc3339(),
+                    timefmt::format(created),
+                    timefmt::format(latest),
                 )));
             }
             d
@@ -152,7 +149,7 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
     let strategy = match s.strategy {
         StrategyName::RunNow => Strategy::RunNow,
         StrategyName::FlexibleStart => Strategy::FlexibleStart,
-        StrategyName::PauseAndResume => Strategy::PauseResume,
+        StrategyName::PauseAndResume => Strategy::PauseAndResume,
         StrategyName::Threshold => match s.threshold_grams_per_kwh {
             Some(t) if t > 0.0 && t.is_finite() => Strategy::Threshold {
                 max_gco2_per_kwh: t,
@@ -189,10 +186,8 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
         created,
         deadline,
         power,
-        power_kw: power.kw(),
         power_source,
         job_spec,
-        region: caj.spec.region.clone().filter(|r| !r.trim().is_empty()),
     })
 }
 
@@ -302,9 +297,9 @@ mod tests {
         let e = validate(&with_deadline(late), now()).unwrap_err();
         assert_eq!(
             e.message,
-            "spec.schedule.deadline 2025-03-01T23:50:01+00:00 is more than 366 days (8784h) after \
-             the job's creation at 2024-02-29T23:50:00+00:00: move the deadline to \
-             2025-03-01T23:50:00+00:00 or earlier"
+            "spec.schedule.deadline 2025-03-01T23:50:01Z is more than 366 days (8784h) after \
+             the job's creation at 2024-02-29T23:50:00Z: move the deadline to \
+             2025-03-01T23:50:00Z or earlier"
         );
         // Relative to creation, not to the time of the reconcile.
         let a_month_on = now() + TimeDelta::days(30);

@@ -307,11 +307,6 @@ impl Cache {
         &self.settings
     }
 
-    /// Primary provider name.
-    pub fn provider(&self) -> &'static str {
-        self.source.name()
-    }
-
     /// Region names whose forecast changed (fresh fetch, or a switch to stale/fallback data).
     /// A receiver that falls more than 1,024 messages behind gets `Lagged` and should then
     /// replan every region.

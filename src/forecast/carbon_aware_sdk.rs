@@ -24,6 +24,7 @@ use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 use crate::series::Series;
+use crate::timefmt;
 
 pub const NAME: &str = "carbon-aware-sdk";
 
@@ -208,8 +209,8 @@ impl CarbonAwareSdk {
     ) -> Result<Series, ForecastError> {
         let query = [
             ("location", region.to_string()),
-            ("time", http::iso(from)),
-            ("toTime", http::iso(to)),
+            ("time", timefmt::format(from)),
+            ("toTime", timefmt::format(to)),
         ];
         let body: Vec<EmissionsData> = match self.get("/emissions/bylocation", &query).await? {
             Some(resp) => http::json(NAME, resp).await?,

@@ -32,7 +32,7 @@ use super::{
 use crate::metrics::Metrics;
 
 /// The providers `--forecast-provider` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 #[value(rename_all = "kebab-case")]
 pub enum ProviderKind {
     Embedded,
@@ -85,7 +85,7 @@ pub enum FallbackKind {
 }
 
 /// A secret string: never printed, by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {
@@ -106,7 +106,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Credentials of the live providers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Credentials {
     /// `ELECTRICITYMAPS_TOKEN`.
     pub electricitymaps_token: Option<Secret>,

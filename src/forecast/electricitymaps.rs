@@ -19,6 +19,7 @@ use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 use crate::series::Series;
+use crate::timefmt;
 
 pub const NAME: &str = "electricitymaps";
 pub const DEFAULT_ENDPOINT: &str = "https://api.electricitymap.org";
@@ -143,8 +144,8 @@ impl ElectricityMaps {
         for (a, b) in http::windows(from, to, now, MAX_SPAN) {
             let query = [
                 ("zone", region.to_string()),
-                ("start", http::iso(a)),
-                ("end", http::iso(b)),
+                ("start", timefmt::format(a)),
+                ("end", timefmt::format(b)),
             ];
             let body = self
                 .get("/v3/carbon-intensity/past-range", &query, region)

@@ -24,6 +24,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Forecast, ForecastError, ForecastSource, Signal};
 use crate::series::Series;
+use crate::timefmt;
 
 pub const NAME: &str = "embedded";
 
@@ -34,8 +35,6 @@ pub type TraceLoader = Arc<dyn Fn(&str) -> Result<Series, ForecastError> + Send 
 /// are kept in memory after first use.
 pub struct EmbeddedSource {
     loader: TraceLoader,
-    /// Names of known zones, for error hints.
-    zones: Vec<String>,
     history: TimeDelta,
     horizon: TimeDelta,
     traces: Mutex<HashMap<String, Arc<Series>>>,
@@ -59,20 +58,13 @@ impl EmbeddedSource {
                 detail: format!("cannot load the embedded trace for {canonical}: {e}"),
             })
         });
-        let zones = crate::data::zones().iter().map(|z| z.to_string()).collect();
-        Self::with_loader(loader, zones, TimeDelta::days(7), horizon)
+        Self::with_loader(loader, TimeDelta::days(7), horizon)
     }
 
     /// A replay of arbitrary traces (tests, or data loaded from elsewhere).
-    pub fn with_loader(
-        loader: TraceLoader,
-        zones: Vec<String>,
-        history: TimeDelta,
-        horizon: TimeDelta,
-    ) -> Self {
+    pub fn with_loader(loader: TraceLoader, history: TimeDelta, horizon: TimeDelta) -> Self {
         Self {
             loader,
-            zones,
             history,
             horizon,
             traces: Mutex::new(HashMap::new()),
@@ -91,11 +83,6 @@ impl EmbeddedSource {
             map.insert(key, loaded.clone());
         }
         Ok(loaded)
-    }
-
-    /// Zone names the replay knows (for `--help` and error hints).
-    pub fn zones(&self) -> &[String] {
-        &self.zones
     }
 }
 
@@ -138,8 +125,8 @@ impl EmbeddedSource {
                 provider: NAME.into(),
                 detail: format!(
                     "the {region} trace ({} .. {}) is too short to replay {} h of history and {} h of horizon",
-                    trace.start(),
-                    trace.end(),
+                    timefmt::format(trace.start()),
+                    timefmt::format(trace.end()),
                     self.history.num_hours(),
                     self.horizon.num_hours()
                 ),
@@ -199,7 +186,11 @@ impl ForecastSource for EmbeddedSource {
         let (trace, shift) = self.replay(region, now)?;
         Self::shifted(&trace, shift, from, to.min(now))?.ok_or_else(|| ForecastError::Unavailable {
             provider: NAME.into(),
-            detail: format!("the {region} trace has no data for {from} .. {to}"),
+            detail: format!(
+                "the {region} trace has no data for {} .. {}",
+                timefmt::format(from),
+                timefmt::format(to)
+            ),
         })
     }
 }
@@ -226,12 +217,7 @@ mod tests {
                 })
             }
         });
-        EmbeddedSource::with_loader(
-            loader,
-            vec!["DE".into()],
-            TimeDelta::days(7),
-            TimeDelta::hours(72),
-        )
+        EmbeddedSource::with_loader(loader, TimeDelta::days(7), TimeDelta::hours(72))
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@
 //! - JSON `{"points": [{"timestamp": ..., "gco2_per_kwh": ...}]}`, optionally with
 //!   `"region"` at the top level (then it must match) and `"generated_at"`.
 //!
-//! Timestamps: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DDTHH:MM[:SS]` read as UTC.
+//! Timestamps: as [`crate::timefmt::parse`] reads them (RFC 3339, or a naive
+//! `YYYY-MM-DD[T ]HH:MM[:SS]` read as UTC).
 //! The file is re-read only when it changed: modification time and size for a path, the
 //! `ETag` (`If-None-Match`) or `Last-Modified` for a URL. `generated_at` is the JSON's own
 //! field when present, else the file's modification time (or `Last-Modified`), else now.
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
@@ -34,6 +35,7 @@ use super::redact::{self, Redactor};
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 use crate::series::Series;
+use crate::timefmt;
 
 pub const NAME: &str = "file";
 
@@ -345,7 +347,7 @@ struct JsonPoint {
 fn parse_json(bytes: &[u8]) -> Result<Parsed, String> {
     let f: JsonFile = serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON: {e}"))?;
     let generated_at = match f.generated_at.as_deref() {
-        Some(g) => Some(parse_timestamp(g)?),
+        Some(g) => Some(timefmt::parse(g)?),
         None => None,
     };
     let rows = f
@@ -354,7 +356,7 @@ fn parse_json(bytes: &[u8]) -> Result<Parsed, String> {
         .map(|p| {
             Ok(Row {
                 region: f.region.clone(),
-                point: RawPoint::new(parse_timestamp(&p.timestamp)?, p.gco2_per_kwh),
+                point: RawPoint::new(timefmt::parse(&p.timestamp)?, p.gco2_per_kwh),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -377,7 +379,7 @@ fn parse_csv(bytes: &[u8]) -> Result<Parsed, String> {
     let mut rows = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| format!("CSV row {}: {e}", i + 2))?;
-        let timestamp = parse_timestamp(rec.get(ts).unwrap_or_default())
+        let timestamp = timefmt::parse(rec.get(ts).unwrap_or_default())
             .map_err(|e| format!("CSV row {}: {e}", i + 2))?;
         let raw = rec.get(val).unwrap_or_default();
         let value = if raw.is_empty() || raw.eq_ignore_ascii_case("null") || raw == "NA" {
@@ -399,38 +401,9 @@ fn parse_csv(bytes: &[u8]) -> Result<Parsed, String> {
     })
 }
 
-/// RFC 3339, or a naive `YYYY-MM-DD[T ]HH:MM[:SS]` read as UTC.
-pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let naive = s.trim_end_matches('Z');
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(naive, fmt) {
-            return Ok(t.and_utc());
-        }
-    }
-    Err(format!("{s:?} is not a timestamp (use RFC 3339)"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps() {
-        let a = parse_timestamp("2024-03-01T10:00:00Z").unwrap();
-        assert_eq!(parse_timestamp("2024-03-01T10:00Z").unwrap(), a);
-        assert_eq!(parse_timestamp("2024-03-01 10:00:00").unwrap(), a);
-        assert_eq!(parse_timestamp("2024-03-01T11:00:00+01:00").unwrap(), a);
-        assert!(parse_timestamp("yesterday").is_err());
-    }
 
     #[tokio::test]
     async fn history_is_the_file_over_the_span() {
@@ -444,7 +417,7 @@ mod tests {
         std::fs::write(&p, csv).unwrap();
         let src = FileSource::new(Location::Path(p), Duration::from_secs(5)).unwrap();
         let t =
-            |h: i64| parse_timestamp("2024-03-01T00:00:00Z").unwrap() + chrono::TimeDelta::hours(h);
+            |h: i64| timefmt::parse("2024-03-01T00:00:00Z").unwrap() + chrono::TimeDelta::hours(h);
         let now = t(24 * 30);
         let s = src.history("DE", t(2), t(5), now).await.unwrap();
         assert_eq!((s.start(), s.step_secs()), (t(2), 3600));

@@ -209,11 +209,6 @@ pub fn join(endpoint: &str, path: &str) -> String {
     }
 }
 
-/// `t` as the APIs' query parameters take it: RFC 3339, UTC, whole seconds.
-pub fn iso(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// At most this many requests answer one history call; the rest of the span is left to a
 /// later call (the caller accounts what is covered and asks again from its end).
 pub const MAX_HISTORY_REQUESTS: usize = 8;

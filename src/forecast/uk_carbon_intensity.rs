@@ -26,11 +26,11 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::file::parse_timestamp;
 use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 use crate::series::Series;
+use crate::timefmt;
 
 pub const NAME: &str = "uk-carbon-intensity";
 pub const DEFAULT_ENDPOINT: &str = "https://api.carbonintensity.org.uk";
@@ -73,6 +73,8 @@ pub fn history_path(
     Ok(format!("{base}/{}/{}{which}", minutes(from), minutes(to)))
 }
 
+/// `t` in the form the API's paths take (`YYYY-MM-DDThh:mmZ`, whole minutes): a wire
+/// format of this API, not a timestamp shown to anyone (that is [`timefmt::format`]).
 fn minutes(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%MZ").to_string()
 }
@@ -159,8 +161,8 @@ fn parse(body: &Value) -> Result<(Vec<RawPoint>, Option<i64>), ForecastError> {
     for v in raw {
         let s: Slot = serde_json::from_value(v.clone())
             .map_err(|e| invalid(format!("malformed slot: {e}")))?;
-        let a = parse_timestamp(&s.from).map_err(invalid)?;
-        let b = parse_timestamp(&s.to).map_err(invalid)?;
+        let a = timefmt::parse(&s.from).map_err(invalid)?;
+        let b = timefmt::parse(&s.to).map_err(invalid)?;
         let len = (b - a).num_seconds();
         step = Some(step.map_or(len, |x| x.min(len)));
         points.push(RawPoint::new(
@@ -219,7 +221,10 @@ impl UkCarbonIntensity {
         if points.is_empty() {
             return Err(ForecastError::Unavailable {
                 provider: NAME.into(),
-                detail: format!("no data from {from} (past the API's horizon?)"),
+                detail: format!(
+                    "no data from {} (past the API's horizon?)",
+                    timefmt::format(from)
+                ),
             });
         }
         let n = validate::normalise(NAME, points, step, now)?;

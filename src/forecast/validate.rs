@@ -48,6 +48,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::ForecastError;
 use crate::series::Series;
+use crate::timefmt;
 
 /// Above this many gCO2eq/kWh a value can only be a unit error.
 pub const MAX_PLAUSIBLE: f64 = 2500.0;
@@ -117,9 +118,16 @@ pub fn normalise(
         let end = grid.runs.last().map(|(_, b)| grid.time(*b));
         let first = grid.runs.first().map(|(a, _)| grid.time(*a));
         let detail = match (first, end) {
-            (_, Some(e)) if e <= now => format!("forecast ends at {e}, before now"),
-            (Some(s), _) if s > now => format!("forecast starts at {s}, after now"),
-            _ => format!("no usable data around now ({now}): a long gap"),
+            (_, Some(e)) if e <= now => {
+                format!("forecast ends at {}, before now", timefmt::format(e))
+            }
+            (Some(s), _) if s > now => {
+                format!("forecast starts at {}, after now", timefmt::format(s))
+            }
+            _ => format!(
+                "no usable data around now ({}): a long gap",
+                timefmt::format(now)
+            ),
         };
         return Err(invalid(provider, detail));
     };
@@ -144,7 +152,11 @@ pub fn normalise_history(
 ) -> Result<Normalised, ForecastError> {
     let none = || ForecastError::Unavailable {
         provider: provider.to_string(),
-        detail: format!("the provider has no data for {from} .. {to}"),
+        detail: format!(
+            "the provider has no data for {} .. {}",
+            timefmt::format(from),
+            timefmt::format(to)
+        ),
     };
     if points.is_empty() {
         return Err(none());

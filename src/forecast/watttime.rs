@@ -24,6 +24,7 @@ use super::redact::Redactor;
 use super::validate::{self, RawPoint};
 use super::{http, Forecast, ForecastError, ForecastSource, Signal};
 use crate::series::Series;
+use crate::timefmt;
 
 pub const NAME: &str = "watttime";
 pub const DEFAULT_ENDPOINT: &str = "https://api.watttime.org";
@@ -269,8 +270,8 @@ impl WattTime {
         for (a, b) in http::windows(from, to, now, MAX_SPAN) {
             let query = [
                 ("region", region.to_string()),
-                ("start", http::iso(a)),
-                ("end", http::iso(b)),
+                ("start", timefmt::format(a)),
+                ("end", timefmt::format(b)),
                 ("signal_type", "co2_moer".to_string()),
             ];
             let (points, meta) = self.get("/v3/historical", &query, region, redact).await?;

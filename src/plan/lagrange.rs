@@ -1,4 +1,4 @@
-//! Constrained pause-resume by Lagrangian relaxation and an O(slots) dynamic programme.
+//! Constrained pause-and-resume by Lagrangian relaxation and an O(slots) dynamic programme.
 //!
 //! The hard part of the constrained problem is the coupling through the total work; the
 //! structure (runs of at least `min_run`, pauses of at least `min_pause`, a price per
@@ -30,7 +30,7 @@
 //! and never worse than flexible start.
 
 use super::grid::Grid;
-use super::strategies::{Blocks, Ctx};
+use super::strategies::{Blocks, Problem};
 
 const INF: f64 = f64::INFINITY;
 
@@ -70,7 +70,7 @@ struct Pre {
 /// Scratch buffers reused across DP passes.
 struct Dp<'g> {
     grid: &'g Grid,
-    cx: &'g Ctx,
+    problem: &'g Problem,
     /// `pre[i - 1]` describes boundary `i` (1..=n).
     pre: Vec<Pre>,
     r: Vec<f64>,
@@ -90,27 +90,27 @@ struct Dp<'g> {
 }
 
 impl<'g> Dp<'g> {
-    fn new(grid: &'g Grid, cx: &'g Ctx) -> Self {
+    fn new(grid: &'g Grid, problem: &'g Problem) -> Self {
         let n = grid.len();
         let b = &grid.bounds;
-        let lock_end = (cx.running && cx.run_lock > 0)
-            .then(|| b.partition_point(|&x| x < cx.run_lock))
+        let lock_end = (problem.running && problem.run_lock > 0)
+            .then(|| b.partition_point(|&x| x < problem.run_lock))
             .filter(|&i| i <= n);
         // First boundary at which a not-yet-running job may start.
-        let first_start = if cx.running {
+        let first_start = if problem.running {
             n + 1
         } else {
-            b.partition_point(|&x| x < cx.pause_lock)
+            b.partition_point(|&x| x < problem.pause_lock)
         };
         let n_at = |i: usize| if i >= first_start { 0.0 } else { INF };
         let mut pre = Vec::with_capacity(n);
         // Largest j < i with b[i] - b[j] >= min_run (resp. min_pause), by two pointers.
         let (mut jr, mut jp) = (0usize, 0usize);
         for i in 1..=n {
-            while jr + 1 < i && b[i] - b[jr + 1] >= cx.min_run {
+            while jr + 1 < i && b[i] - b[jr + 1] >= problem.min_run {
                 jr += 1;
             }
-            while jp + 1 < i && b[i] - b[jp + 1] >= cx.min_pause {
+            while jp + 1 < i && b[i] - b[jp + 1] >= problem.min_pause {
                 jp += 1;
             }
             pre.push(Pre {
@@ -122,14 +122,14 @@ impl<'g> Dp<'g> {
                 nf: n_at(i - 1),
                 jr: jr as u32,
                 jp: jp as u32,
-                okr: b[i] - b[jr] >= cx.min_run,
-                okp: b[i] - b[jp] >= cx.min_pause.max(1),
+                okr: b[i] - b[jr] >= problem.min_run,
+                okp: b[i] - b[jp] >= problem.min_pause.max(1),
             });
         }
         let max_dur = (0..n).map(|k| grid.dur(k)).max().unwrap_or(1).max(1);
         Dp {
             grid,
-            cx,
+            problem,
             pre,
             r: vec![INF; n + 1],
             p: vec![INF; n + 1],
@@ -153,14 +153,14 @@ impl<'g> Dp<'g> {
     fn solve(&mut self, lam: f64, mu: f64) -> Option<Blocks> {
         self.passes_left = self.passes_left.checked_sub(1)?;
         let g = self.grid;
-        let cx = self.cx;
+        let problem = self.problem;
         let n = g.len();
-        let pen = mu + lam * cx.o as f64;
+        let pen = mu + lam * problem.pause_overhead as f64;
         // Boundary 0: R and F are finite only for the current run.
         let (mut r_prev, mut f_prev) = (INF, INF);
-        if cx.running {
+        if problem.running {
             f_prev = 0.0;
-            if self.lock_end.is_none() && cx.ran >= cx.min_run {
+            if self.lock_end.is_none() && problem.ran >= problem.min_run {
                 r_prev = 0.0;
             }
         }
@@ -300,22 +300,24 @@ fn blocks_of(grid: &Grid, mask: &[bool]) -> Blocks {
 }
 
 /// Net work of a schedule: runtime minus the overhead its pauses cost.
-fn net(cx: &Ctx, blocks: &Blocks) -> i64 {
+fn net(problem: &Problem, blocks: &Blocks) -> i64 {
     let work: i64 = blocks.iter().map(|&(a, b)| b - a).sum();
-    work - cx.o.saturating_mul(cx.pauses(blocks))
+    work - problem
+        .pause_overhead
+        .saturating_mul(problem.pauses(blocks))
 }
 
 /// The least `lambda` (by bisection) whose schedule holds the work, for a pause price.
 /// Also returns the schedule at the highest price found short of the work, whose
 /// extension often beats trimming the other across the jump (the duality gap).
 fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Option<Blocks>)> {
-    let cx = dp.cx;
+    let problem = dp.problem;
     let (mut lo, mut hi) = (lo0, hi0);
     let mut best: Option<Blocks> = None;
     let mut short: Option<Blocks> = None;
     for _ in 0..8 {
         let b = dp.solve(hi, mu)?;
-        if net(cx, &b) >= cx.r {
+        if net(problem, &b) >= problem.work {
             best = Some(b);
             break;
         }
@@ -323,7 +325,7 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Optio
         hi = hi * 2.0 + 1.0;
     }
     let mut best = best?;
-    let mut best_surplus = net(cx, &best) - cx.r;
+    let mut best_surplus = net(problem, &best) - problem.work;
     let step = dp.max_dur;
     // The work only changes at a few prices; 24 halvings of the intensity range resolve
     // them to well under a gram per kWh.
@@ -342,9 +344,9 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Optio
             None if dp.exhausted() => break,
             None => return None,
         };
-        if net(cx, &b) >= cx.r {
+        if net(problem, &b) >= problem.work {
             hi = mid;
-            best_surplus = net(cx, &b) - cx.r;
+            best_surplus = net(problem, &b) - problem.work;
             best = b;
         } else {
             lo = mid;
@@ -357,13 +359,18 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Optio
 /// Grows a schedule short of work by the cheapest admissible edge extensions: a run may
 /// grow into a gap while the gap keeps `min_pause`, or swallow the whole gap (one pause,
 /// and its overhead, fewer); never before the pause lock or past the deadline.
-fn extend(grid: &Grid, cx: &Ctx, mut blocks: Blocks, visits: &mut usize) -> Option<Blocks> {
-    let mp = cx.min_pause.max(1);
+fn extend(
+    grid: &Grid,
+    problem: &Problem,
+    mut blocks: Blocks,
+    visits: &mut usize,
+) -> Option<Blocks> {
+    let mp = problem.min_pause.max(1);
     // Each step scans every run; the jump it bridges is a few slots on real grids, so a
     // schedule still short after EDGE_STEPS steps (or once the decision's EDGE_VISITS are
     // spent) is left to the other candidates.
     for _ in 0..EDGE_STEPS {
-        let deficit = cx.r - net(cx, &blocks);
+        let deficit = problem.work - net(problem, &blocks);
         if deficit <= 0 {
             return Some(blocks);
         }
@@ -376,16 +383,16 @@ fn extend(grid: &Grid, cx: &Ctx, mut blocks: Blocks, visits: &mut usize) -> Opti
             }
         };
         for (j, &(a, b)) in blocks.iter().enumerate() {
-            if b < cx.h {
+            if b < problem.deadline {
                 let k = grid.locate(b);
-                let mut amt = (grid.bounds[k + 1].min(cx.h) - b).min(deficit);
+                let mut amt = (grid.bounds[k + 1].min(problem.deadline) - b).min(deficit);
                 let mut merge = false;
                 if let Some(&(na, _)) = blocks.get(j + 1) {
                     if na - b - amt < mp {
                         (amt, merge) = (na - b, true);
                     }
                 }
-                let gain = amt + if merge { cx.o } else { 0 };
+                let gain = amt + if merge { problem.pause_overhead } else { 0 };
                 consider((
                     grid.cost(b, b + amt) / gain.max(1) as f64,
                     j,
@@ -394,8 +401,8 @@ fn extend(grid: &Grid, cx: &Ctx, mut blocks: Blocks, visits: &mut usize) -> Opti
                     merge,
                 ));
             }
-            let lead_running = j == 0 && cx.running;
-            if a > 0 && !(j == 0 && !cx.running && a <= cx.pause_lock) {
+            let lead_running = j == 0 && problem.running;
+            if a > 0 && !(j == 0 && !problem.running && a <= problem.pause_lock) {
                 let k = grid.locate(a - 1);
                 let mut amt = (a - grid.bounds[k]).min(deficit);
                 let mut merge = false;
@@ -411,12 +418,12 @@ fn extend(grid: &Grid, cx: &Ctx, mut blocks: Blocks, visits: &mut usize) -> Opti
                         (amt, merge) = (a - pe, true);
                     }
                 } else {
-                    amt = amt.min(a - cx.pause_lock);
+                    amt = amt.min(a - problem.pause_lock);
                 }
-                if lead_running && merge && cx.run_lock > 0 {
+                if lead_running && merge && problem.run_lock > 0 {
                     // Joining the current run is fine; the lock only forbids pausing now.
                 }
-                let gain = amt + if merge { cx.o } else { 0 };
+                let gain = amt + if merge { problem.pause_overhead } else { 0 };
                 consider((
                     grid.cost(a - amt, a) / gain.max(1) as f64,
                     j,
@@ -448,8 +455,8 @@ fn extend(grid: &Grid, cx: &Ctx, mut blocks: Blocks, visits: &mut usize) -> Opti
 /// dearest edge slot of any run (a non-final run keeps at least `min_run`, the final one at
 /// least a millisecond; the current run is never cut at its start; runs never vanish, so
 /// the pause count and hence the work needed stay put).
-fn trim(grid: &Grid, cx: &Ctx, mut blocks: Blocks, visits: &mut usize) -> Blocks {
-    let mut surplus = net(cx, &blocks) - cx.r;
+fn trim(grid: &Grid, problem: &Problem, mut blocks: Blocks, visits: &mut usize) -> Blocks {
+    let mut surplus = net(problem, &blocks) - problem.work;
     let nb = blocks.len();
     // Each cut removes at least one slot's part; a surplus left after EDGE_STEPS cuts (or
     // once the decision's EDGE_VISITS are spent) only means the job is planned more
@@ -464,12 +471,12 @@ fn trim(grid: &Grid, cx: &Ctx, mut blocks: Blocks, visits: &mut usize) -> Blocks
         *visits = left;
         let mut best: Option<(f64, usize, bool, i64)> = None;
         for (j, &(a, b)) in blocks.iter().enumerate() {
-            let continuing = j == 0 && cx.running && a == 0;
+            let continuing = j == 0 && problem.running && a == 0;
             // Never leave a sliver: a run shorter than a second is a pointless transition.
             let keep = if j + 1 == nb {
                 1000
             } else {
-                (cx.min_run - if continuing { cx.ran } else { 0 }).max(1000)
+                (problem.min_run - if continuing { problem.ran } else { 0 }).max(1000)
             };
             let room = (b - a) - keep;
             if room <= 0 {
@@ -504,25 +511,25 @@ fn trim(grid: &Grid, cx: &Ctx, mut blocks: Blocks, visits: &mut usize) -> Blocks
 
 /// Candidate schedules from the Lagrangian (the trimmed one that holds the work, and the
 /// extended one from just short of it); the caller validates and keeps the cheapest.
-pub(crate) fn solve(grid: &Grid, cx: &Ctx) -> Vec<Blocks> {
+pub(crate) fn solve(grid: &Grid, problem: &Problem) -> Vec<Blocks> {
     if grid.len() == 0 {
         return Vec::new();
     }
     let vmax = grid.vals.iter().copied().fold(0.0f64, f64::max);
     let (lo, hi) = (-1.0, vmax + 1.0);
-    let mut dp = Dp::new(grid, cx);
+    let mut dp = Dp::new(grid, problem);
     let (mut ext_visits, mut trim_visits) = (EDGE_VISITS, EDGE_VISITS);
     let Some((best, short)) = for_mu(&mut dp, 0.0, lo, hi) else {
         return Vec::new();
     };
     let mut out: Vec<Blocks> = Vec::new();
-    if let Some(b) = short.and_then(|s| extend(grid, cx, s, &mut ext_visits)) {
+    if let Some(b) = short.and_then(|s| extend(grid, problem, s, &mut ext_visits)) {
         out.push(b);
     }
-    let allowed = match cx.allowed {
-        Some(a) if cx.pauses(&best) > i64::from(a) => i64::from(a),
+    let allowed = match problem.allowed {
+        Some(a) if problem.pauses(&best) > i64::from(a) => i64::from(a),
         _ => {
-            out.push(trim(grid, cx, best, &mut trim_visits));
+            out.push(trim(grid, problem, best, &mut trim_visits));
             return out;
         }
     };
@@ -533,9 +540,9 @@ pub(crate) fn solve(grid: &Grid, cx: &Ctx) -> Vec<Blocks> {
     for _ in 0..14 {
         let mid = 0.5 * (mlo + mhi);
         match for_mu(&mut dp, mid, lo, hi) {
-            Some((b, short)) if cx.pauses(&b) <= allowed => {
+            Some((b, short)) if problem.pauses(&b) <= allowed => {
                 found = Some(b);
-                if let Some(e) = short.and_then(|s| extend(grid, cx, s, &mut ext_visits)) {
+                if let Some(e) = short.and_then(|s| extend(grid, problem, s, &mut ext_visits)) {
                     out.push(e);
                 }
                 mhi = mid;
@@ -551,8 +558,8 @@ pub(crate) fn solve(grid: &Grid, cx: &Ctx) -> Vec<Blocks> {
     if found.is_none() {
         found = for_mu(&mut dp, mhi, lo, hi)
             .map(|(b, _)| b)
-            .filter(|b| cx.pauses(b) <= allowed);
+            .filter(|b| problem.pauses(b) <= allowed);
     }
-    out.extend(found.map(|b| trim(grid, cx, b, &mut trim_visits)));
+    out.extend(found.map(|b| trim(grid, problem, b, &mut trim_visits)));
     out
 }

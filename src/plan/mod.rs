@@ -8,13 +8,11 @@
 //! executed before the next call.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::series::Series;
 
 /// Which scheduling policy to apply.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
     /// Start at once, run to completion.
     RunNow,
@@ -22,13 +20,13 @@ pub enum Strategy {
     /// once started, never pause.
     FlexibleStart,
     /// Run only in the cleanest slots before the deadline, pausing in between.
-    PauseResume,
+    PauseAndResume,
     /// Run while intensity is below the limit (gCO2eq/kWh), deadline permitting.
     Threshold { max_gco2_per_kwh: f64 },
 }
 
 /// What a real training job needs from a schedule: checkpointing is not free.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Constraints {
     /// Once started (or resumed), run at least this long before pausing.
     pub min_run_secs: i64,
@@ -41,7 +39,7 @@ pub struct Constraints {
 }
 
 /// Whether the job is currently running, and since when.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum JobState {
     /// Never started yet.
     NotStarted,
@@ -69,23 +67,21 @@ pub struct PlanRequest<'a> {
 }
 
 /// The action to take now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Run,
     Pause,
 }
 
 /// A planned run interval `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
 
 /// Why the decision came out as it did (for status conditions and Events).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// The plan puts this slot among the cleanest.
     CleanWindow,
@@ -103,12 +99,13 @@ pub enum Reason {
     RunNow,
     /// A constraint (min run/pause, max pauses) holds the current state.
     Constraint,
-    /// No work left.
-    Done,
+    /// No work left by the runtime estimate (`expectedDuration`): a job still running
+    /// past it is never paused again and runs to completion.
+    EstimateExceeded,
 }
 
 /// The outcome of [`decide`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub action: Action,
     pub reason: Reason,
@@ -132,7 +129,7 @@ mod strategies;
 mod tests;
 
 use grid::{at, offset_ms, Grid, MS_PER_HOUR};
-use strategies::{Ctx, Outcome};
+use strategies::{Outcome, Problem};
 
 /// The `remaining_secs` to pass to [`decide`]: the expected runtime, plus the restore
 /// overhead of every pause taken so far, minus the runtime accrued.
@@ -160,8 +157,9 @@ pub fn remaining_work_secs(
 /// running job keeps running, a waiting or paused one waits, reason `Constraint`) until
 /// the slack, the time to `deadline` less the remaining work, is down to `guard_secs`;
 /// then the job runs (`DeadlineGuard`). Looked at again at least every `guard_secs`, a
-/// waiting job therefore starts with slack to spare. No work left is `Run`/`Done`, as in
-/// [`decide`]. Plans no intervals (there is nothing to plan them with).
+/// waiting job therefore starts with slack to spare. No work left is
+/// `Run`/`EstimateExceeded`, as in [`decide`]. Plans no intervals (there is nothing to plan
+/// them with).
 pub fn decide_without_forecast(
     now: DateTime<Utc>,
     remaining_secs: i64,
@@ -174,7 +172,7 @@ pub fn decide_without_forecast(
         .num_seconds()
         .saturating_sub(remaining_secs);
     let (action, reason) = if remaining_secs <= 0 {
-        (Action::Run, Reason::Done)
+        (Action::Run, Reason::EstimateExceeded)
     } else if slack <= guard_secs {
         (Action::Run, Reason::DeadlineGuard)
     } else if running {
@@ -193,64 +191,69 @@ pub fn decide_without_forecast(
 
 /// Decide what to do now. Pure and deterministic; never panics.
 ///
-/// Degenerate inputs get a usable answer: no work left is `Run`/`Done` with no intervals;
-/// a deadline that cannot be met (including one in the past) is `Run`/`DeadlineInfeasible`
-/// (finish as early as possible); a forecast that does not cover `[now, deadline)` is
-/// taken at its mean where it is missing.
+/// Degenerate inputs get a usable answer: no work left is `Run`/`EstimateExceeded` with no
+/// intervals; a deadline that cannot be met (including one in the past) is
+/// `Run`/`DeadlineInfeasible` (finish as early as possible); a forecast that does not cover
+/// `[now, deadline)` is taken at its mean where it is missing.
 pub fn decide(req: &PlanRequest<'_>) -> Plan {
     let now = req.now;
     if req.remaining_secs <= 0 {
         return Plan {
             action: Action::Run,
-            reason: Reason::Done,
+            reason: Reason::EstimateExceeded,
             next_transition: None,
             intervals: Vec::new(),
             expected_grams_per_kw: 0.0,
         };
     }
-    let r = req.remaining_secs.saturating_mul(1000);
-    let h = offset_ms(now, req.deadline);
+    let work = req.remaining_secs.saturating_mul(1000);
+    let deadline = offset_ms(now, req.deadline);
     // Run straight through from now: the deadline is already out of reach, or the
     // strategy never waits.
     let run_through = |reason| {
-        let grid = Grid::new(req.forecast, now, r, &[]);
+        let grid = Grid::new(req.forecast, now, work, &[]);
         finish(
             now,
             &grid,
             Outcome {
-                blocks: vec![(0, r)],
+                blocks: vec![(0, work)],
                 reason,
             },
         )
     };
-    if r > h {
+    if work > deadline {
         return run_through(Reason::DeadlineInfeasible);
     }
     if req.strategy == Strategy::RunNow {
         return run_through(Reason::RunNow);
     }
-    let cx = context(req, r, h);
-    let grid = Grid::new(req.forecast, now, h, &[cx.run_lock, cx.pause_lock]);
+    let problem = problem_of(req, work, deadline);
+    let grid = Grid::new(
+        req.forecast,
+        now,
+        deadline,
+        &[problem.run_lock, problem.pause_lock],
+    );
     let out = match req.strategy {
         Strategy::RunNow => Outcome {
-            blocks: vec![(0, r)],
+            blocks: vec![(0, work)],
             reason: Reason::RunNow,
         },
-        Strategy::FlexibleStart => strategies::flexible_start(&grid, &cx),
-        Strategy::PauseResume => strategies::pause_resume(&grid, &cx),
+        Strategy::FlexibleStart => strategies::flexible_start(&grid, &problem),
+        Strategy::PauseAndResume => strategies::pause_and_resume(&grid, &problem),
         Strategy::Threshold { max_gco2_per_kwh } => {
-            strategies::threshold(&grid, &cx, max_gco2_per_kwh)
+            strategies::threshold(&grid, &problem, max_gco2_per_kwh)
         }
     };
     finish(now, &grid, out)
 }
 
-/// Normalises a feasible request (`0 < r <= h`) to milliseconds and resolves the locks
-/// the job state implies.
-fn context(req: &PlanRequest<'_>, r: i64, h: i64) -> Ctx {
+/// Normalises a feasible request (`0 < work <= deadline`, in ms from now) to milliseconds
+/// and resolves the locks the job state implies.
+fn problem_of(req: &PlanRequest<'_>, work: i64, deadline: i64) -> Problem {
     let c = &req.constraints;
     let ms = |s: i64| s.max(0).saturating_mul(1000);
-    let (min_run, min_pause, o) = (
+    let (min_run, min_pause, pause_overhead) = (
         ms(c.min_run_secs),
         ms(c.min_pause_secs),
         ms(c.checkpoint_overhead_secs),
@@ -260,18 +263,18 @@ fn context(req: &PlanRequest<'_>, r: i64, h: i64) -> Ctx {
         JobState::NotStarted => (false, 0, 0, 0),
         JobState::Running { since } => {
             let ran = offset_ms(since, req.now).max(0);
-            (true, ran, (min_run - ran).clamp(0, r), 0)
+            (true, ran, (min_run - ran).clamp(0, work), 0)
         }
         JobState::Paused { since } => {
             let paused = offset_ms(since, req.now).max(0);
             // The guard overrides min_pause: never wait past the latest start.
-            (false, 0, 0, (min_pause - paused).clamp(0, h - r))
+            (false, 0, 0, (min_pause - paused).clamp(0, deadline - work))
         }
     };
-    Ctx {
-        h,
-        r,
-        o,
+    Problem {
+        deadline,
+        work,
+        pause_overhead,
         min_run,
         min_pause,
         allowed,

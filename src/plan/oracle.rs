@@ -1,10 +1,11 @@
-//! Perfect-foresight references for the simulator, the benches and the tests.
+//! Perfect-foresight references for the simulator and the tests.
 //!
 //! The oracle of a strategy is that same strategy planned once, at submission, with the
 //! actual intensities as its forecast: the best the strategy could do with perfect
 //! knowledge. The simulator compares what the operator achieves with imperfect, refreshed
-//! forecasts against it. The brute-force references enumerate every schedule of a small
-//! slot-aligned instance; they are exponential and only meant for proofs on tiny inputs.
+//! forecasts against it. The brute-force references (compiled for the tests only)
+//! enumerate every schedule of a small slot-aligned instance; they are exponential and
+//! only meant for proofs on tiny inputs.
 
 use chrono::{DateTime, Utc};
 
@@ -33,8 +34,9 @@ pub fn schedule(
     })
 }
 
-/// A tiny pause-resume instance in whole slots: slot `i` has intensity `values[i]`, the
+/// A tiny pause-and-resume instance in whole slots: slot `i` has intensity `values[i]`, the
 /// horizon (deadline) is the end of the last slot, the job needs `work` slots of runtime.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct SmallInstance {
     pub values: Vec<f64>,
@@ -49,12 +51,14 @@ pub struct SmallInstance {
 }
 
 /// Largest instance [`brute_force`] accepts (2^n schedules).
+#[cfg(test)]
 pub const BRUTE_FORCE_MAX_SLOTS: usize = 16;
 
 /// The exact optimum of a [`SmallInstance`] over all slot-aligned schedules, by
 /// enumeration: `(cost in intensity·slots, run mask)`, or None if no schedule is valid or
 /// the instance is too large. The last run ends the job, so it is exempt from `min_run`;
 /// every other rule is checked as stated in [`Constraints`].
+#[cfg(test)]
 pub fn brute_force(inst: &SmallInstance) -> Option<(f64, u32)> {
     let n = inst.values.len();
     if n == 0 || n > BRUTE_FORCE_MAX_SLOTS {
@@ -113,6 +117,7 @@ pub fn brute_force(inst: &SmallInstance) -> Option<(f64, u32)> {
 
 /// The cheapest contiguous window of `len` seconds in `[from, to)` over every whole-second
 /// start, by direct integration: the exhaustive reference for flexible start.
+#[cfg(test)]
 pub fn brute_force_window(
     series: &Series,
     from: DateTime<Utc>,

@@ -4,7 +4,7 @@
 //! for the action at `now`; [`super::decide`] turns that into a [`super::Plan`]. The
 //! deadline guard is structural rather than a post-check: every strategy only ever returns
 //! blocks that fit the remaining work, plus the overhead of the pauses they contain, before
-//! the deadline, and a pause-resume or threshold plan only pauses when the slack left can
+//! the deadline, and a pause-and-resume or threshold plan only pauses when the slack left can
 //! absorb the pause's overhead. Since `next_transition` is the first block's start (when
 //! pausing) or end (when running), an operator that re-plans at every transition can never
 //! be led past the latest start.
@@ -15,15 +15,16 @@ use super::Reason;
 /// Run blocks in ms from `now`.
 pub(crate) type Blocks = Vec<(i64, i64)>;
 
-/// A request normalised to integer milliseconds, with the job-state locks resolved.
+/// The planning problem: a request normalised to integer milliseconds from now, with the
+/// job-state locks resolved.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Ctx {
-    /// Deadline, ms from now (> 0, >= `r`).
-    pub h: i64,
+pub(crate) struct Problem {
+    /// Deadline, ms from now (> 0, >= `work`).
+    pub deadline: i64,
     /// Remaining work including the overhead of pauses already taken (> 0).
-    pub r: i64,
+    pub work: i64,
     /// Overhead each new pause adds to the work.
-    pub o: i64,
+    pub pause_overhead: i64,
     pub min_run: i64,
     pub min_pause: i64,
     /// Pauses still allowed (None: unlimited).
@@ -39,19 +40,23 @@ pub(crate) struct Ctx {
     pub pause_lock: i64,
 }
 
-impl Ctx {
+impl Problem {
     pub fn slack(&self) -> i64 {
-        self.h - self.r
+        self.deadline - self.work
     }
 
     /// Whether the job, running now, could pause at all: a pause must last `min_pause`
     /// (and at least a millisecond) and its overhead must still fit before the deadline.
     pub fn can_pause_now(&self) -> bool {
-        self.allowed != Some(0) && self.slack() >= self.o.saturating_add(self.min_pause.max(1))
+        self.allowed != Some(0)
+            && self.slack() >= self.pause_overhead.saturating_add(self.min_pause.max(1))
     }
 
     fn unconstrained(&self) -> bool {
-        self.min_run == 0 && self.min_pause == 0 && self.o == 0 && self.allowed.is_none()
+        self.min_run == 0
+            && self.min_pause == 0
+            && self.pause_overhead == 0
+            && self.allowed.is_none()
     }
 
     /// Pauses a plan implies: the gaps between blocks, plus one if the job is running now
@@ -63,7 +68,8 @@ impl Ctx {
 
     /// Work a plan must contain: remaining work plus overhead of each planned pause.
     pub fn need(&self, pauses: i64) -> i64 {
-        self.r.saturating_add(self.o.saturating_mul(pauses))
+        self.work
+            .saturating_add(self.pause_overhead.saturating_mul(pauses))
     }
 
     /// Every rule of the constrained problem, for the repair's final check and tests.
@@ -73,7 +79,7 @@ impl Ctx {
         };
         let mut prev_end: Option<i64> = None;
         for (i, &(a, b)) in blocks.iter().enumerate() {
-            if a >= b || a < 0 || b > self.h {
+            if a >= b || a < 0 || b > self.deadline {
                 return false;
             }
             if let Some(pe) = prev_end {
@@ -112,9 +118,9 @@ pub(crate) struct Outcome {
     pub reason: Reason,
 }
 
-fn run_through(cx: &Ctx, reason: Reason) -> Outcome {
+fn run_through(problem: &Problem, reason: Reason) -> Outcome {
     Outcome {
-        blocks: vec![(0, cx.r)],
+        blocks: vec![(0, problem.work)],
         reason,
     }
 }
@@ -122,15 +128,20 @@ fn run_through(cx: &Ctx, reason: Reason) -> Outcome {
 // ---------------------------------------------------------------------------------------
 // Flexible start
 
-/// The cheapest window `[s, s + len)` with `earliest <= s <= h - len`, exactly.
+/// The cheapest window `[s, s + len)` with `earliest <= s <= deadline - len`, exactly.
 ///
 /// The window's cost is piecewise linear in `s`, with breakpoints where `s` or `s + len`
 /// crosses a slot boundary, so its minimum over the continuous range is attained at an end
 /// of the range or at one of those breakpoints: checking them all is exact over every real
 /// start time, not only slot-aligned ones. One sweep with two cursors: O(slots).
-pub(crate) fn best_window(grid: &Grid, earliest: i64, len: i64, h: i64) -> Option<(i64, f64)> {
+pub(crate) fn best_window(
+    grid: &Grid,
+    earliest: i64,
+    len: i64,
+    deadline: i64,
+) -> Option<(i64, f64)> {
     let lo = earliest.max(0);
-    let hi = h - len;
+    let hi = deadline - len;
     if hi < lo || len <= 0 {
         return None;
     }
@@ -168,25 +179,25 @@ pub(crate) fn best_window(grid: &Grid, earliest: i64, len: i64, h: i64) -> Optio
     Some(best)
 }
 
-pub(crate) fn flexible_start(grid: &Grid, cx: &Ctx) -> Outcome {
-    if cx.running {
+pub(crate) fn flexible_start(grid: &Grid, problem: &Problem) -> Outcome {
+    if problem.running {
         // Once started, a flexible-start job never pauses.
-        return run_through(cx, Reason::CleanWindow);
+        return run_through(problem, Reason::CleanWindow);
     }
-    if cx.slack() <= 0 {
-        return run_through(cx, Reason::DeadlineGuard);
+    if problem.slack() <= 0 {
+        return run_through(problem, Reason::DeadlineGuard);
     }
-    match best_window(grid, cx.pause_lock, cx.r, cx.h) {
-        Some((0, _)) => run_through(cx, Reason::CleanWindow),
+    match best_window(grid, problem.pause_lock, problem.work, problem.deadline) {
+        Some((0, _)) => run_through(problem, Reason::CleanWindow),
         Some((s, _)) => Outcome {
-            blocks: vec![(s, s + cx.r)],
-            reason: if s == cx.pause_lock {
+            blocks: vec![(s, s + problem.work)],
+            reason: if s == problem.pause_lock {
                 Reason::Constraint
             } else {
                 Reason::WaitingForCleanerWindow
             },
         },
-        None => run_through(cx, Reason::DeadlineGuard),
+        None => run_through(problem, Reason::DeadlineGuard),
     }
 }
 
@@ -282,12 +293,17 @@ impl<'g> Selector<'g> {
     /// Selection whose size matches the overhead of the pauses it creates (the pause count
     /// depends on the selection, so iterate; the need only grows, so this converges or
     /// runs out of capacity). Surplus work from an overestimate is trimmed off the end.
-    fn select_consistent(&mut self, cx: &Ctx, marks: &[Mark], hint: i64) -> Option<(Blocks, i64)> {
-        let mut need = cx.need(hint);
+    fn select_consistent(
+        &mut self,
+        problem: &Problem,
+        marks: &[Mark],
+        hint: i64,
+    ) -> Option<(Blocks, i64)> {
+        let mut need = problem.need(hint);
         for _ in 0..8 {
             let mut blocks = self.select(marks, need)?;
-            let p = cx.pauses(&blocks);
-            let req = cx.need(p);
+            let p = problem.pauses(&blocks);
+            let req = problem.need(p);
             if req <= need {
                 let surplus = need - req;
                 if let Some(last) = blocks.last_mut() {
@@ -381,7 +397,7 @@ enum Fix {
 /// [`Selector`] (intensity, then time), taken whole until the last one, which is taken in
 /// part. Only the set matters, so a weighted quickselect finds it in O(slots) instead of
 /// sorting every slot.
-fn unconstrained(grid: &Grid, cx: &Ctx) -> Option<Blocks> {
+fn unconstrained(grid: &Grid, problem: &Problem) -> Option<Blocks> {
     let n = grid.len();
     let vals = &grid.vals;
     let less = |a: &u32, b: &u32| {
@@ -394,7 +410,7 @@ fn unconstrained(grid: &Grid, cx: &Ctx) -> Option<Blocks> {
     // Invariant: every slot in keys[..lo] is taken whole, the cut lies in keys[lo..hi],
     // and `left` is the work still needed from there.
     let (mut lo, mut hi) = (0usize, n);
-    let mut left = cx.r;
+    let mut left = problem.work;
     let typical = grid.dur(n / 2).max(1);
     loop {
         if lo >= hi {
@@ -426,19 +442,19 @@ fn unconstrained(grid: &Grid, cx: &Ctx) -> Option<Blocks> {
     }
 }
 
-/// Constrained pause-resume by repair: start from the cheapest slots, then fix violations
+/// Constrained pause-and-resume by repair: start from the cheapest slots, then fix violations
 /// (short gaps, short runs, too many pauses) one commitment at a time, each time choosing
 /// the fix that costs least at the current marginal price `lambda` (the dearest slot the
 /// selection took): filling a gap costs its intensity above `lambda` minus one overhead
 /// saved; dropping a run costs its saving below `lambda` minus one overhead saved;
 /// extending a run costs the extension above `lambda`. Commitments only accumulate, so
 /// this ends after at most one round per slot.
-fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
+fn repair(grid: &Grid, problem: &Problem, prefer_drop: bool) -> Option<Blocks> {
     let n = grid.len();
     let mut sel = Selector::new(grid);
     let mut marks = vec![Mark::Free; n];
-    mark_range(&mut marks, grid, 0, cx.run_lock, Mark::Lock);
-    mark_range(&mut marks, grid, 0, cx.pause_lock, Mark::Banned);
+    mark_range(&mut marks, grid, 0, problem.run_lock, Mark::Lock);
+    mark_range(&mut marks, grid, 0, problem.pause_lock, Mark::Banned);
     let mut capacity: i64 = (0..n)
         .filter(|&k| marks[k] != Mark::Banned)
         .map(|k| grid.dur(k))
@@ -447,12 +463,12 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
     // Each round commits at least one slot; bounded so that a pathological instance costs
     // O(slots) rounds at most a few dozen times (the Lagrangian candidate is the main one).
     for _ in 0..(n + 1).min(32) {
-        let (blocks, p) = sel.select_consistent(cx, &marks, hint)?;
+        let (blocks, p) = sel.select_consistent(problem, &marks, hint)?;
         hint = p;
         let lam = sel.lambda(&marks);
-        let o_val = lam * cx.o as f64;
+        let o_val = lam * problem.pause_overhead as f64;
         let nb = blocks.len();
-        let lead_gap = cx.running && blocks[0].0 > 0;
+        let lead_gap = problem.running && blocks[0].0 > 0;
         // Cost estimates (relative to the current selection) of each kind of fix.
         let fill_cost = |gi: usize| -> f64 {
             // Gap gi lies before block gi (gap 0 is the lead gap when running).
@@ -466,7 +482,10 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
         };
         let drop_cost = |j: usize| -> Option<f64> {
             let (a, b) = blocks[j];
-            if nb < 2 || has_lock(j) || capacity - (b - a) < cx.need(p) + cx.o {
+            if nb < 2
+                || has_lock(j)
+                || capacity - (b - a) < problem.need(p) + problem.pause_overhead
+            {
                 return None;
             }
             Some(lam * (b - a) as f64 - grid.cost(a, b) - o_val)
@@ -474,8 +493,8 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
         // Extension of block j to min_run, greedily into the cheaper neighbour slot.
         let extend = |j: usize| -> Option<(f64, usize, usize)> {
             let (a, b) = blocks[j];
-            let continuing = j == 0 && cx.running && a == 0;
-            let target = cx.min_run - if continuing { cx.ran } else { 0 };
+            let continuing = j == 0 && problem.running && a == 0;
+            let target = problem.min_run - if continuing { problem.ran } else { 0 };
             let (mut l, mut r) = (grid.locate(a), grid.locate(b - 1));
             let mut len = grid.bounds[r + 1] - grid.bounds[l];
             let mut extra = 0.0;
@@ -519,7 +538,7 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
                 return None;
             }
             let mut lost = 0.0;
-            while grid.bounds[r] - grid.bounds[l + 1] < cx.min_pause {
+            while grid.bounds[r] - grid.bounds[l + 1] < problem.min_pause {
                 let left = (l > lmin && marks[l] == Mark::Free).then_some(l);
                 let right = (r < rmax && marks[r] == Mark::Free).then_some(r);
                 let k = match (left, right) {
@@ -549,7 +568,7 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
                 continue;
             }
             let a = if gi == 0 { 0 } else { blocks[gi - 1].1 };
-            if blocks[gi].0 - a >= cx.min_pause {
+            if blocks[gi].0 - a >= problem.min_pause {
                 continue;
             }
             let mut best = (fill_cost(gi), Fix::FillGap(gi));
@@ -571,8 +590,8 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
         }
         // Short runs (the final run ends the job, not a pause: it may be short).
         for (j, &(a, b)) in blocks.iter().enumerate().take(nb.saturating_sub(1)) {
-            let continuing = j == 0 && cx.running && a == 0;
-            if b - a + if continuing { cx.ran } else { 0 } >= cx.min_run {
+            let continuing = j == 0 && problem.running && a == 0;
+            if b - a + if continuing { problem.ran } else { 0 } >= problem.min_run {
                 continue;
             }
             let ext = extend(j).map(|(c, l, r)| (c, Fix::Extend(l, r)));
@@ -589,7 +608,7 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
         }
         // Too many pauses: the cheapest merges.
         if fixes.is_empty() {
-            if let Some(al) = cx.allowed {
+            if let Some(al) = problem.allowed {
                 let excess = p - i64::from(al);
                 if excess > 0 {
                     let mut all: Vec<(f64, Fix)> = Vec::new();
@@ -666,22 +685,24 @@ fn repair(grid: &Grid, cx: &Ctx, prefer_drop: bool) -> Option<Blocks> {
     None
 }
 
-pub(crate) fn pause_resume(grid: &Grid, cx: &Ctx) -> Outcome {
-    if cx.slack() <= 0 || (cx.running && !cx.can_pause_now() && cx.allowed != Some(0)) {
-        return run_through(cx, Reason::DeadlineGuard);
+pub(crate) fn pause_and_resume(grid: &Grid, problem: &Problem) -> Outcome {
+    if problem.slack() <= 0
+        || (problem.running && !problem.can_pause_now() && problem.allowed != Some(0))
+    {
+        return run_through(problem, Reason::DeadlineGuard);
     }
-    if cx.running && cx.allowed == Some(0) {
-        return run_through(cx, Reason::Constraint);
+    if problem.running && problem.allowed == Some(0) {
+        return run_through(problem, Reason::Constraint);
     }
-    let blocks = if cx.unconstrained() {
-        unconstrained(grid, cx)
+    let blocks = if problem.unconstrained() {
+        unconstrained(grid, problem)
     } else {
-        constrained(grid, cx)
+        constrained(grid, problem)
     };
-    let blocks = blocks.unwrap_or_else(|| vec![(0, cx.r)]);
+    let blocks = blocks.unwrap_or_else(|| vec![(0, problem.work)]);
     let reason = if blocks[0].0 == 0 {
         Reason::CleanWindow
-    } else if blocks[0].0 == cx.pause_lock {
+    } else if blocks[0].0 == problem.pause_lock {
         Reason::Constraint
     } else {
         Reason::WaitingForCleanerWindow
@@ -691,20 +712,27 @@ pub(crate) fn pause_resume(grid: &Grid, cx: &Ctx) -> Outcome {
 
 /// The best valid plan among the repairs and the contiguous fallbacks (which always
 /// satisfy every constraint), so a constrained plan is never worse than flexible start.
-pub(crate) fn constrained(grid: &Grid, cx: &Ctx) -> Option<Blocks> {
+pub(crate) fn constrained(grid: &Grid, problem: &Problem) -> Option<Blocks> {
     let mut cands: Vec<Blocks> = Vec::new();
-    if cx.running {
-        cands.push(vec![(0, cx.r)]);
-        if cx.run_lock == 0 && cx.can_pause_now() {
-            if let Some((s, _)) = best_window(grid, cx.min_pause.max(1), cx.r + cx.o, cx.h) {
-                cands.push(vec![(s, s + cx.r + cx.o)]);
+    if problem.running {
+        cands.push(vec![(0, problem.work)]);
+        if problem.run_lock == 0 && problem.can_pause_now() {
+            if let Some((s, _)) = best_window(
+                grid,
+                problem.min_pause.max(1),
+                problem.work + problem.pause_overhead,
+                problem.deadline,
+            ) {
+                cands.push(vec![(s, s + problem.work + problem.pause_overhead)]);
             }
         }
-    } else if let Some((s, _)) = best_window(grid, cx.pause_lock, cx.r, cx.h) {
-        cands.push(vec![(s, s + cx.r)]);
+    } else if let Some((s, _)) =
+        best_window(grid, problem.pause_lock, problem.work, problem.deadline)
+    {
+        cands.push(vec![(s, s + problem.work)]);
     }
-    if cx.allowed != Some(0) {
-        cands.extend(super::lagrange::solve(grid, cx));
+    if problem.allowed != Some(0) {
+        cands.extend(super::lagrange::solve(grid, problem));
         // The repair is a cheap second opinion; its tie-breaking variant only pays on
         // small instances.
         let variants: &[bool] = match grid.len() {
@@ -715,14 +743,14 @@ pub(crate) fn constrained(grid: &Grid, cx: &Ctx) -> Option<Blocks> {
             _ => &[],
         };
         for &prefer_drop in variants {
-            if let Some(b) = repair(grid, cx, prefer_drop) {
+            if let Some(b) = repair(grid, problem, prefer_drop) {
                 cands.push(b);
             }
         }
     }
     let mut best: Option<(f64, Blocks)> = None;
     for c in cands {
-        if !cx.valid(&c) {
+        if !problem.valid(&c) {
             continue;
         }
         let cost = grid.cost_of(&c);
@@ -739,22 +767,22 @@ pub(crate) fn constrained(grid: &Grid, cx: &Ctx) -> Option<Blocks> {
 /// Simulates the threshold policy forward on the forecast: run while the slot's intensity
 /// is below `limit`, pause otherwise, honouring min run / min pause / max pauses, and
 /// resume at the latest start whatever the grid (the guard).
-pub(crate) fn threshold(grid: &Grid, cx: &Ctx, limit: f64) -> Outcome {
+pub(crate) fn threshold(grid: &Grid, problem: &Problem, limit: f64) -> Outcome {
     let below = |k: usize| grid.vals[k] < limit;
     let n = grid.len();
     let mut blocks: Blocks = Vec::new();
     let mut t = 0i64;
-    let mut rem = cx.r;
-    let mut running = cx.running;
+    let mut rem = problem.work;
+    let mut running = problem.running;
     // Start of the current run or pause, possibly before now; None before the first start.
-    let mut since: Option<i64> = if cx.running {
-        Some(-cx.ran)
-    } else if cx.pause_lock > 0 {
-        Some(cx.pause_lock - cx.min_pause)
+    let mut since: Option<i64> = if problem.running {
+        Some(-problem.ran)
+    } else if problem.pause_lock > 0 {
+        Some(problem.pause_lock - problem.min_pause)
     } else {
         None
     };
-    let mut allowed = cx.allowed;
+    let mut allowed = problem.allowed;
     let mut reason: Option<Reason> = None;
     // Each round either finishes or moves t forward past a run or a pause.
     for _ in 0..2 * n + 4 {
@@ -762,9 +790,13 @@ pub(crate) fn threshold(grid: &Grid, cx: &Ctx, limit: f64) -> Outcome {
             break;
         }
         if running {
-            let slack = cx.h - t - rem;
-            let may_pause = allowed != Some(0) && slack >= cx.o.saturating_add(cx.min_pause.max(1));
-            let earliest = since.map_or(t, |s| (s + cx.min_run).max(t));
+            let slack = problem.deadline - t - rem;
+            let may_pause = allowed != Some(0)
+                && slack
+                    >= problem
+                        .pause_overhead
+                        .saturating_add(problem.min_pause.max(1));
+            let earliest = since.map_or(t, |s| (s + problem.min_run).max(t));
             let mut stop = None;
             if may_pause && earliest < t + rem {
                 let mut k = grid.locate(earliest);
@@ -790,7 +822,7 @@ pub(crate) fn threshold(grid: &Grid, cx: &Ctx, limit: f64) -> Outcome {
                     if s > t {
                         blocks.push((t, s));
                     }
-                    rem = rem - (s - t) + cx.o;
+                    rem = rem - (s - t) + problem.pause_overhead;
                     allowed = allowed.map(|a| a.saturating_sub(1));
                     running = false;
                     since = Some(s);
@@ -802,8 +834,8 @@ pub(crate) fn threshold(grid: &Grid, cx: &Ctx, limit: f64) -> Outcome {
                 }
             }
         } else {
-            let latest = cx.h - rem;
-            let lock = since.map_or(t, |s| (s + cx.min_pause).max(t));
+            let latest = problem.deadline - rem;
+            let lock = since.map_or(t, |s| (s + problem.min_pause).max(t));
             let mut start = latest;
             let mut k = grid.locate(lock);
             while k < n && grid.bounds[k] < latest {
@@ -837,7 +869,7 @@ pub(crate) fn threshold(grid: &Grid, cx: &Ctx, limit: f64) -> Outcome {
         blocks.push((t, t + rem));
     }
     if blocks.is_empty() {
-        blocks.push((0, cx.r));
+        blocks.push((0, problem.work));
     }
     Outcome {
         blocks,

@@ -54,18 +54,18 @@ fn degenerate_inputs_never_panic() {
     let f = hourly(&[100.0, 50.0, 10.0]);
     let done = decide(&PlanRequest {
         remaining_secs: 0,
-        ..req(&f, t0(), 1, hours(3), Strategy::PauseResume)
+        ..req(&f, t0(), 1, hours(3), Strategy::PauseAndResume)
     });
     assert_eq!(
         (done.action, done.reason, done.intervals.len()),
-        (Action::Run, Reason::Done, 0)
+        (Action::Run, Reason::EstimateExceeded, 0)
     );
     let neg = decide(&PlanRequest {
         remaining_secs: -5,
         ..req(&f, t0(), 1, hours(3), Strategy::FlexibleStart)
     });
-    assert_eq!(neg.reason, Reason::Done);
-    let late = decide(&req(&f, hours(5), 1, hours(2), Strategy::PauseResume));
+    assert_eq!(neg.reason, Reason::EstimateExceeded);
+    let late = decide(&req(&f, hours(5), 1, hours(2), Strategy::PauseAndResume));
     assert_eq!(
         (late.action, late.reason, late.next_transition),
         (Action::Run, Reason::DeadlineInfeasible, None)
@@ -83,7 +83,7 @@ fn degenerate_inputs_never_panic() {
     // Forecast entirely in the past or future: planned at its mean, still a valid plan.
     for now in [hours(-30), hours(30)] {
         for s in [
-            Strategy::PauseResume,
+            Strategy::PauseAndResume,
             Strategy::FlexibleStart,
             Strategy::Threshold {
                 max_gco2_per_kwh: 40.0,
@@ -97,7 +97,7 @@ fn degenerate_inputs_never_panic() {
     // Absurd magnitudes.
     let huge = decide(&PlanRequest {
         remaining_secs: i64::MAX,
-        ..req(&f, t0(), 1, hours(3), Strategy::PauseResume)
+        ..req(&f, t0(), 1, hours(3), Strategy::PauseAndResume)
     });
     assert_eq!(huge.reason, Reason::DeadlineInfeasible);
     let far = decide(&req(
@@ -105,7 +105,7 @@ fn degenerate_inputs_never_panic() {
         t0(),
         2,
         DateTime::<Utc>::MAX_UTC,
-        Strategy::PauseResume,
+        Strategy::PauseAndResume,
     ));
     assert_eq!(total_secs(&far), 7200);
     let weird = Constraints {
@@ -115,7 +115,7 @@ fn degenerate_inputs_never_panic() {
         checkpoint_overhead_secs: i64::MIN,
     };
     for s in [
-        Strategy::PauseResume,
+        Strategy::PauseAndResume,
         Strategy::Threshold {
             max_gco2_per_kwh: f64::NAN,
         },
@@ -152,7 +152,7 @@ fn strategies_on_a_simple_day() {
     );
     assert_eq!(flex.next_transition, Some(hours(1)));
 
-    let pr = decide(&req(&f, t0(), 2, hours(8), Strategy::PauseResume));
+    let pr = decide(&req(&f, t0(), 2, hours(8), Strategy::PauseAndResume));
     assert_eq!(
         pr.intervals,
         vec![
@@ -169,10 +169,10 @@ fn strategies_on_a_simple_day() {
     assert!((pr.expected_grams_per_kw - 110.0).abs() < 1e-9);
     assert_eq!(pr.next_transition, Some(hours(2)));
 
-    // Running at hour 2 under pause-resume: run, then pause at 3.
+    // Running at hour 2 under pause-and-resume: run, then pause at 3.
     let running = decide(&PlanRequest {
         state: JobState::Running { since: hours(2) },
-        ..req(&f, hours(2), 2, hours(8), Strategy::PauseResume)
+        ..req(&f, hours(2), 2, hours(8), Strategy::PauseAndResume)
     });
     assert_eq!(
         (running.action, running.next_transition),
@@ -212,7 +212,7 @@ fn strategies_on_a_simple_day() {
 fn zero_slack_is_the_deadline_guard() {
     let f = hourly(&[500.0, 10.0, 10.0, 10.0]);
     for s in [
-        Strategy::PauseResume,
+        Strategy::PauseAndResume,
         Strategy::FlexibleStart,
         Strategy::Threshold {
             max_gco2_per_kwh: 100.0,
@@ -252,7 +252,7 @@ fn partial_slots_and_sub_second_now() {
             now,
             0,
             t0() + TimeDelta::seconds(1700),
-            Strategy::PauseResume,
+            Strategy::PauseAndResume,
         )
     });
     // 300 s of the 10 slot and 100 s of the 20 slot.
@@ -282,7 +282,7 @@ fn constrained_plans_respect_every_rule() {
     };
     let p = decide(&PlanRequest {
         constraints: c,
-        ..req(&f, t0(), 6, hours(24), Strategy::PauseResume)
+        ..req(&f, t0(), 6, hours(24), Strategy::PauseAndResume)
     });
     let iv = &p.intervals;
     assert!(iv.len() <= 4);
@@ -297,7 +297,7 @@ fn constrained_plans_respect_every_rule() {
         state: JobState::Paused {
             since: hours(2) - TimeDelta::minutes(30),
         },
-        ..req(&f, hours(2), 2, hours(24), Strategy::PauseResume)
+        ..req(&f, hours(2), 2, hours(24), Strategy::PauseAndResume)
     });
     assert_eq!(p.action, Action::Pause);
     assert!(p.next_transition.unwrap() >= hours(3) + TimeDelta::minutes(30));
@@ -307,7 +307,7 @@ fn constrained_plans_respect_every_rule() {
         state: JobState::Paused {
             since: hours(2) - TimeDelta::minutes(30),
         },
-        ..req(&f, hours(2), 2, hours(5), Strategy::PauseResume)
+        ..req(&f, hours(2), 2, hours(5), Strategy::PauseAndResume)
     });
     assert!(p.next_transition.is_none_or(|t| t <= hours(3)));
     // Running for 10 min with a 2 h minimum run: keeps running through a dirty hour.
@@ -316,7 +316,7 @@ fn constrained_plans_respect_every_rule() {
         state: JobState::Running {
             since: hours(1) - TimeDelta::minutes(10),
         },
-        ..req(&f, hours(1), 4, hours(24), Strategy::PauseResume)
+        ..req(&f, hours(1), 4, hours(24), Strategy::PauseAndResume)
     });
     assert_eq!(p.action, Action::Run);
     assert!(p
@@ -327,7 +327,7 @@ fn constrained_plans_respect_every_rule() {
         constraints: c,
         pauses_so_far: 3,
         state: JobState::Running { since: hours(1) },
-        ..req(&f, hours(1), 4, hours(24), Strategy::PauseResume)
+        ..req(&f, hours(1), 4, hours(24), Strategy::PauseAndResume)
     });
     assert_eq!(
         (p.action, p.reason, p.next_transition),
@@ -453,7 +453,7 @@ fn small_request<'a>(inst: &SmallInstance, f: &'a Series) -> PlanRequest<'a> {
         now: t0(),
         remaining_secs: i64::from(inst.work) * h,
         deadline: hours(inst.values.len() as i64),
-        strategy: Strategy::PauseResume,
+        strategy: Strategy::PauseAndResume,
         constraints: Constraints {
             min_run_secs: i64::from(inst.min_run) * h,
             min_pause_secs: i64::from(inst.min_pause) * h,
@@ -471,7 +471,7 @@ fn small_request<'a>(inst: &SmallInstance, f: &'a Series) -> PlanRequest<'a> {
     }
 }
 
-/// Worst-case tolerance for constrained pause-resume against the exact slot-aligned
+/// Worst-case tolerance for constrained pause-and-resume against the exact slot-aligned
 /// optimum (relative, plus an absolute allowance for float noise). The worst measured over
 /// 20,000 adversarial instances (`measure_constrained_gap`) is +64.5 %, on spiky 20/900
 /// gCO2/kWh grids where one slot of duality gap is most of the cost; typical quality is
@@ -481,11 +481,11 @@ const CONSTRAINED_TOLERANCE: f64 = 0.70;
 proptest! {
     #![proptest_config(PtConfig::with_cases(256))]
 
-    /// Unconstrained pause-resume is exactly optimal: equal to the exhaustive optimum over
+    /// Unconstrained pause-and-resume is exactly optimal: equal to the exhaustive optimum over
     /// every set of 5-minute cells, with the first and last slots partial (slots are
     /// 10 minutes, now and the deadline fall on any 5-minute cell).
     #[test]
-    fn unconstrained_pause_resume_equals_brute_force(
+    fn unconstrained_pause_and_resume_equals_brute_force(
         vals in values(7),
         now_cell in 0i64..2,
         extra in 0i64..2,
@@ -498,7 +498,7 @@ proptest! {
         let now = t0() + TimeDelta::seconds(300 * now_cell);
         let r = PlanRequest {
             remaining_secs: i64::from(work) * 300,
-            ..req(&f, now, 0, now + TimeDelta::seconds(300 * n as i64), Strategy::PauseResume)
+            ..req(&f, now, 0, now + TimeDelta::seconds(300 * n as i64), Strategy::PauseAndResume)
         };
         let p = decide(&r);
         let inst = SmallInstance { values: cells[..n].to_vec(), work, min_run: 0, min_pause: 0, max_pauses: None, overhead: 0, running_for: None };
@@ -532,10 +532,10 @@ proptest! {
         prop_assert!(check_rules(&p, &r).is_ok());
     }
 
-    /// Constrained pause-resume: always valid, and within CONSTRAINED_TOLERANCE of the
+    /// Constrained pause-and-resume: always valid, and within CONSTRAINED_TOLERANCE of the
     /// exact optimum over slot-aligned schedules.
     #[test]
-    fn constrained_pause_resume_near_brute_force(inst in small_instance()) {
+    fn constrained_pause_and_resume_near_brute_force(inst in small_instance()) {
         let f = Series::new(t0(), 3600, inst.values.clone()).unwrap();
         let r = small_request(&inst, &f);
         let p = decide(&r);
@@ -548,8 +548,8 @@ proptest! {
         }
     }
 
-    /// With perfect forecasts: pause-resume <= flexible start <= run now, constrained
-    /// pause-resume <= flexible start, and threshold never worse than run-now when it can
+    /// With perfect forecasts: pause-and-resume <= flexible start <= run now, constrained
+    /// pause-and-resume <= flexible start, and threshold never worse than run-now when it can
     /// afford to wait... (threshold has no such guarantee, so it is not compared).
     #[test]
     fn savings_ordering_on_perfect_forecasts(
@@ -563,10 +563,10 @@ proptest! {
         let plan = |s, cons: Constraints| oracle::schedule(s, &f, t0(), rem * 3600, dl, cons).expected_grams_per_kw;
         let none = Constraints::default();
         let cons = Constraints { min_run_secs: c.0 * 3600, min_pause_secs: c.1 * 3600, max_pauses: c.2, checkpoint_overhead_secs: c.3 * 1800 };
-        let (pr, fs, rn) = (plan(Strategy::PauseResume, none), plan(Strategy::FlexibleStart, none), plan(Strategy::RunNow, none));
+        let (pr, fs, rn) = (plan(Strategy::PauseAndResume, none), plan(Strategy::FlexibleStart, none), plan(Strategy::RunNow, none));
         let eps = 1e-9 * rn.max(1.0);
         prop_assert!(pr <= fs + eps && fs <= rn + eps, "{pr} {fs} {rn}");
-        let prc = plan(Strategy::PauseResume, cons);
+        let prc = plan(Strategy::PauseAndResume, cons);
         prop_assert!(pr <= prc + eps && prc <= fs + eps, "{pr} {prc} {fs}");
     }
 }
@@ -649,7 +649,7 @@ fn execute(
 
 fn guard_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
     prop_oneof![
-        Just(Strategy::PauseResume),
+        Just(Strategy::PauseAndResume),
         Just(Strategy::FlexibleStart),
         Just(Strategy::RunNow),
         (0.0f64..600.0).prop_map(|m| Strategy::Threshold {
@@ -803,7 +803,7 @@ proptest! {
         prop_assert!(p.intervals.is_empty() && p.next_transition.is_none());
         let slack = to_deadline - remaining;
         let want = if remaining <= 0 {
-            (Action::Run, Reason::Done)
+            (Action::Run, Reason::EstimateExceeded)
         } else if slack <= guard {
             (Action::Run, Reason::DeadlineGuard)
         } else if running {

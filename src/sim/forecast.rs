@@ -14,6 +14,7 @@ use super::SimError;
 use crate::data::Vintage;
 use crate::forecast::cache::merge_history;
 use crate::series::Series;
+use crate::timefmt;
 
 /// Which forecast the receding-horizon strategies see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,17 +168,24 @@ impl<'a> Forecaster<'a> {
             let v = k
                 .checked_sub(1)
                 .and_then(|i| self.vintages.get(i))
-                .ok_or_else(|| SimError::Internal(format!("no vintage issued by {issued_at}")))?;
+                .ok_or_else(|| {
+                    SimError::Internal(format!(
+                        "no vintage issued by {}",
+                        timefmt::format(issued_at)
+                    ))
+                })?;
             let to = issued_at + TimeDelta::seconds(self.horizon_secs);
-            return v
-                .forecast
-                .slice(v.forecast.start(), to)
-                .ok_or_else(|| SimError::Internal(format!("vintage {} is empty", v.issued_at)));
+            return v.forecast.slice(v.forecast.start(), to).ok_or_else(|| {
+                SimError::Internal(format!("vintage {} is empty", timefmt::format(v.issued_at)))
+            });
         }
         let truth = self.truth;
         let step = truth.step_secs();
         let i0 = truth.index_of(issued_at).ok_or_else(|| {
-            SimError::Internal(format!("issue time {issued_at} outside the trace"))
+            SimError::Internal(format!(
+                "issue time {} outside the trace",
+                timefmt::format(issued_at)
+            ))
         })?;
         // At least the slot in progress, however short the horizon.
         let n = ((self.horizon_secs + step - 1) / step).max(1) as usize;

@@ -170,7 +170,7 @@ fn manifest(
     let (name, threshold) = match strategy {
         Strategy::RunNow => ("RunNow", None),
         Strategy::FlexibleStart => ("FlexibleStart", None),
-        Strategy::PauseResume => ("PauseAndResume", None),
+        Strategy::PauseAndResume => ("PauseAndResume", None),
         Strategy::Threshold { max_gco2_per_kwh } => ("Threshold", Some(max_gco2_per_kwh)),
     };
     schedule["strategy"] = json!(name);

@@ -18,7 +18,6 @@ pub(crate) mod job;
 pub mod noise;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
 use thiserror::Error;
 
 use crate::accounting::{self, PowerModel};
@@ -26,6 +25,7 @@ use crate::data::Vintage;
 use crate::duration::format_secs;
 use crate::plan::{self, Constraints, Interval, Strategy};
 use crate::series::Series;
+use crate::timefmt;
 pub use forecast::{ForecastCache, ForecastModel, Forecaster};
 
 /// History the first job may learn from (persistence needs a full day).
@@ -47,47 +47,59 @@ pub enum SimError {
     Internal(String),
 }
 
-/// The strategies `simulate` compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// The strategies `simulate` compares: the CRD's strategies (`RunNow`, `FlexibleStart`,
+/// `PauseAndResume`, `Threshold`) in kebab-case, and the perfect-foresight oracles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StrategyKind {
     RunNow,
     FlexibleStart,
-    PauseResume,
+    PauseAndResume,
     Threshold,
     OracleFlexibleStart,
-    OraclePauseResume,
+    OraclePauseAndResume,
 }
 
 impl StrategyKind {
     pub const ALL: [StrategyKind; 6] = [
         StrategyKind::RunNow,
         StrategyKind::FlexibleStart,
-        StrategyKind::PauseResume,
+        StrategyKind::PauseAndResume,
         StrategyKind::Threshold,
         StrategyKind::OracleFlexibleStart,
-        StrategyKind::OraclePauseResume,
+        StrategyKind::OraclePauseAndResume,
+    ];
+
+    /// Names that `--strategy` still accepts for a while, with the one that replaced each.
+    pub const DEPRECATED_NAMES: [(&'static str, StrategyKind); 2] = [
+        ("pause-resume", StrategyKind::PauseAndResume),
+        ("oracle-pause-resume", StrategyKind::OraclePauseAndResume),
     ];
 
     pub fn name(&self) -> &'static str {
         match self {
             StrategyKind::RunNow => "run-now",
             StrategyKind::FlexibleStart => "flexible-start",
-            StrategyKind::PauseResume => "pause-resume",
+            StrategyKind::PauseAndResume => "pause-and-resume",
             StrategyKind::Threshold => "threshold",
             StrategyKind::OracleFlexibleStart => "oracle-flexible-start",
-            StrategyKind::OraclePauseResume => "oracle-pause-resume",
+            StrategyKind::OraclePauseAndResume => "oracle-pause-and-resume",
         }
     }
 
+    /// The strategy named `s`, by its name or a deprecated one.
     pub fn parse(s: &str) -> Option<StrategyKind> {
-        Self::ALL.into_iter().find(|k| k.name() == s)
+        Self::ALL.into_iter().find(|k| k.name() == s).or_else(|| {
+            Self::DEPRECATED_NAMES
+                .into_iter()
+                .find(|(old, _)| *old == s)
+                .map(|(_, k)| k)
+        })
     }
 
     fn is_oracle(&self) -> bool {
         matches!(
             self,
-            StrategyKind::OracleFlexibleStart | StrategyKind::OraclePauseResume
+            StrategyKind::OracleFlexibleStart | StrategyKind::OraclePauseAndResume
         )
     }
 }
@@ -106,7 +118,7 @@ pub struct SimConfig {
     pub submit_every_secs: i64,
     pub horizon_secs: i64,
     pub forecast: ForecastModel,
-    /// Strategies to report; run-now and oracle-pause-resume are always computed because
+    /// Strategies to report; run-now and oracle-pause-and-resume are always computed because
     /// savings and oracle fractions are relative to them.
     pub strategies: Vec<StrategyKind>,
     pub constraints: Constraints,
@@ -125,7 +137,7 @@ pub struct SimConfig {
 }
 
 /// One job's outcome under one strategy.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone)]
 pub struct JobRun {
     pub submitted: DateTime<Utc>,
     pub deadline: DateTime<Utc>,
@@ -156,16 +168,15 @@ impl JobRun {
 }
 
 /// Totals for one strategy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct StrategyReport {
     pub strategy: StrategyKind,
     pub emissions_g: f64,
     pub savings_pct: f64,
-    /// savings / oracle-pause-resume savings; None when the oracle saves nothing.
+    /// savings / oracle-pause-and-resume savings; None when the oracle saves nothing.
     pub oracle_fraction: Option<f64>,
     pub deadline_misses: usize,
     pub pauses_per_job: f64,
-    #[serde(skip)]
     pub jobs: Vec<JobRun>,
 }
 
@@ -237,8 +248,8 @@ pub fn submissions(truth: &Truth<'_>, cfg: &SimConfig) -> Result<Vec<DateTime<Ut
         return input(format!(
             "the trace is too short for one job: it needs {warm}duration + slack = {} after {}, but it ends at {}",
             format_secs((window).num_seconds()),
-            first.to_rfc3339(),
-            actuals.end().to_rfc3339()
+            timefmt::format(first),
+            timefmt::format(actuals.end())
         ));
     }
     Ok(out)
@@ -255,7 +266,7 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
         REFRESH_SECS.max(truth.actuals.step_secs()),
         OPERATOR_HISTORY_SECS,
     );
-    let mut kinds = vec![StrategyKind::RunNow, StrategyKind::OraclePauseResume];
+    let mut kinds = vec![StrategyKind::RunNow, StrategyKind::OraclePauseAndResume];
     for k in &cfg.strategies {
         if !kinds.contains(k) {
             kinds.push(*k);
@@ -285,7 +296,7 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
             0.0
         }
     };
-    let oracle_savings = savings(total(StrategyKind::OraclePauseResume));
+    let oracle_savings = savings(total(StrategyKind::OraclePauseAndResume));
     let n = submits.len();
     let mut results = Vec::new();
     for k in &cfg.strategies {
@@ -378,7 +389,9 @@ fn strategy_for(
     match kind {
         StrategyKind::RunNow => Strategy::RunNow,
         StrategyKind::FlexibleStart | StrategyKind::OracleFlexibleStart => Strategy::FlexibleStart,
-        StrategyKind::PauseResume | StrategyKind::OraclePauseResume => Strategy::PauseResume,
+        StrategyKind::PauseAndResume | StrategyKind::OraclePauseAndResume => {
+            Strategy::PauseAndResume
+        }
         StrategyKind::Threshold => Strategy::Threshold {
             max_gco2_per_kwh: cfg.threshold.unwrap_or_else(|| {
                 let p = cfg.duration_secs as f64 / (cfg.duration_secs + cfg.slack_secs) as f64;
@@ -434,9 +447,13 @@ fn run_oracle(
     deadline: DateTime<Utc>,
 ) -> Result<JobRun, SimError> {
     let actuals = truth.actuals;
-    let window = actuals
-        .slice(submit, deadline)
-        .ok_or_else(|| SimError::Internal(format!("no actuals for {submit} .. {deadline}")))?;
+    let window = actuals.slice(submit, deadline).ok_or_else(|| {
+        SimError::Internal(format!(
+            "no actuals for {} .. {}",
+            timefmt::format(submit),
+            timefmt::format(deadline)
+        ))
+    })?;
     let plan = plan::oracle::schedule(
         strategy,
         &window,

@@ -113,7 +113,7 @@ fn perfect_forecast_reaches_the_oracle() {
             assert_eq!(worked, 6 * 3600, "{:?}", x.strategy);
         }
     }
-    let pr = get(&r, StrategyKind::PauseResume);
+    let pr = get(&r, StrategyKind::PauseAndResume);
     assert!(pr.oracle_fraction.unwrap() >= 0.99, "{pr:?}");
     let fs = get(&r, StrategyKind::FlexibleStart).savings_pct;
     let ofs = get(&r, StrategyKind::OracleFlexibleStart).savings_pct;
