@@ -1395,6 +1395,17 @@ async fn a_stopped_leader_writes_nothing_after_losing_the_lease() {
     assert!(a2.log_text().contains("standing by"), "{}", a2.log_text());
     assert!(format!("{})", holder().await).ends_with(&b_id));
     drop(a2);
+    // The Lease lives in this namespace: once the namespace terminates, b can no longer
+    // renew it and steps down. So the CarbonAwareJob goes first, while b leads, and b
+    // releases its child Job's finalizer (the orphan sweep) before the namespace goes.
+    must(
+        "delete the CarbonAwareJob",
+        env.cajs.delete("train", &Default::default()).await,
+    );
+    wait_until("the child Job gone", Duration::from_secs(60), || async {
+        Ok::<_, kube::Error>(env.jobs.get_opt("train").await?.is_none().then_some(()))
+    })
+    .await;
     env.ns.delete_and_wait().await;
     drop(b);
     drop(a);
