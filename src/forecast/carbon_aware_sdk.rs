@@ -20,28 +20,23 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::provider::{self, Api, Live, Past, Provider};
 use super::redact::Redactor;
-use super::validate::{self, RawPoint};
-use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+use super::validate::RawPoint;
+use super::{http, Forecast, ForecastError, Signal};
 use crate::series::Series;
 use crate::timefmt;
 
 pub const NAME: &str = "carbon-aware-sdk";
 
 pub struct CarbonAwareSdk {
-    endpoint: String,
-    client: reqwest::Client,
-    redact: Redactor,
+    api: Api,
 }
 
 impl CarbonAwareSdk {
     pub fn new(endpoint: String, timeout: Duration) -> Result<Self, ForecastError> {
-        let mut redact = Redactor::new();
-        redact.url(&endpoint);
         Ok(Self {
-            endpoint,
-            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
-            redact,
+            api: Api::new(NAME, endpoint, timeout)?,
         })
     }
 }
@@ -120,52 +115,12 @@ fn timespan_secs(s: &str) -> Option<i64> {
 }
 
 #[async_trait]
-impl ForecastSource for CarbonAwareSdk {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Provider for CarbonAwareSdk {
+    const NAME: &'static str = NAME;
+    const SIGNAL: Signal = Signal::Marginal;
 
-    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
-        self.fetch_unredacted(region, now)
-            .await
-            .map_err(|e| self.redact.error(e))
-    }
-
-    async fn history(
-        &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
-        self.history_unredacted(region, from, to.min(now))
-            .await
-            .map_err(|e| self.redact.error(e))
-    }
-}
-
-impl CarbonAwareSdk {
-    async fn get(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> Result<Option<reqwest::Response>, ForecastError> {
-        let resp = self
-            .client
-            .get(http::join(&self.endpoint, path))
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp, &self.redact).await?;
-        Ok((resp.status() != reqwest::StatusCode::NO_CONTENT).then_some(resp))
-    }
-
-    async fn fetch_unredacted(
-        &self,
-        region: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Forecast, ForecastError> {
+    async fn forecast(&self, q: Live<'_>, _: &mut Redactor) -> Result<Forecast, ForecastError> {
+        let Live { region, now } = q;
         let query = [("location", region.to_string())];
         let body: Vec<EmissionsForecast> =
             match self.get("/emissions/forecasts/current", &query).await? {
@@ -187,30 +142,14 @@ impl CarbonAwareSdk {
             .iter()
             .map(|p| RawPoint::new(p.timestamp, p.value))
             .collect();
-        let n = validate::normalise(NAME, points, declared, now)?;
-        if !n.repairs.is_empty() {
-            tracing::info!(region, repairs = ?n.repairs, "carbon-aware-sdk forecast repaired");
-        }
-        Ok(Forecast {
-            region: region.to_string(),
-            source: NAME.to_string(),
-            signal: Signal::Marginal,
-            generated_at: f.generated_at.unwrap_or(now),
-            historical_replay: false,
-            series: n.series,
-        })
+        provider::live::<Self>(q, f.generated_at.unwrap_or(now), points, declared)
     }
 
-    async fn history_unredacted(
-        &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
+    async fn past(&self, q: Past<'_>, _: &mut Redactor) -> Result<Series, ForecastError> {
         let query = [
-            ("location", region.to_string()),
-            ("time", timefmt::format(from)),
-            ("toTime", timefmt::format(to)),
+            ("location", q.region.to_string()),
+            ("time", timefmt::format(q.from)),
+            ("toTime", timefmt::format(q.to)),
         ];
         let body: Vec<EmissionsData> = match self.get("/emissions/bylocation", &query).await? {
             Some(resp) => http::json(NAME, resp).await?,
@@ -218,18 +157,36 @@ impl CarbonAwareSdk {
         };
         let mine: Vec<&EmissionsData> = body
             .iter()
-            .filter(|d| same_location(d.location.as_deref(), region))
+            .filter(|d| same_location(d.location.as_deref(), q.region))
             .collect();
         let step = declared_step(&durations(&mine)?);
         let points = mine
             .iter()
             .map(|d| RawPoint::new(d.time, d.rating))
             .collect();
-        let n = validate::normalise_history(NAME, points, step, from, to)?;
-        if !n.repairs.is_empty() {
-            tracing::info!(region, repairs = ?n.repairs, "carbon-aware-sdk history repaired");
-        }
-        Ok(n.series)
+        provider::recorded::<Self>(q, points, step)
+    }
+
+    fn redactor(&self) -> Redactor {
+        self.api.redact.clone()
+    }
+}
+
+impl CarbonAwareSdk {
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Option<reqwest::Response>, ForecastError> {
+        let resp = self
+            .api
+            .get(path)
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| http::transport_error(NAME, e))?;
+        let resp = http::check(NAME, resp, &self.api.redact).await?;
+        Ok((resp.status() != reqwest::StatusCode::NO_CONTENT).then_some(resp))
     }
 }
 

@@ -15,9 +15,10 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use super::config::Secret;
+use super::provider::{self, Api, Live, Past, Provider};
 use super::redact::Redactor;
-use super::validate::{self, RawPoint};
-use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+use super::validate::RawPoint;
+use super::{http, Forecast, ForecastError, Signal};
 use crate::series::Series;
 use crate::timefmt;
 
@@ -28,13 +29,12 @@ pub const MAX_SPAN: TimeDelta = TimeDelta::days(10);
 
 /// Client for one Electricity Maps account.
 pub struct ElectricityMaps {
-    endpoint: String,
+    /// Its redactor knows the token too.
+    api: Api,
     /// The `auth-token` header, marked sensitive (never printed by `Debug`, never indexed
     /// by HTTP/2 header compression).
     auth: HeaderValue,
     horizon_hours: Option<i64>,
-    client: reqwest::Client,
-    redact: Redactor,
 }
 
 impl ElectricityMaps {
@@ -51,14 +51,12 @@ impl ElectricityMaps {
                     .into(),
             })?;
         auth.set_sensitive(true);
-        let mut redact = Redactor::new();
-        redact.secret(&token).url(&endpoint);
+        let mut api = Api::new(NAME, endpoint, timeout)?;
+        api.redact.secret(&token);
         Ok(Self {
-            endpoint,
+            api,
             auth,
             horizon_hours,
-            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
-            redact,
         })
     }
 }
@@ -82,36 +80,12 @@ struct Point {
 }
 
 #[async_trait]
-impl ForecastSource for ElectricityMaps {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Provider for ElectricityMaps {
+    const NAME: &'static str = NAME;
+    const SIGNAL: Signal = Signal::Average;
 
-    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
-        self.fetch_unredacted(region, now)
-            .await
-            .map_err(|e| self.redact.error(e))
-    }
-
-    async fn history(
-        &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
-        self.history_unredacted(region, from, to, now)
-            .await
-            .map_err(|e| self.redact.error(e))
-    }
-}
-
-impl ElectricityMaps {
-    async fn fetch_unredacted(
-        &self,
-        region: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Forecast, ForecastError> {
+    async fn forecast(&self, q: Live<'_>, _: &mut Redactor) -> Result<Forecast, ForecastError> {
+        let Live { region, now } = q;
         let mut query = vec![("zone", region.to_string())];
         if let Some(h) = self.horizon_hours {
             query.push(("horizonHours", h.to_string()));
@@ -119,46 +93,31 @@ impl ElectricityMaps {
         let body = self
             .get("/v3/carbon-intensity/forecast", &query, region)
             .await?;
-        let n = validate::normalise(NAME, points(&body), None, now)?;
-        if !n.repairs.is_empty() {
-            tracing::info!(region, repairs = ?n.repairs, "electricitymaps forecast repaired");
-        }
-        Ok(Forecast {
-            region: region.to_string(),
-            source: NAME.to_string(),
-            signal: Signal::Average,
-            generated_at: body.updated_at.unwrap_or(now),
-            historical_replay: false,
-            series: n.series,
-        })
+        provider::live::<Self>(q, body.updated_at.unwrap_or(now), points(&body), None)
     }
 
-    async fn history_unredacted(
-        &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
+    async fn past(&self, q: Past<'_>, _: &mut Redactor) -> Result<Series, ForecastError> {
         let mut all = Vec::new();
-        for (a, b) in http::windows(from, to, now, MAX_SPAN) {
+        for (a, b) in http::windows(q.from, q.to, q.now, MAX_SPAN) {
             let query = [
-                ("zone", region.to_string()),
+                ("zone", q.region.to_string()),
                 ("start", timefmt::format(a)),
                 ("end", timefmt::format(b)),
             ];
             let body = self
-                .get("/v3/carbon-intensity/past-range", &query, region)
+                .get("/v3/carbon-intensity/past-range", &query, q.region)
                 .await?;
             all.extend(points(&body));
         }
-        let n = validate::normalise_history(NAME, all, None, from, to)?;
-        if !n.repairs.is_empty() {
-            tracing::info!(region, repairs = ?n.repairs, "electricitymaps history repaired");
-        }
-        Ok(n.series)
+        provider::recorded::<Self>(q, all, None)
     }
 
+    fn redactor(&self) -> Redactor {
+        self.api.redact.clone()
+    }
+}
+
+impl ElectricityMaps {
     /// One authenticated GET of `path`, its answer checked to be about `region`.
     async fn get(
         &self,
@@ -167,14 +126,14 @@ impl ElectricityMaps {
         region: &str,
     ) -> Result<Response, ForecastError> {
         let resp = self
-            .client
-            .get(http::join(&self.endpoint, path))
+            .api
+            .get(path)
             .query(query)
             .header("auth-token", self.auth.clone())
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp, &self.redact)
+        let resp = http::check(NAME, resp, &self.api.redact)
             .await
             .map_err(|e| unknown_zone(e, region))?;
         let body: Response = http::json(NAME, resp).await?;

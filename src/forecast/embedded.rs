@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{Forecast, ForecastError, ForecastSource, Signal};
+use super::provider::{Live, Past, Provider};
+use super::redact::Redactor;
+use super::{Forecast, ForecastError, Signal};
 use crate::series::Series;
 use crate::timefmt;
 
@@ -154,12 +156,12 @@ impl EmbeddedSource {
 }
 
 #[async_trait]
-impl ForecastSource for EmbeddedSource {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Provider for EmbeddedSource {
+    const NAME: &'static str = NAME;
+    const SIGNAL: Signal = Signal::Average;
 
-    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
+    async fn forecast(&self, q: Live<'_>, _: &mut Redactor) -> Result<Forecast, ForecastError> {
+        let Live { region, now } = q;
         let (trace, shift) = self.replay(region, now)?;
         let series = Self::shifted(&trace, shift, now - self.history, now + self.horizon)?
             .ok_or_else(|| ForecastError::Unavailable {
@@ -176,20 +178,15 @@ impl ForecastSource for EmbeddedSource {
         })
     }
 
-    async fn history(
-        &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
-        let (trace, shift) = self.replay(region, now)?;
-        Self::shifted(&trace, shift, from, to.min(now))?.ok_or_else(|| ForecastError::Unavailable {
+    async fn past(&self, q: Past<'_>, _: &mut Redactor) -> Result<Series, ForecastError> {
+        let (trace, shift) = self.replay(q.region, q.now)?;
+        Self::shifted(&trace, shift, q.from, q.to)?.ok_or_else(|| ForecastError::Unavailable {
             provider: NAME.into(),
             detail: format!(
-                "the {region} trace has no data for {} .. {}",
-                timefmt::format(from),
-                timefmt::format(to)
+                "the {} trace has no data for {} .. {}",
+                q.region,
+                timefmt::format(q.from),
+                timefmt::format(q.to)
             ),
         })
     }
@@ -198,6 +195,7 @@ impl ForecastSource for EmbeddedSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forecast::ForecastSource;
     use chrono::{Datelike, TimeZone, Timelike};
 
     fn synthetic() -> EmbeddedSource {

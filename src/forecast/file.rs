@@ -31,9 +31,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::provider::{self, Live, Past, Provider};
 use super::redact::{self, Redactor};
-use super::validate::{self, RawPoint};
-use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+use super::validate::RawPoint;
+use super::{http, Forecast, ForecastError, Signal};
 use crate::series::Series;
 use crate::timefmt;
 
@@ -215,57 +216,18 @@ impl FileSource {
 }
 
 #[async_trait]
-impl ForecastSource for FileSource {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Provider for FileSource {
+    const NAME: &'static str = NAME;
+    const SIGNAL: Signal = Signal::Average;
 
-    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
-        self.fetch_unredacted(region, now)
-            .await
-            .map_err(|e| self.redact.error(e))
-    }
-
-    async fn history(
-        &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        _now: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
-        self.history_unredacted(region, from, to)
-            .await
-            .map_err(|e| self.redact.error(e))
-    }
-}
-
-impl FileSource {
-    async fn fetch_unredacted(
-        &self,
-        region: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Forecast, ForecastError> {
+    async fn forecast(&self, q: Live<'_>, _: &mut Redactor) -> Result<Forecast, ForecastError> {
+        let Live { region, now } = q;
         let parsed = self.load().await?;
-        let n = validate::normalise(NAME, points(&parsed, region)?, None, now)?;
-        if !n.repairs.is_empty() {
-            tracing::debug!(region, repairs = ?n.repairs, "file forecast repaired");
-        }
-        Ok(Forecast {
-            region: region.to_string(),
-            source: NAME.to_string(),
-            signal: Signal::Average,
-            generated_at: parsed.generated_at.unwrap_or(now),
-            historical_replay: false,
-            series: n.series,
-        })
+        let generated_at = parsed.generated_at.unwrap_or(now);
+        provider::live::<Self>(q, generated_at, points(&parsed, region)?, None)
     }
 
-    async fn history_unredacted(
-        &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
+    async fn past(&self, q: Past<'_>, _: &mut Redactor) -> Result<Series, ForecastError> {
         let cached = match &self.location {
             Location::Url(_) => self.state.lock().await.as_ref().map(|(_, p)| p.clone()),
             Location::Path(_) => None,
@@ -274,11 +236,11 @@ impl FileSource {
             Some(p) => p,
             None => self.load().await?,
         };
-        let n = validate::normalise_history(NAME, points(&parsed, region)?, None, from, to)?;
-        if !n.repairs.is_empty() {
-            tracing::debug!(region, repairs = ?n.repairs, "file history repaired");
-        }
-        Ok(n.series)
+        provider::recorded::<Self>(q, points(&parsed, q.region)?, None)
+    }
+
+    fn redactor(&self) -> Redactor {
+        self.redact.clone()
     }
 }
 
@@ -404,6 +366,7 @@ fn parse_csv(bytes: &[u8]) -> Result<Parsed, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forecast::ForecastSource;
 
     #[tokio::test]
     async fn history_is_the_file_over_the_span() {

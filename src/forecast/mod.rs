@@ -7,6 +7,8 @@
 //! - [`cache`]: the shared per-region [`Cache`] (single flight, retries, stale serving,
 //!   fallback, observed history, refresh notifications, metrics);
 //! - [`validate`]: the rules every provider's data passes before use;
+//! - [`provider`]: the [`provider::Provider`] trait every provider implements (redaction,
+//!   normalisation and the repair log are done there once);
 //! - providers: [`embedded`], [`file`], [`electricitymaps`], [`watttime`],
 //!   [`carbon_aware_sdk`], [`uk_carbon_intensity`];
 //! - [`redact`]: how URLs and credentials are kept out of messages, logs and `Debug`.
@@ -20,6 +22,7 @@ pub mod electricitymaps;
 pub mod embedded;
 pub mod file;
 mod http;
+pub mod provider;
 pub mod redact;
 pub mod uk_carbon_intensity;
 pub mod validate;
@@ -130,11 +133,5 @@ pub trait ForecastSource: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
-        let _ = (region, from, to, now);
-        Err(ForecastError::Unavailable {
-            provider: self.name().into(),
-            detail: "this provider has no history endpoint".into(),
-        })
-    }
+    ) -> Result<Series, ForecastError>;
 }

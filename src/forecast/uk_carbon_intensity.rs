@@ -26,9 +26,10 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::provider::{self, Api, Live, Past, Provider};
 use super::redact::Redactor;
-use super::validate::{self, RawPoint};
-use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+use super::validate::RawPoint;
+use super::{http, Forecast, ForecastError, Signal};
 use crate::series::Series;
 use crate::timefmt;
 
@@ -40,19 +41,13 @@ pub const MAX_SPAN: TimeDelta = TimeDelta::days(14);
 const HALF_HOUR: TimeDelta = TimeDelta::minutes(30);
 
 pub struct UkCarbonIntensity {
-    endpoint: String,
-    client: reqwest::Client,
-    redact: Redactor,
+    api: Api,
 }
 
 impl UkCarbonIntensity {
     pub fn new(endpoint: String, timeout: Duration) -> Result<Self, ForecastError> {
-        let mut redact = Redactor::new();
-        redact.url(&endpoint);
         Ok(Self {
-            endpoint,
-            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
-            redact,
+            api: Api::new(NAME, endpoint, timeout)?,
         })
     }
 }
@@ -174,48 +169,12 @@ fn parse(body: &Value) -> Result<(Vec<RawPoint>, Option<i64>), ForecastError> {
 }
 
 #[async_trait]
-impl ForecastSource for UkCarbonIntensity {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Provider for UkCarbonIntensity {
+    const NAME: &'static str = NAME;
+    const SIGNAL: Signal = Signal::Average;
 
-    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
-        self.fetch_unredacted(region, now)
-            .await
-            .map_err(|e| self.redact.error(e))
-    }
-
-    async fn history(
-        &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
-        self.history_unredacted(region, from, to, now)
-            .await
-            .map_err(|e| self.redact.error(e))
-    }
-}
-
-impl UkCarbonIntensity {
-    async fn get(&self, path: &str) -> Result<(Vec<RawPoint>, Option<i64>), ForecastError> {
-        let resp = self
-            .client
-            .get(http::join(&self.endpoint, path))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp, &self.redact).await?;
-        parse(&http::json(NAME, resp).await?)
-    }
-
-    async fn fetch_unredacted(
-        &self,
-        region: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Forecast, ForecastError> {
+    async fn forecast(&self, q: Live<'_>, _: &mut Redactor) -> Result<Forecast, ForecastError> {
+        let Live { region, now } = q;
         let from = now.duration_trunc(HALF_HOUR).unwrap_or(now);
         let (points, step) = self.get(&path(region, from)?).await?;
         if points.is_empty() {
@@ -227,44 +186,41 @@ impl UkCarbonIntensity {
                 ),
             });
         }
-        let n = validate::normalise(NAME, points, step, now)?;
-        if !n.repairs.is_empty() {
-            tracing::info!(region, repairs = ?n.repairs, "uk-carbon-intensity forecast repaired");
-        }
-        Ok(Forecast {
-            region: region.to_string(),
-            source: NAME.to_string(),
-            signal: Signal::Average,
-            // The API does not say when it was issued; its forecasts update every half hour.
-            generated_at: from,
-            historical_replay: false,
-            series: n.series,
-        })
+        // The API does not say when it was issued; its forecasts update every half hour.
+        provider::live::<Self>(q, from, points, step)
     }
 
     /// Asked on whole half hours: `from` rounded down, `to` up.
-    async fn history_unredacted(
-        &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
-        let start = from.duration_trunc(HALF_HOUR).unwrap_or(from);
-        let end = to
-            .duration_trunc(HALF_HOUR)
-            .map_or(to, |t| if t < to { t + HALF_HOUR } else { t });
+    async fn past(&self, q: Past<'_>, _: &mut Redactor) -> Result<Series, ForecastError> {
+        let start = q.from.duration_trunc(HALF_HOUR).unwrap_or(q.from);
+        let end =
+            q.to.duration_trunc(HALF_HOUR)
+                .map_or(q.to, |t| if t < q.to { t + HALF_HOUR } else { t });
         let (mut all, mut step) = (Vec::new(), None);
-        for (a, b) in http::windows(start, end, now, MAX_SPAN) {
-            let (points, s) = self.get(&history_path(region, a, b)?).await?;
+        for (a, b) in http::windows(start, end, q.now, MAX_SPAN) {
+            let (points, s) = self.get(&history_path(q.region, a, b)?).await?;
             all.extend(points);
             step = step.or(s);
         }
-        let n = validate::normalise_history(NAME, all, step, from, to)?;
-        if !n.repairs.is_empty() {
-            tracing::info!(region, repairs = ?n.repairs, "uk-carbon-intensity history repaired");
-        }
-        Ok(n.series)
+        provider::recorded::<Self>(q, all, step)
+    }
+
+    fn redactor(&self) -> Redactor {
+        self.api.redact.clone()
+    }
+}
+
+impl UkCarbonIntensity {
+    async fn get(&self, path: &str) -> Result<(Vec<RawPoint>, Option<i64>), ForecastError> {
+        let resp = self
+            .api
+            .get(path)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| http::transport_error(NAME, e))?;
+        let resp = http::check(NAME, resp, &self.api.redact).await?;
+        parse(&http::json(NAME, resp).await?)
     }
 }
 

@@ -20,9 +20,10 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::config::Secret;
+use super::provider::{self, Api, Live, Past, Provider};
 use super::redact::Redactor;
-use super::validate::{self, RawPoint};
-use super::{http, Forecast, ForecastError, ForecastSource, Signal};
+use super::validate::RawPoint;
+use super::{http, Forecast, ForecastError, Signal};
 use crate::series::Series;
 use crate::timefmt;
 
@@ -36,14 +37,12 @@ pub const LBS_PER_MWH_TO_G_PER_KWH: f64 = 0.453_592_37;
 pub const MAX_SPAN: TimeDelta = TimeDelta::days(30);
 
 pub struct WattTime {
-    endpoint: String,
+    /// Its redactor knows the user name and password; each fetch adds the tokens it used.
+    api: Api,
     username: Secret,
     password: Secret,
     horizon_hours: Option<i64>,
-    client: reqwest::Client,
     token: Mutex<Option<(Secret, Instant)>>,
-    /// The user name, password and endpoint; each fetch adds the tokens it used.
-    redact: Redactor,
 }
 
 impl WattTime {
@@ -54,16 +53,14 @@ impl WattTime {
         timeout: Duration,
         horizon_hours: Option<i64>,
     ) -> Result<Self, ForecastError> {
-        let mut redact = Redactor::new();
-        redact.secret(&username).secret(&password).url(&endpoint);
+        let mut api = Api::new(NAME, endpoint, timeout)?;
+        api.redact.secret(&username).secret(&password);
         Ok(Self {
-            endpoint,
+            api,
             username,
             password,
-            redact,
             // The API accepts 0..=72.
             horizon_hours: horizon_hours.map(|h| h.clamp(1, 72)),
-            client: http::client(NAME, timeout, http::Redirects::SameOrigin)?,
             token: Mutex::new(None),
         })
     }
@@ -80,13 +77,13 @@ impl WattTime {
             }
         }
         let resp = self
-            .client
-            .get(http::join(&self.endpoint, "/login"))
+            .api
+            .get("/login")
             .basic_auth(self.username.expose(), Some(self.password.expose()))
             .send()
             .await
             .map_err(|e| http::transport_error(NAME, e))?;
-        let resp = http::check(NAME, resp, &self.redact)
+        let resp = http::check(NAME, resp, &self.api.redact)
             .await
             .map_err(|e| match e {
                 ForecastError::Auth { provider, detail } => ForecastError::Auth {
@@ -113,8 +110,8 @@ impl WattTime {
         query: &[(&str, String)],
         token: &Secret,
     ) -> Result<reqwest::Response, ForecastError> {
-        self.client
-            .get(http::join(&self.endpoint, path))
+        self.api
+            .get(path)
             .query(query)
             .bearer_auth(token.expose())
             .send()
@@ -203,39 +200,16 @@ pub fn unit_factor(units: Option<&str>) -> Result<f64, ForecastError> {
 }
 
 #[async_trait]
-impl ForecastSource for WattTime {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Provider for WattTime {
+    const NAME: &'static str = NAME;
+    const SIGNAL: Signal = Signal::Marginal;
 
-    async fn fetch(&self, region: &str, now: DateTime<Utc>) -> Result<Forecast, ForecastError> {
-        let mut redact = self.redact.clone();
-        let result = self.fetch_unredacted(region, now, &mut redact).await;
-        result.map_err(|e| redact.error(e))
-    }
-
-    async fn history(
+    async fn forecast(
         &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Series, ForecastError> {
-        let mut redact = self.redact.clone();
-        let result = self
-            .history_unredacted(region, from, to, now, &mut redact)
-            .await;
-        result.map_err(|e| redact.error(e))
-    }
-}
-
-impl WattTime {
-    async fn fetch_unredacted(
-        &self,
-        region: &str,
-        now: DateTime<Utc>,
+        q: Live<'_>,
         redact: &mut Redactor,
     ) -> Result<Forecast, ForecastError> {
+        let Live { region, now } = q;
         let mut query = vec![
             ("region", region.to_string()),
             ("signal_type", "co2_moer".to_string()),
@@ -244,44 +218,27 @@ impl WattTime {
             query.push(("horizon_hours", h.to_string()));
         }
         let (points, meta) = self.get("/v3/forecast", &query, region, redact).await?;
-        let n = validate::normalise(NAME, points, meta.data_point_period_seconds, now)?;
-        if !n.repairs.is_empty() {
-            tracing::info!(region, repairs = ?n.repairs, "watttime forecast repaired");
-        }
-        Ok(Forecast {
-            region: region.to_string(),
-            source: NAME.to_string(),
-            signal: Signal::Marginal,
-            generated_at: meta.generated_at.unwrap_or(now),
-            historical_replay: false,
-            series: n.series,
-        })
+        let generated_at = meta.generated_at.unwrap_or(now);
+        provider::live::<Self>(q, generated_at, points, meta.data_point_period_seconds)
     }
 
-    async fn history_unredacted(
-        &self,
-        region: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        now: DateTime<Utc>,
-        redact: &mut Redactor,
-    ) -> Result<Series, ForecastError> {
+    async fn past(&self, q: Past<'_>, redact: &mut Redactor) -> Result<Series, ForecastError> {
         let (mut all, mut step) = (Vec::new(), None);
-        for (a, b) in http::windows(from, to, now, MAX_SPAN) {
+        for (a, b) in http::windows(q.from, q.to, q.now, MAX_SPAN) {
             let query = [
-                ("region", region.to_string()),
+                ("region", q.region.to_string()),
                 ("start", timefmt::format(a)),
                 ("end", timefmt::format(b)),
                 ("signal_type", "co2_moer".to_string()),
             ];
-            let (points, meta) = self.get("/v3/historical", &query, region, redact).await?;
+            let (points, meta) = self.get("/v3/historical", &query, q.region, redact).await?;
             all.extend(points);
             step = step.or(meta.data_point_period_seconds);
         }
-        let n = validate::normalise_history(NAME, all, step, from, to)?;
-        if !n.repairs.is_empty() {
-            tracing::info!(region, repairs = ?n.repairs, "watttime history repaired");
-        }
-        Ok(n.series)
+        provider::recorded::<Self>(q, all, step)
+    }
+
+    fn redactor(&self) -> Redactor {
+        self.api.redact.clone()
     }
 }
