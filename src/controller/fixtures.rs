@@ -194,6 +194,25 @@ impl ApiServer {
         }
     }
 
+    /// The next request, which must be a `method` of a path starting with `path`.
+    async fn expect(&mut self, method: Method, path: &str) -> Call {
+        let call = self.next().await;
+        assert_eq!(call.method, method, "{}", call.uri);
+        assert!(call.uri.starts_with(path), "{}", call.uri);
+        call
+    }
+
+    /// [`Self::expect`] of a PATCH made as the operator's field manager.
+    async fn expect_patch(&mut self, path: &str) -> Call {
+        let call = self.expect(Method::PATCH, path).await;
+        assert!(
+            call.uri.contains("fieldManager=carbonshift"),
+            "{}",
+            call.uri
+        );
+        call
+    }
+
     /// Expects `GET .../jobs/train` and answers with `job` or 404.
     pub async fn get_child(&mut self, job: Option<&Job>) {
         let call = self.next().await;
@@ -223,14 +242,9 @@ impl ApiServer {
 
     /// Expects the JSON patch that removes the child Job's finalizer; answers 200.
     pub async fn release_finalizer(&mut self) {
-        let call = self.next().await;
-        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
-        assert!(
-            call.uri
-                .starts_with("/apis/batch/v1/namespaces/ml/jobs/train"),
-            "{}",
-            call.uri
-        );
+        let call = self
+            .expect(Method::PATCH, "/apis/batch/v1/namespaces/ml/jobs/train")
+            .await;
         assert_eq!(
             call.body,
             json!([
@@ -244,19 +258,9 @@ impl ApiServer {
     /// Expects the merge patch of the live child's `spec.suspend` (and of nothing else);
     /// returns its body.
     pub async fn patch_suspend(&mut self) -> Value {
-        let call = self.next().await;
-        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
-        assert!(
-            call.uri
-                .starts_with("/apis/batch/v1/namespaces/ml/jobs/train?"),
-            "{}",
-            call.uri
-        );
-        assert!(
-            call.uri.contains("fieldManager=carbonshift"),
-            "{}",
-            call.uri
-        );
+        let call = self
+            .expect_patch("/apis/batch/v1/namespaces/ml/jobs/train?")
+            .await;
         let body = call.body.clone();
         let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["spec"], "{body}");
@@ -267,19 +271,9 @@ impl ApiServer {
 
     /// Expects a server-side apply of the child Job; returns its body.
     pub async fn apply_child(&mut self) -> Value {
-        let call = self.next().await;
-        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
-        assert!(
-            call.uri
-                .starts_with("/apis/batch/v1/namespaces/ml/jobs/train?"),
-            "{}",
-            call.uri
-        );
-        assert!(
-            call.uri.contains("fieldManager=carbonshift"),
-            "{}",
-            call.uri
-        );
+        let call = self
+            .expect_patch("/apis/batch/v1/namespaces/ml/jobs/train?")
+            .await;
         assert!(call.uri.contains("force=true"), "{}", call.uri);
         let body = call.body.clone();
         call.echo();
@@ -288,20 +282,11 @@ impl ApiServer {
 
     /// Expects a server-side apply of the status; returns the status written.
     pub async fn apply_status(&mut self, c: &CarbonAwareJob) -> CarbonAwareJobStatus {
-        let call = self.next().await;
-        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
-        assert!(
-            call.uri.starts_with(
-                "/apis/carbonshift.io/v1alpha1/namespaces/ml/carbonawarejobs/train/status?"
-            ),
-            "{}",
-            call.uri
-        );
-        assert!(
-            call.uri.contains("fieldManager=carbonshift"),
-            "{}",
-            call.uri
-        );
+        let call = self
+            .expect_patch(
+                "/apis/carbonshift.io/v1alpha1/namespaces/ml/carbonawarejobs/train/status?",
+            )
+            .await;
         assert_eq!(call.body["kind"], "CarbonAwareJob");
         // Written on condition that the object is still the one read.
         assert_eq!(
@@ -314,6 +299,31 @@ impl ApiServer {
         obj["status"] = call.body["status"].clone();
         call.reply(200, &obj);
         status
+    }
+
+    /// Expects the reconcile that suspends (`suspend`) or resumes the child Job: a read of
+    /// the child in the other state, the patch of `spec.suspend`, then the status apply,
+    /// which it returns.
+    pub async fn flip(&mut self, c: &CarbonAwareJob, suspend: bool) -> CarbonAwareJobStatus {
+        self.get_child(Some(&child(c, !suspend, None))).await;
+        let job = self.patch_suspend().await;
+        assert_eq!(job["spec"]["suspend"], suspend);
+        self.apply_status(c).await
+    }
+
+    /// Expects the reconcile that creates the child Job suspended (`suspend`) or not: the
+    /// read that finds none, the quorum read of `c`, the apply of the Job, then the status
+    /// apply, which it returns.
+    pub async fn create_child(
+        &mut self,
+        c: &CarbonAwareJob,
+        suspend: bool,
+    ) -> CarbonAwareJobStatus {
+        self.get_child(None).await;
+        self.get_caj(c).await;
+        let job = self.apply_child().await;
+        assert_eq!(job["spec"]["suspend"], suspend);
+        self.apply_status(c).await
     }
 
     /// Expects a status apply and refuses it with 409 (the object changed since read).
@@ -331,16 +341,18 @@ impl ApiServer {
         call.reply(409, &status)
     }
 
+    /// Expects an Event of `type_` and `reason`; returns its note.
+    pub async fn expect_event(&mut self, type_: &str, reason: &str) -> String {
+        let (ty, r, note) = self.event().await;
+        assert_eq!((ty.as_str(), r.as_str()), (type_, reason), "{note}");
+        note
+    }
+
     /// Expects an Event; returns (type, reason, note).
     pub async fn event(&mut self) -> (String, String, String) {
-        let call = self.next().await;
-        assert_eq!(call.method, Method::POST, "{}", call.uri);
-        assert!(
-            call.uri
-                .starts_with("/apis/events.k8s.io/v1/namespaces/ml/events"),
-            "{}",
-            call.uri
-        );
+        let call = self
+            .expect(Method::POST, "/apis/events.k8s.io/v1/namespaces/ml/events")
+            .await;
         let b = call.body.clone();
         assert_eq!(b["regarding"]["name"], "train");
         let out = (
@@ -350,6 +362,65 @@ impl ApiServer {
         );
         call.echo();
         out
+    }
+}
+
+/// One pure build step of `c` at `now` in region DE, with `ch` as the live child Job and
+/// `margin` as the deadline margin.
+pub fn build_at(
+    c: &CarbonAwareJob,
+    ch: Option<&Job>,
+    intensities: Result<&Intensities, &str>,
+    now: DateTime<Utc>,
+    margin: TimeDelta,
+) -> super::build::Outcome {
+    super::build::build(super::build::Observed {
+        caj: c,
+        child: ch,
+        region: Ok("DE"),
+        intensities,
+        now,
+        persist_every: TimeDelta::minutes(5),
+        deadline_margin: margin,
+    })
+}
+
+/// The deadline margin the operator uses unless told otherwise.
+pub fn default_margin() -> TimeDelta {
+    TimeDelta::seconds(super::DEFAULT_DEADLINE_MARGIN_SECS)
+}
+
+/// Asserts that `st` has the condition `type_` with `(status, reason)` and a message that
+/// contains each of `words`.
+pub fn assert_condition(
+    st: &CarbonAwareJobStatus,
+    type_: &str,
+    (status, reason): (&str, &str),
+    words: &[&str],
+) {
+    let c = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no condition {type_} in {:?}", st.conditions));
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        (status, reason),
+        "{}",
+        c.message
+    );
+    for w in words {
+        assert!(c.message.contains(w), "{w:?} not in {:?}", c.message);
+    }
+}
+
+/// A job waiting for its start, accounted up to `accounted_min` minutes from now.
+pub fn waiting_status(accounted_min: i64) -> CarbonAwareJobStatus {
+    CarbonAwareJobStatus {
+        phase: Some(crate::api::Phase::Waiting),
+        job_name: Some("train".into()),
+        last_accounted_time: Some(time::to_time(at(accounted_min))),
+        ..CarbonAwareJobStatus::default()
     }
 }
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
-use super::build::{build, Observed, Outcome, ACCOUNTED};
+use super::build::{Outcome, ACCOUNTED};
 use super::fixtures::*;
 use super::intensity::Intensities;
 use crate::accounting::OwedTo;
@@ -18,15 +18,7 @@ fn step(
     intens: Result<&Intensities, &str>,
     now: DateTime<Utc>,
 ) -> Outcome {
-    build(Observed {
-        caj: c,
-        child: ch,
-        region: Ok("DE"),
-        intensities: intens,
-        now,
-        persist_every: TimeDelta::minutes(5),
-        deadline_margin: TimeDelta::zero(),
-    })
+    build_at(c, ch, intens, now, TimeDelta::zero())
 }
 
 /// Minute slots from `at(-10)` (the creation) to `at(120)`: 100 + the minute index.

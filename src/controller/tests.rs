@@ -9,7 +9,7 @@ use chrono::TimeDelta;
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::json;
 
-use super::build::{build, Observed};
+use super::build::build;
 use super::fixtures::*;
 use super::intensity::Intensities;
 use super::reconcile;
@@ -95,16 +95,8 @@ async fn create_applies_a_suspended_child_and_waits_for_the_clean_window() {
             assert_eq!(st.emissions_grams, 0.0);
             assert_eq!(st.avoided_grams, 0.0);
             assert_eq!(st.last_accounted_time, Some(time::to_time(now())));
-            let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
-            assert_eq!(
-                (ready.status.as_str(), ready.reason.as_str()),
-                ("True", "Scheduled")
-            );
-            let running = st.conditions.iter().find(|c| c.type_ == "Running").unwrap();
-            assert_eq!(
-                (running.status.as_str(), running.reason.as_str()),
-                ("False", "WaitingForCleanerWindow")
-            );
+            assert_condition(&st, "Ready", ("True", "Scheduled"), &[]);
+            assert_condition(&st, "Running", ("False", "WaitingForCleanerWindow"), &[]);
         }
     })
     .await;
@@ -120,31 +112,19 @@ async fn start_unsuspends_the_child_and_records_the_transition() {
     let s = series(500.0, &[50.0, 50.0, 50.0, 500.0]);
     let (ctx, api) = context(s, 0);
     let base = caj("PauseAndResume", "2h", json!({}));
-    let c = with_status(
-        base.clone(),
-        CarbonAwareJobStatus {
-            phase: Some(Phase::Waiting),
-            job_name: Some("train".into()),
-            last_accounted_time: Some(time::to_time(at(-1))),
-            ..CarbonAwareJobStatus::default()
-        },
-    );
+    let c = with_status(base.clone(), waiting_status(-1));
     let metrics = ctx.metrics.clone();
     run(&c, ctx, api, |mut api| {
         let c = c.clone();
         async move {
-            api.get_child(Some(&child(&c, true, None))).await;
-            let job = api.patch_suspend().await;
-            assert_eq!(job["spec"]["suspend"], false);
-            let st = api.apply_status(&c).await;
+            let st = api.flip(&c, false).await;
             assert_eq!(st.phase, Some(Phase::Running));
             assert_eq!(st.running_since, Some(time::to_time(now())));
             assert_eq!(st.start_time, Some(time::to_time(now())));
             // 2 h of work fit in the 3 clean hours: run to completion, no planned pause.
             assert_eq!(st.next_action, None);
             assert_eq!(st.planned_end, Some(time::to_time(at(120))));
-            let (ty, reason, note) = api.event().await;
-            assert_eq!((ty.as_str(), reason.as_str()), ("Normal", "Started"));
+            let note = api.expect_event("Normal", "Started").await;
             assert!(note.contains("50 gCO2eq/kWh"), "{note}");
         }
     })
@@ -163,10 +143,7 @@ async fn pause_suspends_the_child_and_accrues_the_run() {
     run(&c, ctx, api, |mut api| {
         let c = c.clone();
         async move {
-            api.get_child(Some(&child(&c, false, None))).await;
-            let job = api.patch_suspend().await;
-            assert_eq!(job["spec"]["suspend"], true);
-            let st = api.apply_status(&c).await;
+            let st = api.flip(&c, true).await;
             assert_eq!(st.phase, Some(Phase::Paused));
             assert_eq!(st.pauses, 1);
             assert_eq!(st.running_since, None);
@@ -179,8 +156,7 @@ async fn pause_suspends_the_child_and_accrues_the_run() {
                 st.emissions_grams
             );
             assert_eq!(st.next_action.as_deref(), Some("Run"));
-            let (ty, reason, _) = api.event().await;
-            assert_eq!((ty.as_str(), reason.as_str()), ("Normal", "Paused"));
+            api.expect_event("Normal", "Paused").await;
         }
     })
     .await;
@@ -214,8 +190,7 @@ async fn completion_marks_succeeded_and_counts_once() {
             );
             // Only once the outcome is recorded may the child Job go.
             api.release_finalizer().await;
-            let (ty, reason, note) = api.event().await;
-            assert_eq!((ty.as_str(), reason.as_str()), ("Normal", "Succeeded"));
+            let note = api.expect_event("Normal", "Succeeded").await;
             assert!(note.contains("avoided"), "{note}");
         }
     })
@@ -259,8 +234,7 @@ async fn failure_marks_failed_with_a_warning() {
                 running.message
             );
             api.release_finalizer().await;
-            let (ty, reason, _) = api.event().await;
-            assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "Failed"));
+            api.expect_event("Warning", "Failed").await;
         }
     })
     .await;
@@ -276,25 +250,16 @@ async fn deadline_guard_starts_a_job_whatever_the_grid() {
     let metrics = ctx.metrics.clone();
     let c = with_status(
         caj("PauseAndResume", "2h", json!({})),
-        CarbonAwareJobStatus {
-            phase: Some(Phase::Waiting),
-            job_name: Some("train".into()),
-            last_accounted_time: Some(time::to_time(at(offset - 1))),
-            ..CarbonAwareJobStatus::default()
-        },
+        waiting_status(offset - 1),
     );
     run(&c, ctx, api, |mut api| {
         let c = c.clone();
         async move {
-            api.get_child(Some(&child(&c, true, None))).await;
-            let job = api.patch_suspend().await;
-            assert_eq!(job["spec"]["suspend"], false);
-            let st = api.apply_status(&c).await;
+            let st = api.flip(&c, false).await;
             assert_eq!(st.phase, Some(Phase::Running));
             let running = st.conditions.iter().find(|c| c.type_ == "Running").unwrap();
             assert_eq!(running.reason, "DeadlineGuard");
-            let (ty, reason, _) = api.event().await;
-            assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "DeadlineGuard"));
+            api.expect_event("Warning", "DeadlineGuard").await;
         }
     })
     .await;
@@ -358,15 +323,13 @@ fn the_guard_fires_a_margin_before_the_latest_start() {
     let c = caj("Threshold", "2h", json!({"thresholdGramsPerKWh": 100}));
     let ch = child(&c, true, None);
     let step = |mins: i64, margin: i64| {
-        build(Observed {
-            caj: &c,
-            child: Some(&ch),
-            region: Ok("DE"),
-            intensities: Ok(&feed),
-            now: at(mins),
-            persist_every: TimeDelta::minutes(5),
-            deadline_margin: TimeDelta::minutes(margin),
-        })
+        build_at(
+            &c,
+            Some(&ch),
+            Ok(&feed),
+            at(mins),
+            TimeDelta::minutes(margin),
+        )
     };
     let guard = |o: &super::Outcome| {
         o.status
@@ -420,28 +383,19 @@ async fn a_job_whose_slack_equals_the_margin_is_started_now() {
     let metrics = ctx.metrics.clone();
     let c = with_status(
         caj("Threshold", "2h", json!({"thresholdGramsPerKWh": 100})),
-        CarbonAwareJobStatus {
-            phase: Some(Phase::Waiting),
-            job_name: Some("train".into()),
-            last_accounted_time: Some(time::to_time(at(offset - 1))),
-            ..CarbonAwareJobStatus::default()
-        },
+        waiting_status(offset - 1),
     );
     run(&c, ctx, api, |mut api| {
         let c = c.clone();
         async move {
-            api.get_child(Some(&child(&c, true, None))).await;
-            let job = api.patch_suspend().await;
-            assert_eq!(job["spec"]["suspend"], false);
-            let st = api.apply_status(&c).await;
+            let st = api.flip(&c, false).await;
             assert_eq!(st.phase, Some(Phase::Running));
             assert_eq!(st.start_time, Some(time::to_time(at(offset))));
             assert_eq!(st.deadline, Some(time::to_time(at(1430))));
             assert!(!st.deadline_missed);
             let running = st.conditions.iter().find(|c| c.type_ == "Running").unwrap();
             assert_eq!(running.reason, "DeadlineGuard");
-            let (ty, reason, note) = api.event().await;
-            assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "DeadlineGuard"));
+            let note = api.expect_event("Warning", "DeadlineGuard").await;
             assert!(note.contains("2m start-up margin"), "{note}");
         }
     })
@@ -466,15 +420,7 @@ async fn nothing_changed_means_no_writes() {
     // First pass (pure) gives the status the operator would have written a minute ago.
     let feed = Intensities::live(s.clone(), "static".into());
     let ch = child(&base, true, None);
-    let first = build(Observed {
-        caj: &base,
-        child: Some(&ch),
-        region: Ok("DE"),
-        intensities: Ok(&feed),
-        now: at(-1),
-        persist_every: TimeDelta::minutes(5),
-        deadline_margin: TimeDelta::seconds(super::DEFAULT_DEADLINE_MARGIN_SECS),
-    });
+    let first = build_at(&base, Some(&ch), Ok(&feed), at(-1), default_margin());
     let c = with_status(base.clone(), first.status);
     let (ctx, api) = context(s, 0);
     let action = run(&c, ctx, api, |mut api| {
@@ -502,18 +448,13 @@ async fn invalid_spec_becomes_a_condition_and_a_warning() {
             api.get_caj(&c).await;
             let st = api.apply_status(&c).await;
             assert_eq!(st.phase, Some(Phase::Pending));
-            let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
-            assert_eq!(
-                (ready.status.as_str(), ready.reason.as_str()),
-                ("False", "InvalidSpec")
+            assert_condition(
+                &st,
+                "Ready",
+                ("False", "InvalidSpec"),
+                &["thresholdGramsPerKWh"],
             );
-            assert!(
-                ready.message.contains("thresholdGramsPerKWh"),
-                "{}",
-                ready.message
-            );
-            let (ty, reason, _) = api.event().await;
-            assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "InvalidSpec"));
+            api.expect_event("Warning", "InvalidSpec").await;
         }
     })
     .await;
@@ -534,11 +475,7 @@ async fn an_infeasible_deadline_runs_the_job_at_once_and_says_so() {
     run(&c, ctx, api, |mut api| {
         let c = c.clone();
         async move {
-            api.get_child(None).await;
-            api.get_caj(&c).await;
-            let job = api.apply_child().await;
-            assert_eq!(job["spec"]["suspend"], false);
-            let st = api.apply_status(&c).await;
+            let st = api.create_child(&c, false).await;
             assert_eq!(st.phase, Some(Phase::Running));
             assert!(st.deadline_missed);
             let running = st.conditions.iter().find(|c| c.type_ == "Running").unwrap();
@@ -643,11 +580,7 @@ async fn a_deleted_child_is_recreated_keeping_the_ledger() {
     run(&c, ctx, api, |mut api| {
         let c = c.clone();
         async move {
-            api.get_child(None).await;
-            api.get_caj(&c).await;
-            let job = api.apply_child().await;
-            assert_eq!(job["spec"]["suspend"], true);
-            let st = api.apply_status(&c).await;
+            let st = api.create_child(&c, true).await;
             assert_eq!(st.runtime_seconds, 3600);
             assert_eq!(st.emissions_grams, 42.0);
             assert_eq!(st.pauses, 1);
@@ -802,23 +735,13 @@ async fn a_template_for_kueue_is_refused_until_kueue_is_supported() {
             api.get_caj(&c).await;
             // No Job is created: Kueue would own its spec.suspend.
             let st = api.apply_status(&c).await;
-            let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
-            assert_eq!(
-                (ready.status.as_str(), ready.reason.as_str()),
-                ("False", "KueueManaged")
+            assert_condition(
+                &st,
+                "Ready",
+                ("False", "KueueManaged"),
+                &["queue-name=\"gpu\"", "Remove the label"],
             );
-            assert!(
-                ready.message.contains("queue-name=\"gpu\""),
-                "{}",
-                ready.message
-            );
-            assert!(
-                ready.message.contains("Remove the label"),
-                "{}",
-                ready.message
-            );
-            let (ty, reason, _) = api.event().await;
-            assert_eq!((ty.as_str(), reason.as_str()), ("Warning", "KueueManaged"));
+            api.expect_event("Warning", "KueueManaged").await;
         }
     })
     .await;
@@ -834,15 +757,7 @@ fn accrual_is_additive_across_restarts() {
     let start = with_status(base.clone(), running_status(&base, -1, 0));
     let step = |c: &CarbonAwareJob, mins: i64| {
         let ch = with_pods(child(c, false, None), 1, 1);
-        let o = build(Observed {
-            caj: c,
-            child: Some(&ch),
-            region: Ok("DE"),
-            intensities: Ok(&feed),
-            now: at(mins),
-            persist_every: TimeDelta::minutes(5),
-            deadline_margin: TimeDelta::seconds(super::DEFAULT_DEADLINE_MARGIN_SECS),
-        });
+        let o = build_at(c, Some(&ch), Ok(&feed), at(mins), default_margin());
         with_status(c.clone(), o.status)
     };
     let one = step(&start, 200);
@@ -876,31 +791,11 @@ fn restore_overhead_is_emitted_but_not_in_the_baseline() {
     let base = caj("PauseAndResume", "2h", json!({"checkpointOverhead": "30m"}));
     // Created at -10 min, 20 min of work before a pause (baseline over -10 .. +10 min:
     // 10 min at 100, 10 at 200), resumed at 0.
-    let st = CarbonAwareJobStatus {
-        phase: Some(Phase::Running),
-        job_name: Some("train".into()),
-        region: Some("DE".into()),
-        start_time: Some(time::to_time(at(-10))),
-        running_since: Some(time::to_time(at(0))),
-        last_accounted_time: Some(time::to_time(at(0))),
-        runtime_seconds: 20 * 60,
-        pauses: 1,
-        emissions_grams: 100.0 / 3.0,
-        baseline_grams: 50.0,
-        ..CarbonAwareJobStatus::default()
-    };
+    let st = resumed_after_pause();
     let start = with_status(base, st);
     let step = |c: &CarbonAwareJob, mins: i64| {
         let ch = with_pods(child(c, false, None), 1, 1);
-        let o = build(Observed {
-            caj: c,
-            child: Some(&ch),
-            region: Ok("DE"),
-            intensities: Ok(&feed),
-            now: at(mins),
-            persist_every: TimeDelta::minutes(5),
-            deadline_margin: TimeDelta::seconds(super::DEFAULT_DEADLINE_MARGIN_SECS),
-        });
+        let o = build_at(c, Some(&ch), Ok(&feed), at(mins), default_margin());
         with_status(c.clone(), o.status)
     };
     let one = step(&start, 60).status.unwrap();
@@ -922,23 +817,22 @@ fn restore_overhead_is_emitted_but_not_in_the_baseline() {
     }
 }
 
-/// One pure build step of `c` at `now` with `ch` as the live child Job.
-fn step_at(
-    c: &CarbonAwareJob,
-    ch: Option<&k8s_openapi::api::batch::v1::Job>,
-    feed: &Intensities,
-    now: chrono::DateTime<chrono::Utc>,
-    margin: TimeDelta,
-) -> super::Outcome {
-    build(Observed {
-        caj: c,
-        child: ch,
-        region: Ok("DE"),
-        intensities: Ok(feed),
-        now,
-        persist_every: TimeDelta::minutes(5),
-        deadline_margin: margin,
-    })
+/// Created at -10 min, 20 min of work done before a pause (1 kW at 100 g/kWh: 33.3 g; the
+/// baseline over -10 .. +10 min, 10 min at 100 and 10 at 200: 50 g), resumed at 0.
+fn resumed_after_pause() -> CarbonAwareJobStatus {
+    CarbonAwareJobStatus {
+        phase: Some(Phase::Running),
+        job_name: Some("train".into()),
+        region: Some("DE".into()),
+        start_time: Some(time::to_time(at(-10))),
+        running_since: Some(time::to_time(at(0))),
+        last_accounted_time: Some(time::to_time(at(0))),
+        runtime_seconds: 20 * 60,
+        pauses: 1,
+        emissions_grams: 100.0 / 3.0,
+        baseline_grams: 50.0,
+        ..CarbonAwareJobStatus::default()
+    }
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -968,15 +862,15 @@ fn pending_pods_are_waiting_not_work() {
         },
     );
     // t: started; the live Job is still suspended.
-    let o = step_at(&c, Some(&child(&c, true, None)), &feed, t, margin);
+    let o = build_at(&c, Some(&child(&c, true, None)), Ok(&feed), t, margin);
     assert_eq!(o.transition, Some(super::build::Transition::Start));
     assert_eq!(o.status.ready_pods, Some(0));
     let c = with_status(c, o.status);
     // t + 60 s: the pod exists, Pending.
-    let o = step_at(
+    let o = build_at(
         &c,
         Some(&with_pods(child(&c, false, None), 1, 0)),
-        &feed,
+        Ok(&feed),
         t + secs(60),
         margin,
     );
@@ -985,10 +879,10 @@ fn pending_pods_are_waiting_not_work() {
     assert_eq!(o.status.waiting_for_pods_seconds, 60);
     let c = with_status(c, o.status);
     // t + 120 s: Ready. Still no work before now; the count changed, so the status is written.
-    let o = step_at(
+    let o = build_at(
         &c,
         Some(&with_pods(child(&c, false, None), 1, 1)),
-        &feed,
+        Ok(&feed),
         t + secs(120),
         margin,
     );
@@ -1004,10 +898,10 @@ fn pending_pods_are_waiting_not_work() {
     assert_eq!(o.planning_deadline, Some(at(1430) - secs(120)));
     let c = with_status(c, o.status);
     // t + 300 s.
-    let o = step_at(
+    let o = build_at(
         &c,
         Some(&with_pods(child(&c, false, None), 1, 1)),
-        &feed,
+        Ok(&feed),
         t + secs(300),
         margin,
     );
@@ -1050,10 +944,10 @@ fn a_parallel_job_accrues_in_proportion_to_its_ready_pods() {
     st.ready_since = Some(time::to_time(at(-2)));
     let c = with_status(base, st);
     let ch = with_pods(child(&c, false, None), 4, 2);
-    let o = step_at(
+    let o = build_at(
         &c,
         Some(&ch),
-        &feed,
+        Ok(&feed),
         at(0) + TimeDelta::seconds(100),
         TimeDelta::zero(),
     );
@@ -1080,10 +974,10 @@ fn a_parallel_job_accrues_in_proportion_to_its_ready_pods() {
     // Ready beyond parallelism (a surge during a rollover) is capped at a full share.
     let mut c2 = c.clone();
     c2.status.as_mut().unwrap().ready_pods = Some(6);
-    let o = step_at(
+    let o = build_at(
         &c2,
         Some(&ch),
-        &feed,
+        Ok(&feed),
         at(0) + TimeDelta::seconds(100),
         TimeDelta::zero(),
     );
@@ -1103,26 +997,26 @@ fn only_a_change_of_ready_pods_is_material() {
     st.ready_since = Some(time::to_time(at(-4)));
     let c = with_status(base, st);
     let m = TimeDelta::zero();
-    let first = step_at(
+    let first = build_at(
         &c,
         Some(&with_pods(child(&c, false, None), 2, 2)),
-        &feed,
+        Ok(&feed),
         at(0),
         m,
     );
     let c = with_status(c, first.status);
-    let same = step_at(
+    let same = build_at(
         &c,
         Some(&with_pods(child(&c, false, None), 2, 2)),
-        &feed,
+        Ok(&feed),
         at(1),
         m,
     );
     assert!(!same.write_status);
-    let fewer = step_at(
+    let fewer = build_at(
         &c,
         Some(&with_pods(child(&c, false, None), 2, 1)),
-        &feed,
+        Ok(&feed),
         at(1),
         m,
     );
@@ -1158,23 +1052,23 @@ fn the_observed_startup_latency_widens_the_margin_within_the_slack() {
     let ch = child(&c, true, None);
     let m = TimeDelta::minutes(2);
     // The largest latency (10 min), not the flag's 2 min nor the last run's 5 min.
-    let o = step_at(&c, Some(&ch), &feed, at(1200), m);
+    let o = build_at(&c, Some(&ch), Ok(&feed), at(1200), m);
     assert_eq!(o.planning_deadline, Some(at(1420)));
     assert_eq!(o.status.next_transition_time, Some(time::to_time(at(1300))));
     assert_eq!(o.status.phase, Some(Phase::Paused));
     // A smaller latency than the flag: the flag.
     let mut small = c.clone();
     small.status.as_mut().unwrap().startup_seconds = Some(30);
-    let o = step_at(&small, Some(&ch), &feed, at(1200), m);
+    let o = build_at(&small, Some(&ch), Ok(&feed), at(1200), m);
     assert_eq!(o.planning_deadline, Some(at(1428)));
     // 4 min of slack left (less than the latency): the guard resumes now, feasibly.
-    let o = step_at(&c, Some(&ch), &feed, at(1306), m);
+    let o = build_at(&c, Some(&ch), Ok(&feed), at(1306), m);
     assert_eq!(o.planning_deadline, Some(at(1426)));
     assert_eq!(o.status.phase, Some(Phase::Running));
     assert!(o.deadline_guard);
     assert!(!o.deadline_missed && !o.status.deadline_missed);
     // At the latest start itself: no slack, the real deadline, still not infeasible.
-    let o = step_at(&c, Some(&ch), &feed, at(1310), m);
+    let o = build_at(&c, Some(&ch), Ok(&feed), at(1310), m);
     assert_eq!(o.planning_deadline, Some(at(1430)));
     assert!(o.deadline_guard && !o.deadline_missed);
 }
@@ -1199,7 +1093,7 @@ fn an_old_status_reconciles_without_loss() {
     assert_eq!(old.waiting_for_pods_seconds, 0);
     let c = with_status(base.clone(), old.clone());
     let ch = with_pods(child(&c, false, None), 1, 1);
-    let o = step_at(&c, Some(&ch), &feed, at(0), TimeDelta::zero());
+    let o = build_at(&c, Some(&ch), Ok(&feed), at(0), TimeDelta::zero());
     let st = &o.status;
     // The minute since the last accounting, at the past 100 g/kWh and 1 kW, on top of the
     // old totals; restoring (the legacy window: 10 min from runningSince at -5).
@@ -1217,7 +1111,7 @@ fn an_old_status_reconciles_without_loss() {
     // at +5 min, then 5 min of work (baseline from creation + 400 - 240 s = 160 s of
     // work, at 100 g/kWh until 0 min, i.e. all in the past).
     let c = with_status(base, o.status);
-    let o = step_at(&c, Some(&ch), &feed, at(10), TimeDelta::zero());
+    let o = build_at(&c, Some(&ch), Ok(&feed), at(10), TimeDelta::zero());
     let st = &o.status;
     assert_eq!(st.runtime_seconds, 400 + 11 * 60);
     assert_eq!(st.restore_seconds, Some(10 * 60));
@@ -1250,19 +1144,9 @@ fn restore_starts_when_the_resumed_pods_are_ready() {
     );
     // As in the test above: 20 min of work before a pause, resumed at 0.
     let st = CarbonAwareJobStatus {
-        phase: Some(Phase::Running),
-        job_name: Some("train".into()),
-        region: Some("DE".into()),
-        start_time: Some(time::to_time(at(-10))),
-        running_since: Some(time::to_time(at(0))),
-        last_accounted_time: Some(time::to_time(at(0))),
-        runtime_seconds: 20 * 60,
-        pauses: 1,
-        emissions_grams: 100.0 / 3.0,
-        baseline_grams: 50.0,
         ready_pods: Some(0),
         restore_seconds: Some(0),
-        ..CarbonAwareJobStatus::default()
+        ..resumed_after_pause()
     };
     let m = TimeDelta::zero();
     let c = with_status(base.clone(), st);
@@ -1278,7 +1162,7 @@ fn restore_starts_when_the_resumed_pods_are_ready() {
         (70, &ready),
     ];
     for (mins, ch) in steps {
-        let o = step_at(&c, Some(ch), &feed, at(mins), m);
+        let o = build_at(&c, Some(ch), Ok(&feed), at(mins), m);
         c = with_status(base.clone(), o.status);
     }
     let st = c.status.unwrap();
