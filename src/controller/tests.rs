@@ -14,6 +14,7 @@ use super::fixtures::*;
 use super::intensity::Intensities;
 use super::reconcile;
 use crate::api::{time, CarbonAwareJob, CarbonAwareJobStatus, Phase};
+use crate::series::Series;
 
 /// Runs one reconcile while `script` plays the API server; returns the requeue action.
 async fn run<F, Fut>(
@@ -1225,24 +1226,7 @@ async fn reconcile_plan_and_simulate_take_one_decision_path() {
             Some(with_pods(child(&running, false, None), 1, 1)),
         ),
     ] {
-        let (mut ctx, api) = context(s.clone(), 0);
-        Arc::get_mut(&mut ctx).unwrap().deadline_margin = TimeDelta::minutes(2);
-        let cached = ch.clone();
-        let written = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let w = written.clone();
-        run(&c, ctx, api, |mut api| {
-            let c = c.clone();
-            async move {
-                api.get_child(cached.as_ref()).await;
-                if cached.is_none() {
-                    api.get_caj(&c).await;
-                    api.apply_child().await;
-                }
-                *w.lock().unwrap() = Some(api.apply_status(&c).await);
-            }
-        })
-        .await;
-        let reconciled = written.lock().unwrap().clone().expect("a status write");
+        let reconciled = reconcile_once(&c, ch.as_ref(), &s).await;
         let margin = TimeDelta::minutes(2);
         let planned = build(crate::cli::plan::observed(&c, "DE", &feed, now(), margin));
         let simulated = build(crate::sim::job::observed(
@@ -1256,42 +1240,8 @@ async fn reconcile_plan_and_simulate_take_one_decision_path() {
             ("plan -f", &planned.status),
             ("simulate", &simulated.status),
         ] {
-            let same = |f: &Render| f(st) == f(&reconciled);
-            let fields: [(&str, &Render); 6] = [
-                ("phase", &|s| format!("{:?}", s.phase)),
-                ("next", &|s| {
-                    format!("{:?} {:?}", s.next_action, s.next_transition_time)
-                }),
-                ("planned", &|s| {
-                    format!("{:?} {:?}", s.planned_start, s.planned_end)
-                }),
-                ("ledger", &|s| {
-                    format!(
-                        "{} {:.9} {:.9} {:.9} {:?}",
-                        s.runtime_seconds,
-                        s.energy_kwh,
-                        s.emissions_grams,
-                        s.baseline_grams,
-                        s.unaccounted
-                    )
-                }),
-                ("running", &|s| {
-                    let r = s.conditions.iter().find(|c| c.type_ == "Running");
-                    format!("{:?}", r.map(|c| (&c.status, &c.reason)))
-                }),
-                ("deadline", &|s| {
-                    format!("{:?} {}", s.deadline, s.deadline_missed)
-                }),
-            ];
-            for (field, f) in fields {
-                if ch.is_none() || name == "simulate" {
-                    assert!(
-                        same(f),
-                        "{name} differs from the reconcile in {field}: {} vs {}",
-                        f(st),
-                        f(&reconciled)
-                    );
-                }
+            if ch.is_none() || name == "simulate" {
+                assert_same_decision(name, st, &reconciled);
             }
         }
         // The clean hours start now: the new job starts; the running one accrued 5 minutes
@@ -1305,5 +1255,64 @@ async fn reconcile_plan_and_simulate_take_one_decision_path() {
             assert_eq!(reconciled.phase, Some(Phase::Running));
             assert_eq!(reconciled.start_time, Some(time::to_time(now())));
         }
+    }
+}
+
+/// One reconcile of `c` through the mocked API server, with `ch` as the live child Job (or
+/// none, which the reconcile creates); the status it writes.
+async fn reconcile_once(c: &CarbonAwareJob, ch: Option<&Job>, s: &Series) -> CarbonAwareJobStatus {
+    let (mut ctx, api) = context(s.clone(), 0);
+    Arc::get_mut(&mut ctx).unwrap().deadline_margin = TimeDelta::minutes(2);
+    let cached = ch.cloned();
+    let written = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let w = written.clone();
+    run(c, ctx, api, |mut api| {
+        let c = c.clone();
+        async move {
+            api.get_child(cached.as_ref()).await;
+            if cached.is_none() {
+                api.get_caj(&c).await;
+                api.apply_child().await;
+            }
+            *w.lock().unwrap() = Some(api.apply_status(&c).await);
+        }
+    })
+    .await;
+    let st = written.lock().unwrap().clone();
+    st.expect("a status write")
+}
+
+/// Asserts that `st` (from `name`) has the decision and ledger of the `reconciled` status.
+fn assert_same_decision(name: &str, st: &CarbonAwareJobStatus, reconciled: &CarbonAwareJobStatus) {
+    let same = |f: &Render| f(st) == f(reconciled);
+    let fields: [(&str, &Render); 6] = [
+        ("phase", &|s| format!("{:?}", s.phase)),
+        ("next", &|s| {
+            format!("{:?} {:?}", s.next_action, s.next_transition_time)
+        }),
+        ("planned", &|s| {
+            format!("{:?} {:?}", s.planned_start, s.planned_end)
+        }),
+        ("ledger", &|s| {
+            format!(
+                "{} {:.9} {:.9} {:.9} {:?}",
+                s.runtime_seconds, s.energy_kwh, s.emissions_grams, s.baseline_grams, s.unaccounted
+            )
+        }),
+        ("running", &|s| {
+            let r = s.conditions.iter().find(|c| c.type_ == "Running");
+            format!("{:?}", r.map(|c| (&c.status, &c.reason)))
+        }),
+        ("deadline", &|s| {
+            format!("{:?} {}", s.deadline, s.deadline_missed)
+        }),
+    ];
+    for (field, f) in fields {
+        assert!(
+            same(f),
+            "{name} differs from the reconcile in {field}: {} vs {}",
+            f(st),
+            f(reconciled)
+        );
     }
 }
