@@ -26,7 +26,8 @@ pub struct Args {
     #[arg(short = 'f', long = "filename", id = "manifest", value_name = "FILE")]
     pub manifest: String,
 
-    /// Plan as of this instant (RFC 3339) instead of the current time.
+    /// Plan as of this instant (RFC 3339, or YYYY-MM-DD for midnight UTC) instead of the
+    /// current time.
     #[arg(long, value_parser = timefmt::parse_flag)]
     pub now: Option<DateTime<Utc>>,
 
