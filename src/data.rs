@@ -157,19 +157,48 @@ pub fn load_csv_path(path: &Path) -> Result<Trace, DataError> {
 /// order; other columns ignored), then one row per interval start. Timestamps are as
 /// [`crate::timefmt::parse`] reads them (RFC 3339 with any offset, or naive UTC). The step
 /// is inferred from the first two rows and must be a whole number of seconds, at least one
-/// minute, and constant: a duplicate, a backwards step or a gap is an error rather than something silently interpolated, because the simulator's
-/// savings would be computed on data that does not exist. `source_name` prefixes messages.
+/// minute, and constant: rows out of order, a duplicate or a gap is an error rather than
+/// something silently sorted or interpolated, because the simulator's savings would be
+/// computed on data that does not exist. `source_name` prefixes messages.
 pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, DataError> {
+    let (region, rows) = read_rows(reader, source_name)?;
+    let file_err = |detail: String| DataError::File {
+        source_name: source_name.to_string(),
+        detail,
+    };
+    let (Some(first), Some(region)) = (rows.first(), region) else {
+        return Err(file_err("no data rows after the header".into()));
+    };
+    if rows.len() < 2 {
+        return Err(file_err(
+            "only one data row: at least two are needed to infer the step".into(),
+        ));
+    }
+    let step = check_order_and_step(&rows, source_name)?;
+    let values = rows.iter().map(|r| r.value).collect();
+    let series = Series::new(first.time, step, values)
+        .map_err(|e| file_err(format!("invalid series: {e}")))?;
+    Ok(Trace { region, series })
+}
+
+/// One data row of a trace file and its 1-based line.
+struct Row {
+    line: u64,
+    time: DateTime<Utc>,
+    value: f64,
+}
+
+/// The header's columns and every row, each checked on its own (timestamp, region, value);
+/// the region of the first row.
+fn read_rows<R: Read>(
+    reader: R,
+    source_name: &str,
+) -> Result<(Option<String>, Vec<Row>), DataError> {
     let line_err = |line: u64, detail: String| DataError::Line {
         source_name: source_name.to_string(),
         line,
         detail,
     };
-    let file_err = |detail: String| DataError::File {
-        source_name: source_name.to_string(),
-        detail,
-    };
-
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
@@ -180,9 +209,10 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
         .map_err(|e| csv_err(e, source_name, 1))?
         .clone();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
-        return Err(file_err(
-            "empty file: a header `timestamp,region,gco2_per_kwh` is required".into(),
-        ));
+        return Err(DataError::File {
+            source_name: source_name.to_string(),
+            detail: "empty file: a header `timestamp,region,gco2_per_kwh` is required".into(),
+        });
     }
     let col = |name: &str| {
         headers.iter().position(|h| h.eq_ignore_ascii_case(name)).ok_or_else(|| {
@@ -198,10 +228,7 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
     let (ti, ri, vi) = (col("timestamp")?, col("region")?, col("gco2_per_kwh")?);
 
     let mut region: Option<String> = None;
-    let mut start: Option<DateTime<Utc>> = None;
-    let mut prev: Option<DateTime<Utc>> = None;
-    let mut step: Option<i64> = None;
-    let mut values = Vec::new();
+    let mut rows = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
         let line_hint = rdr.position().line();
@@ -211,7 +238,7 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
             Err(e) => return Err(csv_err(e, source_name, line_hint)),
         }
         let line = record.position().map_or(line_hint, |p| p.line());
-        let t = timefmt::parse(&record[ti]).map_err(|d| line_err(line, d))?;
+        let time = timefmt::parse(&record[ti]).map_err(|d| line_err(line, d))?;
         let reg = &record[ri];
         if reg.is_empty() {
             return Err(line_err(line, "empty region".into()));
@@ -226,90 +253,111 @@ pub fn load_csv_reader<R: Read>(reader: R, source_name: &str) -> Result<Trace, D
             }
             Some(_) => {}
         }
-        let v_text = &record[vi];
-        if v_text.is_empty() {
-            return Err(line_err(line, "empty gco2_per_kwh".into()));
-        }
-        let v: f64 = v_text
-            .parse()
-            .map_err(|_| line_err(line, format!("gco2_per_kwh {v_text:?} is not a number")))?;
-        if !v.is_finite() {
-            return Err(line_err(
-                line,
-                format!("gco2_per_kwh {v_text:?} is not a finite number"),
-            ));
-        }
-        if v < 0.0 {
-            return Err(line_err(line, format!("gco2_per_kwh {v_text} is negative")));
-        }
-        if let Some(p) = prev {
-            let dt_ms = (t - p).num_milliseconds();
-            if dt_ms == 0 {
-                return Err(line_err(
-                    line,
-                    format!("duplicate timestamp {}", timefmt::format(t)),
-                ));
-            }
-            if dt_ms < 0 {
-                return Err(line_err(
-                    line,
-                    format!(
-                        "timestamps not increasing: {} after {}",
-                        timefmt::format(t),
-                        timefmt::format(p)
-                    ),
-                ));
-            }
-            match step {
-                None => {
-                    if dt_ms % 1000 != 0 || dt_ms / 1000 < MIN_STEP_SECS {
-                        return Err(line_err(
-                            line,
-                            format!(
-                                "step {} ms: the step must be a whole number of seconds, at least {}",
-                                dt_ms,
-                                format_secs(MIN_STEP_SECS)
-                            ),
-                        ));
-                    }
-                    step = Some(dt_ms / 1000);
-                }
-                Some(s) if dt_ms != s * 1000 => {
-                    let what = if dt_ms > s * 1000 && dt_ms % (s * 1000) == 0 {
-                        "gap"
-                    } else {
-                        "step change"
-                    };
-                    return Err(line_err(
-                        line,
-                        format!(
-                            "{what}: {} follows {} ({} ms later), but the step is {}",
-                            timefmt::format(t),
-                            timefmt::format(p),
-                            dt_ms,
-                            format_secs(s)
-                        ),
-                    ));
-                }
-                Some(_) => {}
-            }
-        } else {
-            start = Some(t);
-        }
-        prev = Some(t);
-        values.push(v);
+        let value = parse_value(&record[vi]).map_err(|d| line_err(line, d))?;
+        rows.push(Row { line, time, value });
     }
-    let (Some(start), Some(region)) = (start, region) else {
-        return Err(file_err("no data rows after the header".into()));
+    Ok((region, rows))
+}
+
+fn parse_value(text: &str) -> Result<f64, String> {
+    if text.is_empty() {
+        return Err("empty gco2_per_kwh".into());
+    }
+    let v: f64 = text
+        .parse()
+        .map_err(|_| format!("gco2_per_kwh {text:?} is not a number"))?;
+    if !v.is_finite() {
+        return Err(format!("gco2_per_kwh {text:?} is not a finite number"));
+    }
+    if v < 0.0 {
+        return Err(format!("gco2_per_kwh {text} is negative"));
+    }
+    Ok(v)
+}
+
+/// The step of `rows` (at least two), in seconds. Rows out of order anywhere are reported
+/// first, by the two rows' lines and timestamps, since they also look like a gap and a
+/// backwards step; then duplicates, then a step that is not the first one.
+fn check_order_and_step(rows: &[Row], source_name: &str) -> Result<i64, DataError> {
+    let line_err = |line: u64, detail: String| DataError::Line {
+        source_name: source_name.to_string(),
+        line,
+        detail,
     };
-    let Some(step) = step else {
-        return Err(file_err(
-            "only one data row: at least two are needed to infer the step".into(),
+    let ts = |r: &Row| timefmt::format(r.time);
+    if let Some(w) = rows.windows(2).find(|w| w[1].time < w[0].time) {
+        let (a, b) = (&w[0], &w[1]);
+        return Err(line_err(
+            b.line,
+            format!(
+                "rows out of order: line {} ({}) comes after line {} ({}), which is later; \
+                 sort the rows by timestamp",
+                b.line,
+                ts(b),
+                a.line,
+                ts(a)
+            ),
         ));
-    };
-    let series =
-        Series::new(start, step, values).map_err(|e| file_err(format!("invalid series: {e}")))?;
-    Ok(Trace { region, series })
+    }
+    if let Some(w) = rows.windows(2).find(|w| w[1].time == w[0].time) {
+        return Err(line_err(
+            w[1].line,
+            format!(
+                "duplicate timestamp {}: line {} has it too",
+                ts(&w[1]),
+                w[0].line
+            ),
+        ));
+    }
+    let first_ms = (rows[1].time - rows[0].time).num_milliseconds();
+    if first_ms % 1000 != 0 || first_ms / 1000 < MIN_STEP_SECS {
+        return Err(line_err(
+            rows[1].line,
+            format!(
+                "step {first_ms} ms: the step must be a whole number of seconds, at least {}",
+                format_secs(MIN_STEP_SECS)
+            ),
+        ));
+    }
+    let step = first_ms / 1000;
+    let bad = rows
+        .windows(2)
+        .find(|w| (w[1].time - w[0].time) != TimeDelta::seconds(step));
+    if let Some(w) = bad {
+        let (a, b) = (&w[0], &w[1]);
+        let dt = b.time - a.time;
+        let (what, missing) = if dt.subsec_nanos() == 0 && dt.num_seconds() % step == 0 {
+            let n = dt.num_seconds() / step - 1;
+            (
+                "gap",
+                format!(" ({n} row{} missing)", if n == 1 { "" } else { "s" }),
+            )
+        } else {
+            ("step change", String::new())
+        };
+        return Err(line_err(
+            b.line,
+            format!(
+                "{what}: line {} ({}) follows line {} ({}) by {}, but the step is {}{missing}",
+                b.line,
+                ts(b),
+                a.line,
+                ts(a),
+                span(dt),
+                format_secs(step)
+            ),
+        ));
+    }
+    Ok(step)
+}
+
+/// A positive time difference as `format_secs` spells it, or in ms when not whole seconds.
+fn span(dt: TimeDelta) -> String {
+    if dt.subsec_nanos() == 0 {
+        format_secs(dt.num_seconds())
+    } else {
+        format!("{} ms", dt.num_milliseconds())
+    }
 }
 
 fn csv_err(e: csv::Error, source_name: &str, fallback_line: u64) -> DataError {
@@ -496,6 +544,35 @@ mod tests {
         assert_eq!(load_csv_path(&p).unwrap().series, neso_actuals().unwrap());
     }
 
+    /// Swapped rows are "out of order" with both lines and timestamps, not the gap they
+    /// leave first; a gap counts the missing rows; every time in RFC 3339 with `Z`.
+    #[test]
+    fn order_duplicates_and_gaps_name_both_rows() {
+        let h = "timestamp,region,gco2_per_kwh\n";
+        let row = |hour: u32| format!("2023-01-01T{hour:02}:00:00+00:00,DE,1\n");
+        let rows = |hours: &[u32]| hours.iter().map(|&x| row(x)).collect::<String>();
+        let err = |text: String| parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            err(format!("{h}{}", rows(&[0, 1, 2, 4, 3, 5]))),
+            "t.csv: line 6: rows out of order: line 6 (2023-01-01T03:00:00Z) comes after \
+             line 5 (2023-01-01T04:00:00Z), which is later; sort the rows by timestamp"
+        );
+        assert_eq!(
+            err(format!("{h}{}", rows(&[0, 1, 1, 2]))),
+            "t.csv: line 4: duplicate timestamp 2023-01-01T01:00:00Z: line 3 has it too"
+        );
+        assert_eq!(
+            err(format!("{h}{}", rows(&[0, 1, 2, 5, 6]))),
+            "t.csv: line 5: gap: line 5 (2023-01-01T05:00:00Z) follows line 4 \
+             (2023-01-01T02:00:00Z) by 3h, but the step is 1h (2 rows missing)"
+        );
+        assert_eq!(
+            err(format!("{h}{}2023-01-01T02:30:00Z,DE,1\n", rows(&[0, 1]))),
+            "t.csv: line 4: step change: line 4 (2023-01-01T02:30:00Z) follows line 3 \
+             (2023-01-01T01:00:00Z) by 1h30m, but the step is 1h"
+        );
+    }
+
     fn parse(text: &str) -> Result<Trace, DataError> {
         load_csv_reader(text.as_bytes(), "t.csv")
     }
@@ -530,7 +607,7 @@ mod tests {
             ),
             (
                 format!("{h}{r0}{r1}2023-01-01T00:30:00Z,DE,1\n"),
-                "line 4: timestamps not increasing",
+                "line 4: rows out of order",
             ),
             (format!("{h}{r0}{r0}"), "line 3: duplicate timestamp"),
             (

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{CliResult, Failure, Format};
-use crate::forecast::{self, ForecastArgs, ForecastError, ProviderConfig, Signal};
+use crate::forecast::{self, ForecastArgs, ProviderConfig, Signal};
 use crate::region;
 use crate::timefmt;
 
@@ -51,14 +51,8 @@ struct Point {
     gco2_per_kwh: f64,
 }
 
-fn failure(e: ForecastError) -> Failure {
-    match e {
-        ForecastError::Config { .. } | ForecastError::UnknownRegion { .. } => Failure::input(e),
-        _ => Failure::runtime(e),
-    }
-}
-
 pub async fn run(args: Args) -> CliResult {
+    let failure = |e| super::forecast_failure(e, &args.forecast);
     let table = args.forecast.region_table().map_err(Failure::input)?;
     let resolved = region::resolve(
         None,

@@ -3,11 +3,30 @@
 
 use std::fmt;
 
+use crate::forecast::file::Location;
+use crate::forecast::{ForecastArgs, ForecastError, ProviderKind};
+
 pub mod crd;
 pub mod forecast;
 pub mod plan;
 pub mod run;
 pub mod simulate;
+
+/// How the binary exits, shown at the end of every command's `--help`.
+pub const EXIT_STATUS: &str = "Exit status: 0 success, 1 runtime failure (network, cluster, I/O), \
+2 bad input (flags, files, manifests).";
+
+/// `cmd` and every subcommand with [`EXIT_STATUS`] appended to their `after_help`.
+pub fn with_exit_status(cmd: clap::Command) -> clap::Command {
+    fn append(c: clap::Command) -> clap::Command {
+        let help = match c.get_after_help() {
+            Some(h) => format!("{h}\n\n{EXIT_STATUS}"),
+            None => EXIT_STATUS.to_string(),
+        };
+        c.after_help(help)
+    }
+    append(cmd).mut_subcommands(append)
+}
 
 /// Output format shared by every subcommand that prints results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -49,3 +68,26 @@ impl fmt::Display for Failure {
 }
 
 pub type CliResult = Result<(), Failure>;
+
+/// A forecast failure of `carbonshift forecast` or `plan`. Bad input (2): a wrong flag, an
+/// unknown region, or the `--forecast-file` the user named (a path that cannot be read, or
+/// contents that are not a valid forecast, wherever they came from). Anything else, such as
+/// an unreachable provider, is a runtime failure (1).
+pub fn forecast_failure(e: ForecastError, args: &ForecastArgs) -> Failure {
+    let named_file = args.provider == ProviderKind::File;
+    let local = named_file
+        && args
+            .file
+            .as_deref()
+            .is_some_and(|f| matches!(Location::parse(f), Location::Path(_)));
+    match e {
+        ForecastError::Config { .. } | ForecastError::UnknownRegion { .. } => Failure::input(e),
+        ForecastError::Invalid { .. } if named_file => {
+            Failure::input(format!("--forecast-file: {e}"))
+        }
+        ForecastError::Unavailable { .. } if local => {
+            Failure::input(format!("--forecast-file: {e}"))
+        }
+        _ => Failure::runtime(e),
+    }
+}

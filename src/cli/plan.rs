@@ -11,7 +11,7 @@ use super::{CliResult, Failure, Format};
 use crate::api::CarbonAwareJob;
 use crate::controller::build::{self, Observed};
 use crate::controller::intensity::{Feed, Intensities, SourceFeed};
-use crate::forecast::{self, ForecastArgs, ForecastError, ProviderConfig};
+use crate::forecast::{self, ForecastArgs, ProviderConfig};
 use crate::plan::Action;
 use crate::timefmt;
 
@@ -26,8 +26,9 @@ pub struct Args {
     #[arg(short = 'f', long = "filename", id = "manifest", value_name = "FILE")]
     pub manifest: String,
 
-    /// Plan as of this instant (RFC 3339) instead of the current time.
-    #[arg(long, value_parser = timefmt::parse)]
+    /// Plan as of this instant (RFC 3339, or YYYY-MM-DD for midnight UTC) instead of the
+    /// current time.
+    #[arg(long, value_parser = timefmt::parse_flag)]
     pub now: Option<DateTime<Utc>>,
 
     /// Grid zone or cloud region for a manifest without spec.region.
@@ -36,7 +37,7 @@ pub struct Args {
 
     /// Start-up margin the operator plans with (its `--deadline-margin`): finish this long
     /// before the deadline, as far as the slack allows.
-    #[arg(long, env = "CARBONSHIFT_DEADLINE_MARGIN", default_value = "2m", value_parser = super::run::parse_margin)]
+    #[arg(long, env = "CARBONSHIFT_DEADLINE_MARGIN", default_value = "2m", value_parser = super::run::parse_margin, allow_hyphen_values = true)]
     pub deadline_margin: TimeDelta,
 
     #[command(flatten)]
@@ -88,13 +89,6 @@ struct Report {
     events: Vec<String>,
 }
 
-fn failure(e: ForecastError) -> Failure {
-    match e {
-        ForecastError::Config { .. } | ForecastError::UnknownRegion { .. } => Failure::input(e),
-        _ => Failure::runtime(e),
-    }
-}
-
 fn read(file: &str) -> Result<String, Failure> {
     if file == "-" {
         std::io::read_to_string(std::io::stdin()).map_err(|e| Failure::input(format!("stdin: {e}")))
@@ -104,6 +98,7 @@ fn read(file: &str) -> Result<String, Failure> {
 }
 
 pub async fn run(args: Args) -> CliResult {
+    let failure = |e| super::forecast_failure(e, &args.forecast);
     let text = read(&args.manifest)?;
     let caj: CarbonAwareJob = serde_yaml::from_str(&text)
         .map_err(|e| Failure::input(format!("{}: not a CarbonAwareJob: {e}", args.manifest)))?;

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::{CliResult, Failure};
 use crate::controller::{self, leader, server, Context};
+use crate::duration;
 use crate::forecast::{self, ForecastArgs};
 use crate::metrics::Metrics;
 use crate::region::NODE_REGION_LABEL;
@@ -65,7 +66,7 @@ pub struct Args {
     pub lease_namespace: Option<String>,
 
     /// How often accrued accounting is written to status while nothing else changes.
-    #[arg(long, env = "CARBONSHIFT_STATUS_INTERVAL", default_value = "5m", value_parser = parse_interval)]
+    #[arg(long, env = "CARBONSHIFT_STATUS_INTERVAL", default_value = "5m", value_parser = duration::flag(1, duration::DAY_SECS), allow_hyphen_values = true)]
     pub status_interval: i64,
 
     /// Start-up margin: plan every job to finish this long before its deadline, so the
@@ -73,7 +74,7 @@ pub struct Args {
     /// (requeue, API calls, scheduling, image pull, pod start-up). Taken out of each job's
     /// slack and never more: a job with less slack than this runs at once, a feasible
     /// deadline never becomes infeasible. `0s` plans against the deadline itself.
-    #[arg(long, env = "CARBONSHIFT_DEADLINE_MARGIN", default_value = "2m", value_parser = parse_margin)]
+    #[arg(long, env = "CARBONSHIFT_DEADLINE_MARGIN", default_value = "2m", value_parser = parse_margin, allow_hyphen_values = true)]
     pub deadline_margin: TimeDelta,
 
     /// At most this many CarbonAwareJobs are reconciled at once (at least 1). Bounds the
@@ -91,20 +92,12 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-fn parse_interval(s: &str) -> Result<i64, String> {
-    match crate::duration::parse_secs(s) {
-        Ok(n) if n > 0 => Ok(n),
-        Ok(_) => Err("must be positive".into()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// A `--deadline-margin`: a duration, zero allowed.
+/// A `--deadline-margin`: a duration from 0s to 366d (declare the argument with
+/// `allow_hyphen_values = true`, see [`duration::flag`]).
 pub(crate) fn parse_margin(s: &str) -> Result<TimeDelta, String> {
-    let n = crate::duration::parse_secs(s).map_err(|e| e.to_string())?;
-    TimeDelta::try_seconds(n)
-        .filter(|d| *d >= TimeDelta::zero())
-        .ok_or_else(|| format!("{s:?}: out of range"))
+    duration::parse_flag(s, 0, duration::MAX_FLAG_SECS)
+        .map(TimeDelta::seconds)
+        .map_err(|e| e.reason)
 }
 
 /// Why the operator stops.

@@ -7,13 +7,13 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use plotters::prelude::*;
 use serde_json::json;
 
 use super::{CliResult, Failure, Format};
 use crate::data::{self, Vintage};
-use crate::duration::{format_secs, parse_secs};
+use crate::duration::{self, format_secs, MAX_FLAG_SECS};
 use crate::plan::Constraints;
 use crate::series::Series;
 use crate::sim::{self, ForecastModel, SimConfig, SimError, SimReport, StrategyKind, Truth};
@@ -59,23 +59,23 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
     /// Only use the trace from this instant (RFC 3339 or YYYY-MM-DD, UTC).
-    #[arg(long, value_name = "TIME")]
-    pub from: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_flag)]
+    pub from: Option<DateTime<Utc>>,
     /// Only use the trace before this instant (RFC 3339 or YYYY-MM-DD, UTC).
-    #[arg(long, value_name = "TIME")]
-    pub to: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_flag)]
+    pub to: Option<DateTime<Utc>>,
     /// Runtime each job needs.
-    #[arg(long, value_name = "DUR", default_value = "6h")]
-    pub duration: String,
+    #[arg(long, value_name = "DUR", default_value = "6h", value_parser = duration::flag(1, MAX_FLAG_SECS), allow_hyphen_values = true)]
+    pub duration: i64,
     /// Extra time each job may take: it must finish within duration + slack.
-    #[arg(long, value_name = "DUR", default_value = "24h")]
-    pub slack: String,
+    #[arg(long, value_name = "DUR", default_value = "24h", value_parser = duration::flag(0, MAX_FLAG_SECS), allow_hyphen_values = true)]
+    pub slack: i64,
     /// Interval between job submissions.
-    #[arg(long, value_name = "DUR", default_value = "7h")]
-    pub submit_every: String,
+    #[arg(long, value_name = "DUR", default_value = "7h", value_parser = duration::flag(1, MAX_FLAG_SECS), allow_hyphen_values = true)]
+    pub submit_every: i64,
     /// How far ahead the forecast reaches; beyond it a trailing 14-day daily profile.
-    #[arg(long, value_name = "DUR", default_value = "48h")]
-    pub horizon: String,
+    #[arg(long, value_name = "DUR", default_value = "48h", value_parser = duration::flag(1, MAX_FLAG_SECS), allow_hyphen_values = true)]
+    pub horizon: i64,
     /// Forecast model for the receding-horizon strategies.
     #[arg(long, value_enum, default_value_t = ForecastArg::Perfect)]
     pub forecast: ForecastArg,
@@ -88,17 +88,17 @@ pub struct Args {
     #[arg(long = "strategy", value_name = "NAME")]
     pub strategies: Vec<String>,
     /// Once started or resumed, run at least this long.
-    #[arg(long, value_name = "DUR", default_value = "0s")]
-    pub min_run: String,
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = duration::flag(0, MAX_FLAG_SECS), allow_hyphen_values = true)]
+    pub min_run: i64,
     /// Once paused, stay paused at least this long.
-    #[arg(long, value_name = "DUR", default_value = "0s")]
-    pub min_pause: String,
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = duration::flag(0, MAX_FLAG_SECS), allow_hyphen_values = true)]
+    pub min_pause: i64,
     /// At most this many pauses per job.
     #[arg(long, value_name = "N")]
     pub max_pauses: Option<u32>,
     /// Extra runtime each resume costs (restore from checkpoint).
-    #[arg(long, value_name = "DUR", default_value = "0s")]
-    pub checkpoint_overhead: String,
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = duration::flag(0, MAX_FLAG_SECS), allow_hyphen_values = true)]
+    pub checkpoint_overhead: i64,
     /// Threshold strategy limit in gCO2eq/kWh (default: per job, the trailing 14-day
     /// percentile duration/(duration+slack)).
     #[arg(long, value_name = "G")]
@@ -108,12 +108,12 @@ pub struct Args {
     pub power_kw: f64,
     /// The operator's `--deadline-margin`: plans aim to finish this long before the
     /// deadline, as far as the slack allows.
-    #[arg(long, value_name = "DUR", default_value = "2m")]
-    pub deadline_margin: String,
+    #[arg(long, value_name = "DUR", default_value = "2m", value_parser = duration::flag(0, MAX_FLAG_SECS), allow_hyphen_values = true)]
+    pub deadline_margin: i64,
     /// Start-up latency of the simulated pods: from unsuspending the child Job to its pod
     /// being Ready (not work; the deadline guard plans for it).
-    #[arg(long, value_name = "DUR", default_value = "1m")]
-    pub startup: String,
+    #[arg(long, value_name = "DUR", default_value = "1m", value_parser = duration::flag(0, duration::DAY_SECS), allow_hyphen_values = true)]
+    pub startup: i64,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Write an SVG of one job: the intensity curve with each strategy's run intervals.
@@ -167,10 +167,6 @@ fn sim_failure(e: SimError) -> Failure {
     }
 }
 
-fn dur(flag: &str, s: &str) -> Result<i64, Failure> {
-    parse_secs(s).map_err(|e| Failure::input(format!("--{flag}: {e}")))
-}
-
 fn config(args: &Args) -> Result<SimConfig, Failure> {
     let strategies = if args.strategies.is_empty() {
         StrategyKind::ALL.to_vec()
@@ -206,35 +202,23 @@ fn config(args: &Args) -> Result<SimConfig, Failure> {
         ForecastArg::Vintages => ForecastModel::Vintages,
     };
     Ok(SimConfig {
-        duration_secs: dur("duration", &args.duration)?,
-        slack_secs: dur("slack", &args.slack)?,
-        submit_every_secs: dur("submit-every", &args.submit_every)?,
-        horizon_secs: dur("horizon", &args.horizon)?,
+        duration_secs: args.duration,
+        slack_secs: args.slack,
+        submit_every_secs: args.submit_every,
+        horizon_secs: args.horizon,
         forecast,
         strategies,
         constraints: Constraints {
-            min_run_secs: dur("min-run", &args.min_run)?,
-            min_pause_secs: dur("min-pause", &args.min_pause)?,
+            min_run_secs: args.min_run,
+            min_pause_secs: args.min_pause,
             max_pauses: args.max_pauses,
-            checkpoint_overhead_secs: dur("checkpoint-overhead", &args.checkpoint_overhead)?,
+            checkpoint_overhead_secs: args.checkpoint_overhead,
         },
         threshold: args.threshold,
         power_kw: args.power_kw,
-        deadline_margin_secs: dur("deadline-margin", &args.deadline_margin)?,
-        startup_secs: dur("startup", &args.startup)?,
+        deadline_margin_secs: args.deadline_margin,
+        startup_secs: args.startup,
     })
-}
-
-/// A timestamp ([`timefmt::parse`]), or a date (`YYYY-MM-DD`) meaning its midnight UTC.
-fn parse_instant(flag: &str, s: &str) -> Result<DateTime<Utc>, Failure> {
-    if let Ok(t) = timefmt::parse(s) {
-        return Ok(t);
-    }
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(|| Failure::input(format!("--{flag} {s:?}: use RFC 3339 or YYYY-MM-DD")))
 }
 
 /// Loads the truth for one region (or the --trace file), applying --from/--to.
@@ -280,17 +264,10 @@ fn source(args: &Args, region: Option<&str>, model: ForecastModel) -> Result<Sou
         }
     };
     if args.from.is_some() || args.to.is_some() {
-        let from = args
-            .from
-            .as_deref()
-            .map(|s| parse_instant("from", s))
-            .transpose()?;
-        let to = args
-            .to
-            .as_deref()
-            .map(|s| parse_instant("to", s))
-            .transpose()?;
-        let (f, t) = (from.unwrap_or(actuals.start()), to.unwrap_or(actuals.end()));
+        let (f, t) = (
+            args.from.unwrap_or(actuals.start()),
+            args.to.unwrap_or(actuals.end()),
+        );
         actuals = actuals.slice(f, t).ok_or_else(|| {
             Failure::input(format!(
                 "--from/--to select nothing: the trace covers {} .. {}",

@@ -29,6 +29,7 @@ use super::redact;
 use super::{
     carbon_aware_sdk, electricitymaps, uk_carbon_intensity, watttime, ForecastError, ForecastSource,
 };
+use crate::duration;
 use crate::metrics::Metrics;
 
 /// The providers `--forecast-provider` accepts.
@@ -170,19 +171,6 @@ fn required(
     )))
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let secs = crate::duration::parse_secs(s).map_err(|e| e.to_string())?;
-    Ok(Duration::from_secs(secs as u64))
-}
-
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d.is_zero() {
-        return Err(format!("{s:?} must be longer than zero"));
-    }
-    Ok(d)
-}
-
 /// Forecast flags, flattened into `carbonshift run` and `carbonshift forecast`. `Debug`
 /// shows the endpoint and file URLs as [`redact::url`] renders them.
 #[derive(Clone, clap::Args)]
@@ -215,11 +203,11 @@ pub struct ForecastArgs {
     pub file: Option<String>,
 
     /// How often each region's forecast is fetched again.
-    #[arg(long = "forecast-refresh", env = "CARBONSHIFT_FORECAST_REFRESH", default_value = "5m", value_parser = parse_positive_duration)]
+    #[arg(long = "forecast-refresh", env = "CARBONSHIFT_FORECAST_REFRESH", default_value = "5m", value_parser = duration::flag(1, duration::DAY_SECS).std(), allow_hyphen_values = true)]
     pub refresh: Duration,
 
     /// How long the last good forecast is served while the provider fails.
-    #[arg(long = "forecast-max-age", env = "CARBONSHIFT_FORECAST_MAX_AGE", default_value = "6h", value_parser = parse_duration)]
+    #[arg(long = "forecast-max-age", env = "CARBONSHIFT_FORECAST_MAX_AGE", default_value = "6h", value_parser = duration::flag(0, duration::MAX_FLAG_SECS).std(), allow_hyphen_values = true)]
     pub max_age: Duration,
 
     /// What to serve when the provider fails past the max age.
@@ -232,11 +220,11 @@ pub struct ForecastArgs {
     pub fallback: FallbackKind,
 
     /// Timeout of one upstream HTTP request.
-    #[arg(long = "forecast-timeout", env = "CARBONSHIFT_FORECAST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    #[arg(long = "forecast-timeout", env = "CARBONSHIFT_FORECAST_TIMEOUT", default_value = "10s", value_parser = duration::flag(1, 3600).std(), allow_hyphen_values = true)]
     pub timeout: Duration,
 
     /// How far ahead to ask for (and, for embedded, to replay).
-    #[arg(long = "forecast-horizon", env = "CARBONSHIFT_FORECAST_HORIZON", default_value = "72h", value_parser = parse_positive_duration)]
+    #[arg(long = "forecast-horizon", env = "CARBONSHIFT_FORECAST_HORIZON", default_value = "72h", value_parser = duration::flag(1, duration::MAX_FLAG_SECS).std(), allow_hyphen_values = true)]
     pub horizon: Duration,
 
     /// Extra cloud-region mappings, `CLOUD_REGION=ZONE[,watttime=REGION][,uk=ID][,carbon-aware-sdk=LOCATION]`;

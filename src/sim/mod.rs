@@ -240,19 +240,34 @@ pub fn submissions(truth: &Truth<'_>, cfg: &SimConfig) -> Result<Vec<DateTime<Ut
         t += every;
     }
     if out.is_empty() {
-        let warm = if cfg.forecast == ForecastModel::Vintages {
-            "".to_string()
-        } else {
-            format!("{} of history + ", format_secs(WARMUP_SECS))
-        };
-        return input(format!(
-            "the trace is too short for one job: it needs {warm}duration + slack = {} after {}, but it ends at {}",
-            format_secs((window).num_seconds()),
-            timefmt::format(first),
-            timefmt::format(actuals.end())
-        ));
+        return input(too_short(actuals, first, cfg));
     }
     Ok(out)
+}
+
+/// Why no job fits between `first` (the first submission) and the trace's end, with
+/// numbers that add up: the trace's span, and what one job needs from the trace's start.
+fn too_short(actuals: &Series, first: DateTime<Utc>, cfg: &SimConfig) -> String {
+    let lead = (first - actuals.start()).num_seconds();
+    let need = lead + cfg.duration_secs + cfg.slack_secs;
+    let lead_text = if lead == 0 {
+        String::new()
+    } else if cfg.forecast == ForecastModel::Vintages {
+        format!("{} until the first NESO vintage + ", format_secs(lead))
+    } else {
+        format!("{} of history + ", format_secs(lead))
+    };
+    format!(
+        "the trace is too short for one job: it covers {} to {} ({}), but one job needs {}: \
+         {lead_text}{} duration + {} slack, until {}",
+        timefmt::format(actuals.start()),
+        timefmt::format(actuals.end()),
+        format_secs((actuals.end() - actuals.start()).num_seconds()),
+        format_secs(need),
+        format_secs(cfg.duration_secs),
+        format_secs(cfg.slack_secs),
+        timefmt::format(actuals.start() + TimeDelta::seconds(need)),
+    )
 }
 
 /// Runs every job under every strategy.
