@@ -23,6 +23,9 @@ else
   echo "clippy not installed: skipped (rustup component add clippy)"
 fi
 
+# The API docs build without a broken or ambiguous link.
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
+
 step "build"
 cargo build --locked --all-targets
 hack/sync-chart-crds.sh --check

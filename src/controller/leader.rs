@@ -107,7 +107,7 @@ impl Elector {
         self.cfg.lease_duration.saturating_sub(self.cfg.renew_every)
     }
 
-    /// [`Elector::try_acquire_or_renew_unfenced`], extending the fence on success.
+    /// `Elector::try_acquire_or_renew_unfenced`, extending the fence on success.
     pub async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {
         let sent = Instant::now();
         let r = self.try_acquire_or_renew_unfenced().await;

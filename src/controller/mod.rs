@@ -3,7 +3,7 @@
 //!
 //! Reconcile is a pipeline: **read** (the object, its child Job from the watch cache, the
 //! region's intensities from the forecast cache, never waiting on upstream) -> **validate**
-//! (pure, [`validate`]) -> **build** (pure, [`build`]: accounting, the decision from
+//! (pure, [`validate`]) -> **build** (pure, [`build`](mod@build): accounting, the decision from
 //! [`crate::plan::decide`], the child Job to create or the `suspend` to set, the status)
 //! -> **write** (create the child Job by server-side apply, field manager `carbonshift`;
 //! flip `spec.suspend` by a patch of that field alone; the status by server-side apply on

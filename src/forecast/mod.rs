@@ -9,7 +9,7 @@
 //! - [`validate`]: the rules every provider's data passes before use;
 //! - [`provider`]: the [`provider::Provider`] trait every provider implements (redaction,
 //!   normalisation and the repair log are done there once);
-//! - providers: [`embedded`], [`file`], [`electricitymaps`], [`watttime`],
+//! - providers: [`embedded`], [`file`](mod@file), [`electricitymaps`], [`watttime`],
 //!   [`carbon_aware_sdk`], [`uk_carbon_intensity`];
 //! - [`redact`]: how URLs and credentials are kept out of messages, logs and `Debug`.
 //!

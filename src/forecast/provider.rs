@@ -15,7 +15,7 @@ use super::{Forecast, ForecastError, ForecastSource, Signal};
 use crate::series::Series;
 
 /// A web API's base URL, the client that asks it (credentials go to its origin only, see
-/// [`http::Redirects::SameOrigin`]) and the redactor that knows the URL and any credential
+/// `http::Redirects::SameOrigin`) and the redactor that knows the URL and any credential
 /// the provider adds.
 pub struct Api {
     base: String,
