@@ -142,36 +142,7 @@ pub async fn run(args: Args) -> CliResult {
     // The build step's own figures: the same remaining work and deadline the planner saw.
     let remaining = out.remaining_secs.unwrap_or(0);
     let planning_deadline = out.planning_deadline.unwrap_or(spec.deadline);
-    let planned_runs: Vec<Run> = out
-        .plan
-        .as_ref()
-        .map(|p| {
-            p.intervals
-                .iter()
-                .map(|i| {
-                    let secs = (i.end - i.start).num_seconds();
-                    let g = grams(i.start, i.end);
-                    Run {
-                        intensities: if i.end <= forecast_end {
-                            "forecast"
-                        } else if i.start >= forecast_end {
-                            "modelled"
-                        } else {
-                            "forecast+modelled"
-                        },
-                        start: i.start,
-                        end: i.end,
-                        seconds: secs,
-                        mean_grams_per_kwh: if secs > 0 {
-                            g * 3600.0 / secs as f64
-                        } else {
-                            0.0
-                        },
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let planned_runs = planned_runs(out.plan.as_ref(), forecast_end, grams);
     let running = st.running_since.is_some();
     let now_s = crate::api::time::trunc(now);
     let report = Report {
@@ -220,13 +191,54 @@ pub async fn run(args: Args) -> CliResult {
             .map(|n| format!("{}: {}", n.reason, n.message))
             .collect(),
     };
-    match args.format {
+    print_report(&report, args.format)
+}
+
+/// The plan's run intervals as report rows, each with its mean intensity and whether it
+/// lies within the forecast or past it (modelled).
+fn planned_runs(
+    plan: Option<&crate::plan::Plan>,
+    forecast_end: DateTime<Utc>,
+    grams: impl Fn(DateTime<Utc>, DateTime<Utc>) -> f64,
+) -> Vec<Run> {
+    let Some(p) = plan else {
+        return Vec::new();
+    };
+    p.intervals
+        .iter()
+        .map(|i| {
+            let secs = (i.end - i.start).num_seconds();
+            let g = grams(i.start, i.end);
+            Run {
+                intensities: if i.end <= forecast_end {
+                    "forecast"
+                } else if i.start >= forecast_end {
+                    "modelled"
+                } else {
+                    "forecast+modelled"
+                },
+                start: i.start,
+                end: i.end,
+                seconds: secs,
+                mean_grams_per_kwh: if secs > 0 {
+                    g * 3600.0 / secs as f64
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect()
+}
+
+/// Prints `report` in `format`.
+fn print_report(report: &Report, format: Format) -> CliResult {
+    match format {
         Format::Json => {
-            let s = serde_json::to_string_pretty(&report)
+            let s = serde_json::to_string_pretty(report)
                 .map_err(|e| Failure::runtime(e.to_string()))?;
             println!("{s}");
         }
-        Format::Table => print!("{}", table_text(&report)),
+        Format::Table => print!("{}", table_text(report)),
         Format::Csv => {
             println!("start,end,seconds,mean_grams_per_kwh");
             for r in &report.planned_runs {

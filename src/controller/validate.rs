@@ -473,8 +473,8 @@ mod tests {
             v.deadline_text(),
             "deadline 2024-03-02T05:50:00Z (creation + expectedDuration 6h + maxDelay 24h)"
         );
-        // The fix names the field the user wrote: 2 h late for 6 h of work needs 2 h
-        // more delay than creation + 6h allows.
+        // The fix names the field the user wrote: finishing 32 h 1 s after creation takes
+        // a maxDelay of 26h0m1s on top of the 6 h of work, rounded up to the minute.
         let needed = v.created + TimeDelta::hours(32) + TimeDelta::seconds(1);
         assert_eq!(
             v.extend_deadline_hint(needed),
