@@ -291,3 +291,34 @@ fn bad_indentation_is_a_structure_problem_with_the_line() {
         .stderr(predicate::str::contains("check the indentation of line 20"))
         .stderr(predicate::str::contains("missing field").not());
 }
+
+/// Absurd power inputs are input errors, not overflows: a GPU count near i64::MAX times a
+/// parallelism, a wattage past 1 GW, an integer too large for any type.
+#[test]
+fn absurd_power_is_an_input_error() {
+    let huge_gpus = example()
+        .replace("nvidia.com/gpu: 1", "nvidia.com/gpu: 9223372036854775807")
+        .replace(
+            "      backoffLimit: 3\n",
+            "      backoffLimit: 3\n      parallelism: 2\n",
+        );
+    assert!(huge_gpus.contains("parallelism: 2"));
+    let f = manifest(&huge_gpus);
+    plan(f.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("spec.power: the job draws"))
+        .stderr(predicate::str::contains("more than 1 GW"));
+    let f = manifest(&example().replace("wattsPerGpu: 400 ", "wattsPerGpu: 1e308 "));
+    plan(f.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("more than 1 GW"));
+    let f =
+        manifest(&example().replace("nvidia.com/gpu: 1", "nvidia.com/gpu: 99999999999999999999"));
+    plan(f.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a CarbonAwareJob: spec.template.spec.template.spec.containers[0].resources.limits.nvidia.com/gpu: invalid type: integer `99999999999999999999`"))
+        .stderr(predicate::str::contains("structure").not());
+}

@@ -300,6 +300,20 @@ fn region(caj: &CarbonAwareJob, args: &Args) -> Result<(String, Option<String>),
 /// or a deadline out of range with the accepted range.
 pub fn parse_manifest(file: &str, text: &str) -> Result<CarbonAwareJob, Failure> {
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        let m = e.to_string();
+        // The parser's and scanner's errors are about the text's structure; the rest (a
+        // number too large for any integer type) about a value.
+        let structure = [
+            "while parsing",
+            "while scanning",
+            "did not find expected",
+            "not allowed",
+        ]
+        .iter()
+        .any(|w| m.contains(w));
+        if !structure {
+            return Failure::input(format!("{file}: not a CarbonAwareJob: {m}"));
+        }
         let (at, lines) = match e.location() {
             Some(l) => (
                 format!(" at line {}", l.line()),

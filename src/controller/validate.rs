@@ -21,6 +21,10 @@ use crate::duration::parse_secs;
 use crate::plan::{Constraints, Strategy};
 use crate::timefmt;
 
+/// Most IT power a job may draw, watts (1 GW: more than any data centre), so that energy
+/// and emissions stay finite.
+const MAX_WATTS: f64 = 1e9;
+
 /// The GPU extended resource whose count defaults `spec.power.gpus`.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
@@ -358,7 +362,7 @@ fn gpus_per_pod(job_spec: &JobSpec) -> Result<i64, InvalidSpec> {
                     c.name, q.0
                 ))
             })?;
-            total += n.max(0);
+            total = n.max(0).saturating_add(total);
         }
     }
     Ok(total)
@@ -366,6 +370,12 @@ fn gpus_per_pod(job_spec: &JobSpec) -> Result<i64, InvalidSpec> {
 
 fn power(caj: &CarbonAwareJob, job_spec: &JobSpec) -> Result<(PowerModel, String), InvalidSpec> {
     let model = |watts: f64, pue: f64| {
+        if watts > MAX_WATTS {
+            return Err(invalid(format!(
+                "spec.power: the job draws {watts:e} W, more than 1 GW: check spec.power and \
+                 the pod template's {GPU_RESOURCE} requests"
+            )));
+        }
         PowerModel::total(watts, pue).map_err(|e| invalid(format!("spec.power: {e}")))
     };
     let p = caj.spec.power.clone().unwrap_or_default();
@@ -393,7 +403,7 @@ fn power(caj: &CarbonAwareJob, job_spec: &JobSpec) -> Result<(PowerModel, String
         Some(_) => return Err(invalid("spec.power.gpus must be at least 1")),
         None => {
             let parallelism = job_spec.parallelism.unwrap_or(1).max(1) as i64;
-            gpus_per_pod(job_spec)? * parallelism
+            gpus_per_pod(job_spec)?.saturating_mul(parallelism)
         }
     };
     if gpus == 0 {
