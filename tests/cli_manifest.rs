@@ -279,6 +279,27 @@ fn bad_indentation_is_a_structure_problem_with_the_line() {
             "YAML structure problem: `maxDelay` (line 23) is under spec, but it is a field of \
          spec.schedule: check its indentation",
         ));
+    // expectedDuration moved into the template's metadata (which serde reads loosely):
+    // missing from the schedule, and the line where it went.
+    let text = example()
+        .replace(
+            "    expectedDuration: 6h       # GPU time the training needs\n",
+            "",
+        )
+        .replacen(
+            "        team: vision\n",
+            "        team: vision\n      expectedDuration: 6h\n",
+            1,
+        );
+    let f = manifest(&text);
+    plan(f.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+        "YAML structure problem: spec.schedule.expectedDuration is missing (line 17), but line 30 \
+         has `expectedDuration:` at another level: check its indentation (it belongs beside the \
+         other fields of spec.schedule)",
+    ));
     // One line dedented inside the schedule: not even valid YAML.
     let text = example().replacen("    expectedDuration: 6h", "  expectedDuration: 6h", 1);
     let f = manifest(&text);
