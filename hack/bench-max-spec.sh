@@ -9,8 +9,9 @@
 #
 #   hack/bench-max-spec.sh [--runs N] [--no-build]
 #
-# Manifests (created at --now, 2026-01-01T00:00:00Z): every strategy with maxDelay 8784h
-# and expectedDuration 1h (min run/pause 1h, checkpoint overhead 5m, maxPauses
+# Manifests (created at --now, 2026-01-01T00:00:00Z), each with its deadline 366 days
+# after creation (expectedDuration + maxDelay = 8784h, or a deadline): every strategy with
+# maxDelay 8783h and expectedDuration 1h (min run/pause 1h, checkpoint overhead 5m, maxPauses
 # 2147483647); PauseAndResume with expectedDuration 4392h (same constraints), 8000h with
 # maxPauses 10 (the pause cap binds), and 8784h (no slack); a deadline 366 days after
 # creation (PauseAndResume 1h, FlexibleStart 4392h). Each is planned against two
@@ -82,20 +83,20 @@ cases=()
 for s in RunNow FlexibleStart PauseAndResume Threshold; do
   manifest "max-delay-$s" "    strategy: $s
     thresholdGramsPerKWh: 250
-    maxDelay: 8784h
+    maxDelay: 8783h
     expectedDuration: 1h
 $constraints
     maxPauses: 2147483647"
   cases+=("max-delay-$s")
 done
 manifest pr-4392h "    strategy: PauseAndResume
-    maxDelay: 8784h
+    maxDelay: 4392h
     expectedDuration: 4392h
 $constraints
     maxPauses: 2147483647"
-manifest pr-8000h-10-pauses $'    strategy: PauseAndResume\n    maxDelay: 8784h\n    expectedDuration: 8000h\n    minPauseDuration: 1h\n    maxPauses: 10'
+manifest pr-8000h-10-pauses $'    strategy: PauseAndResume\n    maxDelay: 784h\n    expectedDuration: 8000h\n    minPauseDuration: 1h\n    maxPauses: 10'
 manifest pr-8784h "    strategy: PauseAndResume
-    maxDelay: 8784h
+    deadline: \"$year\"
     expectedDuration: 8784h
 $constraints"
 manifest deadline-pr "    strategy: PauseAndResume

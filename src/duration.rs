@@ -8,8 +8,9 @@
 
 use thiserror::Error;
 
-/// How a valid duration looks, appended to syntax errors.
-const HINT: &str = "use forms like 90s, 4m, 6h, 1h30m or 8d";
+/// How a valid duration looks, appended to syntax errors (the command line's spellings: a
+/// manifest takes no days, and its validation removes this hint for its own).
+pub const HINT: &str = "use forms like 90s, 4m, 6h, 1h30m or 8d";
 
 /// The longest duration any flag accepts: 366 days, the longest schedule span of a
 /// CarbonAwareJob ([`crate::api::MAX_SCHEDULE_SPAN_SECS`]).

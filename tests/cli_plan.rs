@@ -42,8 +42,9 @@ fn plans_the_example_as_json() {
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["region"], "DE");
     assert_eq!(v["forecastSource"], "embedded (historical replay)");
-    // maxDelay 24h from a manifest never applied counts from --now.
-    assert_eq!(v["deadline"], "2024-03-02T06:00:00Z");
+    // maxDelay 24h from a manifest never applied counts from --now: 6 h of work may
+    // start up to 24 h late, so the deadline is 30 h after creation.
+    assert_eq!(v["deadline"], "2024-03-02T12:00:00Z");
     assert_eq!(v["remainingSeconds"], 6 * 3600);
     assert!((v["powerKw"].as_f64().unwrap() - 0.48).abs() < 1e-9);
     assert!(["Run", "Pause"].contains(&v["action"].as_str().unwrap()));
@@ -52,7 +53,7 @@ fn plans_the_example_as_json() {
     assert!(planned >= 6 * 3600, "plans the whole runtime: {v}");
     let last_end = runs.last().unwrap()["end"].as_str().unwrap();
     assert!(
-        last_end <= "2024-03-02T06:00:00Z",
+        last_end <= "2024-03-02T12:00:00Z",
         "ends by the deadline: {last_end}"
     );
     // Shifting never plans dirtier than running at once.
@@ -126,7 +127,63 @@ fn not_a_manifest_is_an_input_error() {
     plan(f.path(), &[])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("not a CarbonAwareJob"));
+        .stderr(predicate::str::contains("YAML structure problem at line 2"));
+    let f = manifest("kind: CarbonAwareJob\n");
+    plan(f.path(), &[])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "metadata is missing (line 1): add it",
+        ));
+}
+
+/// The README's example (6 h of work, maxDelay 24h, DE): the deadline is 30 h after
+/// creation, i.e. 24 h of slack, as `simulate --duration 6h --slack 24h` measures.
+#[test]
+fn readme_example_has_its_deadline_30h_after_creation() {
+    let f = manifest(&example());
+    plan(f.path(), &[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Now              2024-03-01T06:00:00Z",
+        ))
+        .stdout(predicate::str::contains(
+            "Deadline         2024-03-02T12:00:00Z (plans to finish by 2024-03-02T11:58:00Z",
+        ))
+        .stdout(predicate::str::contains("Remaining        6h"));
+}
+
+/// A maxDelay too short for a job the operator reached late (created 10 h before now, 6 h
+/// of work, 1 h of delay allowed): it runs at once, and the Event names maxDelay, the field
+/// the manifest has, with the value that would have been enough.
+#[test]
+fn a_too_short_max_delay_names_max_delay() {
+    let text = example()
+        .replace("maxDelay: 24h ", "maxDelay: 1h ")
+        .replace(
+            "  namespace: default\n",
+            "  namespace: default\n  creationTimestamp: \"2024-02-29T20:00:00Z\"\n",
+        );
+    assert!(text.contains("creationTimestamp"));
+    let f = manifest(&text);
+    let out = plan(f.path(), &[])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("Run (DeadlineInfeasible)"), "{out}");
+    assert!(
+        out.contains(
+            "DeadlineMissed: 6h runtime left cannot finish by the deadline 2024-03-01T03:00:00Z \
+             (creation + expectedDuration 6h + maxDelay 1h) even running continuously: running \
+             it now. Raise spec.schedule.maxDelay to 10h or more"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("Move the deadline"), "{out}");
 }
 
 #[test]
@@ -144,20 +201,20 @@ fn plans_against_the_deadline_less_the_margin() {
             .clone();
         serde_json::from_slice(&out).unwrap()
     };
-    // The operator's default margin, 2m, comes out of 18 h of slack whole.
+    // The operator's default margin, 2m, comes out of 24 h of slack whole.
     let v = json(&[]);
-    assert_eq!(v["deadline"], "2024-03-02T06:00:00Z");
-    assert_eq!(v["planningDeadline"], "2024-03-02T05:58:00Z");
+    assert_eq!(v["deadline"], "2024-03-02T12:00:00Z");
+    assert_eq!(v["planningDeadline"], "2024-03-02T11:58:00Z");
     let last_end = v["plannedRuns"].as_array().unwrap().last().unwrap()["end"]
         .as_str()
         .unwrap()
         .to_string();
-    assert!(last_end.as_str() <= "2024-03-02T05:58:00Z", "{last_end}");
+    assert!(last_end.as_str() <= "2024-03-02T11:58:00Z", "{last_end}");
     let v = json(&["--deadline-margin", "1h"]);
-    assert_eq!(v["planningDeadline"], "2024-03-02T05:00:00Z");
+    assert_eq!(v["planningDeadline"], "2024-03-02T11:00:00Z");
     let v = json(&["--deadline-margin", "0s"]);
-    assert_eq!(v["planningDeadline"], "2024-03-02T06:00:00Z");
-    // Never more than the slack: 18 h of slack, a 2-day margin plans to finish by
+    assert_eq!(v["planningDeadline"], "2024-03-02T12:00:00Z");
+    // Never more than the slack: 24 h of slack, a 2-day margin plans to finish by
     // now + 6 h, i.e. runs now.
     let v = json(&["--deadline-margin", "2d"]);
     assert_eq!(v["planningDeadline"], "2024-03-01T12:00:00Z");

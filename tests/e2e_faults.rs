@@ -147,7 +147,7 @@ async fn a_finished_job_never_runs_again() {
 
     let mut m = manifest(
         "train",
-        json!({"strategy": "RunNow", "expectedDuration": "2m", "maxDelay": "30m"}),
+        json!({"strategy": "RunNow", "expectedDuration": "2m", "maxDelay": "28m"}),
         json!({RUN_FOR: "1h"}),
     );
     m["spec"]["template"]["spec"]["ttlSecondsAfterFinished"] = json!(0);
@@ -296,7 +296,7 @@ async fn a_stale_watch_counts_every_transition_once() {
         &env,
         manifest(
             "train",
-            json!({"strategy": "PauseAndResume", "expectedDuration": "2m", "maxDelay": "7m"}),
+            json!({"strategy": "PauseAndResume", "expectedDuration": "2m", "maxDelay": "5m"}),
             json!({RUN_FOR: "1h"}),
         ),
     )
@@ -414,11 +414,11 @@ async fn no_edit_freezes_a_job() {
     for (name, schedule) in [
         (
             "image",
-            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "8m"}),
+            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "7m"}),
         ),
         (
             "deadline",
-            json!({"strategy": "FlexibleStart", "expectedDuration": "5m", "maxDelay": "30m"}),
+            json!({"strategy": "FlexibleStart", "expectedDuration": "5m", "maxDelay": "25m"}),
         ),
     ] {
         create(&env, manifest(name, schedule, json!({RUN_FOR: "1h"}))).await;
@@ -570,7 +570,7 @@ async fn an_outage_is_accounted_when_the_provider_returns() {
         &env,
         manifest(
             "outage",
-            json!({"strategy": "PauseAndResume", "expectedDuration": "1m", "maxDelay": "3m"}),
+            json!({"strategy": "PauseAndResume", "expectedDuration": "1m", "maxDelay": "2m"}),
             json!({RUN_FOR: "60s"}),
         ),
     )
@@ -677,7 +677,7 @@ async fn an_operator_outage_is_accounted_from_history() {
         &env,
         manifest(
             "history",
-            json!({"strategy": "RunNow", "expectedDuration": "12m", "maxDelay": "30m"}),
+            json!({"strategy": "RunNow", "expectedDuration": "12m", "maxDelay": "18m"}),
             json!({RUN_FOR: "12m"}),
         ),
     )
@@ -785,7 +785,7 @@ async fn totals_survive_a_restart() {
     let job = |name: &str| {
         manifest(
             name,
-            json!({"strategy": "RunNow", "expectedDuration": "1m", "maxDelay": "20m"}),
+            json!({"strategy": "RunNow", "expectedDuration": "1m", "maxDelay": "19m"}),
             json!({RUN_FOR: "20s"}),
         )
     };
@@ -872,7 +872,7 @@ async fn a_slow_region_delays_no_other() {
         let mut m = job(
             &format!("aa-{i}"),
             "AA",
-            json!({"strategy": "FlexibleStart", "expectedDuration": "5m", "maxDelay": "40m"}),
+            json!({"strategy": "FlexibleStart", "expectedDuration": "5m", "maxDelay": "35m"}),
         );
         m["spec"]["schedule"]["deadline"] = json!(rfc3339(at(40)));
         m["spec"]["schedule"]
@@ -885,7 +885,7 @@ async fn a_slow_region_delays_no_other() {
         job(
             "bb",
             "BB",
-            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "20m"}),
+            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "19m"}),
         ),
     )
     .await;
@@ -953,7 +953,7 @@ async fn a_slow_region_delays_no_other() {
             job(
                 &format!("u-{i}"),
                 &region,
-                json!({"strategy": "RunNow", "expectedDuration": "1m", "maxDelay": "20m"}),
+                json!({"strategy": "RunNow", "expectedDuration": "1m", "maxDelay": "19m"}),
             ),
         )
         .await;
@@ -1288,7 +1288,7 @@ async fn a_stopped_leader_writes_nothing_after_losing_the_lease() {
         &env,
         manifest(
             "train",
-            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "15m"}),
+            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "14m"}),
             json!({RUN_FOR: "1h"}),
         ),
     )

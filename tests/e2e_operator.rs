@@ -122,7 +122,7 @@ async fn pause_and_resume_pauses_and_resumes_pods() {
         &env,
         manifest(
             "train",
-            json!({"strategy": "PauseAndResume", "expectedDuration": "2m", "maxDelay": "7m"}),
+            json!({"strategy": "PauseAndResume", "expectedDuration": "2m", "maxDelay": "5m"}),
             json!({RUN_FOR: "1h"}),
         ),
     )
@@ -323,7 +323,7 @@ async fn flexible_start_starts_in_cleanest_window() {
         &env,
         manifest(
             "flex",
-            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "6m"}),
+            json!({"strategy": "FlexibleStart", "expectedDuration": "1m", "maxDelay": "5m"}),
             json!({RUN_FOR: "60s"}),
         ),
     )
@@ -419,7 +419,7 @@ async fn flexible_start_starts_in_cleanest_window() {
 
 /// A Threshold job (run below 100 g) on a grid at 400 g until well after its deadline:
 /// waiting is what the policy wants, but the deadline guard starts it when the slack less
-/// the operator's `--deadline-margin` runs out (expectedDuration 1m, maxDelay 2m, margin
+/// the operator's `--deadline-margin` runs out (expectedDuration 1m, maxDelay 1m, margin
 /// 20 s: at creation + 40 s), dirty grid or not, and it finishes in time. Status and Events
 /// say DeadlineGuard. The pods run 45 s (a job that finishes within its estimate), so only
 /// the operator's own timing decides the deadline.
@@ -437,7 +437,7 @@ async fn deadline_guard_forces_run_on_dirty_grid() {
         &env,
         manifest(
             "guard",
-            json!({"strategy": "Threshold", "thresholdGramsPerKWh": 100, "expectedDuration": "1m", "maxDelay": "2m"}),
+            json!({"strategy": "Threshold", "thresholdGramsPerKWh": 100, "expectedDuration": "1m", "maxDelay": "1m"}),
             json!({RUN_FOR: "45s"}),
         ),
     )
@@ -590,7 +590,7 @@ async fn operator_restart_loses_no_accounting() {
         &env,
         manifest(
             "steady",
-            json!({"strategy": "RunNow", "expectedDuration": "2m", "maxDelay": "10m"}),
+            json!({"strategy": "RunNow", "expectedDuration": "2m", "maxDelay": "8m"}),
             json!({RUN_FOR: "100s"}),
         ),
     )
@@ -707,10 +707,10 @@ async fn invalid_manifests_are_refused_with_readable_messages() {
         "dry-run create of a valid manifest",
         env.cajs.create(&dry_run, &ok).await,
     );
-    // The CRD's maximum (8784h, 366 days) is accepted.
+    // The CRD's maximum (expectedDuration + maxDelay 8784h, 366 days) is accepted.
     for (i, schedule) in [
-        json!({"expectedDuration": "1h", "maxDelay": "8784h"}),
-        json!({"expectedDuration": "8784h", "maxDelay": "8784h"}),
+        json!({"expectedDuration": "1h", "maxDelay": "8783h"}),
+        json!({"expectedDuration": "8783h", "maxDelay": "1h"}),
     ]
     .into_iter()
     .enumerate()
@@ -818,9 +818,9 @@ async fn invalid_manifests_are_refused_with_readable_messages() {
             vec![],
         ),
         (
-            "expectedDuration > maxDelay",
-            json!({"expectedDuration": "3h", "maxDelay": "2h"}),
-            vec!["schedule.expectedDuration must not exceed schedule.maxDelay"],
+            "expectedDuration + maxDelay over 366 days",
+            json!({"expectedDuration": "6h", "maxDelay": "8784h"}),
+            vec!["schedule.expectedDuration + schedule.maxDelay must be at most 8784h (366 days)"],
             vec![],
         ),
         (
@@ -987,7 +987,7 @@ async fn metrics_report_avoided_emissions_and_run_now_sanity() {
         &env,
         manifest(
             "now",
-            json!({"strategy": "RunNow", "expectedDuration": "30s", "maxDelay": "10m"}),
+            json!({"strategy": "RunNow", "expectedDuration": "30s", "maxDelay": "9m30s"}),
             json!({RUN_FOR: "20s"}),
         ),
     )
@@ -996,7 +996,7 @@ async fn metrics_report_avoided_emissions_and_run_now_sanity() {
         &env,
         manifest(
             "later",
-            json!({"strategy": "FlexibleStart", "expectedDuration": "30s", "maxDelay": "5m"}),
+            json!({"strategy": "FlexibleStart", "expectedDuration": "30s", "maxDelay": "4m30s"}),
             json!({RUN_FOR: "30s"}),
         ),
     )

@@ -828,7 +828,7 @@ async fn checkpointing_trainer_in_cluster(client: Client, node: RealNode) {
     merge(
         &mut caj,
         json!({"spec": {
-            "schedule": {"maxDelay": "7m", "expectedDuration": "2m"},
+            "schedule": {"maxDelay": "5m", "expectedDuration": "2m"},
             "template": {"spec": {"template": {"spec": placement}}},
         }}),
     );

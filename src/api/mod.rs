@@ -33,14 +33,28 @@
 //! `duration()` rule with a type conversion error before the pattern allowed only six
 //! digits of hours.)
 //!
+//! ## What `maxDelay` means
+//! `maxDelay` is a delay: how much later than "at once" the Job may run. The deadline it
+//! makes is `creationTimestamp + expectedDuration + maxDelay`, so a `6h` job with
+//! `maxDelay: 24h` has 24 hours of slack and must finish within 30 hours of creation (the
+//! `--slack` of `carbonshift simulate`). Until the Unreleased entry of CHANGELOG.md it was
+//! the deadline relative to creation.
+//!
 //! ## How far ahead a job may reach
-//! `maxDelay` and `expectedDuration` are at most [`MAX_SCHEDULE_SPAN_HOURS`] (8784h, 366
-//! days), and `deadline` at most that long after creation (checked by the operator, since
-//! CEL cannot see `creationTimestamp`). Every reconcile plans the whole window up to the
-//! deadline, so the cap is what bounds the cost of one reconcile: without it a single
-//! `maxDelay: 9999999h` made each reconcile plan over a million years of hourly slots
-//! (seconds of CPU and a gigabyte of memory). A year covers every batch and training job
-//! the strategies are meant for; a leap year's 366 days keep "one year from now" valid.
+//! Every duration of the schedule is at most [`MAX_SCHEDULE_SPAN_HOURS`] (8784h, 366
+//! days), `expectedDuration + maxDelay` too, and `deadline` at most that long after
+//! creation (checked by the operator, since CEL cannot see `creationTimestamp`): whichever
+//! way it is given, the deadline lies at most 366 days after creation. Every reconcile
+//! plans the whole window up to the deadline, so the cap is what bounds the cost of one
+//! reconcile: without it a single `maxDelay: 9999999h` made each reconcile plan over a
+//! million years of hourly slots (seconds of CPU and a gigabyte of memory). A year covers
+//! every batch and training job the strategies are meant for; a leap year's 366 days keep
+//! "one year from now" valid.
+//!
+//! ## Descriptions
+//! Doc comments become the schema's descriptions (`kubectl explain`). schemars keeps their
+//! line breaks, which `kubectl explain` prints mid-sentence, so [`reflow_descriptions`]
+//! joins the lines of each paragraph (a blank line still separates paragraphs).
 
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -60,12 +74,16 @@ pub const MANAGED_BY: &str = "carbonshift";
 /// The digit bounds keep every match within CEL's duration range (see the module doc); the
 /// CEL rules that call `duration()` repeat this pattern literally (a unit test checks).
 pub const DURATION_PATTERN: &str = "^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$";
-/// Longest `maxDelay` and `expectedDuration`, and latest `deadline` after creation, in
-/// hours: 366 days (see the module doc). The CEL rules and
+/// Longest duration of the schedule (and `expectedDuration + maxDelay`), and latest
+/// `deadline` after creation, in hours: 366 days (see the module doc). The CEL rules and
 /// [`crate::controller::validate`] both use it.
 pub const MAX_SCHEDULE_SPAN_HOURS: i64 = 8784;
 /// [`MAX_SCHEDULE_SPAN_HOURS`] in seconds.
 pub const MAX_SCHEDULE_SPAN_SECS: i64 = MAX_SCHEDULE_SPAN_HOURS * 3600;
+/// Latest `deadline` the API types can hold (`metav1.Time` is a jiff `Timestamp`, which
+/// ends here); a CEL rule refuses later ones so that no object in the watch stream fails
+/// to deserialise.
+pub const LATEST_DEADLINE: &str = "9999-12-30T22:00:00Z";
 /// Default power usage effectiveness when `spec.power.pue` is unset: a typical modern
 /// hyperscale/colocation data centre (Uptime Institute surveys report 1.1-1.6).
 pub const DEFAULT_PUE: f64 = 1.2;
@@ -96,6 +114,7 @@ pub const DEFAULT_WATTS_PER_GPU: f64 = 400.0;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = reflow_descriptions)]
 pub struct CarbonAwareJobSpec {
     /// The Job to run. carbonshift creates it as a child Job of the same name (suspended
     /// until the plan says run) and flips `spec.suspend` at planned transitions; indexed and
@@ -167,7 +186,7 @@ pub enum StrategyName {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("has(self.deadline) != has(self.maxDelay)").message("set exactly one of schedule.deadline and schedule.maxDelay"),
-    validation = Rule::new("!has(self.maxDelay) || !self.expectedDuration.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$') || !self.maxDelay.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$') || duration(self.expectedDuration) <= duration(self.maxDelay)").message("schedule.expectedDuration must not exceed schedule.maxDelay: the job could not finish in time"),
+    validation = Rule::new("!has(self.maxDelay) || !self.expectedDuration.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$') || !self.maxDelay.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$') || duration(self.expectedDuration) + duration(self.maxDelay) <= duration('8784h')").message(MAX_DELAY_SUM_MESSAGE),
     validation = Rule::new("self.strategy != 'Threshold' || has(self.thresholdGramsPerKWh)").message("strategy Threshold needs schedule.thresholdGramsPerKWh"),
 )]
 pub struct Schedule {
@@ -178,13 +197,16 @@ pub struct Schedule {
     /// after the CarbonAwareJob's creation (the operator reports a later one as
     /// `InvalidSpec`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self <= timestamp('9999-12-30T22:00:00Z')").message("deadline must be at most 366 days after the job's creation (and no later than 9999-12-30T22:00:00Z)"))]
     pub deadline: Option<Time>,
-    /// Deadline relative to the CarbonAwareJob's creation, e.g. `24h`. At most `8784h`
-    /// (366 days).
+    /// How long the Job may wait beyond running at once, e.g. `24h`. The deadline is the
+    /// CarbonAwareJob's creation time plus `expectedDuration` plus `maxDelay`: a `6h` Job
+    /// with `maxDelay: 24h` may start up to 24 hours late and must finish within 30 hours
+    /// of creation. `expectedDuration` + `maxDelay` is at most `8784h` (366 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
     #[x_kube(
-        validation = Rule::new("!self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$') || duration(self) > duration('0s')").message("maxDelay must be positive"),
+        validation = Rule::new("!self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$') || duration(self) > duration('0s')").message("maxDelay must be positive (for no delay use strategy RunNow)"),
         validation = max_span_rule("maxDelay"),
     )]
     pub max_delay: Option<String>,
@@ -197,21 +219,26 @@ pub struct Schedule {
         validation = max_span_rule("expectedDuration"),
     )]
     pub expected_duration: String,
-    /// Once started or resumed, run at least this long before pausing (e.g. `30m`).
+    /// Once started or resumed, run at least this long before pausing (e.g. `30m`). At
+    /// most `8784h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
+    #[x_kube(validation = max_span_rule("minRunDuration"))]
     pub min_run_duration: Option<String>,
-    /// Once paused, stay paused at least this long (e.g. `1h`).
+    /// Once paused, stay paused at least this long (e.g. `1h`). At most `8784h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
+    #[x_kube(validation = max_span_rule("minPauseDuration"))]
     pub min_pause_duration: Option<String>,
     /// At most this many pauses over the Job's life (unset: unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub max_pauses: Option<i32>,
-    /// Extra runtime each pause costs (writing and restoring a checkpoint, warm-up), e.g. `5m`.
+    /// Extra runtime each pause costs (writing and restoring a checkpoint, warm-up), e.g.
+    /// `5m`. At most `8784h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
+    #[x_kube(validation = max_span_rule("checkpointOverhead"))]
     pub checkpoint_overhead: Option<String>,
     /// For strategy Threshold: run while intensity is below this, in gCO2eq/kWh.
     #[serde(
@@ -297,6 +324,7 @@ impl Phase {
 /// up to `lastAccountedTime`, so a restarted operator continues exactly where it stopped.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = reflow_descriptions)]
 pub struct CarbonAwareJobStatus {
     /// Pending, Waiting, Running, Paused, Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,7 +358,7 @@ pub struct CarbonAwareJobStatus {
     /// End of the last planned run interval: when the Job should finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned_end: Option<Time>,
-    /// Absolute deadline (from `deadline`, or creation time + `maxDelay`).
+    /// Absolute deadline: `deadline`, or creation time + `expectedDuration` + `maxDelay`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Time>,
     /// Seconds of work done: time the child Job was unsuspended with its pods Ready,
@@ -422,6 +450,39 @@ pub struct CarbonAwareJobStatus {
     /// True once the deadline was missed (counted once in `carbonshift_deadline_misses_total`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deadline_missed: bool,
+}
+
+/// The CEL rule's message when `expectedDuration + maxDelay` exceeds the cap.
+pub const MAX_DELAY_SUM_MESSAGE: &str = "schedule.expectedDuration + schedule.maxDelay must be at most 8784h (366 days): the job must finish within 366 days of its creation";
+
+/// Joins the wrapped lines of every description in `schema` and its subschemas into whole
+/// sentences: schemars keeps a doc comment's line breaks, and `kubectl explain` would
+/// print them mid-sentence. Paragraphs (blank lines) and list items (`- `, `* `) stay.
+pub fn reflow_descriptions(schema: &mut Schema) {
+    if let Some(serde_json::Value::String(d)) = schema.get_mut("description") {
+        *d = reflow(d);
+    }
+    schemars::transform::transform_subschemas(&mut reflow_descriptions, schema);
+}
+
+/// The text of [`reflow_descriptions`].
+pub fn reflow(text: &str) -> String {
+    let paragraphs: Vec<String> = text
+        .split("\n\n")
+        .map(|para| {
+            let mut out = String::new();
+            for line in para.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                if !out.is_empty() {
+                    let item = line.starts_with("- ") || line.starts_with("* ");
+                    out.push(if item { '\n' } else { ' ' });
+                }
+                out.push_str(line);
+            }
+            out
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    paragraphs.join("\n\n")
 }
 
 /// The message of the cap on a schedule duration, shared by the CEL rule and

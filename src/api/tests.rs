@@ -64,7 +64,8 @@ fn schema_has_cel_rules_descriptions_and_stays_small() {
     );
     for rule in [
         "has(self.deadline) != has(self.maxDelay)",
-        "duration(self.expectedDuration) <= duration(self.maxDelay)",
+        "duration(self.expectedDuration) + duration(self.maxDelay) <= duration('8784h')",
+        "self <= timestamp('9999-12-30T22:00:00Z')",
         "self.strategy != 'Threshold' || has(self.thresholdGramsPerKWh)",
         "duration(self) > duration('0s')",
         "self.metadata.name.size() <= 63",
@@ -108,7 +109,9 @@ fn duration_rules_check_the_pattern_first() {
     let mut rules = Vec::new();
     collect_rules(&schema, &mut rules);
     let with_duration: Vec<&String> = rules.iter().filter(|r| r.contains("duration(")).collect();
-    assert_eq!(with_duration.len(), 5, "{rules:?}");
+    // maxDelay and expectedDuration: positive and capped; minRun/minPause/checkpoint
+    // overhead: capped; the schedule: expectedDuration + maxDelay capped.
+    assert_eq!(with_duration.len(), 8, "{rules:?}");
     for rule in with_duration {
         let converted: Vec<&str> = rule
             .match_indices("duration(")
@@ -129,9 +132,9 @@ fn duration_rules_check_the_pattern_first() {
     }
 }
 
-/// `maxDelay` and `expectedDuration` are capped at MAX_SCHEDULE_SPAN_HOURS by CEL rules
-/// that name the limit; `deadline` cannot be (CEL cannot see creationTimestamp), its
-/// description says so.
+/// Every schedule duration is capped at MAX_SCHEDULE_SPAN_HOURS by a CEL rule that names
+/// the limit, and so is `expectedDuration + maxDelay` (the deadline they make); `deadline`
+/// cannot be (CEL cannot see creationTimestamp), its description says so.
 #[test]
 fn schedule_spans_are_capped_at_366_days() {
     let crd = CarbonAwareJob::crd();
@@ -139,7 +142,14 @@ fn schedule_spans_are_capped_at_366_days() {
     let schedule = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["schedule"];
     let cap = format!("duration(self) <= duration('{MAX_SCHEDULE_SPAN_HOURS}h')");
     assert!(cap.contains("8784h"), "{cap}");
-    for field in ["maxDelay", "expectedDuration"] {
+    let fields = [
+        "maxDelay",
+        "expectedDuration",
+        "minRunDuration",
+        "minPauseDuration",
+        "checkpointOverhead",
+    ];
+    for field in fields {
         let prop = &schedule["properties"][field];
         let rules = prop["x-kubernetes-validations"].as_array().unwrap();
         let rule = rules
@@ -159,10 +169,32 @@ fn schedule_spans_are_capped_at_366_days() {
             "{field}: the description names the cap"
         );
     }
-    assert!(schedule["properties"]["deadline"]["description"]
+    // The sum rule uses the same cap and the same message as the operator's check.
+    let sum = format!(
+        "duration(self.expectedDuration) + duration(self.maxDelay) <= duration('{MAX_SCHEDULE_SPAN_HOURS}h')"
+    );
+    let rules = schedule["x-kubernetes-validations"].as_array().unwrap();
+    let rule = rules
+        .iter()
+        .find(|r| r["rule"].as_str().unwrap().contains(&sum))
+        .unwrap_or_else(|| panic!("no rule {sum:?} in {rules:?}"));
+    assert_eq!(rule["message"], MAX_DELAY_SUM_MESSAGE);
+    let deadline = &schedule["properties"]["deadline"];
+    assert!(deadline["description"]
         .as_str()
         .unwrap()
         .contains("366 days"));
+    assert_eq!(
+        deadline["x-kubernetes-validations"][0]["rule"],
+        format!("self <= timestamp('{LATEST_DEADLINE}')")
+    );
+    // LATEST_DEADLINE is the last instant metav1.Time holds.
+    let latest: Time = serde_json::from_value(serde_json::json!(LATEST_DEADLINE)).unwrap();
+    assert!(serde_json::from_value::<Time>(serde_json::json!("9999-12-30T22:00:01Z")).is_err());
+    assert_eq!(
+        time::from_time(&latest).to_rfc3339(),
+        "9999-12-30T22:00:00+00:00"
+    );
     // The checked-in YAML (what users install) carries the rules too.
     let on_disk: serde_json::Value =
         serde_yaml::from_str(&std::fs::read_to_string(CRD_PATH).unwrap()).unwrap();
@@ -170,9 +202,63 @@ fn schedule_spans_are_capped_at_366_days() {
     collect_rules(&on_disk, &mut rules);
     assert_eq!(
         rules.iter().filter(|r| r.contains(&cap)).count(),
-        2,
+        fields.len(),
         "regenerate crds/ (see checked_in_crd_is_current)"
     );
+}
+
+/// `kubectl explain` prints a description as it is: no line break may fall inside a
+/// sentence (doc comments wrap; [`reflow_descriptions`] joins them), and the maxDelay one
+/// states that it is a delay on top of expectedDuration.
+#[test]
+fn descriptions_read_as_whole_sentences() {
+    let on_disk: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(CRD_PATH).unwrap()).unwrap();
+    let mut broken = Vec::new();
+    let mut count = 0;
+    descriptions(&on_disk, "", &mut |path, d| {
+        count += 1;
+        let b = d.as_bytes();
+        if b.windows(2)
+            .any(|w| w[0] == b'\n' && w[1].is_ascii_lowercase())
+        {
+            broken.push(format!("{path}: {d:?}"));
+        }
+    });
+    assert!(count > 50, "{count} descriptions");
+    assert!(
+        broken.is_empty(),
+        "line breaks inside sentences: {broken:#?}"
+    );
+    let schedule = &on_disk["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+        ["spec"]["properties"]["schedule"]["properties"];
+    let max_delay = schedule["maxDelay"]["description"].as_str().unwrap();
+    for want in [
+        "How long the Job may wait beyond running at once",
+        "creation time plus `expectedDuration` plus `maxDelay`",
+        "within 30 hours of creation",
+    ] {
+        assert!(max_delay.contains(want), "{want:?} not in {max_delay:?}");
+    }
+    assert_eq!(
+        reflow("Planning reserves this much\nrunning time.\n\nNew paragraph:\n- one\n- two"),
+        "Planning reserves this much running time.\n\nNew paragraph:\n- one\n- two"
+    );
+}
+
+fn descriptions(node: &serde_json::Value, path: &str, f: &mut dyn FnMut(&str, &str)) {
+    match node {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("description", serde_json::Value::String(d)) => f(path, d),
+                    _ => descriptions(v, &format!("{path}.{k}"), f),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| descriptions(v, path, f)),
+        _ => {}
+    }
 }
 
 /// Whatever DURATION_PATTERN accepts is within the API server's duration range (its CEL

@@ -1061,17 +1061,14 @@ fn deadline_events(
     }
     let message = if d.plan.reason == Reason::DeadlineInfeasible {
         format!(
-            "{} runtime left cannot finish by the deadline {} even running continuously: \
-             running it now. Move the deadline to {} or later, or shorten expectedDuration",
+            "{} runtime left cannot finish by the {} even running continuously: \
+             running it now. {}",
             crate::duration::format_secs(d.remaining.max(0)),
-            timefmt::format(v.deadline),
-            timefmt::format(now + TimeDelta::seconds(d.remaining.max(0))),
+            v.deadline_text(),
+            v.extend_deadline_hint(now + TimeDelta::seconds(d.remaining.max(0))),
         )
     } else if now > v.deadline {
-        format!(
-            "deadline {} passed before the job finished",
-            timefmt::format(v.deadline)
-        )
+        format!("{} passed before the job finished", v.deadline_text())
     } else {
         return false;
     };

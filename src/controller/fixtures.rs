@@ -71,10 +71,17 @@ pub fn context(series: Series, offset_mins: i64) -> (Arc<Context>, ApiServer) {
     (Arc::new(ctx), ApiServer(handle))
 }
 
-/// A CarbonAwareJob `ml/train` created 10 minutes before [`now`].
+/// A CarbonAwareJob `ml/train` created 10 minutes before [`now`], with its deadline 24 h
+/// after creation: `maxDelay` is 24h less `expected` (the deadline is creation +
+/// expectedDuration + maxDelay), or 24h for work of a day or more.
 pub fn caj(strategy: &str, expected: &str, schedule_extra: Value) -> CarbonAwareJob {
+    let day = 24 * 3600;
+    let max_delay = match crate::duration::parse_secs(expected) {
+        Ok(e) if e < day => crate::controller::validate::crd_duration(day - e),
+        _ => "24h".to_string(),
+    };
     let mut schedule =
-        json!({"strategy": strategy, "maxDelay": "24h", "expectedDuration": expected});
+        json!({"strategy": strategy, "maxDelay": max_delay, "expectedDuration": expected});
     if let (Some(s), Some(extra)) = (schedule.as_object_mut(), schedule_extra.as_object()) {
         for (k, v) in extra {
             s.insert(k.clone(), v.clone());

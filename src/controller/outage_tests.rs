@@ -161,8 +161,9 @@ fn an_outage_counts_time_now_and_grams_once_history_returns() {
 
 #[test]
 fn the_guard_starts_a_job_in_an_outage_and_charges_nothing_before_the_start() {
-    // 2 h of work, deadline in 2 h 1 min: no forecast, so the guard must start it now.
-    let base = caj("PauseAndResume", "2h", json!({"maxDelay": "2h11m"}));
+    // 2 h of work, deadline in 2 h 1 min (created 10 min ago, 2h + maxDelay 11m): no
+    // forecast, so the guard must start it now.
+    let base = caj("PauseAndResume", "2h", json!({"maxDelay": "11m"}));
     let st = CarbonAwareJobStatus {
         phase: Some(Phase::Waiting),
         job_name: Some("train".into()),

@@ -14,12 +14,16 @@ use thiserror::Error;
 
 use crate::accounting::PowerModel;
 use crate::api::{
-    max_span_message, time, CarbonAwareJob, StrategyName, DEFAULT_PUE, DEFAULT_WATTS_PER_GPU,
-    MAX_SCHEDULE_SPAN_HOURS, MAX_SCHEDULE_SPAN_SECS,
+    max_span_message, time, CarbonAwareJob, Schedule, StrategyName, DEFAULT_PUE,
+    DEFAULT_WATTS_PER_GPU, MAX_SCHEDULE_SPAN_HOURS, MAX_SCHEDULE_SPAN_SECS,
 };
-use crate::duration::parse_secs;
+use crate::duration::{parse_secs, HINT};
 use crate::plan::{Constraints, Strategy};
 use crate::timefmt;
+
+/// Most IT power a job may draw, watts (1 GW: more than any data centre), so that energy
+/// and emissions stay finite.
+const MAX_WATTS: f64 = 1e9;
 
 /// The GPU extended resource whose count defaults `spec.power.gpus`.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
@@ -48,6 +52,8 @@ pub struct ValidSpec {
     pub created: DateTime<Utc>,
     /// Absolute deadline.
     pub deadline: DateTime<Utc>,
+    /// Which field the deadline came from, so messages name the one the user wrote.
+    pub deadline_from: DeadlineFrom,
     /// Power while running, for the ledger (`power.kw()`: facility power, IT power x PUE).
     pub power: PowerModel,
     /// How `power_kw` was derived, for `plan -f` and docs (`2 GPU x 400 W x PUE 1.2`).
@@ -56,14 +62,110 @@ pub struct ValidSpec {
     pub job_spec: JobSpec,
 }
 
-fn duration_field(name: &str, value: Option<&str>) -> Result<i64, InvalidSpec> {
-    match value {
-        None => Ok(0),
-        Some(v) => parse_secs(v).map_err(|e| invalid(format!("spec.schedule.{name}: {e}"))),
+/// The field the deadline came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineFrom {
+    /// `spec.schedule.deadline`, an absolute time.
+    Deadline,
+    /// `spec.schedule.maxDelay` (seconds): the deadline is creation + expectedDuration +
+    /// maxDelay.
+    MaxDelay { secs: i64 },
+}
+
+impl ValidSpec {
+    /// What to change so the job can finish by `needed` (the earliest deadline it could
+    /// meet now), in the field the user wrote: "Move the deadline to ... or later, or
+    /// shorten expectedDuration", or "Raise maxDelay to ... or more" (a shorter
+    /// expectedDuration moves a maxDelay deadline earlier too, so it would not help).
+    pub fn extend_deadline_hint(&self, needed: DateTime<Utc>) -> String {
+        match self.deadline_from {
+            DeadlineFrom::Deadline => format!(
+                "Move the deadline to {} or later, or shorten expectedDuration",
+                timefmt::format(needed)
+            ),
+            DeadlineFrom::MaxDelay { .. } => {
+                let secs = (needed - self.created).num_seconds() - self.expected_secs;
+                // Whole minutes, rounded up: a maxDelay a user would write.
+                let secs = (secs.max(1) + 59) / 60 * 60;
+                format!(
+                    "Raise spec.schedule.maxDelay to {} or more",
+                    crd_duration(secs)
+                )
+            }
+        }
+    }
+
+    /// How the deadline was made, for messages: `deadline 2024-03-02T12:00:00Z` or
+    /// `deadline 2024-03-02T12:00:00Z (creation + expectedDuration 6h + maxDelay 24h)`.
+    pub fn deadline_text(&self) -> String {
+        match self.deadline_from {
+            DeadlineFrom::Deadline => format!("deadline {}", timefmt::format(self.deadline)),
+            DeadlineFrom::MaxDelay { secs } => format!(
+                "deadline {} (creation + expectedDuration {} + maxDelay {})",
+                timefmt::format(self.deadline),
+                crd_duration(self.expected_secs),
+                crd_duration(secs)
+            ),
+        }
     }
 }
 
-/// The cap of `maxDelay` and `expectedDuration`, with the CEL rule's message.
+/// `secs` in the CRD's duration grammar (hours, minutes, seconds: `30h`, `1h30m`, `0s`),
+/// which has no days.
+pub fn crd_duration(secs: i64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let sign = if secs < 0 { "-" } else { "" };
+    let rest = secs.unsigned_abs();
+    let mut out = String::from(sign);
+    for (unit, value) in [
+        ("h", rest / 3_600),
+        ("m", rest % 3_600 / 60),
+        ("s", rest % 60),
+    ] {
+        if value > 0 {
+            out.push_str(&format!("{value}{unit}"));
+        }
+    }
+    out
+}
+
+/// A duration field of the schedule in seconds (0 when unset), in the CRD's grammar
+/// (hours, minutes, seconds) and at most [`MAX_SCHEDULE_SPAN_HOURS`].
+fn duration_field(name: &str, value: Option<&str>) -> Result<i64, InvalidSpec> {
+    let Some(v) = value else { return Ok(0) };
+    let bad = |why: &str| {
+        invalid(format!(
+            "spec.schedule.{name}: {v:?} is not a duration: {why}; write hours, minutes and \
+             seconds, largest first, e.g. 6h, 1h30m or 90s"
+        ))
+    };
+    if v.contains('d') {
+        return Err(bad("days are not accepted in a manifest"));
+    }
+    let secs = match parse_secs(v) {
+        Ok(secs) => secs,
+        // Too large for any clock: the cap is the useful bound.
+        Err(e) if e.reason == "number too large" => {
+            return Err(invalid(format!(
+                "spec.schedule.{}, got {v}",
+                max_span_message(name)
+            )))
+        }
+        // The CLI's units include days; a manifest's do not.
+        Err(e) if e.reason.starts_with("unknown unit") => return Err(bad("unknown unit")),
+        // The CLI's hint names days too: this message gives the manifest's own.
+        Err(e) => {
+            let why = e.reason.replace(&format!(" ({HINT})"), "");
+            return Err(bad(&why));
+        }
+    };
+    within_span(name, v, secs)?;
+    Ok(secs)
+}
+
+/// The cap of every schedule duration, with the CEL rule's message.
 fn within_span(name: &str, value: &str, secs: i64) -> Result<(), InvalidSpec> {
     if secs > MAX_SCHEDULE_SPAN_SECS {
         return Err(invalid(format!(
@@ -88,34 +190,78 @@ pub fn created_at(caj: &CarbonAwareJob, now: DateTime<Utc>) -> DateTime<Utc> {
 pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, InvalidSpec> {
     let s = &caj.spec.schedule;
     let created = created_at(caj, now);
+    let expected_secs = expected(s)?;
+    let constraints = constraints(s)?;
+    let (deadline, deadline_from) = deadline(s, created, expected_secs)?;
+    let strategy = strategy(s)?;
+    let job_spec = job_spec(caj)?;
+    let (power, power_source) = power(caj, &job_spec)?;
+    Ok(ValidSpec {
+        strategy,
+        constraints,
+        expected_secs,
+        created,
+        deadline,
+        deadline_from,
+        power,
+        power_source,
+        job_spec,
+    })
+}
 
-    let expected_secs = duration_field("expectedDuration", Some(&s.expected_duration))?;
-    if expected_secs <= 0 {
+/// `expectedDuration`, seconds: positive and at most the cap.
+fn expected(s: &Schedule) -> Result<i64, InvalidSpec> {
+    let secs = duration_field("expectedDuration", Some(&s.expected_duration))?;
+    if secs <= 0 {
         return Err(invalid(
             "spec.schedule.expectedDuration must be positive, e.g. 6h",
         ));
     }
-    within_span("expectedDuration", &s.expected_duration, expected_secs)?;
-    let constraints = Constraints {
+    Ok(secs)
+}
+
+/// The pause constraints: minimum run and pause, pause count, checkpoint overhead.
+fn constraints(s: &Schedule) -> Result<Constraints, InvalidSpec> {
+    Ok(Constraints {
         min_run_secs: duration_field("minRunDuration", s.min_run_duration.as_deref())?,
         min_pause_secs: duration_field("minPauseDuration", s.min_pause_duration.as_deref())?,
         max_pauses: match s.max_pauses {
             None => None,
-            Some(n) if n < 0 => {
-                return Err(invalid("spec.schedule.maxPauses must not be negative"))
-            }
-            Some(n) => Some(n as u32),
+            Some(n) => Some(u32::try_from(n).map_err(|_| {
+                invalid(format!(
+                    "spec.schedule.maxPauses must not be negative, got {n}"
+                ))
+            })?),
         },
         checkpoint_overhead_secs: duration_field(
             "checkpointOverhead",
             s.checkpoint_overhead.as_deref(),
         )?,
-    };
+    })
+}
 
-    let deadline = match (&s.deadline, &s.max_delay) {
+/// The absolute deadline and the field it came from: `deadline` (at most the cap after
+/// creation), or creation + `expectedDuration` + `maxDelay` (their sum at most the cap).
+///
+/// A deadline the job cannot meet (set so at creation, or edited later) is not refused:
+/// the planner runs the job at once and reports the miss (`DeadlineMissed`), so no edit
+/// can leave a job frozen.
+fn deadline(
+    s: &Schedule,
+    created: DateTime<Utc>,
+    expected_secs: i64,
+) -> Result<(DateTime<Utc>, DeadlineFrom), InvalidSpec> {
+    let latest = created
+        .checked_add_signed(TimeDelta::seconds(MAX_SCHEDULE_SPAN_SECS))
+        .ok_or_else(|| {
+            invalid(format!(
+                "the job's creation time {} is out of range",
+                timefmt::format(created)
+            ))
+        })?;
+    match (&s.deadline, &s.max_delay) {
         (Some(d), None) => {
             let d = time::from_time(d);
-            let latest = created + TimeDelta::seconds(MAX_SCHEDULE_SPAN_SECS);
             if d > latest {
                 return Err(invalid(format!(
                     "spec.schedule.deadline {} is more than {} days ({MAX_SCHEDULE_SPAN_HOURS}h) after \
@@ -126,27 +272,42 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
                     timefmt::format(latest),
                 )));
             }
-            d
+            Ok((d, DeadlineFrom::Deadline))
         }
         (None, Some(m)) => {
             let secs = duration_field("maxDelay", Some(m))?;
             if secs <= 0 {
-                return Err(invalid("spec.schedule.maxDelay must be positive, e.g. 24h"));
+                return Err(invalid(
+                    "spec.schedule.maxDelay must be positive, e.g. 24h (for no delay use strategy RunNow)",
+                ));
             }
-            within_span("maxDelay", m, secs)?;
-            created + TimeDelta::seconds(secs)
-        }
-        _ => {
-            return Err(invalid(
-                "set exactly one of spec.schedule.deadline (RFC 3339) and spec.schedule.maxDelay (e.g. 24h)",
+            let total = expected_secs + secs;
+            if total > MAX_SCHEDULE_SPAN_SECS {
+                return Err(invalid(format!(
+                    "spec.schedule.maxDelay {m} plus expectedDuration {} is {}, more than \
+                     {MAX_SCHEDULE_SPAN_HOURS}h ({} days): the job must finish within {} days of its \
+                     creation; shorten maxDelay to {} or less",
+                    s.expected_duration,
+                    crd_duration(total),
+                    MAX_SCHEDULE_SPAN_HOURS / 24,
+                    MAX_SCHEDULE_SPAN_HOURS / 24,
+                    crd_duration(MAX_SCHEDULE_SPAN_SECS - expected_secs),
+                )));
+            }
+            Ok((
+                created + TimeDelta::seconds(total),
+                DeadlineFrom::MaxDelay { secs },
             ))
         }
-    };
-    // A deadline the job cannot meet (set so at creation, or edited later) is not refused:
-    // the planner runs the job at once and reports the miss (`DeadlineMissed`), so no
-    // edit can leave a job frozen.
+        _ => Err(invalid(
+            "set exactly one of spec.schedule.deadline (RFC 3339) and spec.schedule.maxDelay (e.g. 24h)",
+        )),
+    }
+}
 
-    let strategy = match s.strategy {
+/// The planner's strategy; Threshold needs its threshold.
+fn strategy(s: &Schedule) -> Result<Strategy, InvalidSpec> {
+    Ok(match s.strategy {
         StrategyName::RunNow => Strategy::RunNow,
         StrategyName::FlexibleStart => Strategy::FlexibleStart,
         StrategyName::PauseAndResume => Strategy::PauseAndResume,
@@ -158,8 +319,11 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
                 "strategy Threshold needs a positive spec.schedule.thresholdGramsPerKWh, e.g. 200",
             )),
         },
-    };
+    })
+}
 
+/// `spec.template.spec` as a batch/v1 JobSpec with at least one container.
+fn job_spec(caj: &CarbonAwareJob) -> Result<JobSpec, InvalidSpec> {
     let job_spec: JobSpec =
         serde_json::from_value(caj.spec.template.spec.clone()).map_err(|e| {
             invalid(format!(
@@ -177,18 +341,7 @@ pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, I
             "spec.template.spec.template.spec.containers is empty: the pod template needs at least one container",
         ));
     }
-
-    let (power, power_source) = power(caj, &job_spec)?;
-    Ok(ValidSpec {
-        strategy,
-        constraints,
-        expected_secs,
-        created,
-        deadline,
-        power,
-        power_source,
-        job_spec,
-    })
+    Ok(job_spec)
 }
 
 /// GPUs one pod asks for: limits, else requests, summed over containers.
@@ -213,7 +366,7 @@ fn gpus_per_pod(job_spec: &JobSpec) -> Result<i64, InvalidSpec> {
                     c.name, q.0
                 ))
             })?;
-            total += n.max(0);
+            total = n.max(0).saturating_add(total);
         }
     }
     Ok(total)
@@ -221,6 +374,12 @@ fn gpus_per_pod(job_spec: &JobSpec) -> Result<i64, InvalidSpec> {
 
 fn power(caj: &CarbonAwareJob, job_spec: &JobSpec) -> Result<(PowerModel, String), InvalidSpec> {
     let model = |watts: f64, pue: f64| {
+        if watts > MAX_WATTS {
+            return Err(invalid(format!(
+                "spec.power: the job draws {watts:e} W, more than 1 GW: check spec.power and \
+                 the pod template's {GPU_RESOURCE} requests"
+            )));
+        }
         PowerModel::total(watts, pue).map_err(|e| invalid(format!("spec.power: {e}")))
     };
     let p = caj.spec.power.clone().unwrap_or_default();
@@ -248,7 +407,7 @@ fn power(caj: &CarbonAwareJob, job_spec: &JobSpec) -> Result<(PowerModel, String
         Some(_) => return Err(invalid("spec.power.gpus must be at least 1")),
         None => {
             let parallelism = job_spec.parallelism.unwrap_or(1).max(1) as i64;
-            gpus_per_pod(job_spec)? * parallelism
+            gpus_per_pod(job_spec)?.saturating_mul(parallelism)
         }
     };
     if gpus == 0 {
@@ -307,15 +466,51 @@ mod tests {
         assert!(validate(&with_deadline(created + YEAR), a_month_on).is_ok());
     }
 
+    /// A schedule with exactly these fields (strategy FlexibleStart).
+    fn schedule(fields: serde_json::Value) -> CarbonAwareJob {
+        let mut c = caj("FlexibleStart", "1h", json!({}));
+        c.spec.schedule = serde_json::from_value(fields).unwrap();
+        c
+    }
+
+    #[test]
+    fn max_delay_is_a_delay_on_top_of_the_expected_duration() {
+        // The README's example: 6 h of work that may start up to 24 h late.
+        let v = validate(
+            &schedule(json!({"maxDelay": "24h", "expectedDuration": "6h"})),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(v.deadline - v.created, TimeDelta::hours(30));
+        assert_eq!(v.deadline_from, DeadlineFrom::MaxDelay { secs: 24 * 3600 });
+        assert_eq!(
+            v.deadline_text(),
+            "deadline 2024-03-02T05:50:00Z (creation + expectedDuration 6h + maxDelay 24h)"
+        );
+        // The fix names the field the user wrote: finishing 32 h 1 s after creation takes
+        // a maxDelay of 26h0m1s on top of the 6 h of work, rounded up to the minute.
+        let needed = v.created + TimeDelta::hours(32) + TimeDelta::seconds(1);
+        assert_eq!(
+            v.extend_deadline_hint(needed),
+            "Raise spec.schedule.maxDelay to 26h1m or more"
+        );
+        let d = validate(&with_deadline(at(600)), now()).unwrap();
+        assert_eq!(d.deadline_from, DeadlineFrom::Deadline);
+        assert_eq!(
+            d.extend_deadline_hint(at(700)),
+            "Move the deadline to 2024-03-01T11:40:00Z or later, or shorten expectedDuration"
+        );
+    }
+
     #[test]
     fn max_delay_and_expected_duration_at_most_8784h() {
         let v = validate(
-            &caj("PauseAndResume", "1h", json!({"maxDelay": "8784h"})),
+            &caj("PauseAndResume", "1h", json!({"maxDelay": "8783h"})),
             now(),
         )
         .unwrap();
         assert_eq!(v.deadline - v.created, YEAR);
-        for over in ["8785h", "8784h0m1s", "8783h61m", "9999999h"] {
+        for over in ["8785h", "8784h0m1s", "8783h61m", "9999999h", "99999999999h"] {
             let e = validate(
                 &caj("PauseAndResume", "1h", json!({"maxDelay": over})),
                 now(),
@@ -326,23 +521,148 @@ mod tests {
                 format!("spec.schedule.maxDelay must be at most 8784h (366 days), got {over}")
             );
         }
+        // Each within the cap, together over it: the message names maxDelay and its bound.
+        let e = validate(
+            &caj("PauseAndResume", "6h", json!({"maxDelay": "8784h"})),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "spec.schedule.maxDelay 8784h plus expectedDuration 6h is 8790h, more than 8784h \
+             (366 days): the job must finish within 366 days of its creation; shorten maxDelay \
+             to 8778h or less"
+        );
 
-        let v = validate(&caj("RunNow", "8784h", json!({"maxDelay": "8784h"})), now()).unwrap();
+        let year_on = json!({"maxDelay": null, "deadline": time::to_time(at(-10) + YEAR)});
+        let v = validate(&caj("RunNow", "8784h", year_on.clone()), now()).unwrap();
         assert_eq!(v.expected_secs, MAX_SCHEDULE_SPAN_SECS);
-        let e = validate(&caj("RunNow", "8785h", json!({"maxDelay": "8784h"})), now()).unwrap_err();
+        let e = validate(&caj("RunNow", "8785h", year_on), now()).unwrap_err();
         assert_eq!(
             e.message,
             "spec.schedule.expectedDuration must be at most 8784h (366 days), got 8785h"
         );
-        // With a deadline too: the cap does not depend on maxDelay.
-        let c = caj(
-            "RunNow",
-            "8785h",
-            json!({"maxDelay": null, "deadline": time::to_time(at(-10) + YEAR)}),
+    }
+
+    #[test]
+    fn every_duration_is_range_checked_and_named() {
+        for field in ["minRunDuration", "minPauseDuration", "checkpointOverhead"] {
+            let ok = validate(&caj("PauseAndResume", "1h", json!({field: "8784h"})), now());
+            assert!(ok.is_ok(), "{field}: {ok:?}");
+            for (bad, why) in [
+                ("8785h", format!("spec.schedule.{field} must be at most 8784h (366 days), got 8785h")),
+                (
+                    "99999999999999999999h",
+                    format!("spec.schedule.{field} must be at most 8784h (366 days), got 99999999999999999999h"),
+                ),
+                (
+                    "1d",
+                    format!("spec.schedule.{field}: \"1d\" is not a duration: days are not accepted in a manifest; write hours, minutes and seconds, largest first, e.g. 6h, 1h30m or 90s"),
+                ),
+                (
+                    "soon",
+                    format!("spec.schedule.{field}: \"soon\" is not a duration: a unit without a number; write hours, minutes and seconds, largest first, e.g. 6h, 1h30m or 90s"),
+                ),
+                (
+                    "6x",
+                    format!("spec.schedule.{field}: \"6x\" is not a duration: unknown unit; write hours, minutes and seconds, largest first, e.g. 6h, 1h30m or 90s"),
+                ),
+            ] {
+                let e = validate(&caj("PauseAndResume", "1h", json!({field: bad})), now())
+                    .unwrap_err();
+                assert_eq!(e.message, why);
+            }
+        }
+        let e = validate(
+            &caj("PauseAndResume", "1h", json!({"maxPauses": -1})),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "spec.schedule.maxPauses must not be negative, got -1"
         );
-        assert!(validate(&c, now())
-            .unwrap_err()
-            .message
-            .contains("expectedDuration must be at most 8784h"));
+        let e = validate(
+            &caj("PauseAndResume", "1h", json!({"maxDelay": "0s"})),
+            now(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("spec.schedule.maxDelay must be positive"),
+            "{e}"
+        );
+    }
+
+    /// The fields of a schedule, each with its name in messages.
+    const FIELDS: [&str; 7] = [
+        "maxDelay",
+        "expectedDuration",
+        "minRunDuration",
+        "minPauseDuration",
+        "checkpointOverhead",
+        "maxPauses",
+        "deadline",
+    ];
+
+    /// Any string, a huge number with any unit, or a duration near the cap.
+    fn value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<String>(),
+            "[0-9]{0,25}[dhms]?[0-9]{0,25}[hms]?",
+            (0u64..20_000, 0u64..100_000).prop_map(|(h, s)| format!("{h}h{s}s")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            // RFC 3339 times from year -10000 to 14000, for deadline.
+            (-377_000_000_000i64..380_000_000_000).prop_map(|s| {
+                DateTime::from_timestamp(s, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever one field holds (a string or a number, any size), validate returns,
+        /// and an error names that field.
+        #[test]
+        fn validate_never_panics_and_names_the_field(
+            field in 0..FIELDS.len(),
+            text in value(),
+            number in proptest::prelude::any::<i64>(),
+            as_number in proptest::prelude::any::<bool>(),
+            now_secs in -50_000_000_000i64..50_000_000_000,
+        ) {
+            let name = FIELDS[field];
+            let mut fields = json!({"expectedDuration": "6h", "maxDelay": "24h"});
+            let value = if as_number || name == "maxPauses" {
+                json!(number)
+            } else {
+                json!(text)
+            };
+            if name == "deadline" {
+                fields["maxDelay"] = serde_json::Value::Null;
+            }
+            fields[name] = value;
+            // What deserialises is what reaches validate (the API server and serde refuse
+            // the rest: a number for a duration, a deadline that is no RFC 3339 time).
+            let Ok(sched) = serde_json::from_value::<Schedule>(fields.clone()) else {
+                return Ok(());
+            };
+            let mut c = caj("PauseAndResume", "6h", json!({}));
+            c.spec.schedule = sched;
+            let now = DateTime::from_timestamp(now_secs, 0).unwrap();
+            c.metadata.creation_timestamp = None;
+            match validate(&c, now) {
+                Ok(v) => {
+                    proptest::prop_assert!(v.deadline >= v.created || name == "deadline");
+                    proptest::prop_assert!(v.deadline - v.created <= YEAR);
+                }
+                Err(e) => proptest::prop_assert!(
+                    e.message.contains(name),
+                    "{fields}: {:?} does not name {name}", e.message
+                ),
+            }
+        }
     }
 }
