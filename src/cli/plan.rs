@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::{CliResult, Failure, Format};
 use crate::api::CarbonAwareJob;
 use crate::controller::build::{self, Observed};
-use crate::controller::intensity::{Feed, Intensities, SourceFeed};
-use crate::forecast::{self, ForecastArgs, ForecastError, ProviderConfig};
+use crate::controller::intensity::Intensities;
+use crate::forecast::ForecastArgs;
 use crate::plan::Action;
 use crate::timefmt;
 
@@ -88,13 +88,6 @@ struct Report {
     events: Vec<String>,
 }
 
-fn failure(e: ForecastError) -> Failure {
-    match e {
-        ForecastError::Config { .. } | ForecastError::UnknownRegion { .. } => Failure::input(e),
-        _ => Failure::runtime(e),
-    }
-}
-
 fn read(file: &str) -> Result<String, Failure> {
     if file == "-" {
         std::io::read_to_string(std::io::stdin()).map_err(|e| Failure::input(format!("stdin: {e}")))
@@ -126,10 +119,8 @@ pub async fn run(args: Args) -> CliResult {
     .map_err(|e| Failure::input(format!("{e} (or pass --region)")))?;
     let region = resolved.provider_region;
 
-    let config = ProviderConfig::from_args(&args.forecast).map_err(failure)?;
-    let feed = SourceFeed(forecast::build_source(&config).map_err(failure)?);
     let since = build::needed_since(&caj, now);
-    let intens = feed.get(&region, now, since).await.map_err(failure)?;
+    let intens = super::forecast::plan_intensities(&args.forecast, &region, now, since).await?;
 
     let out = build::build(observed(&caj, &region, &intens, now, args.deadline_margin));
     let Some(spec) = out.spec.as_ref() else {
