@@ -10,15 +10,14 @@
 //! forecast, extended to the deadline with its daily profile), and a synthetic 5-minute
 //! series of the same span (which the planner lays on hourly slots over a year).
 
-use std::sync::Arc;
-
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
 use carbonshift::api::CarbonAwareJob;
-use carbonshift::controller::{build, Feed, Intensities, Observed, SourceFeed};
+use carbonshift::controller::{build, Intensities, Observed};
 use carbonshift::forecast::embedded::EmbeddedSource;
+use carbonshift::forecast::ForecastSource;
 use carbonshift::series::Series;
 
 fn now() -> DateTime<Utc> {
@@ -75,11 +74,12 @@ fn five_minute() -> Intensities {
 }
 
 fn embedded() -> Intensities {
-    let feed = SourceFeed(Arc::new(EmbeddedSource::shipped(TimeDelta::hours(72))));
+    let source = EmbeddedSource::shipped(TimeDelta::hours(72));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    (*rt.block_on(feed.get("DE", now(), now())).unwrap()).clone()
+    let f = rt.block_on(source.fetch("DE", now())).unwrap();
+    Intensities::live(f.series, "embedded (historical replay)".into())
 }
 
 const CONSTRAINTS: &str =

@@ -37,7 +37,7 @@ fn duration_flags(sub: &str) -> Vec<&'static str> {
             "startup",
         ],
         "plan" => &["deadline-margin"],
-        "forecast" => &[],
+        "forecast" => &["past"],
         "run" => &["status-interval", "deadline-margin"],
         _ => unreachable!("{sub}"),
     };
@@ -446,7 +446,20 @@ fn missing_input_files_exit_2_unreachable_providers_exit_1() {
         "--forecast-file",
         "http://127.0.0.1:1/f.csv",
     ];
-    fails(&strs(&with("forecast", &url)), 1, &["connect"]);
+    let mut none = url.to_vec();
+    none.extend(["--forecast-fallback", "none"]);
+    fails(&strs(&with("forecast", &none)), 1, &["Connection refused"]);
+    // A provider that fails at run time is what the fallback is for: exit 0, with a warning
+    // that says why. A missing file (above) is bad input, which no fallback covers.
+    let out = run(&strs(&with("forecast", &url)));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.starts_with(
+            "warning: the provider failed, so the fallback source embedded stands in for it:"
+        ) && err.contains("Connection refused"),
+        "{err}"
+    );
 }
 
 fn trace(text: &str) -> tempfile::NamedTempFile {

@@ -1144,6 +1144,10 @@ async fn forecast_command_output_stays_secret() {
                         &endpoint,
                         "--format",
                         "json",
+                        // Fail rather than show the embedded fallback, so each failure's
+                        // message is what is checked.
+                        "--forecast-fallback",
+                        "none",
                     ])
                     .output()
                     .unwrap()

@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::{CliResult, Failure, Format};
 use crate::api::CarbonAwareJob;
 use crate::controller::build::{self, Observed};
-use crate::controller::intensity::{Feed, Intensities, SourceFeed};
-use crate::forecast::{self, ForecastArgs, ProviderConfig, ProviderKind};
+use crate::controller::intensity::Intensities;
+use crate::forecast::{ForecastArgs, ProviderKind};
 use crate::plan::Action;
 use crate::timefmt;
 
@@ -107,15 +107,12 @@ fn read(file: &str) -> Result<String, Failure> {
 pub const DEFAULT_ZONE: &str = "DE";
 
 pub async fn run(args: Args) -> CliResult {
-    let failure = |e| super::forecast_failure(e, &args.forecast);
     let text = read(&args.manifest)?;
     let caj = parse_manifest(&args.manifest, &text)?;
     let now = args.now.unwrap_or_else(Utc::now);
     let (region, region_note) = region(&caj, &args)?;
-    let config = ProviderConfig::from_args(&args.forecast).map_err(failure)?;
-    let feed = SourceFeed(forecast::build_source(&config).map_err(failure)?);
     let since = build::needed_since(&caj, now);
-    let intens = feed.get(&region, now, since).await.map_err(failure)?;
+    let intens = super::forecast::plan_intensities(&args.forecast, &region, now, since).await?;
 
     let out = build::build(observed(&caj, &region, &intens, now, args.deadline_margin));
     let Some(spec) = out.spec.as_ref() else {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::forecast::{ForecastError, ForecastSource};
+use crate::forecast::ForecastError;
 use crate::series::Series;
 
 /// A region's intensities as the controller uses them.
@@ -61,9 +61,6 @@ pub trait Feed: Send + Sync {
     ) -> Result<Arc<Intensities>, ForecastError>;
 }
 
-/// A [`Feed`] straight from a provider, without caching: for `plan -f` and tests.
-pub struct SourceFeed(pub Arc<dyn ForecastSource>);
-
 /// The operator's feed: the shared per-region cache (one upstream fetch per region per
 /// refresh, history merged in, stale/fallback data labelled in the provenance). A
 /// reconcile never waits on upstream longer than [`CacheFeed::WAIT`]: due refreshes run in
@@ -84,23 +81,35 @@ impl Feed for CacheFeed {
         since: DateTime<Utc>,
     ) -> Result<Arc<Intensities>, ForecastError> {
         let c = self.0.serve(region, now, Self::WAIT).await?;
-        let live_is_record = !c.is_stand_in();
-        let history = match history_from(since, c.series()) {
-            Some(from) => {
-                let to = c.series().start();
-                self.0
-                    .history(region, from, to, now, Self::WAIT)
-                    .await
-                    .map(Arc::new)
-            }
-            None => None,
-        };
-        Ok(Arc::new(Intensities {
-            series: Arc::new(c.series().clone()),
-            provenance: c.provenance(),
-            live_is_record,
-            history,
-        }))
+        Ok(Arc::new(
+            served(&self.0, &c, region, now, since, Self::WAIT).await,
+        ))
+    }
+}
+
+/// What `cache` served as `c` for `region`, as [`Intensities`]: with the provider's recorded
+/// history back to `since` when the forecast does not reach it (waiting at most `wait` for
+/// it). The operator's feed and `plan -f` both read a forecast so.
+pub async fn served(
+    cache: &Arc<crate::forecast::Cache>,
+    c: &crate::forecast::CachedForecast,
+    region: &str,
+    now: DateTime<Utc>,
+    since: DateTime<Utc>,
+    wait: std::time::Duration,
+) -> Intensities {
+    let history = match history_from(since, c.series()) {
+        Some(from) => cache
+            .history(region, from, c.series().start(), now, wait)
+            .await
+            .map(Arc::new),
+        None => None,
+    };
+    Intensities {
+        series: Arc::new(c.series().clone()),
+        provenance: c.provenance(),
+        live_is_record: !c.is_stand_in(),
+        history,
     }
 }
 
@@ -123,28 +132,6 @@ pub fn provenance(source: &str, historical_replay: bool) -> String {
         format!("{source} (historical replay)")
     } else {
         source.to_string()
-    }
-}
-
-#[async_trait]
-impl Feed for SourceFeed {
-    async fn get(
-        &self,
-        region: &str,
-        now: DateTime<Utc>,
-        since: DateTime<Utc>,
-    ) -> Result<Arc<Intensities>, ForecastError> {
-        let f = self.0.fetch(region, now).await?;
-        let mut i = Intensities::live(f.series, provenance(&f.source, f.historical_replay));
-        if let Some(from) = history_from(since, &i.series) {
-            i.history = self
-                .0
-                .history(region, from, i.series.start(), now)
-                .await
-                .ok()
-                .map(Arc::new);
-        }
-        Ok(Arc::new(i))
     }
 }
 

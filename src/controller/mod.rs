@@ -87,7 +87,7 @@ mod outage_tests;
 mod tests;
 
 pub use build::{build, Observed, Outcome};
-pub use intensity::{Feed, Intensities, SourceFeed};
+pub use intensity::{Feed, Intensities};
 
 /// Field manager of every write.
 pub const FIELD_MANAGER: &str = "carbonshift";
