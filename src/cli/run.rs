@@ -208,34 +208,8 @@ pub async fn run(args: Args) -> CliResult {
     })?;
 
     let cache = forecast::build_cache(&args.forecast, metrics.clone()).map_err(Failure::input)?;
-    // Look for due refreshes at least every 30 s, and several times per refresh interval.
-    let tick =
-        (cache.settings().refresh / 3).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let refresher = cache.spawn_refresher(tick);
-    let provider = args.forecast.provider;
-    if provider == forecast::ProviderKind::Embedded {
-        tracing::warn!(
-            "forecast source: embedded (historical replay): real historical intensities replayed onto the current calendar, not a forecast of today's grid; set --forecast-provider for live data"
-        );
-    } else {
-        tracing::info!(provider = provider.name(), "forecast source");
-    }
-
-    let table = args
-        .forecast
-        .region_table()
-        .map_err(|e| Failure::input(e.to_string()))?;
-    let flag = args.region.clone();
-    let nodes = node_regions(&client, flag.as_deref()).await;
-    match crate::region::resolve(None, flag.as_deref(), &nodes, &table, provider) {
-        Ok(r) => tracing::info!(region = %r.provider_region, origin = ?r.origin, "default region"),
-        Err(e) => tracing::warn!("no default region ({e}); jobs must set spec.region"),
-    }
-    let resolver: controller::RegionResolver = Arc::new(move |spec: Option<&str>| {
-        crate::region::resolve(spec, flag.as_deref(), &nodes, &table, provider)
-            .map(|r| r.provider_region)
-            .map_err(|e| e.to_string())
-    });
+    let refresher = start_refresher(&cache, args.forecast.provider);
+    let resolver = region_resolver(&client, &args).await?;
 
     let mut ctx = Context::new(
         client.clone(),
@@ -254,24 +228,8 @@ pub async fn run(args: Args) -> CliResult {
     let ctx = Arc::new(ctx);
     ready.store(true, Ordering::Relaxed);
 
-    let mut elector = None;
-    if args.leader_election {
-        let ns = args
-            .lease_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| client.default_namespace().to_string());
-        let mut e = leader::Elector::new(
-            Api::<Lease>::namespaced(client.clone(), &ns),
-            leader::LeaseConfig {
-                name: args.lease_name.clone(),
-                namespace: ns,
-                identity: ident,
-                lease_duration: Duration::from_secs(15),
-                renew_every: Duration::from_secs(5),
-            },
-            fence,
-        );
+    let elector = if args.leader_election {
+        let mut e = elector(&args, &client, ident, fence);
         tokio::select! {
             _ = e.acquire() => {}
             _ = stopped(stop_rx.clone()) => {
@@ -280,10 +238,11 @@ pub async fn run(args: Args) -> CliResult {
                 return Ok(());
             }
         }
-        elector = Some(e);
+        Some(e)
     } else {
         tracing::info!("leader election disabled: make sure only one replica runs");
-    }
+        None
+    };
 
     // While leading, renew in the background; losing the Lease stops the controller.
     // The Lease is released only after the controller has drained, so a standby never
@@ -329,6 +288,75 @@ pub async fn run(args: Args) -> CliResult {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the forecast cache's background refresher and says which source it reads.
+fn start_refresher(
+    cache: &Arc<forecast::Cache>,
+    provider: forecast::ProviderKind,
+) -> tokio::task::JoinHandle<()> {
+    // Look for due refreshes at least every 30 s, and several times per refresh interval.
+    let tick =
+        (cache.settings().refresh / 3).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let refresher = cache.spawn_refresher(tick);
+    if provider == forecast::ProviderKind::Embedded {
+        tracing::warn!(
+            "forecast source: embedded (historical replay): real historical intensities replayed onto the current calendar, not a forecast of today's grid; set --forecast-provider for live data"
+        );
+    } else {
+        tracing::info!(provider = provider.name(), "forecast source");
+    }
+    refresher
+}
+
+/// How a job's region is found: its `spec.region`, else `--region`, else the nodes'
+/// region label, through the region table. The default (no `spec.region`) is logged.
+async fn region_resolver(
+    client: &Client,
+    args: &Args,
+) -> Result<controller::RegionResolver, Failure> {
+    let provider = args.forecast.provider;
+    let table = args
+        .forecast
+        .region_table()
+        .map_err(|e| Failure::input(e.to_string()))?;
+    let flag = args.region.clone();
+    let nodes = node_regions(client, flag.as_deref()).await;
+    match crate::region::resolve(None, flag.as_deref(), &nodes, &table, provider) {
+        Ok(r) => tracing::info!(region = %r.provider_region, origin = ?r.origin, "default region"),
+        Err(e) => tracing::warn!("no default region ({e}); jobs must set spec.region"),
+    }
+    Ok(Arc::new(move |spec: Option<&str>| {
+        crate::region::resolve(spec, flag.as_deref(), &nodes, &table, provider)
+            .map(|r| r.provider_region)
+            .map_err(|e| e.to_string())
+    }))
+}
+
+/// The leader elector of this replica: the Lease `--lease-name` in `--lease-namespace`
+/// (else the pod's namespace, else the client's default).
+fn elector(
+    args: &Args,
+    client: &Client,
+    ident: String,
+    fence: Arc<leader::Fence>,
+) -> leader::Elector {
+    let ns = args
+        .lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    leader::Elector::new(
+        Api::<Lease>::namespaced(client.clone(), &ns),
+        leader::LeaseConfig {
+            name: args.lease_name.clone(),
+            namespace: ns,
+            identity: ident,
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        },
+        fence,
+    )
 }
 
 /// The Kubernetes client, identifying this replica in its User-Agent
