@@ -8,6 +8,7 @@ pub mod forecast;
 pub mod plan;
 pub mod run;
 pub mod simulate;
+pub mod zones;
 
 /// Output format shared by every subcommand that prints results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
