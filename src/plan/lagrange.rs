@@ -520,7 +520,8 @@ fn extend(
 /// least a second; the current run is never cut at its start). Runs never vanish, so the
 /// pause count and hence the work needed stay put, with one exception that keeps them put
 /// too: the current run, followed by another, goes whole when the surplus holds it and it
-/// is the dearest edge (pausing now instead of after it: the same pauses).
+/// is the edge to cut (pausing now instead of after it: the same pauses). On a tie the
+/// current run is kept: running now rather than later.
 ///
 /// Cutting the current run down to a one-second sliver instead would plan "pause in one
 /// second" at every decision without ever pausing: an operator re-planning at each
@@ -540,19 +541,13 @@ fn trim(grid: &Grid, problem: &Problem, mut blocks: Blocks, visits: &mut usize) 
             break;
         };
         *visits = left;
-        if let Some(v) = droppable_lead(grid, problem, &blocks, surplus) {
-            let dearest = blocks.iter().all(|&(a, b)| {
-                grid.vals[grid.locate(b - 1)] <= v && grid.vals[grid.locate(a)] <= v
-            });
-            if dearest {
-                surplus -= blocks[0].1;
-                blocks.remove(0);
-                continue;
-            }
-        }
+        // The current run is looked at last, so that it is only cut when strictly dearer:
+        // on a tie the job keeps running now rather than later.
+        let lead = usize::from(problem.running && blocks.first().is_some_and(|b| b.0 == 0));
         let mut best: Option<(f64, usize, bool, i64)> = None;
-        for (j, &(a, b)) in blocks.iter().enumerate() {
-            let continuing = j == 0 && problem.running && a == 0;
+        for j in (lead..nb).chain(0..lead) {
+            let (a, b) = blocks[j];
+            let continuing = j == 0 && lead == 1;
             // Never leave a sliver: a run shorter than a second is a pointless transition.
             let keep = if j + 1 == nb {
                 1000
@@ -577,6 +572,13 @@ fn trim(grid: &Grid, problem: &Problem, mut blocks: Blocks, visits: &mut usize) 
                 }
             }
         }
+        // Cutting the current run: it goes whole when it may (instead of a sliver).
+        if lead == 1 && best.is_some_and(|x| x.1 == 0) && droppable_lead(problem, &blocks, surplus)
+        {
+            surplus -= blocks[0].1;
+            blocks.remove(0);
+            continue;
+        }
         let Some((_, j, head, amt)) = best else {
             break;
         };
@@ -590,22 +592,19 @@ fn trim(grid: &Grid, problem: &Problem, mut blocks: Blocks, visits: &mut usize) 
     blocks
 }
 
-/// The intensity of the current run at the head of `blocks` (the dearest of its slots)
-/// when it may go whole: another run follows, the surplus holds it, and the job may pause
-/// now (no run lock, the slack holds the overhead, the pause after it lasts `min_pause`).
-fn droppable_lead(grid: &Grid, problem: &Problem, blocks: &Blocks, surplus: i64) -> Option<f64> {
-    let (&(a, b), next) = (blocks.first()?, blocks.get(1)?);
-    let ok = problem.running
+/// Whether the current run at the head of `blocks` may go whole: another run follows, the
+/// surplus holds it, and the job may pause now (no run lock, the slack holds the
+/// overhead, the pause after it lasts `min_pause`).
+fn droppable_lead(problem: &Problem, blocks: &Blocks, surplus: i64) -> bool {
+    let (Some(&(a, b)), Some(next)) = (blocks.first(), blocks.get(1)) else {
+        return false;
+    };
+    problem.running
         && a == 0
         && b <= surplus
         && problem.run_lock == 0
         && problem.can_pause_now()
-        && next.0 >= problem.min_pause.max(1);
-    ok.then(|| {
-        (grid.locate(a)..=grid.locate(b - 1))
-            .map(|k| grid.vals[k])
-            .fold(f64::NEG_INFINITY, f64::max)
-    })
+        && next.0 >= problem.min_pause.max(1)
 }
 
 /// Candidate schedules from the Lagrangian (the trimmed one that holds the work, and the
