@@ -26,6 +26,8 @@ enum Command {
     Plan(cli::plan::Args),
     /// Fetch and print the normalised forecast of a provider for a region.
     Forecast(cli::forecast::Args),
+    /// List the embedded grid zones: coverage, mean intensity, licence.
+    Zones(cli::zones::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
             Command::Simulate(a) => cli::simulate::run(a).await,
             Command::Plan(a) => cli::plan::run(a).await,
             Command::Forecast(a) => cli::forecast::run(a).await,
+            Command::Zones(a) => cli::zones::run(a).await,
         }
     });
     match result {

@@ -216,7 +216,10 @@ fn json_shape_on_a_trace_file() {
     assert_eq!(
         keys,
         [
+            "baseline_gco2_per_kwh",
+            "caveat",
             "duration_hours",
+            "first_submitted",
             "forecast",
             "jobs",
             "region",
@@ -228,6 +231,11 @@ fn json_shape_on_a_trace_file() {
     assert_eq!(v["duration_hours"], 6.0);
     assert_eq!(v["slack_hours"], 24.0);
     assert_eq!(v["forecast"], "perfect");
+    assert_eq!(v["first_submitted"], "2023-01-02T00:00:00Z");
+    assert_eq!(v["caveat"], Value::Null);
+    // The trace's daily cycle averages 200 g/kWh; run-now's jobs sit near that mean.
+    let b = v["baseline_gco2_per_kwh"].as_f64().unwrap();
+    assert!((150.0..250.0).contains(&b), "{b}");
     let results = v["results"].as_array().unwrap();
     let names: Vec<_> = results
         .iter()
@@ -455,4 +463,262 @@ fn paper_table_on_a_short_trace() {
             "{r}"
         );
     }
+}
+
+/// With stderr piped (tests, CI), no progress bar: stderr stays empty and stdout is only
+/// the JSON, for a plain run and for the paper table.
+#[test]
+fn no_progress_output_when_stderr_is_not_a_terminal() {
+    let f = file(&trace_text(24 * 40));
+    for extra in [
+        &["--duration", "2h", "--slack", "10h"][..],
+        &["--paper", "--submit-every", "2d"][..],
+    ] {
+        let out = cmd()
+            .args(["--trace", f.path().to_str().unwrap(), "--format", "json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{extra:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "{extra:?}: stderr must be empty"
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v.is_object(), "{v}");
+    }
+}
+
+/// `--paper` fixes its own job lengths, slacks and strategies and draws no plot: those
+/// flags are refused by name (exit 2) instead of being dropped; `--trace` is supported.
+#[test]
+fn paper_refuses_the_flags_it_would_ignore() {
+    for (flag, value, shown) in [
+        ("--duration", "3h", "'--duration <DUR>'"),
+        ("--slack", "2d", "'--slack <DUR>'"),
+        ("--strategy", "run-now", "'--strategy <NAME>'"),
+        ("--plot", "x.svg", "'--plot <FILE.svg>'"),
+    ] {
+        let out = cmd()
+            .args(["--paper", "--region", "DE", flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        let want = format!("the argument '--paper' cannot be used with {shown}");
+        assert!(err.contains(&want), "{flag}: want {want:?} in {err}");
+    }
+    let f = file(&trace_text(24 * 40));
+    fails_with(
+        &[
+            "--paper",
+            "--region",
+            "DE",
+            "--trace",
+            f.path().to_str().unwrap(),
+        ],
+        &["give either --region or --trace, not both"],
+    );
+    let v = run_json(&[
+        "--paper",
+        "--trace",
+        f.path().to_str().unwrap(),
+        "--submit-every",
+        "2d",
+    ]);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| r["region"] == "XX"), "{v}");
+}
+
+/// The plot: the title names the forecast model and says UTC; the strategies are labelled
+/// rows in their own panel (no negative ticks on the g/kWh axis).
+#[test]
+fn plot_names_forecast_utc_and_labels_the_strategy_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("job.svg");
+    let f = file(&trace_text(24 * 10));
+    cmd()
+        .args([
+            "--trace",
+            f.path().to_str().unwrap(),
+            "--forecast",
+            "noisy",
+            "--strategy",
+            "run-now,pause-and-resume",
+            "--plot",
+            svg.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for want in [
+        "XX: job 0 submitted 2023-01-02 00:00 UTC (6h of work, deadline 2023-01-03 06:00 UTC), forecast noisy",
+        "actual intensity, gCO2eq/kWh",
+        "hours since submission",
+        "when each ran, emissions at 1 kW",
+        "run-now (",
+        "pause-and-resume (",
+    ] {
+        assert!(text.contains(want), "want {want:?} in the SVG");
+    }
+    // Tick labels are plain numbers; none is negative on the intensity axis.
+    let negative_tick = regex_free_negative_tick(&text);
+    assert!(!negative_tick, "a negative tick label in the SVG");
+}
+
+/// Whether any `<text>` element holds a negative number (a tick below zero).
+fn regex_free_negative_tick(svg: &str) -> bool {
+    svg.split("<text")
+        .filter_map(|t| t.split('>').nth(1))
+        .filter_map(|t| t.split('<').next())
+        .any(|t| t.trim().starts_with('-') && t.trim()[1..].parse::<f64>().is_ok())
+}
+
+/// A --plot path that cannot be written is named, with the reason, exit 2, before the
+/// simulation runs.
+#[test]
+fn bad_plot_path_is_named_with_the_reason() {
+    let f = file(&trace_text(24 * 10));
+    fails_with(
+        &[
+            "--trace",
+            f.path().to_str().unwrap(),
+            "--plot",
+            "/nonexistent/dir/x.svg",
+        ],
+        &[
+            "--plot /nonexistent/dir/x.svg",
+            "directory /nonexistent/dir does not exist",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    fails_with(
+        &["--trace", f.path().to_str().unwrap(), "--plot", d],
+        &[&format!("--plot {d}: is a directory")],
+    );
+}
+
+/// The table says when the first job was submitted (one day of history after --from),
+/// as the README caption does.
+#[test]
+fn first_submission_is_one_day_after_from() {
+    let args = [
+        "--region",
+        "DE",
+        "--duration",
+        "6h",
+        "--slack",
+        "24h",
+        "--from",
+        "2023-03-14",
+        "--to",
+        "2023-03-20",
+        "--strategy",
+        "run-now",
+    ];
+    cmd()
+        .args(args)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "first job submitted 2023-03-15 00:00 UTC, after 1d of history for the forecasts",
+        ));
+    let v = run_json(&args);
+    assert_eq!(v["first_submitted"], "2023-03-15T00:00:00Z");
+    assert_eq!(v["jobs"], 13);
+    assert_eq!(v["caveat"], Value::Null);
+}
+
+/// CA-QC's direct intensity is almost zero: its percentages carry a caveat in the table
+/// and the JSON, with the baseline it is relative to.
+#[test]
+fn near_zero_baseline_gets_a_caveat() {
+    let args = [
+        "--region",
+        "CA-QC",
+        "--from",
+        "2022-06-01",
+        "--to",
+        "2022-06-15",
+        "--strategy",
+        "run-now,pause-and-resume",
+    ];
+    let v = run_json(&args);
+    let b = v["baseline_gco2_per_kwh"].as_f64().unwrap();
+    assert!((0.0..5.0).contains(&b), "{v}");
+    let caveat = v["caveat"].as_str().unwrap();
+    assert!(
+        caveat.contains("percentages of a near-zero total"),
+        "{caveat}"
+    );
+    let out = cmd().args(args).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("%*"), "{text}");
+    assert!(
+        text.contains(&format!("* run-now averaged only {b:.2} gCO2eq/kWh")),
+        "{text}"
+    );
+}
+
+fn zones_cmd() -> Command {
+    let mut c = Command::cargo_bin("carbonshift").unwrap();
+    c.arg("zones");
+    c
+}
+
+/// `carbonshift zones`: every embedded zone with its coverage, mean and licence.
+#[test]
+fn zones_lists_coverage_mean_and_licence() {
+    let out = zones_cmd().args(["--format", "json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 12, "11 Electricity Maps zones and NESO GB");
+    let row = |zone: &str, dataset: &str| {
+        rows.iter()
+            .find(|r| r["zone"] == zone && r["dataset"] == dataset)
+            .unwrap_or_else(|| panic!("no {zone} {dataset}"))
+    };
+    let qc = row("CA-QC", "electricitymaps-hourly");
+    assert_eq!(qc["first_hour"], "2021-01-01T00:00:00Z");
+    assert_eq!(qc["last_hour"], "2022-12-31T23:00:00Z");
+    assert_eq!(qc["hours"], 17_520);
+    assert_eq!(qc["mean_gco2_per_kwh"], 0.4);
+    assert_eq!(qc["licence"], "ODbL-1.0");
+    let de = row("DE", "electricitymaps-hourly");
+    assert_eq!(de["last_hour"], "2023-12-31T23:00:00Z");
+    assert_eq!(de["mean_gco2_per_kwh"], 369.6);
+    let neso = row("GB", "neso-national-actuals");
+    assert_eq!(neso["licence"], "CC-BY-4.0");
+    assert_eq!(neso["step_minutes"], 30);
+    assert_eq!(neso["first_hour"], "2023-03-14T01:00:00Z");
+    zones_cmd()
+        .args(["--format", "csv"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::starts_with(
+                "zone,dataset,first_hour,last_hour,step_minutes,hours,mean_gco2_per_kwh,source,licence\n",
+            )
+            .and(predicate::str::contains(
+                "CA-QC,electricitymaps-hourly,2021-01-01T00:00:00Z,2022-12-31T23:00:00Z,60,17520,0.4,Electricity Maps,ODbL-1.0",
+            )),
+        );
+    zones_cmd().assert().success().stdout(
+        predicate::str::contains("US-CAL-CISO")
+            .and(predicate::str::contains(
+                "CC-BY-4.0 (NESO Carbon Intensity API)",
+            ))
+            .and(predicate::str::contains("ODbL 1.0")),
+    );
+    zones_cmd()
+        .args(["--format", "yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid value 'yaml' for '--format",
+        ));
 }

@@ -11,6 +11,7 @@ pub mod forecast;
 pub mod plan;
 pub mod run;
 pub mod simulate;
+pub mod zones;
 
 /// How the binary exits, shown at the end of every command's `--help`.
 pub const EXIT_STATUS: &str = "Exit status: 0 success, 1 runtime failure (network, cluster, I/O), \

@@ -5,9 +5,12 @@
 //! trace too short) is checked before the simulation and reported as one line, exit 2.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use serde_json::json;
 
@@ -58,7 +61,8 @@ pub struct Args {
     /// CSV trace instead of an embedded zone: header with timestamp,region,gco2_per_kwh.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
-    /// Only use the trace from this instant (RFC 3339 or YYYY-MM-DD, UTC).
+    /// Only use the trace from this instant (RFC 3339 or YYYY-MM-DD, UTC). Its first day
+    /// is history for the forecasts: the first job is submitted one day after --from.
     #[arg(long, value_name = "TIME", value_parser = timefmt::parse_flag)]
     pub from: Option<DateTime<Utc>>,
     /// Only use the trace before this instant (RFC 3339 or YYYY-MM-DD, UTC).
@@ -116,15 +120,19 @@ pub struct Args {
     pub startup: i64,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Write an SVG of one job: the intensity curve with each strategy's run intervals.
+    /// Write an SVG of one job: the intensity curve with each strategy's run intervals. A
+    /// path that cannot be written (no such directory, no permission) is bad input, exit 2,
+    /// checked before the simulation runs; any other I/O failure while writing exits 1.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// Which job to plot (0-based submission index).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub plot_job: usize,
     /// Print the paper table: jobs of 1h, 6h, 24h and 8d with slack +24h and +100 %,
-    /// flexible-start vs pause-and-resume savings, for each --region (or `all`).
-    #[arg(long)]
+    /// flexible-start vs pause-and-resume savings, for each --region (or `all`) or the
+    /// --trace file. The table fixes its own job lengths, slacks and strategies, and draws
+    /// no plot: --duration, --slack, --strategy and --plot are refused with it.
+    #[arg(long, conflicts_with_all = ["duration", "slack", "strategies", "plot"])]
     pub paper: bool,
 }
 
@@ -147,17 +155,58 @@ pub async fn run(args: Args) -> CliResult {
             "several --region values are only supported with --paper",
         ));
     }
+    if let Some(path) = &args.plot {
+        check_plot_path(path)?;
+    }
     let src = source(&args, args.region.first().map(String::as_str), cfg.forecast)?;
     let truth = Truth {
         actuals: &src.actuals,
         vintages: &src.vintages,
     };
-    let report = sim::simulate(&truth, &cfg).map_err(sim_failure)?;
+    let jobs = sim::submissions(&truth, &cfg).map_or(0, |s| s.len());
+    let bar = progress_bar(jobs as u64, &src.region);
+    let report = sim::simulate_with_progress(&truth, &cfg, &|| bar.inc(1));
+    bar.finish_and_clear();
+    let report = report.map_err(sim_failure)?;
     if let Some(path) = &args.plot {
-        plot(path, args.plot_job, &src, &report)?;
+        plot(path, args.plot_job, &src, &cfg, &report)?;
     }
     print!("{}", render(&args, &cfg, &src, &report));
     Ok(())
+}
+
+/// A progress bar of `jobs` simulated jobs on stderr, drawn only when stderr is a
+/// terminal (never into pipes, files or CI logs; stdout is left to the results).
+fn progress_bar(jobs: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(jobs), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} jobs, {elapsed} (eta {eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Run-now's mean intensity (g/kWh) below which savings are percentages of almost nothing
+/// (CA-QC: 0.4 g/kWh direct).
+const NEAR_ZERO_G_PER_KWH: f64 = 5.0;
+
+/// Mean intensity run-now paid, g/kWh: its emissions over the energy of every job.
+fn baseline_g_per_kwh(report: &SimReport, cfg: &SimConfig) -> Option<f64> {
+    let kwh = report.jobs as f64 * hours(cfg.duration_secs) * cfg.power_kw;
+    (kwh > 0.0).then(|| report.baseline_g / kwh)
+}
+
+/// The caveat to print next to percentages of a near-zero baseline, if any.
+fn near_zero_caveat(baseline: Option<f64>) -> Option<String> {
+    let b = baseline.filter(|b| *b < NEAR_ZERO_G_PER_KWH)?;
+    Some(format!(
+        "run-now averaged only {b:.2} gCO2eq/kWh, so the savings are percentages of a near-zero total (see data/README.md)"
+    ))
 }
 
 fn sim_failure(e: SimError) -> Failure {
@@ -291,6 +340,8 @@ fn hours(secs: i64) -> f64 {
 
 fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> String {
     let region = src.region.as_str();
+    let baseline = baseline_g_per_kwh(report, cfg);
+    let caveat = near_zero_caveat(baseline);
     let mut out = String::new();
     match args.format {
         Format::Json => {
@@ -314,11 +365,17 @@ fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> Str
                 "duration_hours": hours(cfg.duration_secs),
                 "slack_hours": hours(cfg.slack_secs),
                 "forecast": cfg.forecast.name(),
+                "first_submitted": first_submitted(report).map(timefmt::format),
+                "baseline_gco2_per_kwh": baseline.map(|b| round(b, 3)),
+                "caveat": caveat,
                 "results": results,
             });
             let _ = writeln!(out, "{v}");
         }
         Format::Csv => {
+            if let Some(c) = &caveat {
+                eprintln!("note: {c}");
+            }
             let _ = writeln!(
                 out,
                 "region,jobs,duration_hours,slack_hours,forecast,strategy,emissions_g,savings_pct,oracle_fraction,deadline_misses,pauses_per_job"
@@ -354,15 +411,25 @@ fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> Str
                 format_secs(cfg.horizon_secs),
                 cfg.power_kw
             );
+            if let Some(t) = first_submitted(report) {
+                let _ = writeln!(
+                    out,
+                    "first job submitted {} UTC, after {} of history for the forecasts",
+                    t.format("%Y-%m-%d %H:%M"),
+                    format_secs((t - src.actuals.start()).num_seconds())
+                );
+            }
             let _ = writeln!(
                 out,
-                "{:<23} {:>14} {:>9} {:>12} {:>8} {:>11}",
+                "{:<23} {:>14} {:>10} {:>12} {:>8} {:>11}",
                 "strategy", "emissions_kg", "savings", "of_oracle", "misses", "pauses/job"
             );
+            // Marks every percentage of a near-zero baseline, explained below the table.
+            let mark = if caveat.is_some() { "*" } else { " " };
             for r in &report.results {
                 let _ = writeln!(
                     out,
-                    "{:<23} {:>14.1} {:>8.2}% {:>12} {:>8} {:>11.2}",
+                    "{:<23} {:>14.1} {:>8.2}%{mark} {:>12} {:>8} {:>11.2}",
                     r.strategy.name(),
                     r.emissions_g / 1000.0,
                     r.savings_pct,
@@ -372,12 +439,19 @@ fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> Str
                     r.pauses_per_job
                 );
             }
+            if let Some(c) = &caveat {
+                let _ = writeln!(out, "* {c}");
+            }
             if let Some(a) = src.attribution {
                 let _ = writeln!(out, "data: {a}");
             }
         }
     }
     out
+}
+
+fn first_submitted(report: &SimReport) -> Option<DateTime<Utc>> {
+    report.results.first()?.jobs.first().map(|j| j.submitted)
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -406,28 +480,60 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
     } else {
         args.region.iter().map(|r| Some(r.clone())).collect()
     };
-    let strategies = vec![
-        StrategyKind::RunNow,
-        StrategyKind::FlexibleStart,
-        StrategyKind::PauseAndResume,
-        StrategyKind::OracleFlexibleStart,
-        StrategyKind::OraclePauseAndResume,
-    ];
+    let sources = regions
+        .iter()
+        .map(|r| source(args, r.as_deref(), base.forecast))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = paper_rows(&sources, &base)?;
+    print!("{}", paper_render(args, &base, &rows));
+    Ok(())
+}
+
+/// The configuration of one paper case.
+fn paper_config(base: &SimConfig, duration_secs: i64, slack_secs: i64) -> SimConfig {
+    SimConfig {
+        duration_secs,
+        slack_secs,
+        strategies: vec![
+            StrategyKind::RunNow,
+            StrategyKind::FlexibleStart,
+            StrategyKind::PauseAndResume,
+            StrategyKind::OracleFlexibleStart,
+            StrategyKind::OraclePauseAndResume,
+        ],
+        ..base.clone()
+    }
+}
+
+/// One row per source and case, with a progress bar over all their jobs.
+fn paper_rows(sources: &[Source], base: &SimConfig) -> Result<Vec<serde_json::Value>, Failure> {
+    let total: usize = sources
+        .iter()
+        .flat_map(|src| {
+            let truth = Truth {
+                actuals: &src.actuals,
+                vintages: &src.vintages,
+            };
+            paper_cases().into_iter().map(move |(_, d, s)| {
+                sim::submissions(&truth, &paper_config(base, d, s)).map_or(0, |v| v.len())
+            })
+        })
+        .sum();
+    let bar = progress_bar(total as u64, "paper");
     let mut rows = Vec::new();
-    for region in &regions {
-        let src = source(args, region.as_deref(), base.forecast)?;
+    for src in sources {
+        bar.set_message(src.region.clone());
         let truth = Truth {
             actuals: &src.actuals,
             vintages: &src.vintages,
         };
         for (slack_label, d, s) in paper_cases() {
-            let cfg = SimConfig {
-                duration_secs: d,
-                slack_secs: s,
-                strategies: strategies.clone(),
-                ..base.clone()
-            };
-            let report = sim::simulate(&truth, &cfg).map_err(sim_failure)?;
+            let cfg = paper_config(base, d, s);
+            let report = sim::simulate_with_progress(&truth, &cfg, &|| bar.inc(1));
+            let report = report.map_err(|e| {
+                bar.finish_and_clear();
+                sim_failure(e)
+            })?;
             let get = |k: StrategyKind| report.results.iter().find(|r| r.strategy == k);
             let pct = |k| get(k).map_or(f64::NAN, |r| r.savings_pct);
             let misses: usize = report.results.iter().map(|r| r.deadline_misses).sum();
@@ -443,9 +549,22 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
                 "oracle_pause_and_resume_pct": round(pct(StrategyKind::OraclePauseAndResume), 2),
                 "pauses_per_job": get(StrategyKind::PauseAndResume).map_or(0.0, |r| round(r.pauses_per_job, 2)),
                 "deadline_misses": misses,
+                "baseline_gco2_per_kwh": baseline_g_per_kwh(&report, &cfg).map(|b| round(b, 3)),
             }));
         }
     }
+    bar.finish_and_clear();
+    Ok(rows)
+}
+
+/// Whether a paper row's percentages are of a near-zero baseline.
+fn near_zero_row(r: &serde_json::Value) -> bool {
+    r["baseline_gco2_per_kwh"]
+        .as_f64()
+        .is_some_and(|b| b < NEAR_ZERO_G_PER_KWH)
+}
+
+fn paper_render(args: &Args, base: &SimConfig, rows: &[serde_json::Value]) -> String {
     let mut out = String::new();
     let field =
         |r: &serde_json::Value, k: &str| r.get(k).cloned().unwrap_or(serde_json::Value::Null);
@@ -472,9 +591,10 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
                 "oracle_pause_and_resume_pct",
                 "pauses_per_job",
                 "deadline_misses",
+                "baseline_gco2_per_kwh",
             ];
             let _ = writeln!(out, "{}", keys.join(","));
-            for r in &rows {
+            for r in rows {
                 let cells: Vec<String> = keys
                     .iter()
                     .map(|k| match field(r, k) {
@@ -498,7 +618,7 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
                 "| zone | job | slack | jobs | flexible-start | pause-and-resume | oracle FS | oracle PR | PR pauses/job | misses |"
             );
             let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
-            for r in &rows {
+            for r in rows {
                 let s = |k: &str| match field(r, k) {
                     serde_json::Value::String(s) => s,
                     serde_json::Value::Number(n) if n.is_f64() => {
@@ -508,8 +628,9 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
                 };
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     s("region"),
+                    if near_zero_row(r) { "*" } else { "" },
                     s("duration"),
                     s("slack"),
                     s("jobs"),
@@ -521,18 +642,60 @@ fn paper(args: &Args, base: SimConfig) -> CliResult {
                     s("deadline_misses")
                 );
             }
+            if rows.iter().any(near_zero_row) {
+                let _ = writeln!(
+                    out,
+                    "* run-now averaged under {NEAR_ZERO_G_PER_KWH} gCO2eq/kWh there: its savings are percentages of a near-zero total (see data/README.md)"
+                );
+            }
             if args.trace.is_none() {
                 let _ = writeln!(out, "data: {}", data::ATTRIBUTION);
             }
         }
     }
-    print!("{out}");
+    out
+}
+
+/// Refuses a `--plot` path that cannot be written, before the simulation runs.
+fn check_plot_path(path: &Path) -> CliResult {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(Failure::input(format!(
+            "--plot {shown}: is a directory; give a file name such as {}",
+            path.join("job.svg").display()
+        )));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(Failure::input(format!(
+            "--plot {shown}: cannot write the plot there: directory {} does not exist",
+            dir.display()
+        )));
+    }
     Ok(())
 }
 
-/// SVG of job `n`: actual intensity over its window and one bar row per strategy showing
-/// when it ran.
-fn plot(path: &PathBuf, n: usize, src: &Source, report: &SimReport) -> CliResult {
+/// A failed write of the plot: the path is bad input (exit 2) when the system refuses it
+/// as such (missing directory, permissions, read-only), any other I/O failure exits 1.
+fn plot_write_failure(path: &Path, e: std::io::Error) -> Failure {
+    use std::io::ErrorKind as K;
+    let msg = format!("--plot {}: cannot write the plot: {e}", path.display());
+    match e.kind() {
+        K::NotFound
+        | K::PermissionDenied
+        | K::IsADirectory
+        | K::NotADirectory
+        | K::ReadOnlyFilesystem => Failure::input(msg),
+        _ => Failure::runtime(msg),
+    }
+}
+
+/// SVG of job `n`: the actual intensity over its window in the upper panel, and below it
+/// one labelled row per strategy with bars where it ran; written to `path`.
+fn plot(path: &Path, n: usize, src: &Source, cfg: &SimConfig, report: &SimReport) -> CliResult {
     let Some(first) = report.results.first() else {
         return Err(Failure::input("--plot needs at least one strategy"));
     };
@@ -542,116 +705,176 @@ fn plot(path: &PathBuf, n: usize, src: &Source, report: &SimReport) -> CliResult
             first.jobs.len()
         )));
     };
-    let (start, deadline) = (job.submitted, job.deadline);
-    let margin =
-        TimeDelta::seconds(((deadline - start).num_seconds() / 20).max(src.actuals.step_secs()));
-    let (from, to) = (start - margin, deadline + margin);
+    let margin = TimeDelta::seconds(
+        ((job.deadline - job.submitted).num_seconds() / 20).max(src.actuals.step_secs()),
+    );
     let window = src
         .actuals
-        .slice(from, to)
+        .slice(job.submitted - margin, job.deadline + margin)
         .ok_or_else(|| Failure::runtime("no data to plot for this job"))?;
+    let title = format!(
+        "{}: job {n} submitted {} UTC ({} of work, deadline {} UTC), forecast {}",
+        src.region,
+        job.submitted.format("%Y-%m-%d %H:%M"),
+        format_secs(job_work(job)),
+        job.deadline.format("%Y-%m-%d %H:%M"),
+        cfg.forecast.name()
+    );
+    let mut svg = String::new();
+    draw_plot(&mut svg, &title, n, job, &window, cfg, report)
+        .map_err(|e| Failure::runtime(format!("cannot draw the plot: {e}")))?;
+    std::fs::write(path, svg).map_err(|e| plot_write_failure(path, e))
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(120, 120, 120),
+    RGBColor(230, 140, 20),
+    RGBColor(30, 150, 60),
+    RGBColor(150, 60, 180),
+    RGBColor(240, 190, 60),
+    RGBColor(20, 110, 200),
+];
+
+fn draw_plot(
+    svg: &mut String,
+    title: &str,
+    n: usize,
+    job: &sim::JobRun,
+    window: &Series,
+    cfg: &SimConfig,
+    report: &SimReport,
+) -> DrawResult {
+    let rows = report.results.len();
+    let lower = 60 + 30 * rows as u32;
+    let root = SVGBackend::with_string(svg, (1000, 380 + lower)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 16))?;
+    let (upper, below) = root.split_vertically(root.dim_in_pixel().1 - lower);
+    let start = job.submitted;
     let h = |t: DateTime<Utc>| (t - start).num_seconds() as f64 / 3600.0;
+    let x = h(window.start())..h(window.end());
+    let (sub, dl) = (0.0, h(job.deadline));
     // Headroom for the legend above the curve.
     let ymax = window.values().iter().cloned().fold(1.0, f64::max) * 1.4;
-    let rows = report.results.len() as f64;
-    let band = ymax * 0.06;
-    let ymin = -band * (rows + 0.5);
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (1000, 420 + 24 * report.results.len() as u32))
-            .into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "{}: job {n} submitted {} ({} of work, deadline {})",
-                    src.region,
-                    start.format("%Y-%m-%d %H:%M UTC"),
-                    format_secs(job_work(job)),
-                    deadline.format("%Y-%m-%d %H:%M")
-                ),
-                ("sans-serif", 16),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(h(from)..h(to), ymin..ymax)?;
-        chart
-            .configure_mesh()
-            .x_desc("hours since submission")
-            .y_desc("gCO2eq/kWh (actual)")
-            // The strategy bars live below zero; those axis values mean nothing.
-            .y_label_formatter(&|y| {
-                if *y < 0.0 {
-                    String::new()
-                } else {
-                    format!("{y:.0}")
-                }
-            })
-            .draw()?;
-        let pts: Vec<(f64, f64)> = window
-            .values()
-            .iter()
-            .enumerate()
-            .flat_map(|(i, v)| {
-                let a = h(window.slot_start(i));
-                let b = a + window.step_secs() as f64 / 3600.0;
-                [(a, *v), (b, *v)]
-            })
-            .collect();
-        let line = |c: RGBColor| {
-            move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2))
-        };
-        chart
-            .draw_series(LineSeries::new(pts, BLACK.stroke_width(2)))?
-            .label("actual intensity")
-            .legend(line(BLACK));
-        let d = h(deadline);
-        chart
-            .draw_series(LineSeries::new(
-                vec![(d, ymin), (d, ymax)],
-                RED.stroke_width(1),
-            ))?
-            .label("deadline")
-            .legend(line(RED));
-        chart
-            .draw_series(LineSeries::new(
-                vec![(0.0, ymin), (0.0, ymax)],
-                BLUE.stroke_width(1),
-            ))?
-            .label("submitted")
-            .legend(line(BLUE));
-        let palette = [
-            RGBColor(120, 120, 120),
-            RGBColor(230, 140, 20),
-            RGBColor(30, 150, 60),
-            RGBColor(150, 60, 180),
-            RGBColor(240, 190, 60),
-            RGBColor(20, 110, 200),
-        ];
-        for (i, r) in report.results.iter().enumerate() {
-            let Some(j) = r.jobs.get(n) else { continue };
-            let color = palette[i % palette.len()];
-            let y1 = -band * (i as f64 + 0.15);
-            let y0 = -band * (i as f64 + 0.85);
-            chart
-                .draw_series(j.runs.iter().map(|iv| {
-                    Rectangle::new([(h(iv.start), y0), (h(iv.end), y1)], color.filled())
-                }))?
-                .label(format!("{} ({:.0} g)", r.strategy.name(), j.emissions_g))
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
-        root.present()?;
-        Ok(())
+    let mut chart = ChartBuilder::on(&upper)
+        .margin(12)
+        .x_label_area_size(28)
+        .y_label_area_size(200)
+        .build_cartesian_2d(x.clone(), 0.0..ymax)?;
+    chart
+        .configure_mesh()
+        .y_desc("actual intensity, gCO2eq/kWh")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()?;
+    let pts: Vec<(f64, f64)> = (0..window.len())
+        .flat_map(|i| {
+            let a = h(window.slot_start(i));
+            let v = window.values()[i];
+            [(a, v), (a + window.step_secs() as f64 / 3600.0, v)]
+        })
+        .collect();
+    let line = |c: RGBColor| {
+        move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2))
     };
-    draw().map_err(|e| Failure::runtime(format!("cannot write plot {}: {e}", path.display())))
+    chart
+        .draw_series(LineSeries::new(pts, BLACK.stroke_width(2)))?
+        .label("actual intensity")
+        .legend(line(BLACK));
+    for (at, colour, label) in [(dl, RED, "deadline"), (sub, BLUE, "submitted")] {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(at, 0.0), (at, ymax)],
+                colour.stroke_width(1),
+            ))?
+            .label(label)
+            .legend(line(colour));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    draw_strategy_rows(&below, x, (sub, dl), n, cfg, report, &h)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The lower panel: one row per strategy (named, with the job's emissions), a bar where it
+/// ran, on the same hour axis as the intensity above.
+fn draw_strategy_rows<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    x: std::ops::Range<f64>,
+    (sub, dl): (f64, f64),
+    n: usize,
+    cfg: &SimConfig,
+    report: &SimReport,
+    h: &dyn Fn(DateTime<Utc>) -> f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let rows = report.results.len() as i32;
+    let labels: Vec<String> = report
+        .results
+        .iter()
+        .map(|r| {
+            let g = r.jobs.get(n).map_or(f64::NAN, |j| j.emissions_g);
+            format!("{} ({g:.0} g)", r.strategy.name())
+        })
+        .collect();
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .margin_top(0)
+        .x_label_area_size(36)
+        .y_label_area_size(200)
+        .build_cartesian_2d(x, (0..rows).into_segmented())?;
+    // Row 0 at the top: the first strategy reported.
+    let row_of = |i: usize| rows - 1 - i as i32;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc("hours since submission (UTC times in the title)")
+        .y_desc(format!("when each ran, emissions at {} kW", cfg.power_kw))
+        .y_labels(rows as usize)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(k) => usize::try_from(rows - 1 - *k)
+                .ok()
+                .and_then(|i| labels.get(i).cloned())
+                .unwrap_or_default(),
+            _ => String::new(),
+        })
+        .draw()?;
+    for (i, r) in report.results.iter().enumerate() {
+        let Some(j) = r.jobs.get(n) else { continue };
+        let colour = PALETTE[i % PALETTE.len()];
+        let y = row_of(i);
+        chart.draw_series(j.runs.iter().map(|iv| {
+            let mut bar = Rectangle::new(
+                [
+                    (h(iv.start), SegmentValue::Exact(y)),
+                    (h(iv.end), SegmentValue::Exact(y + 1)),
+                ],
+                colour.filled(),
+            );
+            bar.set_margin(5, 5, 0, 0);
+            bar
+        }))?;
+    }
+    for (at, colour) in [(dl, RED), (sub, BLUE)] {
+        chart.draw_series(LineSeries::new(
+            vec![
+                (at, SegmentValue::Exact(0)),
+                (at, SegmentValue::Exact(rows)),
+            ],
+            colour.stroke_width(1),
+        ))?;
+    }
+    Ok(())
 }
 
 fn job_work(job: &sim::JobRun) -> i64 {

@@ -307,22 +307,82 @@ fn net(problem: &Problem, blocks: &Blocks) -> i64 {
         .saturating_mul(problem.pauses(blocks))
 }
 
-/// The least `lambda` (by bisection) whose schedule holds the work, for a pause price.
-/// Also returns the schedule at the highest price found short of the work, whose
-/// extension often beats trimming the other across the jump (the duality gap).
-fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Option<Blocks>)> {
+/// What [`for_mu`] found for one pause price.
+struct MuSolution {
+    /// The schedule at the least work price found that holds the work.
+    best: Blocks,
+    /// The schedule at the highest price found short of the work, whose extension often
+    /// beats trimming `best` across the jump (the duality gap).
+    short: Option<Blocks>,
+    /// The work price of `best`: the next pause price's search starts from it.
+    lambda: f64,
+}
+
+/// The bracket `[lo, hi]` of the least work price holding the work, from a `hint` (the
+/// price found for a nearby pause price): probes around it with widening steps instead of
+/// bisecting the whole range from scratch. Returns (lo, hi, best, short).
+fn bracket_from(
+    dp: &mut Dp<'_>,
+    mu: f64,
+    (lo0, hi0): (f64, f64),
+    hint: f64,
+) -> Option<(f64, f64, Blocks, Option<Blocks>)> {
+    let problem = dp.problem;
+    let holds = |b: &Blocks| net(problem, b) >= problem.work;
+    let b = dp.solve(hint, mu)?;
+    let mut delta = (hi0 - lo0).abs().max(1.0) / 256.0;
+    if holds(&b) {
+        let (mut hi, mut best) = (hint, b);
+        loop {
+            let lo = (hi - delta).max(lo0);
+            let b = dp.solve(lo, mu)?;
+            if !holds(&b) {
+                return Some((lo, hi, best, Some(b)));
+            }
+            (hi, best) = (lo, b);
+            if lo <= lo0 {
+                return Some((lo0, hi, best, None));
+            }
+            delta *= 4.0;
+        }
+    }
+    let (mut lo, mut short) = (hint, b);
+    for _ in 0..12 {
+        let hi = if lo + delta >= hi0 {
+            hi0.max(lo + delta)
+        } else {
+            lo + delta
+        };
+        let b = dp.solve(hi, mu)?;
+        if holds(&b) {
+            return Some((lo, hi, b, Some(short)));
+        }
+        (lo, short) = (hi, b);
+        delta *= 4.0;
+    }
+    None
+}
+
+/// The least `lambda` (by bisection) whose schedule holds the work, for a pause price,
+/// searched from `hint` when given (see [`bracket_from`]), else over `[lo0, hi0]`.
+fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64, hint: Option<f64>) -> Option<MuSolution> {
     let problem = dp.problem;
     let (mut lo, mut hi) = (lo0, hi0);
     let mut best: Option<Blocks> = None;
     let mut short: Option<Blocks> = None;
-    for _ in 0..8 {
-        let b = dp.solve(hi, mu)?;
-        if net(problem, &b) >= problem.work {
-            best = Some(b);
-            break;
+    if let Some(h) = hint.filter(|h| h.is_finite()) {
+        let (l, h, b, s) = bracket_from(dp, mu, (lo0, hi0), h.clamp(lo0, hi0))?;
+        (lo, hi, best, short) = (l, h, Some(b), s);
+    } else {
+        for _ in 0..8 {
+            let b = dp.solve(hi, mu)?;
+            if net(problem, &b) >= problem.work {
+                best = Some(b);
+                break;
+            }
+            lo = hi;
+            hi = hi * 2.0 + 1.0;
         }
-        lo = hi;
-        hi = hi * 2.0 + 1.0;
     }
     let mut best = best?;
     let mut best_surplus = net(problem, &best) - problem.work;
@@ -353,7 +413,11 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64) -> Option<(Blocks, Optio
             short = Some(b);
         }
     }
-    Some((best, short))
+    Some(MuSolution {
+        best,
+        short,
+        lambda: hi,
+    })
 }
 
 /// Grows a schedule short of work by the cheapest admissible edge extensions: a run may
@@ -453,11 +517,18 @@ fn extend(
 
 /// Trims the surplus of a whole-slot schedule where it is dearest: repeatedly cut the
 /// dearest edge slot of any run (a non-final run keeps at least `min_run`, the final one at
-/// least a millisecond; the current run is never cut at its start; runs never vanish, so
-/// the pause count and hence the work needed stay put).
+/// least a second; the current run is never cut at its start). Runs never vanish, so the
+/// pause count and hence the work needed stay put, with one exception that keeps them put
+/// too: the current run, followed by another, goes whole when the surplus holds it and it
+/// is the edge to cut (pausing now instead of after it: the same pauses). On a tie the
+/// current run is kept: running now rather than later.
+///
+/// Cutting the current run down to a one-second sliver instead would plan "pause in one
+/// second" at every decision without ever pausing: an operator re-planning at each
+/// transition would look at the job every second (what made `simulate --max-pauses 3`
+/// take 86 times as long).
 fn trim(grid: &Grid, problem: &Problem, mut blocks: Blocks, visits: &mut usize) -> Blocks {
     let mut surplus = net(problem, &blocks) - problem.work;
-    let nb = blocks.len();
     // Each cut removes at least one slot's part; a surplus left after EDGE_STEPS cuts (or
     // once the decision's EDGE_VISITS are spent) only means the job is planned more
     // runtime than it needs (still valid).
@@ -465,13 +536,18 @@ fn trim(grid: &Grid, problem: &Problem, mut blocks: Blocks, visits: &mut usize) 
         if surplus <= 0 {
             break;
         }
+        let nb = blocks.len();
         let Some(left) = visits.checked_sub(nb) else {
             break;
         };
         *visits = left;
+        // The current run is looked at last, so that it is only cut when strictly dearer:
+        // on a tie the job keeps running now rather than later.
+        let lead = usize::from(problem.running && blocks.first().is_some_and(|b| b.0 == 0));
         let mut best: Option<(f64, usize, bool, i64)> = None;
-        for (j, &(a, b)) in blocks.iter().enumerate() {
-            let continuing = j == 0 && problem.running && a == 0;
+        for j in (lead..nb).chain(0..lead) {
+            let (a, b) = blocks[j];
+            let continuing = j == 0 && lead == 1;
             // Never leave a sliver: a run shorter than a second is a pointless transition.
             let keep = if j + 1 == nb {
                 1000
@@ -496,6 +572,13 @@ fn trim(grid: &Grid, problem: &Problem, mut blocks: Blocks, visits: &mut usize) 
                 }
             }
         }
+        // Cutting the current run: it goes whole when it may (instead of a sliver).
+        if lead == 1 && best.is_some_and(|x| x.1 == 0) && droppable_lead(problem, &blocks, surplus)
+        {
+            surplus -= blocks[0].1;
+            blocks.remove(0);
+            continue;
+        }
         let Some((_, j, head, amt)) = best else {
             break;
         };
@@ -509,6 +592,21 @@ fn trim(grid: &Grid, problem: &Problem, mut blocks: Blocks, visits: &mut usize) 
     blocks
 }
 
+/// Whether the current run at the head of `blocks` may go whole: another run follows, the
+/// surplus holds it, and the job may pause now (no run lock, the slack holds the
+/// overhead, the pause after it lasts `min_pause`).
+fn droppable_lead(problem: &Problem, blocks: &Blocks, surplus: i64) -> bool {
+    let (Some(&(a, b)), Some(next)) = (blocks.first(), blocks.get(1)) else {
+        return false;
+    };
+    problem.running
+        && a == 0
+        && b <= surplus
+        && problem.run_lock == 0
+        && problem.can_pause_now()
+        && next.0 >= problem.min_pause.max(1)
+}
+
 /// Candidate schedules from the Lagrangian (the trimmed one that holds the work, and the
 /// extended one from just short of it); the caller validates and keeps the cheapest.
 pub(crate) fn solve(grid: &Grid, problem: &Problem) -> Vec<Blocks> {
@@ -519,7 +617,12 @@ pub(crate) fn solve(grid: &Grid, problem: &Problem) -> Vec<Blocks> {
     let (lo, hi) = (-1.0, vmax + 1.0);
     let mut dp = Dp::new(grid, problem);
     let (mut ext_visits, mut trim_visits) = (EDGE_VISITS, EDGE_VISITS);
-    let Some((best, short)) = for_mu(&mut dp, 0.0, lo, hi) else {
+    let Some(MuSolution {
+        best,
+        short,
+        lambda,
+    }) = for_mu(&mut dp, 0.0, lo, hi, None)
+    else {
         return Vec::new();
     };
     let mut out: Vec<Blocks> = Vec::new();
@@ -533,33 +636,72 @@ pub(crate) fn solve(grid: &Grid, problem: &Problem) -> Vec<Blocks> {
             return out;
         }
     };
-    // Price pauses until few enough remain: the least such price.
-    let scale = (vmax + 1.0) * grid.end().max(1) as f64;
-    let (mut mlo, mut mhi) = (0.0, scale);
+    let found = price_pauses(&mut dp, (lo, hi), lambda, allowed, |s| {
+        if let Some(e) = extend(grid, problem, s, &mut ext_visits) {
+            out.push(e);
+        }
+    });
+    out.extend(found.map(|b| trim(grid, problem, b, &mut trim_visits)));
+    out
+}
+
+/// The schedule at (about) the least pause price that leaves at most `allowed` pauses,
+/// handing each feasible price's short schedule to `short`.
+///
+/// The price is bisected geometrically over `[scale * 1e-6, scale]`, where `scale` is
+/// the most a pause could be worth (the dearest slot over the whole grid): pause prices
+/// that matter are a few slots' worth, far below `scale`, and a geometric bisection
+/// reaches them in a few steps where an arithmetic one spends most of its halvings near
+/// `scale`. A price whose schedule has exactly `allowed` pauses ends the search: every
+/// lower price that is still feasible has the same minimiser (the pause term adds the
+/// same `mu * allowed` to every schedule with that many pauses, and fewer pauses only
+/// get dearer as `mu` falls), so bisecting further would find the same schedule. Each
+/// price's work-price search starts from the previous price's `lambda`
+/// ([`bracket_from`]).
+fn price_pauses(
+    dp: &mut Dp<'_>,
+    (lo, hi): (f64, f64),
+    lambda0: f64,
+    allowed: i64,
+    mut short: impl FnMut(Blocks),
+) -> Option<Blocks> {
+    let problem = dp.problem;
+    let vmax = hi - 1.0;
+    let scale = (vmax + 1.0) * dp.grid.end().max(1) as f64;
+    let (mut mlo, mut mhi) = (scale * 1e-6, scale);
+    let mut lambda = lambda0;
     let mut found = None;
     for _ in 0..14 {
-        let mid = 0.5 * (mlo + mhi);
-        match for_mu(&mut dp, mid, lo, hi) {
-            Some((b, short)) if problem.pauses(&b) <= allowed => {
-                found = Some(b);
-                if let Some(e) = short.and_then(|s| extend(grid, problem, s, &mut ext_visits)) {
-                    out.push(e);
+        let mid = (mlo * mhi).sqrt();
+        match for_mu(dp, mid, lo, hi, Some(lambda)) {
+            Some(sol) if problem.pauses(&sol.best) <= allowed => {
+                let exact = problem.pauses(&sol.best) == allowed;
+                lambda = sol.lambda;
+                found = Some(sol.best);
+                if let Some(s) = sol.short {
+                    short(s);
                 }
                 mhi = mid;
+                if exact {
+                    break;
+                }
             }
             // Out of budget: keep the least price proved feasible so far.
             None if dp.exhausted() => break,
-            _ => mlo = mid,
+            Some(sol) => {
+                lambda = sol.lambda;
+                mlo = mid;
+            }
+            None => mlo = mid,
         }
-        if mhi - mlo <= 1e-4 * scale {
+        if mhi <= mlo * (1.0 + 1e-3) {
             break;
         }
     }
     if found.is_none() {
-        found = for_mu(&mut dp, mhi, lo, hi)
-            .map(|(b, _)| b)
+        found = for_mu(dp, mhi, lo, hi, Some(lambda))
+            .map(|sol| sol.best)
             .filter(|b| problem.pauses(b) <= allowed);
     }
-    out.extend(found.map(|b| trim(grid, problem, b, &mut trim_visits)));
-    out
+    found
 }

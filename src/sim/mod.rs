@@ -183,6 +183,9 @@ pub struct StrategyReport {
 #[derive(Debug, Clone)]
 pub struct SimReport {
     pub jobs: usize,
+    /// Emissions of run-now, g: the baseline every saving is relative to (computed even
+    /// when run-now is not among the reported strategies).
+    pub baseline_g: f64,
     /// In the order of `SimConfig::strategies`.
     pub results: Vec<StrategyReport>,
 }
@@ -272,6 +275,16 @@ fn too_short(actuals: &Series, first: DateTime<Utc>, cfg: &SimConfig) -> String 
 
 /// Runs every job under every strategy.
 pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimError> {
+    simulate_with_progress(truth, cfg, &|| {})
+}
+
+/// [`simulate`], calling `job_done` (from any of the worker threads) each time a job has
+/// been run under every strategy: `submissions(truth, cfg)?.len()` calls in all.
+pub fn simulate_with_progress(
+    truth: &Truth<'_>,
+    cfg: &SimConfig,
+    job_done: &(dyn Fn() + Sync),
+) -> Result<SimReport, SimError> {
     let submits = submissions(truth, cfg)?;
     let forecaster = Forecaster::new(
         truth.actuals,
@@ -291,7 +304,7 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
         .iter()
         .map(|k| (*k, Vec::with_capacity(submits.len())))
         .collect();
-    for chunk in run_chunks(truth, &forecaster, cfg, &kinds, &submits)? {
+    for chunk in run_chunks(truth, &forecaster, cfg, &kinds, &submits, job_done)? {
         for per_job in chunk {
             for ((_, jobs), run) in runs.iter_mut().zip(per_job) {
                 jobs.push(run);
@@ -331,7 +344,11 @@ pub fn simulate(truth: &Truth<'_>, cfg: &SimConfig) -> Result<SimReport, SimErro
             jobs: jobs.clone(),
         });
     }
-    Ok(SimReport { jobs: n, results })
+    Ok(SimReport {
+        jobs: n,
+        baseline_g: base,
+        results,
+    })
 }
 
 /// Every job under every strategy, the submissions split into one consecutive chunk per
@@ -344,6 +361,7 @@ fn run_chunks(
     cfg: &SimConfig,
     kinds: &[StrategyKind],
     submits: &[DateTime<Utc>],
+    job_done: &(dyn Fn() + Sync),
 ) -> Result<Vec<Vec<Vec<JobRun>>>, SimError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -360,6 +378,7 @@ fn run_chunks(
                 .map(|k| run_job(truth, forecaster, &mut cache, cfg, *k, s))
                 .collect::<Result<Vec<_>, _>>()?;
             out.push(runs);
+            job_done();
         }
         Ok(out)
     };
