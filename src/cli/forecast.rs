@@ -4,7 +4,8 @@
 //! provider reads back.
 //!
 //! The forecast comes through the operator's own [`Cache`] (retries, `Retry-After`, the
-//! `--forecast-fallback` source), built by [`one_shot_cache`], which `plan -f` uses too.
+//! `--forecast-fallback` source), built by `one_shot_cache`, which `plan -f` uses too; bad input fails
+//! whatever the fallback, which stands in for a provider failing at run time.
 //! A one-shot command has no earlier forecast to serve while the provider fails, so
 //! `--forecast-max-age` applies to the forecast the provider answers with: a live
 //! provider's forecast issued longer ago than that is refused like a failure (the fallback

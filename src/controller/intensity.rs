@@ -3,8 +3,9 @@
 //!
 //! [`Feed`] is the narrow interface the reconciler needs: the region's series (observed past
 //! plus forecast) and a provenance label. The operator implements it with the shared
-//! per-region forecast cache (one upstream fetch per region per refresh); `plan -f` and the
-//! reconcile tests with a plain [`ForecastSource`].
+//! per-region forecast cache (one upstream fetch per region per refresh), [`CacheFeed`];
+//! `plan -f` reads the same cache through [`served`], and the reconcile tests use a static
+//! feed.
 
 use std::sync::Arc;
 
