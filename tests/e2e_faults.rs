@@ -481,11 +481,16 @@ async fn no_edit_freezes_a_job() {
     );
     assert!(deadline.status().deadline_missed);
 
-    // The image job still starts in its clean window, with the original image.
+    // The image job still starts in its clean window, with the original image. The window
+    // opens at p + 2 min, and p is up to 90 s away at the start: wait until a minute after
+    // it opens, wherever in the minute the test began.
+    let window = (at(2) - Utc::now()).to_std().unwrap_or_default();
     let image_started = image
-        .wait_for("image job Running", Duration::from_secs(200), |st| {
-            st.start_time.is_some()
-        })
+        .wait_for(
+            "image job Running",
+            window + Duration::from_secs(60),
+            |st| st.start_time.is_some(),
+        )
         .await
         .start_time
         .as_ref()
