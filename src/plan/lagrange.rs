@@ -423,6 +423,12 @@ fn for_mu(dp: &mut Dp<'_>, mu: f64, lo0: f64, hi0: f64, hint: Option<f64>) -> Op
 /// Grows a schedule short of work by the cheapest admissible edge extensions: a run may
 /// grow into a gap while the gap keeps `min_pause`, or swallow the whole gap (one pause,
 /// and its overhead, fewer); never before the pause lock or past the deadline.
+///
+/// A move is priced per ms of the deficit it covers, not per ms it adds: swallowing a
+/// three-slot gap to cover one slot of deficit costs the whole gap for one slot's work.
+/// Priced per ms added, a 20/900 g grid one slot short took the gap at 600 g per slot
+/// over one more 900 g slot, and planned 1,940 g where 1,020 g held the work. The
+/// caller trims any surplus a merge leaves.
 fn extend(
     grid: &Grid,
     problem: &Problem,
@@ -458,7 +464,7 @@ fn extend(
                 }
                 let gain = amt + if merge { problem.pause_overhead } else { 0 };
                 consider((
-                    grid.cost(b, b + amt) / gain.max(1) as f64,
+                    grid.cost(b, b + amt) / gain.min(deficit).max(1) as f64,
                     j,
                     true,
                     amt,
@@ -489,7 +495,7 @@ fn extend(
                 }
                 let gain = amt + if merge { problem.pause_overhead } else { 0 };
                 consider((
-                    grid.cost(a - amt, a) / gain.max(1) as f64,
+                    grid.cost(a - amt, a) / gain.min(deficit).max(1) as f64,
                     j,
                     false,
                     amt,
@@ -627,7 +633,7 @@ pub(crate) fn solve(grid: &Grid, problem: &Problem) -> Vec<Blocks> {
     };
     let mut out: Vec<Blocks> = Vec::new();
     if let Some(b) = short.and_then(|s| extend(grid, problem, s, &mut ext_visits)) {
-        out.push(b);
+        out.push(trim(grid, problem, b, &mut trim_visits));
     }
     let allowed = match problem.allowed {
         Some(a) if problem.pauses(&best) > i64::from(a) => i64::from(a),
@@ -638,7 +644,7 @@ pub(crate) fn solve(grid: &Grid, problem: &Problem) -> Vec<Blocks> {
     };
     let found = price_pauses(&mut dp, (lo, hi), lambda, allowed, |s| {
         if let Some(e) = extend(grid, problem, s, &mut ext_visits) {
-            out.push(e);
+            out.push(trim(grid, problem, e, &mut trim_visits));
         }
     });
     out.extend(found.map(|b| trim(grid, problem, b, &mut trim_visits)));

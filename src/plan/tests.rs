@@ -699,6 +699,37 @@ fn constrained_quality_distribution() {
     assert!(worst <= 1.0 + CONSTRAINED_TOLERANCE, "worst {worst}");
 }
 
+/// One slot short across a duality gap on a spiky grid: the schedule short of the work
+/// (three clean hours, a three-hour pause, three clean hours) grows by one 900 g hour,
+/// not by swallowing the pause (three dearer hours for one hour of work). The optimum
+/// is 1,020 g; running straight through costs 1,900 g.
+#[test]
+fn extension_prices_the_deficit_it_covers() {
+    let inst = SmallInstance {
+        values: vec![
+            20.0, 20.0, 20.0, 900.0, 900.0, 20.0, 20.0, 20.0, 20.0, 900.0, 900.0, 20.0,
+        ],
+        work: 7,
+        min_run: 0,
+        min_pause: 3,
+        max_pauses: None,
+        overhead: 0,
+        running_for: None,
+    };
+    let f = Series::new(t0(), 3600, inst.values.clone()).unwrap();
+    let r = small_request(&inst, &f);
+    let p = decide(&r);
+    let (best, _) = brute_force(&inst).unwrap();
+    assert!(check_rules(&p, &r).is_ok(), "{:?}", check_rules(&p, &r));
+    assert!((best - 1020.0).abs() < 1e-9, "optimum {best}");
+    assert!(
+        (p.expected_grams_per_kw - 1020.0).abs() < 1e-6,
+        "{} {:?}",
+        p.expected_grams_per_kw,
+        p.intervals
+    );
+}
+
 /// Measures the constrained planner's worst and mean ratio to the optimum over many
 /// deterministic random instances (`cargo test --lib measure_constrained -- --ignored
 /// --nocapture`); the figures back CONSTRAINED_TOLERANCE.
