@@ -22,8 +22,9 @@
 #      forecast requests, the child Jobs, and the API writes by resource from the
 #      kube-apiserver's apiserver_request_total (before/after); then waits for forecast
 #      refreshes (--refresh) and reports the writes of the replans they trigger (target: no
-#      Job writes, no status writes unless a plan changed or accrual is due;
-#      --status-interval is long by default so no accrual falls in the window).
+#      Job writes, no status writes unless a plan changed or accrual is due); then counts
+#      the writes over a quiet window with the product's default --status-interval
+#      (target: none from jobs that wait).
 #
 # A measurement, not a test: it exits non-zero only when the setup or the measuring fails
 # (2 for a bad argument). Not run in CI. Everything it started is stopped on exit (operator,
@@ -34,7 +35,9 @@
 #   --chunk N             objects per batch, created one after the other (default 500)
 #   --parallel N          batches created concurrently (default 2)
 #   --refresh DUR         operator --forecast-refresh (default 1m)
-#   --status-interval DUR operator --status-interval (default 30m; 5m is the product default)
+#   --status-interval DUR operator --status-interval (default 5m, the product default)
+#   --quiet-window DUR    after the replans, count the writes over DUR (default two status
+#                         intervals and a minute; 0s: not measured)
 #   --converge-timeout S  give up waiting for phases after S seconds (default 1800)
 #   --replans K           refreshes to follow (default 2: the first in detail, then RSS and
 #                         writes of each, to see whether memory keeps growing)
@@ -44,7 +47,8 @@
 # Environment: CARBONSHIFT_SCALE_DIR (work dir, default /tmp/cs-scale), CARBONSHIFT_CLUSTER_DIR
 # (default $CARBONSHIFT_SCALE_DIR/cluster), CARBONSHIFT_CLUSTER_PORT_BASE (default 43000),
 # CARBONSHIFT_SCALE_METRICS_PORT (operator metrics, default 43080), CARBONSHIFT_BIN (use this
-# binary instead of $CARGO_TARGET_DIR/release/carbonshift, no build), CARGO_TARGET_DIR.
+# binary instead of $CARGO_TARGET_DIR/release/carbonshift, no build), CARGO_TARGET_DIR,
+# CARBONSHIFT_SCALE_WRAP (run the operator under this command, e.g. "heaptrack -o FILE").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,10 +57,11 @@ N=10000
 CHUNK=500
 PARALLEL=2
 REFRESH=1m
-STATUS_INTERVAL=30m
+STATUS_INTERVAL=5m
 CONVERGE_TIMEOUT=1800
 REPLAN=1
 REPLANS=2
+QUIET_WINDOW=
 KEEP_CLUSTER=0
 while (($#)); do
   case $1 in
@@ -65,6 +70,7 @@ while (($#)); do
     --parallel) PARALLEL=$2; shift 2 ;;
     --refresh) REFRESH=$2; shift 2 ;;
     --status-interval) STATUS_INTERVAL=$2; shift 2 ;;
+    --quiet-window) QUIET_WINDOW=$2; shift 2 ;;
     --converge-timeout) CONVERGE_TIMEOUT=$2; shift 2 ;;
     --no-replan) REPLAN=0; shift ;;
     --replans) REPLANS=$2; shift 2 ;;
@@ -103,6 +109,7 @@ MEASURE_ARGS=(-n "$N" --chunk "$CHUNK" --parallel "$PARALLEL" --refresh "$REFRES
   --status-interval "$STATUS_INTERVAL" --converge-timeout "$CONVERGE_TIMEOUT" --replans "$REPLANS"
   --namespace "$NS")
 ((REPLAN)) || MEASURE_ARGS+=(--no-replan)
+[[ -z $QUIET_WINDOW ]] || MEASURE_ARGS+=(--quiet-window "$QUIET_WINDOW")
 "$MEASURE" "${MEASURE_ARGS[@]}" --check-args || exit 2
 
 RUN=$WORK/run-$(date -u +%Y%m%dT%H%M%SZ)
@@ -170,9 +177,22 @@ NS_CREATED=1
 
 (exec 3<> "/dev/tcp/127.0.0.1/$METRICS_PORT") 2> /dev/null && die "port $METRICS_PORT is taken"
 log "starting the operator: $BIN run --leader-election false --region DE --forecast-refresh $REFRESH --status-interval $STATUS_INTERVAL"
-"$BIN" run --leader-election false --region DE --metrics-addr "127.0.0.1:$METRICS_PORT" \
+# CARBONSHIFT_SCALE_WRAP: a command the operator runs under, e.g. "heaptrack -o $RUN/heap"
+# (a heap profile); the operator's own pid is then looked up under it.
+read -r -a WRAP <<< "${CARBONSHIFT_SCALE_WRAP:-}"
+"${WRAP[@]}" "$BIN" run --leader-election false --region DE --metrics-addr "127.0.0.1:$METRICS_PORT" \
   --forecast-refresh "$REFRESH" --status-interval "$STATUS_INTERVAL" > "$RUN/operator.log" 2>&1 &
 OP_PID=$!
+if ((${#WRAP[@]})); then
+  WRAP_PID=$OP_PID
+  for _ in $(seq 40); do
+    OP_PID=$(pgrep -n -f "^$BIN run --leader-election false" || true)
+    [[ -n $OP_PID ]] && break
+    sleep 0.25
+  done
+  [[ -n $OP_PID ]] || die "no operator process under ${WRAP[*]}"
+  log "operator pid $OP_PID under ${WRAP[*]} (pid $WRAP_PID)"
+fi
 for _ in $(seq 60); do
   curl -fsS "$METRICS/readyz" > /dev/null 2>&1 && break
   kill -0 "$OP_PID" 2> /dev/null || die "the operator exited (see $RUN/operator.log)"

@@ -155,3 +155,10 @@ fn figures() {
     );
     assert_eq!(status_changes(&a, &a), "(none)");
 }
+
+#[test]
+fn rates_per_hour() {
+    assert_eq!(per_hour(20, 660.0), 20.0 * 3600.0 / 660.0);
+    assert_eq!(per_hour(0, 660.0), 0.0);
+    assert_eq!(per_hour(5, 0.0), 0.0);
+}

@@ -43,10 +43,12 @@
 //! operator that wrote it did, from `pauses` and `runningSince`. So a restarted operator
 //! rebuilds the same ledger from the status alone.
 //!
-//! The accrued status is *written* only when something else changed, or when
-//! `lastAccountedTime` is older than the persist interval: a crash then loses nothing (the
-//! next operator integrates from the persisted instant), and the status shown to users is
-//! at most one interval behind.
+//! The accrued status is *written* only when something else changed, or, while the job
+//! runs, when `lastAccountedTime` is older than the persist interval: a crash then loses
+//! nothing (the next operator integrates from the persisted instant), and the status shown
+//! to users is at most one interval behind. A job that waits or is paused accrues nothing
+//! (see [`persist_and_requeue`]), so it writes nothing until it transitions: its
+//! `lastAccountedTime` and `currentIntensity` stay those of its last write.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::batch::v1::Job;
@@ -423,25 +425,32 @@ fn settle_finished(
 }
 
 /// The earliest instant whose intensities the next accrual of `st` may need: the start
-/// of its oldest span still owed, the last accounted instant, and where the run-now
-/// baseline continues (`created + work`). The operator asks its provider's history back
-/// to it when the live data does not reach that far.
+/// of its oldest span still owed and, while the job runs, where its accrual continues (the
+/// last accounted instant, or the run's start if later) and where the run-now baseline
+/// continues (`created + work`). A job that is not running accrues nothing (see
+/// [`persist_and_requeue`]): its `lastAccountedTime` may be days old and needs nothing.
+/// The operator asks its provider's history back to it when the live data does not reach
+/// that far.
 pub fn needed_since(caj: &CarbonAwareJob, now: DateTime<Utc>) -> DateTime<Utc> {
     let created = super::validate::created_at(caj, now);
     let st = caj.status_or_default();
-    let accounted = st
-        .last_accounted_time
-        .as_ref()
-        .map(time::from_time)
-        .unwrap_or(created);
-    let work = (st.runtime_seconds - st.restore_seconds.unwrap_or(0)).max(0);
-    let baseline = created + TimeDelta::seconds(work.min(crate::api::MAX_SCHEDULE_SPAN_SECS));
+    let running = st.running_since.as_ref().map(|since| {
+        let accounted = st
+            .last_accounted_time
+            .as_ref()
+            .map(time::from_time)
+            .unwrap_or(created)
+            .max(time::from_time(since));
+        let work = (st.runtime_seconds - st.restore_seconds.unwrap_or(0)).max(0);
+        let baseline = created + TimeDelta::seconds(work.min(crate::api::MAX_SCHEDULE_SPAN_SECS));
+        accounted.min(baseline)
+    });
     st.unaccounted
         .iter()
         .map(|o| o.start)
-        .chain([accounted, baseline])
+        .chain(running)
         .min()
-        .unwrap_or(accounted)
+        .unwrap_or(now)
 }
 
 /// Records what the child Job shows now while the CarbonAwareJob runs: `readyPods` (the
@@ -1185,9 +1194,17 @@ fn recreated_event(
     });
 }
 
-/// Step "persist and requeue": write the status on a material change, a transition, or
-/// when the ledger was last persisted `persist_every` ago; look again at the next planned
-/// transition, the next persist, or within a minute without intensities.
+/// Step "persist and requeue": write the status on a material change or a transition; a
+/// running job also when its ledger was last persisted `persist_every` ago, a job not
+/// running (waiting or paused) also when grams it owed were settled. Look again at the
+/// next planned transition, the next persist, or within a minute without intensities.
+///
+/// A job that is not running accrues nothing but `lastAccountedTime`: no runtime, so no
+/// energy, no emissions and no baseline (the run-now baseline covers `[created, created +
+/// work)`, and the work does not grow). Its ledger at any later instant is the persisted
+/// one, so rewriting it at every interval would say nothing (at 10,000 waiting jobs and
+/// the default 5 minutes, 33 writes a second); a restarted operator accrues the same
+/// nothing from the older `lastAccountedTime`.
 fn persist_and_requeue(
     obs: &Observed<'_>,
     old: &CarbonAwareJobStatus,
@@ -1196,13 +1213,14 @@ fn persist_and_requeue(
     d: &Decision,
     now: DateTime<Utc>,
 ) -> (bool, TimeDelta) {
+    let running = st.running_since.is_some();
     let last_written = old.last_accounted_time.as_ref().map(time::from_time);
-    let stale = last_written.is_none_or(|t| now - t >= obs.persist_every);
-    let write = transition.is_some() || stale || material(st) != material(old);
-    let persisted_at = if write {
-        now
-    } else {
-        last_written.unwrap_or(now)
+    let due = running && last_written.is_none_or(|t| now - t >= obs.persist_every);
+    let settled = !running && st.unaccounted != old.unaccounted;
+    let write = transition.is_some() || due || settled || material(st) != material(old);
+    let persisted_at = match last_written {
+        Some(t) if running && !write => t,
+        _ => now,
     };
     let mut requeue = obs.persist_every - (now - persisted_at);
     if let Some(t) = d.next() {

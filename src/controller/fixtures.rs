@@ -289,6 +289,12 @@ impl ApiServer {
 
     /// Expects a server-side apply of the status; returns the status written.
     pub async fn apply_status(&mut self, c: &CarbonAwareJob) -> CarbonAwareJobStatus {
+        let rv = c.metadata.resource_version.clone().unwrap_or_default();
+        self.apply_status_to(c, &rv).await
+    }
+
+    /// [`ApiServer::apply_status`], answering with the object at `resourceVersion` `rv`.
+    pub async fn apply_status_to(&mut self, c: &CarbonAwareJob, rv: &str) -> CarbonAwareJobStatus {
         let call = self
             .expect_patch(
                 "/apis/carbonshift.io/v1alpha1/namespaces/ml/carbonawarejobs/train/status?",
@@ -304,6 +310,7 @@ impl ApiServer {
             serde_json::from_value(call.body["status"].clone()).unwrap();
         let mut obj = serde_json::to_value(c).unwrap();
         obj["status"] = call.body["status"].clone();
+        obj["metadata"]["resourceVersion"] = json!(rv);
         call.reply(200, &obj);
         status
     }

@@ -64,7 +64,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use thiserror::Error;
@@ -77,6 +77,7 @@ pub mod build;
 pub mod intensity;
 pub mod leader;
 pub mod server;
+pub mod store;
 pub mod validate;
 
 #[cfg(test)]
@@ -153,6 +154,9 @@ pub struct Context {
     /// Checked before every write: a leader whose Lease may have passed to another replica
     /// writes nothing (see [`leader::Fence`]).
     pub fence: Arc<leader::Fence>,
+    /// The cached versions older than this process's own last status writes: a reconcile
+    /// on one writes nothing (see [`store::OwnWrites`]).
+    pub own_writes: Arc<store::OwnWrites>,
 }
 
 impl Context {
@@ -187,6 +191,7 @@ impl Context {
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
             jobs: std::sync::OnceLock::new(),
             fence: Arc::new(leader::Fence::unfenced()),
+            own_writes: Arc::default(),
         }
     }
 
@@ -226,6 +231,14 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         // The child Job goes with it through garbage collection; nothing to do.
         return Ok(Action::await_change());
     }
+    if ctx.own_writes.behind(&caj) {
+        // The cache has not yet seen this process's last status write: the watch event
+        // that delivers it triggers the next reconcile (the requeue is only a fallback).
+        tracing::debug!(namespace = %ns, name = %caj.name_any(), resource_version = caj.resource_version(),
+            "cached copy older than the last status write: waiting for the watch");
+        return Ok(Action::requeue(OWN_WRITE_RECHECK));
+    }
+    let cached_rv = caj.resource_version();
     let api = Apis {
         jobs: Api::namespaced(ctx.client.clone(), &ns),
         cajs: Api::namespaced(ctx.client.clone(), &ns),
@@ -245,10 +258,18 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         persist_every: ctx.persist_every,
         deadline_margin: ctx.deadline_margin,
     });
-    let Some(out) = write(&ctx, &api, &caj, child.as_ref(), out, now).await? else {
+    let Some((out, written_rv)) = write(&ctx, &api, &caj, child.as_ref(), out, now).await? else {
         // The status changed since it was read: decide again on the newer object.
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
+    if let Some(uid) = caj.uid() {
+        ctx.own_writes.record(
+            &uid,
+            cached_rv.as_deref(),
+            caj.resource_version().as_deref(),
+            written_rv.as_deref(),
+        );
+    }
     // Metrics and Events only after the status that records them is persisted, so a
     // transition or completion is never counted twice.
     count(&ctx.metrics, &ns, &out);
@@ -258,6 +279,10 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         None => Action::await_change(),
     })
 }
+
+/// When a reconcile on a cached copy older than its own last write looks again, should the
+/// watch event that delivers the write not come.
+const OWN_WRITE_RECHECK: Duration = Duration::from_secs(5);
 
 /// The namespaced APIs of one reconcile.
 struct Apis {
@@ -337,7 +362,8 @@ async fn region_and_intensities(
 /// Makes the writes `out` asks for, in order: create the child Job, flip its `suspend`,
 /// write the status (on condition of the `resourceVersion` read), release the finalizer
 /// once the outcome is recorded. Each first checks the leader fence. Returns the outcome
-/// as written (a child Job the API server refuses turns it into `InvalidSpec`), or `None`
+/// as written (a child Job the API server refuses turns it into `InvalidSpec`) with the
+/// `resourceVersion` the status write produced (none without a status write), or `None`
 /// when the status changed since it was read: then nothing is counted or announced.
 async fn write(
     ctx: &Context,
@@ -346,7 +372,7 @@ async fn write(
     child: Option<&Job>,
     mut out: Outcome,
     now: DateTime<Utc>,
-) -> Result<Option<Outcome>, Error> {
+) -> Result<Option<(Outcome, Option<String>)>, Error> {
     let name = caj.name_any();
     if let Some(job) = &out.job {
         ctx.may_write()?;
@@ -380,10 +406,11 @@ async fn write(
         phase = ?out.status.phase, write = out.write_status, release = out.release_finalizer,
         child = child.is_some(), "reconciled"
     );
+    let mut written_rv = None;
     if out.write_status {
         ctx.may_write()?;
         match write_status(&api.cajs, caj, &out.status).await {
-            Ok(()) => {}
+            Ok(rv) => written_rv = rv,
             // Most often: the cache did not yet show this operator's own last write.
             Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {
                 tracing::debug!(namespace = caj.namespace(), name = %name, "status changed since read: retrying");
@@ -396,7 +423,7 @@ async fn write(
         ctx.may_write()?;
         release_finalizer(&api.jobs, job).await?;
     }
-    Ok(Some(out))
+    Ok(Some((out, written_rv)))
 }
 
 /// Counts what the written outcome records.
@@ -501,12 +528,13 @@ async fn restore_totals(api: &Api<CarbonAwareJob>, m: &Metrics) -> Result<usize,
 
 /// Server-side applies the status, on condition that the object is still the one read
 /// (its `resourceVersion`): a decision taken on a stale copy is refused with 409, so a
-/// transition, completion or Event is never recorded twice.
+/// transition, completion or Event is never recorded twice. Returns the object's new
+/// `resourceVersion`.
 async fn write_status(
     api: &Api<CarbonAwareJob>,
     caj: &CarbonAwareJob,
     status: &CarbonAwareJobStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let mut body = serde_json::json!({
         "apiVersion": CarbonAwareJob::api_version(&()),
         "kind": CarbonAwareJob::kind(&()),
@@ -516,9 +544,10 @@ async fn write_status(
         body["metadata"] = serde_json::json!({ "resourceVersion": rv });
     }
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&caj.name_any(), &pp, &Patch::Apply(&body))
+    let written = api
+        .patch_status(&caj.name_any(), &pp, &Patch::Apply(&body))
         .await?;
-    Ok(())
+    Ok(written.resource_version())
 }
 
 /// Removes [`build::FINALIZER`] from the child Job (a JSON patch that first tests the entry
@@ -590,16 +619,16 @@ pub async fn run(
     }
     // The child Jobs' watch cache: reconciles read the child from it (no GET per
     // reconcile), and every change of a child triggers its owner. Only Jobs carbonshift
-    // created: the label keeps the cache small.
+    // created (the label), trimmed of their pod template and managedFields before they
+    // are stored (see [`store`]).
     let (job_store, job_writer) = reflector::store();
-    let job_events = reflector(
-        job_writer,
-        watcher(
-            jobs,
-            watcher::Config::default().labels(JOB_LABEL).any_semantic(),
-        ),
+    let job_events = watcher(
+        jobs,
+        watcher::Config::default().labels(JOB_LABEL).any_semantic(),
     )
+    .modify(store::trim_job)
     .default_backoff()
+    .reflect(job_writer)
     .touched_objects();
     let _ = ctx.jobs.set(job_store);
     let finished = restore_totals(&cajs, &ctx.metrics).await?;
@@ -607,7 +636,14 @@ pub async fn run(
         finished,
         "totals restored from the finished CarbonAwareJobs"
     );
-    let mut controller = Controller::new(cajs, watcher::Config::default().any_semantic())
+    // The CarbonAwareJobs' cache, trimmed of managedFields and kubectl's last-applied copy.
+    let (caj_store, caj_writer) = reflector::store();
+    let caj_events = watcher(cajs, watcher::Config::default().any_semantic())
+        .modify(store::trim_caj)
+        .default_backoff()
+        .reflect(caj_writer)
+        .applied_objects();
+    let mut controller = Controller::for_stream(caj_events, caj_store)
         .owns_stream(job_events)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.max_concurrent_reconciles),
@@ -619,28 +655,7 @@ pub async fn run(
         });
         controller = controller.reconcile_all_on(trigger);
     }
-    let store = controller.store();
-    let metrics = ctx.metrics.clone();
-    let gauges = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            let mut counts = std::collections::HashMap::new();
-            for caj in store.state() {
-                let phase = caj
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase)
-                    .unwrap_or(Phase::Pending);
-                *counts.entry(phase).or_insert(0i64) += 1;
-            }
-            for p in Phase::ALL {
-                metrics
-                    .jobs
-                    .with_label_values(&[p.as_str()])
-                    .set(counts.get(&p).copied().unwrap_or(0));
-            }
-        }
-    });
+    let gauges = tokio::spawn(keep_gauges(ctx.clone(), controller.store()));
     let sweeper = tokio::spawn(release_orphans(
         ctx.fence.clone(),
         ctx.client.clone(),
@@ -665,8 +680,36 @@ pub async fn run(
     Ok(())
 }
 
-/// How often [`release_orphans`] looks.
-const ORPHAN_SWEEP: Duration = Duration::from_secs(10);
+/// Every 10 s: the jobs-by-phase gauge from the cache, and the expired records of
+/// [`store::OwnWrites`] forgotten.
+async fn keep_gauges(ctx: Arc<Context>, store: Store<CarbonAwareJob>) {
+    let metrics = &ctx.metrics;
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        ctx.own_writes.purge();
+        let mut counts = std::collections::HashMap::new();
+        for caj in store.state() {
+            let phase = caj
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or(Phase::Pending);
+            *counts.entry(phase).or_insert(0i64) += 1;
+        }
+        for p in Phase::ALL {
+            metrics
+                .jobs
+                .with_label_values(&[p.as_str()])
+                .set(counts.get(&p).copied().unwrap_or(0));
+        }
+    }
+}
+
+/// How often [`release_orphans`] looks: well inside the leader's renew deadline (10 s),
+/// so that an operator whose Lease is in a namespace being deleted (it can no longer renew
+/// there) still releases the children the deletion left before it steps down; a look at a
+/// cache of 10,000 Jobs with nothing to release costs a few microseconds.
+const ORPHAN_SWEEP: Duration = Duration::from_secs(2);
 
 /// Releases the finalizer of child Jobs being deleted whose CarbonAwareJob is gone (deleted
 /// with its Jobs garbage-collected: no reconcile runs for an owner that no longer exists;

@@ -217,39 +217,65 @@ fn child_diff_creates_once_and_patches_only_a_differing_suspend() {
 #[test]
 fn persist_and_requeue_bound_the_next_look() {
     let c = caj("PauseAndResume", "2h", json!({}));
-    let old = CarbonAwareJobStatus {
+    let running = CarbonAwareJobStatus {
         last_accounted_time: Some(time::to_time(now() - TimeDelta::minutes(1))),
+        running_since: Some(time::to_time(now() - TimeDelta::minutes(30))),
         ..CarbonAwareJobStatus::default()
     };
     let feed = Intensities::live(series(100.0, &[100.0]), "static".into());
     let o = obs(&c, None, Ok(&feed));
-    // Nothing changed, persisted a minute ago: no write, back at the next persist (4 min)
-    // or the planned transition, whichever is first.
-    let d = decision(
-        Action::Pause,
-        Reason::WaitingForCleanerWindow,
-        Some(at(3)),
-        false,
-    );
+    // Running, nothing changed, persisted a minute ago: no write, back at the next persist
+    // (4 min) or the planned transition, whichever is first.
+    let d = decision(Action::Run, Reason::CleanWindow, Some(at(3)), false);
     assert_eq!(
-        persist_and_requeue(&o, &old, &old, None, &d, now()),
+        persist_and_requeue(&o, &running, &running, None, &d, now()),
         (false, TimeDelta::minutes(3))
     );
-    let d = decision(Action::Pause, Reason::WaitingForCleanerWindow, None, false);
+    let d = decision(Action::Run, Reason::CleanWindow, None, false);
     assert_eq!(
-        persist_and_requeue(&o, &old, &old, None, &d, now()),
+        persist_and_requeue(&o, &running, &running, None, &d, now()),
         (false, TimeDelta::minutes(4))
     );
+    // Running and persisted 5 minutes ago: the accrual is due.
+    let due = CarbonAwareJobStatus {
+        last_accounted_time: Some(time::to_time(now() - TimeDelta::minutes(5))),
+        ..running.clone()
+    };
+    assert_eq!(
+        persist_and_requeue(&o, &due, &due, None, &d, now()),
+        (true, TimeDelta::minutes(5))
+    );
+    // Waiting, last written 3 hours ago: nothing accrued, no write; a full interval on.
+    let waiting = CarbonAwareJobStatus {
+        last_accounted_time: Some(time::to_time(now() - TimeDelta::hours(3))),
+        ..CarbonAwareJobStatus::default()
+    };
+    let d = decision(Action::Pause, Reason::WaitingForCleanerWindow, None, false);
+    assert_eq!(
+        persist_and_requeue(&o, &waiting, &waiting, None, &d, now()),
+        (false, TimeDelta::minutes(5))
+    );
+    // ... unless grams it owed were settled.
+    let owed = CarbonAwareJobStatus {
+        unaccounted: vec![crate::accounting::Owed {
+            to: crate::accounting::OwedTo::Baseline,
+            start: at(-200),
+            end: at(-190),
+            share: 1.0,
+        }],
+        ..waiting.clone()
+    };
+    assert!(persist_and_requeue(&o, &owed, &waiting, None, &d, now()).0);
     // A transition writes, and the next persist is a full interval away.
     let t = Some(Transition::Start);
     assert_eq!(
-        persist_and_requeue(&o, &old, &old, t, &d, now()),
+        persist_and_requeue(&o, &waiting, &waiting, t, &d, now()),
         (true, TimeDelta::minutes(5))
     );
     // Without intensities: within a minute.
     let blind = obs(&c, None, Err("down"));
     assert_eq!(
-        persist_and_requeue(&blind, &old, &old, None, &d, now()).1,
+        persist_and_requeue(&blind, &waiting, &waiting, None, &d, now()).1,
         TimeDelta::minutes(1)
     );
 }

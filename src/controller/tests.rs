@@ -216,6 +216,76 @@ async fn completion_marks_succeeded_and_counts_once() {
     assert_eq!(metrics.emissions.with_label_values(&["ml"]).get(), counted);
 }
 
+/// A reconcile on a cached copy from before this process's own status write (the Job
+/// watch triggered it before the CarbonAwareJob watch delivered the write) sends nothing:
+/// no read, no write, and looks again in 5 s; the copy with the write decides as usual.
+#[tokio::test]
+async fn a_cached_copy_older_than_the_own_write_writes_nothing() {
+    let s = series(
+        500.0,
+        &[500.0, 500.0, 500.0, 500.0, 500.0, 500.0, 50.0, 50.0],
+    );
+    let (ctx, api) = context(s, 0);
+    let c = caj("PauseAndResume", "2h", json!({}));
+    let mut written = None;
+    let action = run(&c, ctx.clone(), api, |mut api| {
+        let c = c.clone();
+        let written = &mut written;
+        async move {
+            api.get_child(None).await;
+            api.get_caj(&c).await;
+            api.apply_child().await;
+            *written = Some(api.apply_status_to(&c, "8").await);
+        }
+    })
+    .await;
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(300))
+    );
+    let st = written.unwrap();
+    assert_eq!(st.phase, Some(Phase::Waiting));
+
+    // The same cached copy (resourceVersion 7) again: no API call at all.
+    let sharing = |writes: &Arc<super::store::OwnWrites>| {
+        let (ctx, api) = context(
+            series(
+                500.0,
+                &[500.0, 500.0, 500.0, 500.0, 500.0, 500.0, 50.0, 50.0],
+            ),
+            0,
+        );
+        let ctx = Arc::new(super::Context {
+            own_writes: writes.clone(),
+            ..Arc::try_unwrap(ctx).ok().unwrap()
+        });
+        (ctx, api)
+    };
+    let (ctx2, api2) = sharing(&ctx.own_writes);
+    let action = run(&c, ctx2, api2, |_| async {}).await;
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(5))
+    );
+
+    // The copy with the write (8): decided on, and nothing to write.
+    let mut fresh = with_status(c.clone(), st);
+    fresh.metadata.resource_version = Some("8".into());
+    let ch = child(&fresh, true, None);
+    let (ctx3, api3) = sharing(&ctx.own_writes);
+    let action = run(&fresh, ctx3, api3, |mut api| {
+        let ch = ch.clone();
+        async move {
+            api.get_child(Some(&ch)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(300))
+    );
+}
+
 #[tokio::test]
 async fn failure_marks_failed_with_a_warning() {
     let (ctx, api) = context(series(100.0, &[100.0; 4]), 0);
@@ -431,11 +501,29 @@ async fn nothing_changed_means_no_writes() {
         }
     })
     .await;
-    // Requeued for when the accrual must be persisted (5 min after the last write).
+    // A waiting job accrues nothing, so nothing is due: looked at again a full interval
+    // from now (or at the forecast's next refresh).
     assert_eq!(
         action,
-        kube::runtime::controller::Action::requeue(Duration::from_secs(240))
+        kube::runtime::controller::Action::requeue(Duration::from_secs(300))
     );
+    // Last written a day ago, still waiting: still no write (a waiting job writes nothing
+    // until it transitions, whatever --status-interval says).
+    let feed = Intensities::live(
+        series(
+            500.0,
+            &[500.0, 500.0, 500.0, 500.0, 500.0, 500.0, 50.0, 50.0],
+        ),
+        "static".into(),
+    );
+    let mut old = c.clone();
+    if let Some(st) = old.status.as_mut() {
+        st.last_accounted_time = Some(time::to_time(at(-24 * 60)));
+    }
+    let out = build_at(&old, Some(&ch), Ok(&feed), now(), default_margin());
+    assert!(!out.write_status);
+    assert_eq!(out.status.runtime_seconds, 0);
+    assert_eq!(out.status.baseline_grams, 0.0);
 }
 
 #[tokio::test]

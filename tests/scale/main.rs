@@ -66,8 +66,12 @@ struct Args {
     #[arg(long, default_value = "1m", value_parser = positive_duration)]
     refresh: String,
     /// the operator's --status-interval (for the report)
-    #[arg(long, default_value = "30m", value_parser = positive_duration)]
+    #[arg(long, default_value = "5m", value_parser = positive_duration)]
     status_interval: String,
+    /// after the replans, count the writes over this long with nothing to do (0s: not
+    /// measured; default: two status intervals and a minute)
+    #[arg(long, value_parser = carbonshift::duration::parse_secs)]
+    quiet_window: Option<i64>,
     /// give up waiting for phases after this many seconds, and report what there is
     #[arg(long, default_value_t = 1800, value_parser = value_parser!(u64).range(1..))]
     converge_timeout: u64,
@@ -682,6 +686,7 @@ async fn measure(args: &Args) -> Result<()> {
         None
     };
     let (hwm2, rss2) = op.mem()?;
+    let quiet = quiet_window(args, &op, &cluster).await?;
 
     // --- report -------------------------------------------------------------------------
     let cores = std::thread::available_parallelism().map_or(0, |c| c.get());
@@ -805,9 +810,67 @@ async fn measure(args: &Args) -> Result<()> {
             None => out.push("Replan: not measured (no forecast refresh seen).".to_string()),
         }
     }
+    if let Some(q) = quiet {
+        out.push(String::new());
+        out.extend(q);
+    }
     out.push(String::new());
     println!("{}", out.join("\n"));
     Ok(())
+}
+
+/// The writes while nothing happens: over `--quiet-window` (default two status intervals
+/// and a minute, so every periodic persist would fall in it at least twice), with the
+/// forecast refreshes and replans that come in it. Rows for the report, `None` when the
+/// window is 0.
+async fn quiet_window(
+    args: &Args,
+    op: &Operator,
+    cluster: &Cluster,
+) -> Result<Option<Vec<String>>> {
+    let interval = carbonshift::duration::parse_secs(&args.status_interval)
+        .map_err(|e| anyhow::anyhow!("--status-interval: {e}"))?;
+    let window = args.quiet_window.unwrap_or(2 * interval + 60);
+    if window <= 0 {
+        return Ok(None);
+    }
+    let a = cluster.api_snapshot("api-q-0.txt").await?;
+    let (rec0, cpu0, ref0) = (op.reconciles().await?, op.cpu()?, op.refreshes());
+    log(format!("quiet window: counting writes for {window} s"));
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs(window as u64);
+    while Instant::now() < end {
+        tokio::time::sleep((end - Instant::now()).min(Duration::from_secs(60))).await;
+        ensure!(op.alive(), "the operator exited during the quiet window");
+        log(format!(
+            "quiet window: {:.0} s of {window} s",
+            t0.elapsed().as_secs_f64()
+        ));
+    }
+    let b = cluster.api_snapshot("api-q-1.txt").await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let status = a.writes_since(&b, "carbonshift.io", "carbonawarejobs", "status");
+    let (hwm, rss) = op.mem()?;
+    Ok(Some(vec![
+        format!(
+            "Quiet window: {secs:.0} s after the replans, --status-interval {} ({} forecast refresh(es) in it):",
+            args.status_interval,
+            op.refreshes().saturating_sub(ref0)
+        ),
+        row("operator writes", report::operator_writes(&a, &b)),
+        row(
+            "status writes per hour (extrapolated)",
+            format!("{:.0}  (target 0 for waiting jobs)", report::per_hour(status, secs)),
+        ),
+        row(
+            "reconciles / operator CPU",
+            format!("{} / {:.2} s", op.reconciles().await?.saturating_sub(rec0), op.cpu()? - cpu0),
+        ),
+        row(
+            "operator RSS / VmHWM after the window",
+            format!("{} / {}", report::mib(rss), report::mib(hwm)),
+        ),
+    ]))
 }
 
 /// Follows `--replans` forecast refreshes: the first in detail, then RSS and writes of each

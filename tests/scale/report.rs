@@ -324,6 +324,15 @@ pub fn phases_text(counts: &BTreeMap<String, u64>) -> String {
 // ------------------------------------------------------------------------------------------
 // Figures
 
+/// `count` over `secs` seconds, as a rate per hour (0 over an empty window).
+pub fn per_hour(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        count as f64 * 3600.0 / secs
+    } else {
+        0.0
+    }
+}
+
 pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
