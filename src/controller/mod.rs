@@ -231,7 +231,7 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         // The child Job goes with it through garbage collection; nothing to do.
         return Ok(Action::await_change());
     }
-    if ctx.own_writes.behind(&caj) {
+    if ctx.own_writes.behind(caj.as_ref()) {
         // The cache has not yet seen this process's last status write: the watch event
         // that delivers it triggers the next reconcile (the requeue is only a fallback).
         tracing::debug!(namespace = %ns, name = %caj.name_any(), resource_version = caj.resource_version(),
@@ -283,6 +283,12 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
 /// When a reconcile on a cached copy older than its own last write looks again, should the
 /// watch event that delivers the write not come.
 const OWN_WRITE_RECHECK: Duration = Duration::from_secs(5);
+
+/// [`reconcile`] of a CarbonAwareJob from the controller's cache (its spec parsed back).
+pub async fn reconcile_cached(caj: Arc<store::Cached>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let full = caj.full()?;
+    reconcile(Arc::new(full), ctx).await
+}
 
 /// The namespaced APIs of one reconcile.
 struct Apis {
@@ -582,7 +588,7 @@ async fn release_finalizer(api: &Api<Job>, job: &Job) -> Result<(), Error> {
 
 /// On error: count it by kind and retry soon (the API server or network is the usual
 /// cause; bad specs do not come here, they become conditions).
-pub fn error_policy(caj: Arc<CarbonAwareJob>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy<K: Resource>(caj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconcile_errors
         .with_label_values(&[err.kind()])
@@ -636,9 +642,14 @@ pub async fn run(
         finished,
         "totals restored from the finished CarbonAwareJobs"
     );
-    // The CarbonAwareJobs' cache, trimmed of managedFields and kubectl's last-applied copy.
+    // The CarbonAwareJobs' cache: spec as text, no managedFields, no kubectl's
+    // last-applied copy (see [`store::Cached`]).
+    let cached: Api<store::Cached> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     let (caj_store, caj_writer) = reflector::store();
-    let caj_events = watcher(cajs, watcher::Config::default().any_semantic())
+    let caj_events = watcher(cached, watcher::Config::default().any_semantic())
         .modify(store::trim_caj)
         .default_backoff()
         .reflect(caj_writer)
@@ -667,7 +678,7 @@ pub async fn run(
         "controller started"
     );
     controller
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile_cached, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile request failed");
@@ -682,7 +693,7 @@ pub async fn run(
 
 /// Every 10 s: the jobs-by-phase gauge from the cache, and the expired records of
 /// [`store::OwnWrites`] forgotten.
-async fn keep_gauges(ctx: Arc<Context>, store: Store<CarbonAwareJob>) {
+async fn keep_gauges(ctx: Arc<Context>, store: Store<store::Cached>) {
     let metrics = &ctx.metrics;
     loop {
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -719,7 +730,7 @@ const ORPHAN_SWEEP: Duration = Duration::from_secs(2);
 async fn release_orphans(
     fence: Arc<leader::Fence>,
     client: Client,
-    cajs: Store<CarbonAwareJob>,
+    cajs: Store<store::Cached>,
     jobs: Option<Store<Job>>,
 ) {
     let Some(jobs) = jobs else { return };
