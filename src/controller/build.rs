@@ -47,7 +47,7 @@
 //! runs, when `lastAccountedTime` is older than the persist interval: a crash then loses
 //! nothing (the next operator integrates from the persisted instant), and the status shown
 //! to users is at most one interval behind. A job that waits or is paused accrues nothing
-//! (see [`persist_and_requeue`]), so it writes nothing until it transitions: its
+//! (see `persist_and_requeue`), so it writes nothing until it transitions: its
 //! `lastAccountedTime` and `currentIntensity` stay those of its last write.
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -428,7 +428,7 @@ fn settle_finished(
 /// of its oldest span still owed and, while the job runs, where its accrual continues (the
 /// last accounted instant, or the run's start if later) and where the run-now baseline
 /// continues (`created + work`). A job that is not running accrues nothing (see
-/// [`persist_and_requeue`]): its `lastAccountedTime` may be days old and needs nothing.
+/// `persist_and_requeue`): its `lastAccountedTime` may be days old and needs nothing.
 /// The operator asks its provider's history back to it when the live data does not reach
 /// that far.
 pub fn needed_since(caj: &CarbonAwareJob, now: DateTime<Utc>) -> DateTime<Utc> {
