@@ -558,7 +558,7 @@ fn kueue_queue(caj: &CarbonAwareJob, child: Option<&Job>) -> Option<String> {
 }
 
 /// Whether the Job still carries [`FINALIZER`].
-pub fn holds_finalizer(job: &Job) -> bool {
+pub fn holds_finalizer(job: &impl Resource) -> bool {
     job.finalizers().iter().any(|f| f == FINALIZER)
 }
 

@@ -150,7 +150,7 @@ pub struct Context {
     pub max_concurrent_reconciles: u16,
     /// The watch cache of the child Jobs, set by [`run`]; without it (reconcile tests) the
     /// child is read with a GET.
-    pub jobs: std::sync::OnceLock<Store<Job>>,
+    pub jobs: std::sync::OnceLock<Store<store::CachedChild>>,
     /// Checked before every write: a leader whose Lease may have passed to another replica
     /// writes nothing (see [`leader::Fence`]).
     pub fence: Arc<leader::Fence>,
@@ -319,7 +319,7 @@ async fn read(
     let mut child = match ctx.jobs.get() {
         Some(store) => store
             .get(&ObjectRef::new(&name).within(&ns))
-            .map(|j| (*j).clone()),
+            .map(|j| j.job()),
         None if is_terminal(&caj) => None,
         None => api.jobs.get_opt(&name).await?,
     };
@@ -558,7 +558,7 @@ async fn write_status(
 
 /// Removes [`build::FINALIZER`] from the child Job (a JSON patch that first tests the entry
 /// is still there, so no other finalizer is ever removed). Already gone is success.
-async fn release_finalizer(api: &Api<Job>, job: &Job) -> Result<(), Error> {
+async fn release_finalizer(api: &Api<Job>, job: &impl Resource) -> Result<(), Error> {
     let Some(i) = job.finalizers().iter().position(|f| f == build::FINALIZER) else {
         return Ok(());
     };
@@ -608,7 +608,7 @@ pub async fn run(
     refreshed: Option<tokio::sync::broadcast::Receiver<String>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
-    let (cajs, jobs): (Api<CarbonAwareJob>, Api<Job>) = match &namespace {
+    let (cajs, jobs): (Api<CarbonAwareJob>, Api<store::CachedChild>) = match &namespace {
         Some(ns) => (
             Api::namespaced(ctx.client.clone(), ns),
             Api::namespaced(ctx.client.clone(), ns),
@@ -625,8 +625,8 @@ pub async fn run(
     }
     // The child Jobs' watch cache: reconciles read the child from it (no GET per
     // reconcile), and every change of a child triggers its owner. Only Jobs carbonshift
-    // created (the label), trimmed of their pod template and managedFields before they
-    // are stored (see [`store`]).
+    // created (the label), kept as [`store::CachedChild`]: no pod template, no
+    // managedFields.
     let (job_store, job_writer) = reflector::store();
     let job_events = watcher(
         jobs,
@@ -731,7 +731,7 @@ async fn release_orphans(
     fence: Arc<leader::Fence>,
     client: Client,
     cajs: Store<store::Cached>,
-    jobs: Option<Store<Job>>,
+    jobs: Option<Store<store::CachedChild>>,
 ) {
     let Some(jobs) = jobs else { return };
     loop {
@@ -740,7 +740,7 @@ async fn release_orphans(
             if !fence.holds() {
                 break;
             }
-            if job.meta().deletion_timestamp.is_none() || !build::holds_finalizer(&job) {
+            if job.meta().deletion_timestamp.is_none() || !build::holds_finalizer(job.as_ref()) {
                 continue;
             }
             let (Some(ns), Some(owner)) = (
@@ -765,7 +765,7 @@ async fn release_orphans(
                         .is_some_and(Phase::is_terminal) =>
                 {
                     let api: Api<Job> = Api::namespaced(client.clone(), &ns);
-                    if let Err(e) = release_finalizer(&api, &job).await {
+                    if let Err(e) = release_finalizer(&api, job.as_ref()).await {
                         tracing::warn!(namespace = %ns, name = %job.name_any(), error = %e,
                             "cannot release the finalizer of a finished child Job");
                     }
@@ -786,7 +786,7 @@ async fn release_orphans(
                 continue;
             }
             let api: Api<Job> = Api::namespaced(client.clone(), &ns);
-            match release_finalizer(&api, &job).await {
+            match release_finalizer(&api, job.as_ref()).await {
                 Ok(()) => tracing::info!(
                     namespace = %ns, name = %job.name_any(),
                     "released the finalizer of a child Job whose CarbonAwareJob is gone"

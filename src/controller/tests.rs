@@ -705,9 +705,11 @@ async fn a_job_that_is_not_ours_is_a_conflict() {
 
 /// A watch cache holding `job`, as `run` sets it up.
 fn cache_with(ctx: &super::Context, job: Option<Job>) {
-    let (store, mut writer) = kube::runtime::reflector::store::<Job>();
+    let (store, mut writer) = kube::runtime::reflector::store::<super::store::CachedChild>();
     if let Some(j) = job {
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(j));
+        // As the watch delivers it: the Job's JSON, read into the cache's type.
+        let cached = serde_json::from_value(serde_json::to_value(&j).unwrap()).unwrap();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(cached));
     }
     assert!(ctx.jobs.set(store).is_ok());
 }
