@@ -299,12 +299,21 @@ wait_for() {
   done
 }
 
+# Alive, and not yet the component: `start`'s subshell or nohup, a moment before they exec
+# the binary.
+still_exec() {
+  local exe
+  kill -0 "$1" 2>/dev/null || return 1
+  exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+  [[ $exe == "$(readlink -f "$BASH")" || $exe == "$(readlink -f "$(command -v nohup)")" ]]
+}
+
 # Fail fast when a component died during start-up instead of waiting out a timeout.
 check_running() {
   local name pid
   for name in "${COMPONENTS[@]}"; do
     pid=$(pid_of "$name") || continue
-    if ! is_ours "$pid" "$name"; then
+    if ! is_ours "$pid" "$name" && ! still_exec "$pid"; then
       log "$name (pid $pid) exited; last lines of $LOGS/$name.log:"
       tail -n 40 "$LOGS/$name.log" >&2 || true
       die "$name failed to start"

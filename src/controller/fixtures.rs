@@ -262,6 +262,18 @@ impl ApiServer {
         call.reply(200, &json!({}))
     }
 
+    /// Expects the finalizer release and fails it with `code`.
+    pub async fn refuse_finalizer_release(&mut self, code: u16) {
+        let call = self
+            .expect(Method::PATCH, "/apis/batch/v1/namespaces/ml/jobs/train")
+            .await;
+        call.reply(
+            code,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "refused by the test", "reason": "InternalError", "code": code}),
+        )
+    }
+
     /// Expects the merge patch of the live child's `spec.suspend` (and of nothing else);
     /// returns its body.
     pub async fn patch_suspend(&mut self) -> Value {

@@ -271,9 +271,15 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         );
     }
     // Metrics and Events only after the status that records them is persisted, so a
-    // transition or completion is never counted twice.
+    // transition or completion is never counted twice; and before anything else can fail,
+    // so none is missed (the next reconcile sees the persisted status and counts nothing).
     count(&ctx.metrics, &ns, &out);
     announce(&ctx, &caj, &out.events).await;
+    if let Some(job) = child.filter(|_| out.release_finalizer) {
+        // Only now: the finished status that replaces the finalizer is recorded.
+        ctx.may_write()?;
+        release_finalizer(&api.jobs, &job).await?;
+    }
     Ok(match out.requeue {
         Some(d) => Action::requeue(to_std(d)),
         None => Action::await_change(),
@@ -366,8 +372,8 @@ async fn region_and_intensities(
 }
 
 /// Makes the writes `out` asks for, in order: create the child Job, flip its `suspend`,
-/// write the status (on condition of the `resourceVersion` read), release the finalizer
-/// once the outcome is recorded. Each first checks the leader fence. Returns the outcome
+/// write the status (on condition of the `resourceVersion` read). Each first checks the
+/// leader fence. (The caller releases the finalizer, after counting the outcome.) Returns the outcome
 /// as written (a child Job the API server refuses turns it into `InvalidSpec`) with the
 /// `resourceVersion` the status write produced (none without a status write), or `None`
 /// when the status changed since it was read: then nothing is counted or announced.
@@ -424,10 +430,6 @@ async fn write(
             }
             Err(e) => return Err(e),
         }
-    }
-    if let Some(job) = child.filter(|_| out.release_finalizer) {
-        ctx.may_write()?;
-        release_finalizer(&api.jobs, job).await?;
     }
     Ok(Some((out, written_rv)))
 }

@@ -189,10 +189,10 @@ async fn completion_marks_succeeded_and_counts_once() {
                 "{}",
                 st.emissions_grams
             );
-            // Only once the outcome is recorded may the child Job go.
-            api.release_finalizer().await;
             let note = api.expect_event("Normal", "Succeeded").await;
             assert!(note.contains("avoided"), "{note}");
+            // Only once the outcome is recorded (and counted) may the child Job go.
+            api.release_finalizer().await;
         }
     })
     .await;
@@ -214,6 +214,35 @@ async fn completion_marks_succeeded_and_counts_once() {
     let action = run(&done, ctx2, api2, |_| async {}).await;
     assert_eq!(action, kube::runtime::controller::Action::await_change());
     assert_eq!(metrics.emissions.with_label_values(&["ml"]).get(), counted);
+}
+
+/// A completion is counted once its status is written, even when releasing the child's
+/// finalizer then fails: the retry sees a finished job and counts nothing, so counting
+/// after the release would lose the job from the totals.
+#[tokio::test]
+async fn a_completion_counts_even_if_the_finalizer_release_fails() {
+    let (ctx, mut api) = context(series(100.0, &[100.0; 4]), 0);
+    let base = caj("RunNow", "1h", json!({}));
+    let mut st = running_status(&base, -61, 1860);
+    st.last_accounted_time = Some(time::to_time(at(-30)));
+    let c = with_status(base, st);
+    let metrics = ctx.metrics.clone();
+    let task = tokio::spawn(reconcile(Arc::new(c.clone()), ctx));
+    api.get_child(Some(&child(&c, false, Some("Complete"))))
+        .await;
+    let st = api.apply_status(&c).await;
+    assert_eq!(st.phase, Some(Phase::Succeeded));
+    api.expect_event("Normal", "Succeeded").await;
+    api.refuse_finalizer_release(500).await;
+    let result = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("reconcile did not finish")
+        .expect("reconcile panicked");
+    assert!(result.is_err(), "{result:?}");
+    // 29 min at 100 g/kWh and 1 kW, counted once.
+    let counted = metrics.emissions.with_label_values(&["ml"]).get();
+    assert!((counted - st.emissions_grams).abs() < 1e-9, "{counted}");
+    assert!((counted - 2900.0 / 60.0).abs() < 1e-6, "{counted}");
 }
 
 /// A reconcile on a cached copy from before this process's own status write (the Job
@@ -304,8 +333,8 @@ async fn failure_marks_failed_with_a_warning() {
                 "{}",
                 running.message
             );
-            api.release_finalizer().await;
             api.expect_event("Warning", "Failed").await;
+            api.release_finalizer().await;
         }
     })
     .await;
