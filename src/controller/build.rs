@@ -230,9 +230,15 @@ pub fn set_condition(
 }
 
 /// The status without what changes continuously (ledger, intensity), to decide whether a
-/// write is needed.
+/// write is needed. For a running job that includes `plannedEnd`: while its pods are not
+/// Ready its remaining work stays put, so the end it projects moves on with the clock, one
+/// second a second; it is written with the periodic accrual. (Compared on every reconcile,
+/// each write triggered the next: thousands of running jobs with Pending pods rewrote
+/// their status in a loop.)
 fn material(s: &CarbonAwareJobStatus) -> CarbonAwareJobStatus {
+    let running = s.running_since.is_some();
     CarbonAwareJobStatus {
+        planned_end: if running { None } else { s.planned_end.clone() },
         current_intensity: None,
         runtime_seconds: 0,
         energy_kwh: 0.0,

@@ -236,6 +236,27 @@ fn persist_and_requeue_bound_the_next_look() {
         persist_and_requeue(&o, &running, &running, None, &d, now()),
         (false, TimeDelta::minutes(4))
     );
+    // Running with its pods not yet Ready: the end it projects moves with the clock, and
+    // that alone is not worth a write (it goes with the accrual).
+    let sliding = CarbonAwareJobStatus {
+        planned_end: Some(time::to_time(at(121))),
+        ..running.clone()
+    };
+    let slid = CarbonAwareJobStatus {
+        planned_end: Some(time::to_time(at(120))),
+        ..running.clone()
+    };
+    assert_eq!(
+        persist_and_requeue(&o, &slid, &sliding, None, &d, now()),
+        (false, TimeDelta::minutes(4))
+    );
+    // A waiting job's planned times are its plan: a change is written.
+    let planned = |m: i64| CarbonAwareJobStatus {
+        planned_start: Some(time::to_time(at(m))),
+        planned_end: Some(time::to_time(at(m + 120))),
+        ..CarbonAwareJobStatus::default()
+    };
+    assert!(persist_and_requeue(&o, &planned(60), &planned(90), None, &d, now()).0);
     // Running and persisted 5 minutes ago: the accrual is due.
     let due = CarbonAwareJobStatus {
         last_accounted_time: Some(time::to_time(now() - TimeDelta::minutes(5))),
