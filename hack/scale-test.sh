@@ -13,7 +13,11 @@
 #   2. brings up a private control plane (its own state dir and ports, see below) unless one
 #      is already up there, applies the CRD, builds the release binary if it is older than
 #      HEAD, creates the namespace and starts `carbonshift run --leader-election false
-#      --region DE` (embedded forecast) with its metrics on 127.0.0.1;
+#      --region DE --forecast-provider file` with its metrics on 127.0.0.1, on a forecast
+#      file the script writes (DE, hourly from 2 h ago: 450 gCO2/kWh for the next 24 h,
+#      then 60), so that every job waits about a day whatever the date (the embedded
+#      replay made the present the cleanest hour for two thirds of the jobs on some days,
+#      which then ran pods the three kwok nodes cannot hold);
 #   3. runs the measurement against it, which creates N CarbonAwareJobs in the namespace
 #      (alternately FlexibleStart and PauseAndResume, maxDelay 48h, 1-3 h of work, CPU-only:
 #      no pods while they wait) with kube-rs, --chunk per batch, --parallel batches at a
@@ -176,11 +180,22 @@ kubectl create namespace "$NS" > /dev/null || die "creating namespace $NS"
 NS_CREATED=1
 
 (exec 3<> "/dev/tcp/127.0.0.1/$METRICS_PORT") 2> /dev/null && die "port $METRICS_PORT is taken"
-log "starting the operator: $BIN run --leader-election false --region DE --forecast-refresh $REFRESH --status-interval $STATUS_INTERVAL"
+FORECAST=$RUN/forecast.csv
+python3 - "$FORECAST" << 'PY' || die "writing the forecast file"
+import datetime, sys
+now = datetime.datetime.now(datetime.timezone.utc).replace(minute=0, second=0, microsecond=0)
+with open(sys.argv[1], "w") as f:
+    f.write("timestamp,region,gco2_per_kwh\n")
+    for h in range(-2, 96):
+        t = now + datetime.timedelta(hours=h)
+        f.write(f"{t:%Y-%m-%dT%H:%M:%SZ},DE,{450 if h < 24 else 60}\n")
+PY
+log "starting the operator: $BIN run --leader-election false --region DE --forecast-provider file --forecast-file $FORECAST --forecast-refresh $REFRESH --status-interval $STATUS_INTERVAL"
 # CARBONSHIFT_SCALE_WRAP: a command the operator runs under, e.g. "heaptrack -o $RUN/heap"
 # (a heap profile); the operator's own pid is then looked up under it.
 read -r -a WRAP <<< "${CARBONSHIFT_SCALE_WRAP:-}"
 "${WRAP[@]}" "$BIN" run --leader-election false --region DE --metrics-addr "127.0.0.1:$METRICS_PORT" \
+  --forecast-provider file --forecast-file "$FORECAST" \
   --forecast-refresh "$REFRESH" --status-interval "$STATUS_INTERVAL" > "$RUN/operator.log" 2>&1 &
 OP_PID=$!
 if ((${#WRAP[@]})); then

@@ -710,7 +710,7 @@ async fn measure(args: &Args) -> Result<()> {
             args.binary
         ),
         format!(
-            "operator: --region DE (embedded forecast) --forecast-refresh {} --status-interval {}",
+            "operator: --region DE (forecast file: 450 gCO2/kWh for 24 h, then 60) --forecast-refresh {} --status-interval {}",
             args.refresh, args.status_interval
         ),
         String::new(),
