@@ -779,11 +779,7 @@ async fn status_sums(env: &Env) -> ([f64; 4], usize) {
 
 /// Waits up to 10 s for `op`'s totals to equal `want`, then asserts they do.
 async fn settled_totals(what: &str, op: &Operator, ns: &str, want: [f64; 4]) {
-    let close = |got: [f64; 4]| {
-        got.iter()
-            .zip(want)
-            .all(|(g, w)| (g - w).abs() <= 1e-6 * w.abs().max(1.0))
-    };
+    let close = |got: [f64; 4]| got.iter().zip(want).all(|(g, w)| total_close(*g, w));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut got = totals(op, ns).await;
     while !close(got) && tokio::time::Instant::now() < deadline {
@@ -793,10 +789,15 @@ async fn settled_totals(what: &str, op: &Operator, ns: &str, want: [f64; 4]) {
     assert_totals(what, got, want);
 }
 
+/// A total equals a sum of statuses, but for float rounding.
+fn total_close(got: f64, want: f64) -> bool {
+    (got - want).abs() <= 1e-6 * want.abs().max(1.0)
+}
+
 fn assert_totals(what: &str, got: [f64; 4], want: [f64; 4]) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(
-            (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+            total_close(*g, w),
             "{what}: total #{i} (avoided, emitted, baseline, energy) is {g}, the statuses sum to {w}"
         );
     }

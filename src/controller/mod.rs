@@ -373,8 +373,8 @@ async fn region_and_intensities(
 
 /// Makes the writes `out` asks for, in order: create the child Job, flip its `suspend`,
 /// write the status (on condition of the `resourceVersion` read). Each first checks the
-/// leader fence. (The caller releases the finalizer, after counting the outcome.) Returns the outcome
-/// as written (a child Job the API server refuses turns it into `InvalidSpec`) with the
+/// leader fence; the caller releases the finalizer, after counting the outcome. Returns
+/// the outcome as written (a child Job the API server refuses turns it into `InvalidSpec`) with the
 /// `resourceVersion` the status write produced (none without a status write), or `None`
 /// when the status changed since it was read: then nothing is counted or announced.
 async fn write(

@@ -27,13 +27,28 @@ where
     F: FnOnce(ApiServer) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    run_result(c, ctx, api, script)
+        .await
+        .expect("reconcile failed")
+}
+
+/// [`run`], returning what the reconcile returned.
+async fn run_result<F, Fut>(
+    c: &CarbonAwareJob,
+    ctx: Arc<super::Context>,
+    api: ApiServer,
+    script: F,
+) -> Result<kube::runtime::controller::Action, super::Error>
+where
+    F: FnOnce(ApiServer) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let task = tokio::spawn(reconcile(Arc::new(c.clone()), ctx));
     script(api).await;
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .expect("reconcile did not finish: an unexpected API request?")
         .expect("reconcile panicked")
-        .expect("reconcile failed")
 }
 
 fn running_status(c: &CarbonAwareJob, since_mins: i64, runtime: i64) -> CarbonAwareJobStatus {
@@ -221,24 +236,28 @@ async fn completion_marks_succeeded_and_counts_once() {
 /// after the release would lose the job from the totals.
 #[tokio::test]
 async fn a_completion_counts_even_if_the_finalizer_release_fails() {
-    let (ctx, mut api) = context(series(100.0, &[100.0; 4]), 0);
+    let (ctx, api) = context(series(100.0, &[100.0; 4]), 0);
     let base = caj("RunNow", "1h", json!({}));
     let mut st = running_status(&base, -61, 1860);
     st.last_accounted_time = Some(time::to_time(at(-30)));
     let c = with_status(base, st);
     let metrics = ctx.metrics.clone();
-    let task = tokio::spawn(reconcile(Arc::new(c.clone()), ctx));
-    api.get_child(Some(&child(&c, false, Some("Complete"))))
-        .await;
-    let st = api.apply_status(&c).await;
-    assert_eq!(st.phase, Some(Phase::Succeeded));
-    api.expect_event("Normal", "Succeeded").await;
-    api.refuse_finalizer_release(500).await;
-    let result = tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("reconcile did not finish")
-        .expect("reconcile panicked");
+    let mut written = None;
+    let result = run_result(&c, ctx, api, |mut api| {
+        let c = c.clone();
+        let written = &mut written;
+        async move {
+            api.get_child(Some(&child(&c, false, Some("Complete"))))
+                .await;
+            *written = Some(api.apply_status(&c).await);
+            api.expect_event("Normal", "Succeeded").await;
+            api.refuse_finalizer_release(500).await;
+        }
+    })
+    .await;
     assert!(result.is_err(), "{result:?}");
+    let st = written.expect("a status write");
+    assert_eq!(st.phase, Some(Phase::Succeeded));
     // 29 min at 100 g/kWh and 1 kW, counted once.
     let counted = metrics.emissions.with_label_values(&["ml"]).get();
     assert!((counted - st.emissions_grams).abs() < 1e-9, "{counted}");
