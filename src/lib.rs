@@ -17,6 +17,7 @@ pub mod controller;
 pub mod data;
 pub mod duration;
 pub mod forecast;
+pub mod kueue;
 pub mod metrics;
 pub mod plan;
 pub mod region;

@@ -64,6 +64,7 @@ use schemars::{json_schema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod params;
 pub mod time;
 
 /// Label put on every child Job: the owning CarbonAwareJob's name.

@@ -7,6 +7,8 @@
 //! most [`MAX_SCHEDULE_SPAN_SECS`] after it: the cap that bounds the planning cost of every
 //! reconcile), the pod template's shape, and a power model derivable from the template.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::batch::v1::JobSpec;
 use kube::Resource;
@@ -60,6 +62,84 @@ pub struct ValidSpec {
     pub power_source: String,
     /// The child Job's spec as given (suspend is overridden when built).
     pub job_spec: JobSpec,
+    /// How messages name the schedule's fields.
+    pub names: FieldNames,
+}
+
+/// The schedule of a job, validated: what planning needs of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSchedule {
+    pub strategy: Strategy,
+    pub constraints: Constraints,
+    /// Runtime the job needs (`expectedDuration`), seconds.
+    pub expected_secs: i64,
+    /// Absolute deadline.
+    pub deadline: DateTime<Utc>,
+    /// Which field the deadline came from.
+    pub deadline_from: DeadlineFrom,
+}
+
+/// A field of the schedule, to name it in messages as the user wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Field {
+    Strategy,
+    Deadline,
+    MaxDelay,
+    ExpectedDuration,
+    MinRunDuration,
+    MinPauseDuration,
+    MaxPauses,
+    CheckpointOverhead,
+    Threshold,
+}
+
+impl Field {
+    /// The field's name in the CRD's `spec.schedule` (`maxDelay`).
+    pub fn camel(self) -> &'static str {
+        match self {
+            Field::Strategy => "strategy",
+            Field::Deadline => "deadline",
+            Field::MaxDelay => "maxDelay",
+            Field::ExpectedDuration => "expectedDuration",
+            Field::MinRunDuration => "minRunDuration",
+            Field::MinPauseDuration => "minPauseDuration",
+            Field::MaxPauses => "maxPauses",
+            Field::CheckpointOverhead => "checkpointOverhead",
+            Field::Threshold => "thresholdGramsPerKWh",
+        }
+    }
+}
+
+/// How messages name each schedule field: `spec.schedule.maxDelay` in a CarbonAwareJob,
+/// or, for a value given elsewhere (an annotation, a parameters object), where it was
+/// given (see [`FieldNames::given_as`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FieldNames {
+    given_as: BTreeMap<Field, String>,
+}
+
+impl FieldNames {
+    /// Names `field` as `name` (`annotation carbonshift.io/max-delay`) in messages.
+    pub fn given_as(&mut self, field: Field, name: impl Into<String>) {
+        self.given_as.insert(field, name.into());
+    }
+
+    /// The field's full name: where it was given, else `spec.schedule.<field>`.
+    pub fn of(&self, field: Field) -> String {
+        self.given_as
+            .get(&field)
+            .cloned()
+            .unwrap_or_else(|| format!("spec.schedule.{}", field.camel()))
+    }
+
+    /// The field's name inside a sentence that already speaks of the schedule: where it
+    /// was given, else its bare CRD name (`expectedDuration`).
+    pub fn short(&self, field: Field) -> String {
+        self.given_as
+            .get(&field)
+            .cloned()
+            .unwrap_or_else(|| field.camel().to_string())
+    }
 }
 
 /// The field the deadline came from.
@@ -80,15 +160,17 @@ impl ValidSpec {
     pub fn extend_deadline_hint(&self, needed: DateTime<Utc>) -> String {
         match self.deadline_from {
             DeadlineFrom::Deadline => format!(
-                "Move the deadline to {} or later, or shorten expectedDuration",
-                timefmt::format(needed)
+                "Move the deadline to {} or later, or shorten {}",
+                timefmt::format(needed),
+                self.names.short(Field::ExpectedDuration)
             ),
             DeadlineFrom::MaxDelay { .. } => {
                 let secs = (needed - self.created).num_seconds() - self.expected_secs;
                 // Whole minutes, rounded up: a maxDelay a user would write.
                 let secs = (secs.max(1) + 59) / 60 * 60;
                 format!(
-                    "Raise spec.schedule.maxDelay to {} or more",
+                    "Raise {} to {} or more",
+                    self.names.of(Field::MaxDelay),
                     crd_duration(secs)
                 )
             }
@@ -101,9 +183,11 @@ impl ValidSpec {
         match self.deadline_from {
             DeadlineFrom::Deadline => format!("deadline {}", timefmt::format(self.deadline)),
             DeadlineFrom::MaxDelay { secs } => format!(
-                "deadline {} (creation + expectedDuration {} + maxDelay {})",
+                "deadline {} (creation + {} {} + {} {})",
                 timefmt::format(self.deadline),
+                self.names.short(Field::ExpectedDuration),
                 crd_duration(self.expected_secs),
+                self.names.short(Field::MaxDelay),
                 crd_duration(secs)
             ),
         }
@@ -132,12 +216,13 @@ pub fn crd_duration(secs: i64) -> String {
 }
 
 /// A duration field of the schedule in seconds (0 when unset), in the CRD's grammar
-/// (hours, minutes, seconds) and at most [`MAX_SCHEDULE_SPAN_HOURS`].
+/// (hours, minutes, seconds) and at most [`MAX_SCHEDULE_SPAN_HOURS`]; `name` is the
+/// field's full name ([`FieldNames::of`]).
 fn duration_field(name: &str, value: Option<&str>) -> Result<i64, InvalidSpec> {
     let Some(v) = value else { return Ok(0) };
     let bad = |why: &str| {
         invalid(format!(
-            "spec.schedule.{name}: {v:?} is not a duration: {why}; write hours, minutes and \
+            "{name}: {v:?} is not a duration: {why}; write hours, minutes and \
              seconds, largest first, e.g. 6h, 1h30m or 90s"
         ))
     };
@@ -148,10 +233,7 @@ fn duration_field(name: &str, value: Option<&str>) -> Result<i64, InvalidSpec> {
         Ok(secs) => secs,
         // Too large for any clock: the cap is the useful bound.
         Err(e) if e.reason == "number too large" => {
-            return Err(invalid(format!(
-                "spec.schedule.{}, got {v}",
-                max_span_message(name)
-            )))
+            return Err(invalid(format!("{}, got {v}", max_span_message(name))))
         }
         // The CLI's units include days; a manifest's do not.
         Err(e) if e.reason.starts_with("unknown unit") => return Err(bad("unknown unit")),
@@ -168,10 +250,7 @@ fn duration_field(name: &str, value: Option<&str>) -> Result<i64, InvalidSpec> {
 /// The cap of every schedule duration, with the CEL rule's message.
 fn within_span(name: &str, value: &str, secs: i64) -> Result<(), InvalidSpec> {
     if secs > MAX_SCHEDULE_SPAN_SECS {
-        return Err(invalid(format!(
-            "spec.schedule.{}, got {value}",
-            max_span_message(name)
-        )));
+        return Err(invalid(format!("{}, got {value}", max_span_message(name))));
     }
     Ok(())
 }
@@ -188,55 +267,72 @@ pub fn created_at(caj: &CarbonAwareJob, now: DateTime<Utc>) -> DateTime<Utc> {
 /// Validates `caj` as of `now` (used only as the creation time of a manifest that has
 /// none, as in `carbonshift plan -f`).
 pub fn validate(caj: &CarbonAwareJob, now: DateTime<Utc>) -> Result<ValidSpec, InvalidSpec> {
-    let s = &caj.spec.schedule;
     let created = created_at(caj, now);
-    let expected_secs = expected(s)?;
-    let constraints = constraints(s)?;
-    let (deadline, deadline_from) = deadline(s, created, expected_secs)?;
-    let strategy = strategy(s)?;
+    let names = FieldNames::default();
+    let s = validate_schedule(&caj.spec.schedule, created, &names)?;
     let job_spec = job_spec(caj)?;
     let (power, power_source) = power(caj, &job_spec)?;
     Ok(ValidSpec {
-        strategy,
-        constraints,
-        expected_secs,
+        strategy: s.strategy,
+        constraints: s.constraints,
+        expected_secs: s.expected_secs,
         created,
-        deadline,
-        deadline_from,
+        deadline: s.deadline,
+        deadline_from: s.deadline_from,
         power,
         power_source,
         job_spec,
+        names,
+    })
+}
+
+/// Validates a schedule of a job created at `created`, naming its fields as `names` says
+/// (a CarbonAwareJob's `spec.schedule`, or the annotations and parameters a Kueue workload
+/// took it from).
+pub fn validate_schedule(
+    s: &Schedule,
+    created: DateTime<Utc>,
+    names: &FieldNames,
+) -> Result<ValidSchedule, InvalidSpec> {
+    let expected_secs = expected(s, names)?;
+    let constraints = constraints(s, names)?;
+    let (deadline, deadline_from) = deadline(s, created, expected_secs, names)?;
+    let strategy = strategy(s, names)?;
+    Ok(ValidSchedule {
+        strategy,
+        constraints,
+        expected_secs,
+        deadline,
+        deadline_from,
     })
 }
 
 /// `expectedDuration`, seconds: positive and at most the cap.
-fn expected(s: &Schedule) -> Result<i64, InvalidSpec> {
-    let secs = duration_field("expectedDuration", Some(&s.expected_duration))?;
+fn expected(s: &Schedule, names: &FieldNames) -> Result<i64, InvalidSpec> {
+    let name = names.of(Field::ExpectedDuration);
+    let secs = duration_field(&name, Some(&s.expected_duration))?;
     if secs <= 0 {
-        return Err(invalid(
-            "spec.schedule.expectedDuration must be positive, e.g. 6h",
-        ));
+        return Err(invalid(format!("{name} must be positive, e.g. 6h")));
     }
     Ok(secs)
 }
 
 /// The pause constraints: minimum run and pause, pause count, checkpoint overhead.
-fn constraints(s: &Schedule) -> Result<Constraints, InvalidSpec> {
+fn constraints(s: &Schedule, names: &FieldNames) -> Result<Constraints, InvalidSpec> {
+    let field = |f: Field, v: &Option<String>| duration_field(&names.of(f), v.as_deref());
     Ok(Constraints {
-        min_run_secs: duration_field("minRunDuration", s.min_run_duration.as_deref())?,
-        min_pause_secs: duration_field("minPauseDuration", s.min_pause_duration.as_deref())?,
+        min_run_secs: field(Field::MinRunDuration, &s.min_run_duration)?,
+        min_pause_secs: field(Field::MinPauseDuration, &s.min_pause_duration)?,
         max_pauses: match s.max_pauses {
             None => None,
             Some(n) => Some(u32::try_from(n).map_err(|_| {
                 invalid(format!(
-                    "spec.schedule.maxPauses must not be negative, got {n}"
+                    "{} must not be negative, got {n}",
+                    names.of(Field::MaxPauses)
                 ))
             })?),
         },
-        checkpoint_overhead_secs: duration_field(
-            "checkpointOverhead",
-            s.checkpoint_overhead.as_deref(),
-        )?,
+        checkpoint_overhead_secs: field(Field::CheckpointOverhead, &s.checkpoint_overhead)?,
     })
 }
 
@@ -250,6 +346,7 @@ fn deadline(
     s: &Schedule,
     created: DateTime<Utc>,
     expected_secs: i64,
+    names: &FieldNames,
 ) -> Result<(DateTime<Utc>, DeadlineFrom), InvalidSpec> {
     let latest = created
         .checked_add_signed(TimeDelta::seconds(MAX_SCHEDULE_SPAN_SECS))
@@ -264,8 +361,9 @@ fn deadline(
             let d = time::from_time(d);
             if d > latest {
                 return Err(invalid(format!(
-                    "spec.schedule.deadline {} is more than {} days ({MAX_SCHEDULE_SPAN_HOURS}h) after \
+                    "{} {} is more than {} days ({MAX_SCHEDULE_SPAN_HOURS}h) after \
                      the job's creation at {}: move the deadline to {} or earlier",
+                    names.of(Field::Deadline),
                     timefmt::format(d),
                     MAX_SCHEDULE_SPAN_HOURS / 24,
                     timefmt::format(created),
@@ -275,22 +373,25 @@ fn deadline(
             Ok((d, DeadlineFrom::Deadline))
         }
         (None, Some(m)) => {
-            let secs = duration_field("maxDelay", Some(m))?;
+            let name = names.of(Field::MaxDelay);
+            let secs = duration_field(&name, Some(m))?;
             if secs <= 0 {
-                return Err(invalid(
-                    "spec.schedule.maxDelay must be positive, e.g. 24h (for no delay use strategy RunNow)",
-                ));
+                return Err(invalid(format!(
+                    "{name} must be positive, e.g. 24h (for no delay use strategy RunNow)"
+                )));
             }
             let total = expected_secs + secs;
             if total > MAX_SCHEDULE_SPAN_SECS {
                 return Err(invalid(format!(
-                    "spec.schedule.maxDelay {m} plus expectedDuration {} is {}, more than \
+                    "{name} {m} plus {} {} is {}, more than \
                      {MAX_SCHEDULE_SPAN_HOURS}h ({} days): the job must finish within {} days of its \
-                     creation; shorten maxDelay to {} or less",
+                     creation; shorten {} to {} or less",
+                    names.short(Field::ExpectedDuration),
                     s.expected_duration,
                     crd_duration(total),
                     MAX_SCHEDULE_SPAN_HOURS / 24,
                     MAX_SCHEDULE_SPAN_HOURS / 24,
+                    names.short(Field::MaxDelay),
                     crd_duration(MAX_SCHEDULE_SPAN_SECS - expected_secs),
                 )));
             }
@@ -299,14 +400,16 @@ fn deadline(
                 DeadlineFrom::MaxDelay { secs },
             ))
         }
-        _ => Err(invalid(
-            "set exactly one of spec.schedule.deadline (RFC 3339) and spec.schedule.maxDelay (e.g. 24h)",
-        )),
+        _ => Err(invalid(format!(
+            "set exactly one of {} (RFC 3339) and {} (e.g. 24h)",
+            names.of(Field::Deadline),
+            names.of(Field::MaxDelay)
+        ))),
     }
 }
 
 /// The planner's strategy; Threshold needs its threshold.
-fn strategy(s: &Schedule) -> Result<Strategy, InvalidSpec> {
+fn strategy(s: &Schedule, names: &FieldNames) -> Result<Strategy, InvalidSpec> {
     Ok(match s.strategy {
         StrategyName::RunNow => Strategy::RunNow,
         StrategyName::FlexibleStart => Strategy::FlexibleStart,
@@ -315,9 +418,12 @@ fn strategy(s: &Schedule) -> Result<Strategy, InvalidSpec> {
             Some(t) if t > 0.0 && t.is_finite() => Strategy::Threshold {
                 max_gco2_per_kwh: t,
             },
-            _ => return Err(invalid(
-                "strategy Threshold needs a positive spec.schedule.thresholdGramsPerKWh, e.g. 200",
-            )),
+            _ => {
+                return Err(invalid(format!(
+                    "strategy Threshold needs a positive {}, e.g. 200",
+                    names.of(Field::Threshold)
+                )))
+            }
         },
     })
 }
