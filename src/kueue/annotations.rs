@@ -1,4 +1,4 @@
-//! PURE: a Kueue workload's schedule, from its AdmissionCheck's [`CarbonWindowParameters`]
+//! PURE: a Kueue workload's schedule, from its AdmissionCheck's [`CarbonWindowParameters`](crate::api::params::CarbonWindowParameters)
 //! and the `carbonshift.io/*` annotations on its job object, validated by the same code
 //! as a CarbonAwareJob's `spec.schedule` ([`validate_schedule`]).
 //!
