@@ -6,9 +6,11 @@
 //!
 //! What is here so far is the pure part: [`annotations`] turns an AdmissionCheck's
 //! [`crate::api::params::CarbonWindowParameters`] and the annotations of a workload's job
-//! object into the schedule the planner takes, validated as a CarbonAwareJob's is.
+//! object into the schedule the planner takes, validated as a CarbonAwareJob's is, and
+//! [`check`] turns what the planner wants into the check's state on the Workload.
 
 pub mod annotations;
+pub mod check;
 
 /// The `spec.controllerName` of the AdmissionChecks carbonshift serves.
 pub const CONTROLLER_NAME: &str = "carbonshift.io/carbon-window";
