@@ -54,6 +54,12 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-6 * b.abs().max(1.0)
 }
 
+/// `actual` equals `want` to 1e-6 (relative).
+#[track_caller]
+fn assert_close(actual: f64, want: f64) {
+    assert!(close(actual, want), "{actual} vs {want}");
+}
+
 fn next(c: &CarbonAwareJob, o: &Outcome) -> CarbonAwareJob {
     with_status(c.clone(), o.status.clone())
 }
@@ -92,7 +98,7 @@ fn an_outage_counts_time_now_and_grams_once_history_returns() {
     let o = step(&c, Some(&ch), Err("provider down"), at(10));
     let st = &o.status;
     assert_eq!(st.runtime_seconds, 600);
-    assert!(close(st.energy_kwh, 600.0 / 3600.0));
+    assert_close(st.energy_kwh, 600.0 / 3600.0);
     assert_eq!((st.emissions_grams, st.baseline_grams), (0.0, 0.0));
     assert_eq!(st.unaccounted_seconds, Some(600));
     assert_eq!(st.unaccounted.len(), 2);
@@ -129,13 +135,9 @@ fn an_outage_counts_time_now_and_grams_once_history_returns() {
         at(16) + TimeDelta::seconds(30),
     );
     assert_eq!(o.status.unaccounted_seconds, Some(960));
-    assert!(
-        close(
-            o.status.emissions_grams,
-            grams(at(16), at(16) + TimeDelta::seconds(30)) / 1.0
-        ),
-        "{}",
-        o.status.emissions_grams
+    assert_close(
+        o.status.emissions_grams,
+        grams(at(16), at(16) + TimeDelta::seconds(30)) / 1.0,
     );
     // History for the past: everything settles to the truth.
     let c = next(&c, &o);
@@ -145,17 +147,8 @@ fn an_outage_counts_time_now_and_grams_once_history_returns() {
     assert!(st.unaccounted.is_empty(), "{:?}", st.unaccounted);
     assert_eq!(st.unaccounted_seconds, None);
     assert_eq!(st.runtime_seconds, 17 * 60);
-    assert!(
-        close(st.emissions_grams, grams(at(0), t)),
-        "{} vs {}",
-        st.emissions_grams,
-        grams(at(0), t)
-    );
-    assert!(
-        close(st.baseline_grams, grams(at(-10), at(7))),
-        "{}",
-        st.baseline_grams
-    );
+    assert_close(st.emissions_grams, grams(at(0), t));
+    assert_close(st.baseline_grams, grams(at(-10), at(7)));
     assert_eq!(condition(st, ACCOUNTED), ("True", "Recorded"));
 }
 
@@ -231,10 +224,10 @@ fn a_job_that_completes_in_an_outage_says_so_and_settles_later() {
     let o = step(&c, Some(&done), Ok(&with_history(at(61))), at(61));
     let st = &o.status;
     assert!(st.unaccounted.is_empty(), "{:?}", st.unaccounted);
-    assert!(close(st.emissions_grams, grams(at(-9), at(-1))));
-    assert!(close(st.baseline_grams, grams(at(-10), at(-2))));
-    assert!(close(o.settled_late.0, st.emissions_grams));
-    assert!(close(o.settled_late.1, st.baseline_grams));
+    assert_close(st.emissions_grams, grams(at(-9), at(-1)));
+    assert_close(st.baseline_grams, grams(at(-10), at(-2)));
+    assert_close(o.settled_late.0, st.emissions_grams);
+    assert_close(o.settled_late.1, st.baseline_grams);
     assert_eq!(condition(st, ACCOUNTED), ("True", "Recorded"));
     assert!(o.write_status);
     assert_eq!(o.requeue, None);

@@ -978,6 +978,12 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9 * b.abs().max(1.0)
 }
 
+/// `actual` equals `want` to 1e-9 (relative).
+#[track_caller]
+fn assert_close(actual: f64, want: f64) {
+    assert!(close(actual, want), "{actual} vs {want}");
+}
+
 /// Unsuspended for 300 s, the pod Pending for the first 120 s: 180 s of work, energy and
 /// emissions over the Ready 180 s only, 120 s waiting for pods, and the 120 s start-up
 /// latency recorded and planned with.
@@ -1047,24 +1053,12 @@ fn pending_pods_are_waiting_not_work() {
     let st = &o.status;
     assert_eq!(st.runtime_seconds, 180);
     assert_eq!(st.waiting_for_pods_seconds, 120);
-    assert!(
-        close(st.energy_kwh, 1.0 * 180.0 / 3600.0),
-        "{}",
-        st.energy_kwh
-    );
+    assert_close(st.energy_kwh, 1.0 * 180.0 / 3600.0);
     // [t + 120 s, t + 300 s) = [59 min, 62 min): 60 s at 200, 120 s at 400, 1 kW.
     let grams = (60.0 * 200.0 + 120.0 * 400.0) / 3600.0;
-    assert!(
-        close(st.emissions_grams, grams),
-        "{} vs {grams}",
-        st.emissions_grams
-    );
+    assert_close(st.emissions_grams, grams);
     // The run-now job does the same 180 s from creation (-10 min): at the past 100 g/kWh.
-    assert!(
-        close(st.baseline_grams, 180.0 * 100.0 / 3600.0),
-        "{}",
-        st.baseline_grams
-    );
+    assert_close(st.baseline_grams, 180.0 * 100.0 / 3600.0);
     // The planner sees the true remaining work.
     assert_eq!(o.remaining_secs, Some(7200 - 180));
     assert_eq!(st.startup_seconds, Some(120));
@@ -1093,22 +1087,10 @@ fn a_parallel_job_accrues_in_proportion_to_its_ready_pods() {
     let st = &o.status;
     assert_eq!(st.runtime_seconds, 50);
     assert_eq!(st.waiting_for_pods_seconds, 50);
-    assert!(
-        close(st.energy_kwh, 0.5 * 1.0 * 100.0 / 3600.0),
-        "{}",
-        st.energy_kwh
-    );
-    assert!(
-        close(st.emissions_grams, 0.5 * 100.0 * 200.0 / 3600.0),
-        "{}",
-        st.emissions_grams
-    );
+    assert_close(st.energy_kwh, 0.5 * 1.0 * 100.0 / 3600.0);
+    assert_close(st.emissions_grams, 0.5 * 100.0 * 200.0 / 3600.0);
     // The full-size run-now job does those 50 s over [created, created + 50 s) at 100.
-    assert!(
-        close(st.baseline_grams, 50.0 * 100.0 / 3600.0),
-        "{}",
-        st.baseline_grams
-    );
+    assert_close(st.baseline_grams, 50.0 * 100.0 / 3600.0);
     assert_eq!(o.remaining_secs, Some(7200 - 50));
     // Ready beyond parallelism (a surge during a rollover) is capped at a full share.
     let mut c2 = c.clone();
@@ -1238,9 +1220,9 @@ fn an_old_status_reconciles_without_loss() {
     // old totals; restoring (the legacy window: 10 min from runningSince at -5).
     assert_eq!(st.runtime_seconds, 460);
     assert_eq!(st.restore_seconds, Some(60 + 4 * 60));
-    assert!(close(st.energy_kwh, 0.11 + 60.0 / 3600.0));
-    assert!(close(st.emissions_grams, 12.5 + 100.0 / 60.0));
-    assert!(close(st.baseline_grams, 20.0));
+    assert_close(st.energy_kwh, 0.11 + 60.0 / 3600.0);
+    assert_close(st.emissions_grams, 12.5 + 100.0 / 60.0);
+    assert_close(st.baseline_grams, 20.0);
     assert_eq!(st.waiting_for_pods_seconds, 0);
     assert_eq!(st.ready_pods, Some(1));
     assert_eq!(st.ready_since, old.running_since);
@@ -1254,15 +1236,8 @@ fn an_old_status_reconciles_without_loss() {
     let st = &o.status;
     assert_eq!(st.runtime_seconds, 400 + 11 * 60);
     assert_eq!(st.restore_seconds, Some(10 * 60));
-    assert!(close(
-        st.emissions_grams,
-        12.5 + (100.0 + 10.0 * 200.0) / 60.0
-    ));
-    assert!(
-        close(st.baseline_grams, 20.0 + 5.0 * 100.0 / 60.0),
-        "{}",
-        st.baseline_grams
-    );
+    assert_close(st.emissions_grams, 12.5 + (100.0 + 10.0 * 200.0) / 60.0);
+    assert_close(st.baseline_grams, 20.0 + 5.0 * 100.0 / 60.0);
 }
 
 /// With Ready-based accrual a resumed run restores from its first Ready pod: the Pending
@@ -1312,18 +1287,10 @@ fn restore_starts_when_the_resumed_pods_are_ready() {
     assert_eq!(st.runtime_seconds, 20 * 60 + 60 * 60);
     assert_eq!(st.restore_seconds, Some(30 * 60));
     let emitted = 100.0 / 3.0 + (50.0 * 200.0 + 10.0 * 400.0) / 60.0;
-    assert!(
-        close(st.emissions_grams, emitted),
-        "{} vs {emitted}",
-        st.emissions_grams
-    );
+    assert_close(st.emissions_grams, emitted);
     // 30 min of work after the 20 before: the baseline adds [+10, +40) min at 200.
     let baseline = 50.0 + 30.0 * 200.0 / 60.0;
-    assert!(
-        close(st.baseline_grams, baseline),
-        "{} vs {baseline}",
-        st.baseline_grams
-    );
+    assert_close(st.baseline_grams, baseline);
 }
 
 /// One field of a status, rendered for comparison.
