@@ -11,12 +11,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::batch::v1::JobSpec;
+use k8s_openapi::api::core::v1::PodSpec;
 use kube::Resource;
 use thiserror::Error;
 
 use crate::accounting::PowerModel;
 use crate::api::{
-    max_span_message, time, CarbonAwareJob, Schedule, StrategyName, DEFAULT_PUE,
+    max_span_message, time, CarbonAwareJob, Power, Schedule, StrategyName, DEFAULT_PUE,
     DEFAULT_WATTS_PER_GPU, MAX_SCHEDULE_SPAN_HOURS, MAX_SCHEDULE_SPAN_SECS,
 };
 use crate::duration::{parse_secs, HINT};
@@ -450,11 +451,13 @@ fn job_spec(caj: &CarbonAwareJob) -> Result<JobSpec, InvalidSpec> {
     Ok(job_spec)
 }
 
-/// GPUs one pod asks for: limits, else requests, summed over containers.
+/// GPUs one pod of `job_spec` asks for (see [`gpus_of_pod`]).
 fn gpus_per_pod(job_spec: &JobSpec) -> Result<i64, InvalidSpec> {
-    let Some(pod) = job_spec.template.spec.as_ref() else {
-        return Ok(0);
-    };
+    job_spec.template.spec.as_ref().map_or(Ok(0), gpus_of_pod)
+}
+
+/// GPUs a pod asks for: limits, else requests, summed over containers.
+pub fn gpus_of_pod(pod: &PodSpec) -> Result<i64, InvalidSpec> {
     let mut total = 0;
     for c in &pod.containers {
         let Some(res) = c.resources.as_ref() else {
@@ -479,47 +482,60 @@ fn gpus_per_pod(job_spec: &JobSpec) -> Result<i64, InvalidSpec> {
 }
 
 fn power(caj: &CarbonAwareJob, job_spec: &JobSpec) -> Result<(PowerModel, String), InvalidSpec> {
+    power_model("spec.power", caj.spec.power.as_ref(), || {
+        let parallelism = job_spec.parallelism.unwrap_or(1).max(1) as i64;
+        Ok(gpus_per_pod(job_spec)?.saturating_mul(parallelism))
+    })
+}
+
+/// The power model of `power` (named `name` in messages: `spec.power`), with
+/// `default_gpus` (the GPUs the job's pods request) when it gives neither watts nor GPUs;
+/// with the description `plan -f` shows (`2 GPU x 400 W x PUE 1.2`).
+pub fn power_model(
+    name: &str,
+    power: Option<&Power>,
+    default_gpus: impl FnOnce() -> Result<i64, InvalidSpec>,
+) -> Result<(PowerModel, String), InvalidSpec> {
     let model = |watts: f64, pue: f64| {
         if watts > MAX_WATTS {
             return Err(invalid(format!(
-                "spec.power: the job draws {watts:e} W, more than 1 GW: check spec.power and \
+                "{name}: the job draws {watts:e} W, more than 1 GW: check {name} and \
                  the pod template's {GPU_RESOURCE} requests"
             )));
         }
-        PowerModel::total(watts, pue).map_err(|e| invalid(format!("spec.power: {e}")))
+        PowerModel::total(watts, pue).map_err(|e| invalid(format!("{name}: {e}")))
     };
-    let p = caj.spec.power.clone().unwrap_or_default();
+    let p = power.cloned().unwrap_or_default();
     let pue = p.pue.unwrap_or(DEFAULT_PUE);
     if !(1.0..=5.0).contains(&pue) {
-        return Err(invalid("spec.power.pue must be between 1 and 5, e.g. 1.2"));
+        return Err(invalid(format!(
+            "{name}.pue must be between 1 and 5, e.g. 1.2"
+        )));
     }
     if let Some(w) = p.watts {
         if p.watts_per_gpu.is_some() || p.gpus.is_some() {
-            return Err(invalid(
-                "set either spec.power.watts or spec.power.wattsPerGpu/gpus, not both",
-            ));
+            return Err(invalid(format!(
+                "set either {name}.watts or {name}.wattsPerGpu/gpus, not both"
+            )));
         }
         if !(w > 0.0 && w.is_finite()) {
-            return Err(invalid("spec.power.watts must be positive"));
+            return Err(invalid(format!("{name}.watts must be positive")));
         }
         return Ok((model(w, pue)?, format!("{w} W x PUE {pue}")));
     }
     let per_gpu = p.watts_per_gpu.unwrap_or(DEFAULT_WATTS_PER_GPU);
     if !(per_gpu > 0.0 && per_gpu.is_finite()) {
-        return Err(invalid("spec.power.wattsPerGpu must be positive"));
+        return Err(invalid(format!("{name}.wattsPerGpu must be positive")));
     }
     let gpus = match p.gpus {
         Some(g) if g > 0 => g as i64,
-        Some(_) => return Err(invalid("spec.power.gpus must be at least 1")),
-        None => {
-            let parallelism = job_spec.parallelism.unwrap_or(1).max(1) as i64;
-            gpus_per_pod(job_spec)?.saturating_mul(parallelism)
-        }
+        Some(_) => return Err(invalid(format!("{name}.gpus must be at least 1"))),
+        None => default_gpus()?,
     };
     if gpus == 0 {
         return Err(invalid(format!(
             "cannot tell the job's power: the pod template requests no {GPU_RESOURCE}; \
-             set spec.power.watts (total watts of all pods) or spec.power.gpus"
+             set {name}.watts (total watts of all pods) or {name}.gpus"
         )));
     }
     Ok((

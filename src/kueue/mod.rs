@@ -11,6 +11,7 @@
 
 pub mod annotations;
 pub mod check;
+pub mod workload;
 
 /// The `spec.controllerName` of the AdmissionChecks carbonshift serves.
 pub const CONTROLLER_NAME: &str = "carbonshift.io/carbon-window";
