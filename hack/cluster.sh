@@ -5,28 +5,36 @@
 # published Go modules at the versions in hack/versions.env and run as plain processes on
 # 127.0.0.1; kwok stands in for kubelets and plays the pod lifecycle in hack/kwok/stages.yaml
 # on fake GPU nodes. Beside them one real node (kubelet, kube-proxy, containerd, runc, CNI;
-# hack/lib/node.sh) runs real pods from locally built images (hack/images.sh). See
-# docs/local-cluster.md.
+# hack/lib/node.sh) runs real pods from locally built images (hack/images.sh). With
+# --kueue, Kueue's manager and the JobSet controller run beside them as host processes
+# (hack/lib/kueue.sh). See docs/local-cluster.md.
 #
 #   hack/cluster.sh up        build the tools once (cached in .cache/bin), start the cluster
+#   hack/cluster.sh up --kueue  the same, with Kueue and JobSet (built on first use)
 #   hack/cluster.sh env       print export lines: eval "$(hack/cluster.sh env)"
 #   hack/cluster.sh status    show what runs and whether the API server is ready
 #   hack/cluster.sh logs [N]  print each component's log path and its last N lines (default 0)
 #   hack/cluster.sh logs-tail [N]  the same with N defaulting to 50 (for failed test runs)
 #   hack/cluster.sh down      stop what `up` started and remove the cluster's state
 #   hack/cluster.sh leftovers print what a stopped cluster's real node left behind (nothing)
-#   hack/cluster.sh build     only build the tools
+#   hack/cluster.sh build [--kueue]  only build the tools (with --kueue: Kueue and JobSet too)
 #   hack/cluster.sh pin       rewrite hack/tools/**/go.mod and go.sum from hack/versions.env
 #
 # Settings (environment):
 #   CARBONSHIFT_CLUSTER_DIR        state: certs, kubeconfig, etcd data, logs, pids
 #                                  (default .cache/cluster)
 #   CARBONSHIFT_CLUSTER_PORT_BASE  ports are BASE+379 etcd, +380 etcd peer, +443 apiserver,
-#                                  +257 controller-manager, +259 scheduler, +247 kwok
+#                                  +257 controller-manager, +259 scheduler, +247 kwok; the
+#                                  real node's +250 kubelet, +248 its healthz, +256 and +249
+#                                  kube-proxy's healthz and metrics; with Kueue +461 Kueue's
+#                                  webhooks, +462 its healthz/readyz, +463 its metrics, +471
+#                                  JobSet's webhooks, +472 its healthz/readyz, +473 its metrics
 #                                  (default 26000); give parallel clusters distinct bases and dirs
 #   CARBONSHIFT_CLUSTER_NODES      number of fake GPU nodes (default 3)
 #   CARBONSHIFT_REAL_NODE          1 (default): add the real node (needs root); 0: kwok only
 #   CARBONSHIFT_NODE_SUBNET        the real node's pod subnet, a /24 (default 10.244.1.0/24)
+#   CARBONSHIFT_KUEUE              1: as --kueue (default 0); down, status and logs find a
+#                                  running Kueue without it
 #   CARBONSHIFT_CACHE_DIR          where built tools go (default .cache; binaries in .cache/bin)
 #   GO_BUILD_P                     go build -p (default 2)
 set -euo pipefail
@@ -64,10 +72,16 @@ KWOK_POD_CIDR=10.244.128.0/17
 
 # shellcheck source=hack/lib/node.sh
 source "$ROOT/hack/lib/node.sh"
+# shellcheck source=hack/lib/kueue.sh
+source "$ROOT/hack/lib/kueue.sh"
+
+# --kueue anywhere on the command line is CARBONSHIFT_KUEUE=1.
+for arg in "$@"; do [[ $arg == --kueue ]] && export CARBONSHIFT_KUEUE=1; done
 
 # Start order; `down` stops them in reverse.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 real_node_enabled && COMPONENTS+=(containerd kubelet kube-proxy)
+kueue_enabled && COMPONENTS+=(jobset kueue)
 TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm promtool prometheus)
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
@@ -76,11 +90,15 @@ die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
 # --- build ------------------------------------------------------------------------------
 
 # Everything the binaries depend on, the build commands included; a change rebuilds them
-# (Go's build cache keeps that to a few minutes of linking).
+# (Go's build cache keeps that to a few minutes of linking). Kueue and JobSet have their
+# own (kueue_fingerprint): moving them rebuilds neither these tools nor the other way round.
 build_fingerprint() {
   (
     cd "$ROOT/hack"
-    cat versions.env tools/go.mod tools/go.sum tools/*/go.mod tools/*/go.sum
+    grep -Ev '^(#|$|KUEUE_|JOBSET_)' versions.env
+    cat tools/go.mod tools/go.sum
+    local m
+    for m in kwok helm promtool; do cat "tools/$m/go.mod" "tools/$m/go.sum"; done
     declare -f build
     go version
   ) | sha256sum | cut -d' ' -f1
@@ -95,6 +113,8 @@ check_pins() {
     "tools/kwok/go.mod:sigs.k8s.io/kwok $KWOK_VERSION"
     "tools/helm/go.mod:helm.sh/helm/v3 $HELM_VERSION"
     "tools/promtool/go.mod:github.com/prometheus/prometheus $PROMETHEUS_VERSION"
+    "tools/kueue/go.mod:sigs.k8s.io/kueue $KUEUE_VERSION"
+    "tools/jobset/go.mod:sigs.k8s.io/jobset $JOBSET_VERSION"
   )
   local w
   for w in "${want[@]}"; do
@@ -196,6 +216,7 @@ pin() {
   (cd "$ROOT/hack/tools/kwok" && go mod edit -require="sigs.k8s.io/kwok@$KWOK_VERSION" && go mod tidy)
   (cd "$ROOT/hack/tools/helm" && go mod edit -require="helm.sh/helm/v3@$HELM_VERSION" && go mod tidy)
   (cd "$ROOT/hack/tools/promtool" && go mod edit -require="github.com/prometheus/prometheus@$PROMETHEUS_VERSION" && go mod tidy)
+  pin_kueue
   check_pins
   log "pinned; commit hack/versions.env and hack/tools"
 }
@@ -221,6 +242,9 @@ is_ours() {
   [[ ${exe% (deleted)} == "$(exe_of "$name")" ]]
 }
 
+# start NAME ARGS...: NAME's binary in the background, logging to $LOGS/NAME.log. A caller
+# may set the array START_VIA (local to it) to a command that execs the binary in the end
+# (Kueue's mount namespace).
 start() {
   local name=$1
   shift
@@ -229,7 +253,7 @@ start() {
   # image layer or a pod volume made 0700 would lock every non-root container out.
   (
     umask 022
-    exec nohup "$(exe_of "$name")" "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null
+    exec nohup "${START_VIA[@]}" "$(exe_of "$name")" "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null
   ) &
   echo $! > "$PIDS/$name.pid"
 }
@@ -263,7 +287,7 @@ stray_pids() {
     exe=$(readlink "$link" 2> /dev/null) || continue
     exe=${exe% (deleted)}
     name=${exe##*/}
-    [[ " ${COMPONENTS[*]} " == *" $name "* && $exe == "$(exe_of "$name")" ]] || continue
+    [[ " ${COMPONENTS[*]} ${KUEUE_TOOLS[*]} " == *" $name "* && $exe == "$(exe_of "$name")" ]] || continue
     pid=${link#/proc/}
     pid=${pid%/exe}
     tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null | grep -qF -- "=$STATE/" && echo "$pid"
@@ -299,13 +323,17 @@ wait_for() {
   done
 }
 
-# Alive, and not yet the component: `start`'s subshell or nohup, a moment before they exec
-# the binary.
+# Alive, and not yet the component: `start`'s subshell, nohup or START_VIA (unshare, a
+# bash script), a moment before they exec the binary.
 still_exec() {
-  local exe
+  local exe tool
   kill -0 "$1" 2>/dev/null || return 1
   exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
-  [[ $exe == "$(readlink -f "$BASH")" || $exe == "$(readlink -f "$(command -v nohup)")" ]]
+  [[ $exe == "$(readlink -f "$BASH")" ]] && return 0
+  for tool in nohup unshare; do
+    command -v "$tool" > /dev/null && [[ $exe == "$(readlink -f "$(command -v "$tool")")" ]] && return 0
+  done
+  return 1
 }
 
 # Fail fast when a component died during start-up instead of waiting out a timeout.
@@ -447,6 +475,7 @@ up() {
     die "the real node (kubelet, containerd, a bridge, iptables) needs root; run as root or set CARBONSHIFT_REAL_NODE=0 for kwok nodes only"
   fi
   build
+  if kueue_requested; then build_kueue; fi
 
   if [[ -d $STATE ]]; then
     local name pid alive=0
@@ -465,7 +494,8 @@ up() {
   stop_strays
 
   local p
-  for p in $ETCD_PORT $ETCD_PEER_PORT $APISERVER_PORT $KCM_PORT $SCHEDULER_PORT $KWOK_PORT; do
+  # shellcheck disable=SC2046 # one port a word
+  for p in $ETCD_PORT $ETCD_PEER_PORT $APISERVER_PORT $KCM_PORT $SCHEDULER_PORT $KWOK_PORT $(kueue_requested && kueue_ports); do
     port_in_use "$p" && die "port $p on 127.0.0.1 is taken by another process; set CARBONSHIFT_CLUSTER_PORT_BASE"
   done
 
@@ -556,6 +586,7 @@ POLICY
   real_node_enabled && node_up
   # Pods can only be admitted once the namespace's default ServiceAccount exists.
   wait_for "the default ServiceAccount" 60 "$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" get serviceaccount default -n default
+  if kueue_requested; then kueue_up; fi
 
   trap - EXIT
   log "up: $SERVER ($NODES kwok nodes with $GPUS_PER_NODE nvidia.com/gpu each$(real_node_enabled && echo ", real node $NODE_NAME at $NODE_IP"))"
@@ -585,6 +616,7 @@ env_lines() {
   printf 'export CARBONSHIFT_CLUSTER_LOGS=%q\n' "$LOGS"
   printf 'export CARBONSHIFT_AUDIT_LOG=%q\n' "$LOGS/audit.log"
   real_node_enabled && node_env_lines
+  if kueue_enabled; then kueue_env_lines; fi
 }
 
 status() {
@@ -601,6 +633,7 @@ status() {
   if [[ -f $CERTS/admin.crt ]] && api_ready; then
     printf '%-24s ready at %s\n' "apiserver /readyz" "$SERVER"
     "$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" get nodes -L topology.kubernetes.io/zone
+    if kueue_enabled; then kueue_status || rc=1; fi
   else
     printf '%-24s not ready\n' "apiserver /readyz"
     rc=1
@@ -627,7 +660,10 @@ main() {
   logs) show_logs "${2:-0}" ;;
   logs-tail) show_logs "${2:-50}" ;;
   leftovers) real_node_enabled && node_leftovers ;;
-  build) build ;;
+  build)
+    build
+    if kueue_requested; then build_kueue; fi
+    ;;
   pin) pin ;;
   *)
     sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0" >&2

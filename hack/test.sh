@@ -3,8 +3,10 @@
 #   1. static checks (format, clippy, CRD and chart CRD copies up to date, benches compile);
 #   2. builds (once, cached in .cache/) and starts the local control plane: etcd,
 #      kube-apiserver, kube-controller-manager, kube-scheduler, kwok GPU nodes and one
-#      real node (kubelet, kube-proxy, containerd: needs root; images built locally);
-#   3. runs every cargo test with the end-to-end tests enabled against that cluster;
+#      real node (kubelet, kube-proxy, containerd: needs root; images built locally), with
+#      Kueue's manager and the JobSet controller (`up --kueue`);
+#   3. runs every cargo test with the end-to-end tests enabled against that cluster (the
+#      Kueue test required: CARBONSHIFT_E2E_KUEUE=1);
 #   4. runs the Helm chart tests (lint, render, server dry-run, install, RBAC, uninstall)
 #      and the alert-rule unit tests;
 #   5. stops the control plane, whatever happened, and fails if the real node left any
@@ -37,13 +39,13 @@ if [[ "${CARBONSHIFT_SKIP_E2E:-0}" == 1 ]]; then
 fi
 
 step "local control plane"
-hack/cluster.sh up
+hack/cluster.sh up --kueue
 trap 'hack/cluster.sh down || true' EXIT
 eval "$(hack/cluster.sh env)"
 
 step "cargo test (unit, property, HTTP, reconcile, CLI, end-to-end)"
 status=0
-CARBONSHIFT_E2E=1 cargo test --locked || status=$?
+CARBONSHIFT_E2E=1 CARBONSHIFT_E2E_KUEUE=1 cargo test --locked || status=$?
 
 step "chart and alert tests"
 chart_status=0

@@ -5,5 +5,6 @@
 pub mod cluster;
 pub mod em;
 pub mod forecast;
+pub mod kueue;
 pub mod operator;
 pub mod watch_delay;
