@@ -290,7 +290,7 @@ stray_pids() {
     [[ " ${COMPONENTS[*]} ${KUEUE_TOOLS[*]} " == *" $name "* && $exe == "$(exe_of "$name")" ]] || continue
     pid=${link#/proc/}
     pid=${pid%/exe}
-    tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null | grep -qF -- "=$STATE/" && echo "$pid"
+    { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2> /dev/null | grep -qF -- "=$STATE/" && echo "$pid"
   done
   return 0
 }

@@ -346,7 +346,9 @@ node_shim_pids() {
   for link in /proc/[0-9]*/cmdline; do
     pid=${link#/proc/}
     pid=${pid%/cmdline}
-    tr '\0' ' ' < "$link" 2> /dev/null | grep -q "^/usr/bin/containerd-shim.* -address $CONTAINERD_SOCK " && echo "$pid"
+    # The process may exit between the glob and the read: the redirection's own error is
+    # silenced too, by the braces.
+    { tr '\0' ' ' < "$link"; } 2> /dev/null | grep -q "^/usr/bin/containerd-shim.* -address $CONTAINERD_SOCK " && echo "$pid"
   done
   return 0
 }
@@ -387,14 +389,14 @@ node_down() {
 # mounts, network devices, iptables chains, state directories.
 node_leftovers() {
   local pid exe line
-  for pid in $(node_shim_pids); do echo "process $pid: $(tr '\0' ' ' < "/proc/$pid/cmdline")"; done
+  for pid in $(node_shim_pids); do echo "process $pid: $({ tr '\0' ' ' < "/proc/$pid/cmdline"; } 2> /dev/null)"; done
   for exe in /proc/[0-9]*/exe; do
     line=$(readlink "$exe" 2> /dev/null) || continue
     pid=${exe#/proc/}
     pid=${pid%/exe}
     case ${line% (deleted)} in
     "$BIN/kubelet" | "$BIN/kube-proxy" | /usr/bin/containerd)
-      tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null | grep -qF -- "$STATE/" && echo "process $pid: $line"
+      { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2> /dev/null | grep -qF -- "$STATE/" && echo "process $pid: $line"
       ;;
     esac
   done
