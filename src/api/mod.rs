@@ -66,6 +66,7 @@ use std::collections::BTreeMap;
 
 pub mod params;
 pub mod time;
+pub mod window;
 
 /// Label put on every child Job: the owning CarbonAwareJob's name.
 pub const JOB_LABEL: &str = "carbonshift.io/job";

@@ -81,7 +81,7 @@ pub mod store;
 pub mod validate;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod outage_tests;
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! object into the schedule the planner takes, validated as a CarbonAwareJob's is, and
 //! [`check`] turns what the planner wants into the check's state on the Workload.
 
+pub mod adapt;
 pub mod annotations;
 pub mod check;
 pub mod workload;
