@@ -113,6 +113,21 @@ LEASE_RULES = sorted([
     (("coordination.k8s.io",), ("leases",), ("get", "update"), ("carbonshift-leader",)),
 ])
 NODE_RULES = [(("",), ("nodes",), ("get", "list"))]
+# kueue.enabled: the namespaced part (in the operator's Role or ClusterRole) and the
+# cluster-scoped part (its own ClusterRole).
+KUEUE_RULES = sorted([
+    (("kueue.x-k8s.io",), ("workloads",), ("get", "list", "watch")),
+    (("kueue.x-k8s.io",), ("workloads/status",), ("patch",)),
+    (("carbonshift.io",), ("carbonwindows",), ("create", "get", "list", "patch")),
+    (("carbonshift.io",), ("carbonwindows/status",), ("patch",)),
+    (("",), ("pods",), ("list", "watch")),
+    (("jobset.x-k8s.io",), ("jobsets",), ("get",)),
+])
+KUEUE_CLUSTER_RULES = sorted([
+    (("kueue.x-k8s.io",), ("admissionchecks",), ("get", "list", "watch")),
+    (("kueue.x-k8s.io",), ("admissionchecks/status",), ("patch",)),
+    (("carbonshift.io",), ("carbonwindowparameters",), ("get",)),
+])
 
 # Values the chart must refuse, each for its own reason: id -> (what, regex the error must
 # match, the `helm template` --set values).
@@ -494,6 +509,8 @@ def render(rendered, chart):
             check(rules_of(le) == LEASE_RULES, "leader-election Role grants Leases only")
         check(not any(r for d in find(docs, "ClusterRole") for r in d["rules"] if "nodes" in r["resources"]),
               "no node access unless regionDiscovery.fromNodeLabels")
+        check(not find(docs, "ClusterRole", r".*-kueue") and "CARBONSHIFT_KUEUE" not in env,
+              "no Kueue controller or Kueue RBAC unless kueue.enabled")
         for kind in ("ServiceMonitor", "PrometheusRule", "PodDisruptionBudget", "ConfigMap"):
             check(not find(docs, kind), f"no {kind} by default")
         check(len(crds) == 1, "the CRD is rendered (crds.enabled defaults to true)")
@@ -553,6 +570,20 @@ def render(rendered, chart):
         nodes = one(docs, "ClusterRole", r".*-nodes")
         if nodes:
             check(rules_of(nodes) == NODE_RULES, "node ClusterRole is get/list on nodes only")
+        check(env.get("CARBONSHIFT_KUEUE") == "true", "kueue.enabled runs the admission check controller")
+        cr = one(docs, "ClusterRole", r".*carbonshift")
+        if cr:
+            check(rules_of(cr) == sorted(CORE_RULES + KUEUE_RULES),
+                  "ClusterRole grants exactly the operator's and the Kueue controller's needs")
+        kr = one(docs, "ClusterRole", r".*-kueue")
+        if kr:
+            check(rules_of(kr) == KUEUE_CLUSTER_RULES, "Kueue ClusterRole: AdmissionChecks and their parameters only")
+        kb = one(docs, "ClusterRoleBinding", r".*-kueue")
+        if kb:
+            check(kb["roleRef"]["name"] == kr["metadata"]["name"] if kr else False, "Kueue ClusterRoleBinding binds it")
+        check(sorted(d["metadata"]["name"] for d in crds) ==
+              ["carbonawarejobs.carbonshift.io", "carbonwindowparameters.carbonshift.io", "carbonwindows.carbonshift.io"],
+              "kueue.enabled adds the CarbonWindow and CarbonWindowParameters CRDs")
 
     if mode == "namespaced":
         role = one(docs, "Role", r".*carbonshift")

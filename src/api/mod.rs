@@ -535,14 +535,50 @@ fn job_spec_schema(generator: &mut SchemaGenerator) -> Schema {
 
 /// The CRD as YAML, exactly what `carbonshift crd` prints and `crds/` holds.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    use kube::CustomResourceExt;
-    serde_yaml::to_string(&CarbonAwareJob::crd())
+    serde_yaml::to_string(&Crd::CarbonAwareJob.definition())
 }
 
 /// The CRD as pretty JSON.
 pub fn crd_json() -> Result<String, serde_json::Error> {
-    use kube::CustomResourceExt;
-    serde_json::to_string_pretty(&CarbonAwareJob::crd())
+    serde_json::to_string_pretty(&Crd::CarbonAwareJob.definition())
+}
+
+/// The CustomResourceDefinitions carbonshift installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crd {
+    CarbonAwareJob,
+    /// The ledger of a Kueue Workload (`carbonshift run --kueue`).
+    CarbonWindow,
+    /// The defaults of a Kueue AdmissionCheck.
+    CarbonWindowParameters,
+}
+
+impl Crd {
+    pub const ALL: [Crd; 3] = [
+        Crd::CarbonAwareJob,
+        Crd::CarbonWindow,
+        Crd::CarbonWindowParameters,
+    ];
+
+    pub fn definition(
+        self,
+    ) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition
+    {
+        use kube::CustomResourceExt;
+        match self {
+            Crd::CarbonAwareJob => CarbonAwareJob::crd(),
+            Crd::CarbonWindow => window::CarbonWindow::crd(),
+            Crd::CarbonWindowParameters => params::CarbonWindowParameters::crd(),
+        }
+    }
+
+    /// Its file under `crds/` (and the chart's `files/crds/`).
+    pub fn file_name(self) -> String {
+        format!("{}.yaml", {
+            let d = self.definition();
+            format!("{}_{}", d.spec.group, d.spec.names.plural)
+        })
+    }
 }
 
 impl CarbonAwareJob {

@@ -10,6 +10,48 @@ const CRD_PATH: &str = concat!(
 );
 
 #[test]
+fn every_checked_in_crd_is_current() {
+    for crd in Crd::ALL {
+        let file = crd.file_name();
+        let path = format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"));
+        let generated = serde_yaml::to_string(&crd.definition()).unwrap();
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        let kind = &crd.definition().spec.names.kind;
+        assert!(
+            on_disk == generated,
+            "crds/{file} is stale; regenerate it with:\n  cargo run -- crd --kind {kind} > crds/{file}"
+        );
+    }
+    assert_eq!(
+        Crd::ALL.map(Crd::file_name),
+        [
+            "carbonshift.io_carbonawarejobs.yaml",
+            "carbonshift.io_carbonwindows.yaml",
+            "carbonshift.io_carbonwindowparameters.yaml"
+        ]
+    );
+}
+
+#[test]
+fn the_kueue_crds_are_named_and_scoped_as_documented() {
+    let w = Crd::CarbonWindow.definition();
+    assert_eq!(w.spec.scope, "Namespaced");
+    assert_eq!(
+        w.spec.names.short_names.as_deref(),
+        Some(&["cw".to_string()][..])
+    );
+    let v = &w.spec.versions[0];
+    assert!(v
+        .subresources
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .is_some());
+    let p = Crd::CarbonWindowParameters.definition();
+    assert_eq!(p.spec.scope, "Cluster");
+    assert_eq!(p.spec.names.plural, "carbonwindowparameters");
+}
+
+#[test]
 fn checked_in_crd_is_current() {
     let generated = crd_yaml().unwrap();
     let on_disk = std::fs::read_to_string(CRD_PATH).unwrap_or_default();

@@ -82,6 +82,13 @@ pub struct Args {
     #[arg(long, env = "CARBONSHIFT_MAX_CONCURRENT_RECONCILES", default_value_t = crate::controller::DEFAULT_MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_reconciles: u16,
 
+    /// Also serve Kueue AdmissionChecks whose controllerName is carbonshift.io/carbon-window:
+    /// every Workload of a ClusterQueue that uses one waits for, and pauses around, the
+    /// clean windows through the check's state (needs Kueue v0.15 or newer, and the
+    /// CarbonWindow and CarbonWindowParameters CRDs; see docs/kueue.md).
+    #[arg(long, env = "CARBONSHIFT_KUEUE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub kueue: bool,
+
     /// Log format (filter with RUST_LOG).
     #[arg(
         long,
@@ -258,13 +265,37 @@ pub async fn run(args: Args) -> CliResult {
         })
     });
 
-    let result = controller::run(
-        ctx,
+    let operator = controller::run(
+        ctx.clone(),
         args.namespace.clone(),
         Some(cache.subscribe()),
         stopped(stop_rx.clone()),
-    )
-    .await;
+    );
+    let result = if args.kueue {
+        let kueue =
+            crate::kueue::controller::run(ctx, args.namespace.clone(), stopped(stop_rx.clone()));
+        // Either ending on its own (a watch failure, a missing CRD) stops the other.
+        let then_stop = |tx: watch::Sender<Stop>| {
+            move |r: Result<(), controller::Error>| {
+                let _ = tx.send_if_modified(|s| {
+                    let running = *s == Stop::Running;
+                    if running {
+                        *s = Stop::Signal;
+                    }
+                    running
+                });
+                r
+            }
+        };
+        use futures::FutureExt;
+        let (a, b) = tokio::join!(
+            operator.map(then_stop(stop_tx.clone())),
+            kueue.map(then_stop(stop_tx.clone()))
+        );
+        a.and(b)
+    } else {
+        operator.await
+    };
     // The controller can also end on its own (watch failure); stop everything else.
     let _ = stop_tx.send_if_modified(|s| {
         if *s == Stop::Running {

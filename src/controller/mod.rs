@@ -196,7 +196,7 @@ impl Context {
     }
 
     /// `Err(NotLeader)` once this process may no longer write.
-    fn may_write(&self) -> Result<(), Error> {
+    pub(crate) fn may_write(&self) -> Result<(), Error> {
         if self.fence.holds() {
             Ok(())
         } else {
@@ -274,7 +274,7 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     // transition or completion is never counted twice; and before anything else can fail,
     // so none is missed (the next reconcile sees the persisted status and counts nothing).
     count(&ctx.metrics, &ns, &out);
-    announce(&ctx, &caj, &out.events).await;
+    announce(&ctx, caj.as_ref(), &out.events).await;
     if let Some(job) = child.filter(|_| out.release_finalizer) {
         // Only now: the finished status that replaces the finalizer is recorded.
         ctx.may_write()?;
@@ -345,7 +345,7 @@ async fn read(
 /// The job's region and its intensities, or why there are none. A region the provider
 /// says does not exist is a region error: the job cannot be planned until it is fixed
 /// (and the cache does not ask again for an hour).
-async fn region_and_intensities(
+pub(crate) async fn region_and_intensities(
     caj: &CarbonAwareJob,
     ctx: &Context,
     now: DateTime<Utc>,
@@ -435,7 +435,7 @@ async fn write(
 }
 
 /// Counts what the written outcome records.
-fn count(m: &Metrics, ns: &str, out: &Outcome) {
+pub(crate) fn count(m: &Metrics, ns: &str, out: &Outcome) {
     if let Some(t) = out.transition {
         m.transitions.with_label_values(&[t.label()]).inc();
     }
@@ -465,9 +465,13 @@ fn count(m: &Metrics, ns: &str, out: &Outcome) {
 
 /// Logs each [`build::EventNote`] and publishes it as an Event (best effort: a failure must not undo a
 /// transition already applied; a process that is no longer the leader stops).
-async fn announce(ctx: &Context, caj: &CarbonAwareJob, events: &[build::EventNote]) {
-    let reference = caj.object_ref(&());
-    let (ns, name) = (caj.namespace().unwrap_or_default(), caj.name_any());
+pub(crate) async fn announce(
+    ctx: &Context,
+    obj: &impl Resource<DynamicType = ()>,
+    events: &[build::EventNote],
+) {
+    let reference = obj.object_ref(&());
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
     for note in events {
         tracing::info!(
             namespace = %ns, name = %name, reason = note.reason, warning = note.warning,
@@ -494,7 +498,7 @@ async fn announce(ctx: &Context, caj: &CarbonAwareJob, events: &[build::EventNot
 }
 
 /// Adds a finished job's ledger to the totals users graph.
-fn add_to_totals(m: &Metrics, ns: &str, s: &CarbonAwareJobStatus) {
+pub(crate) fn add_to_totals(m: &Metrics, ns: &str, s: &CarbonAwareJobStatus) {
     m.avoided_emissions
         .with_label_values(&[ns])
         .inc_by(s.avoided_grams.max(0.0));
@@ -538,14 +542,17 @@ async fn restore_totals(api: &Api<CarbonAwareJob>, m: &Metrics) -> Result<usize,
 /// (its `resourceVersion`): a decision taken on a stale copy is refused with 409, so a
 /// transition, completion or Event is never recorded twice. Returns the object's new
 /// `resourceVersion`.
-async fn write_status(
-    api: &Api<CarbonAwareJob>,
-    caj: &CarbonAwareJob,
+pub(crate) async fn write_status<K>(
+    api: &Api<K>,
+    caj: &K,
     status: &CarbonAwareJobStatus,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<String>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let mut body = serde_json::json!({
-        "apiVersion": CarbonAwareJob::api_version(&()),
-        "kind": CarbonAwareJob::kind(&()),
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     });
     if let Some(rv) = caj.resource_version() {

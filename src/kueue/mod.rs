@@ -12,6 +12,7 @@
 pub mod adapt;
 pub mod annotations;
 pub mod check;
+pub mod controller;
 pub mod workload;
 
 /// The `spec.controllerName` of the AdmissionChecks carbonshift serves.

@@ -62,6 +62,42 @@ pub struct AdmissionCheckState {
     pub requeue_after_seconds: Option<i32>,
 }
 
+/// An AdmissionCheck's spec: which controller serves it, and its parameters.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kueue.x-k8s.io",
+    version = "v1beta2",
+    kind = "AdmissionCheck",
+    status = "AdmissionCheckStatus"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionCheckSpec {
+    #[serde(default)]
+    pub controller_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<ParametersReference>,
+}
+
+/// `spec.parameters` of an AdmissionCheck.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParametersReference {
+    #[serde(default)]
+    pub api_group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// An AdmissionCheck's status: its conditions (carbonshift sets `Active`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionCheckStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
 fn condition_true(status: &WorkloadStatus, type_: &str) -> bool {
     status
         .conditions

@@ -1,0 +1,589 @@
+//! `carbonshift run --kueue`: the controller of the AdmissionChecks whose `controllerName`
+//! is [`super::CONTROLLER_NAME`].
+//!
+//! - Each such AdmissionCheck gets the `Active` condition (False, with the fix, when its
+//!   `spec.parameters` is not a CarbonWindowParameters that exists).
+//! - Each Workload that carries one of them in `status.admissionChecks` is reconciled:
+//!   read (the job object's annotations and creation, the parameters, its
+//!   [`CarbonWindow`], its Ready pods, the region's intensities), the operator's own
+//!   reconcile step through [`super::adapt`], then write: the CarbonWindow's status, the
+//!   totals and Events, and the check's state ([`super::check::update`]).
+//!
+//! Pods are watched (only those Kueue started: the `kueue.x-k8s.io/podset` label, trimmed
+//! to labels, owners and conditions), so a pod turning Ready starts the runtime at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::adapt::{as_carbon_aware_job, as_child, wanted, window_spec, JobObject};
+use super::annotations::Defaults;
+use super::check::{update, CheckUpdate, Wanted};
+use super::workload::{view, AdmissionCheck, Workload};
+use super::CONTROLLER_NAME;
+use crate::api::params::CarbonWindowParameters;
+use crate::api::window::{CarbonWindow, CarbonWindowSpec};
+use crate::api::{time, Phase};
+use crate::controller::build::{self, EventNote, Observed};
+use crate::controller::{self, error_policy, Context, Error, FIELD_MANAGER};
+use crate::timefmt;
+
+/// The label Kueue puts on the pods of a job it started.
+pub const PODSET_LABEL: &str = "kueue.x-k8s.io/podset";
+/// JobSet's label on its pods naming the JobSet.
+const JOBSET_NAME_LABEL: &str = "jobset.sigs.k8s.io/jobset-name";
+
+/// What the Workload reconcile needs besides the operator's [`Context`].
+struct Kctx {
+    ctx: Arc<Context>,
+    checks: Store<AdmissionCheck>,
+    pods: Store<Pod>,
+    /// Job object kinds resolved through discovery, by `apiVersion/kind`.
+    kinds: Mutex<HashMap<String, ApiResource>>,
+}
+
+/// Runs the AdmissionCheck and Workload controllers until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    let client = ctx.client.clone();
+    let workloads: Api<Workload> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    if let Err(e) = workloads
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        tracing::error!(error = %e,
+            "--kueue: cannot list Kueue Workloads (kueue.x-k8s.io/v1beta2): is Kueue v0.15 or newer installed, and may this service account list them?");
+        return Err(e.into());
+    }
+    restore_totals(&ctx, namespace.as_deref()).await?;
+    let (checks, check_writer) = reflector::store();
+    let check_events = watcher(
+        Api::<AdmissionCheck>::all(client.clone()),
+        Default::default(),
+    )
+    .default_backoff()
+    .reflect(check_writer)
+    .applied_objects();
+    let pods_api: Api<Pod> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (pods, pod_writer) = reflector::store();
+    let pod_events = watcher(pods_api, watcher::Config::default().labels(PODSET_LABEL))
+        .modify(trim_pod)
+        .default_backoff()
+        .reflect(pod_writer)
+        .touched_objects();
+    let k = Arc::new(Kctx {
+        ctx: ctx.clone(),
+        checks: checks.clone(),
+        pods,
+        kinds: Mutex::default(),
+    });
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let check_controller = Controller::for_stream(check_events, checks)
+        .graceful_shutdown_on(stop(shutdown_rx.clone()))
+        .run(reconcile_check, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let wl_controller = Controller::new(workloads, watcher::Config::default().any_semantic());
+    let wl_store = wl_controller.store();
+    let wl_controller = wl_controller
+        .watches_stream(pod_events, move |pod| workload_of_pod(&wl_store, &pod))
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.max_concurrent_reconciles),
+        )
+        .graceful_shutdown_on(stop(shutdown_rx))
+        .run(
+            reconcile_workload,
+            |wl, e, k: Arc<Kctx>| error_policy(wl, e, k.ctx.clone()),
+            k,
+        )
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "workload reconcile request failed");
+            }
+        });
+    tracing::info!(
+        controller = CONTROLLER_NAME,
+        namespace = namespace.as_deref().unwrap_or("(all)"),
+        "Kueue admission check controller started"
+    );
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = shutdown_tx.send(true);
+    });
+    futures::join!(check_controller, wl_controller);
+    tracing::info!("Kueue admission check controller stopped");
+    Ok(())
+}
+
+/// Keeps of a Kueue-started pod only what counting its Ready pods needs.
+fn trim_pod(p: &mut Pod) {
+    p.metadata.managed_fields = None;
+    p.metadata.annotations = None;
+    p.spec = None;
+    if let Some(st) = p.status.as_mut() {
+        *st = k8s_openapi::api::core::v1::PodStatus {
+            conditions: st.conditions.take(),
+            ..Default::default()
+        };
+    }
+}
+
+/// The job object a pod belongs to: a JobSet by its label, else its controller (a Job,
+/// for a batch/v1 Job).
+fn pod_owner(p: &Pod) -> Option<(&str, &str)> {
+    if let Some(js) = p.labels().get(JOBSET_NAME_LABEL) {
+        return Some(("JobSet", js.as_str()));
+    }
+    p.owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| (o.kind.as_str(), o.name.as_str()))
+}
+
+/// The Workload's job object: its controller owner's kind and name.
+fn job_owner(
+    wl: &Workload,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    wl.owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+}
+
+/// The Workloads a pod's change concerns: those whose job object owns it.
+fn workload_of_pod(store: &Store<Workload>, pod: &Pod) -> Vec<ObjectRef<Workload>> {
+    let Some((kind, name)) = pod_owner(pod) else {
+        return Vec::new();
+    };
+    let ns = pod.namespace();
+    store
+        .state()
+        .iter()
+        .filter(|wl| wl.namespace() == ns)
+        .filter(|wl| job_owner(wl).is_some_and(|o| o.kind == kind && o.name == name))
+        .map(|wl| ObjectRef::from_obj(wl.as_ref()))
+        .collect()
+}
+
+/// Ready pods of the Workload's job object, among those Kueue started.
+fn ready_pods(pods: &Store<Pod>, wl: &Workload) -> i32 {
+    let Some(owner) = job_owner(wl) else { return 0 };
+    let ns = wl.namespace();
+    let n = pods
+        .state()
+        .iter()
+        .filter(|p| p.namespace() == ns && p.meta().deletion_timestamp.is_none())
+        .filter(|p| pod_owner(p).is_some_and(|(k, n)| k == owner.kind && n == owner.name))
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .count();
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Why an AdmissionCheck's parameters cannot be used, or the CarbonWindowParameters.
+async fn parameters(
+    ctx: &Context,
+    check: &AdmissionCheck,
+) -> Result<Option<CarbonWindowParameters>, String> {
+    let Some(p) = check.spec.parameters.as_ref() else {
+        return Ok(None);
+    };
+    if p.api_group != "carbonshift.io" || p.kind != "CarbonWindowParameters" {
+        return Err(format!(
+            "AdmissionCheck {} spec.parameters names {}/{} {:?}: carbonshift reads only \
+             apiGroup carbonshift.io, kind CarbonWindowParameters",
+            check.name_any(),
+            p.api_group,
+            p.kind,
+            p.name
+        ));
+    }
+    let api: Api<CarbonWindowParameters> = Api::all(ctx.client.clone());
+    match api.get_opt(&p.name).await {
+        Ok(Some(params)) => Ok(Some(params)),
+        Ok(None) => Err(format!(
+            "CarbonWindowParameters {:?}, named by AdmissionCheck {}, does not exist: create it \
+             or fix spec.parameters.name",
+            p.name,
+            check.name_any()
+        )),
+        Err(e) => Err(format!(
+            "cannot read CarbonWindowParameters {:?}: {e}",
+            p.name
+        )),
+    }
+}
+
+/// Sets the AdmissionCheck's `Active` condition when it does not already say the same.
+async fn reconcile_check(check: Arc<AdmissionCheck>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if check.spec.controller_name != CONTROLLER_NAME {
+        return Ok(Action::await_change());
+    }
+    let (active, reason, message) = match parameters(&ctx, &check).await {
+        Ok(_) => (
+            true,
+            "Active",
+            format!("{CONTROLLER_NAME} is served by carbonshift"),
+        ),
+        Err(why) => (false, "BadParameters", why),
+    };
+    let status = if active { "True" } else { "False" };
+    let current = check
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Active"));
+    if current.is_some_and(|c| c.status == status && c.reason == reason && c.message == message) {
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+    ctx.may_write()?;
+    let body = json!({
+        "apiVersion": AdmissionCheck::api_version(&()),
+        "kind": AdmissionCheck::kind(&()),
+        "status": {"conditions": [{
+            "type": "Active", "status": status, "reason": reason, "message": message,
+            "observedGeneration": check.meta().generation,
+            "lastTransitionTime": timefmt::format((ctx.clock)()),
+        }]},
+    });
+    let api: Api<AdmissionCheck> = Api::all(ctx.client.clone());
+    api.patch_status(
+        &check.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    tracing::info!(check = %check.name_any(), active, %message, "admission check condition set");
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// The name of the first AdmissionCheck of ours the Workload carries, with the check.
+fn our_check(k: &Kctx, wl: &Workload) -> Option<(String, Arc<AdmissionCheck>)> {
+    let entries = &wl.status.as_ref()?.admission_checks;
+    entries.iter().find_map(|e| {
+        let ac = k.checks.get(&ObjectRef::new(&e.name))?;
+        (ac.spec.controller_name == CONTROLLER_NAME).then(|| (e.name.clone(), ac))
+    })
+}
+
+/// The job object of the Workload: `Kind/name`, annotations and creation (the Workload's
+/// own when it has no owner, or the owner is gone).
+async fn job_object(
+    k: &Kctx,
+    wl: &Workload,
+) -> Result<
+    (
+        String,
+        std::collections::BTreeMap<String, String>,
+        DateTime<Utc>,
+    ),
+    Error,
+> {
+    let own = || {
+        (
+            format!("Workload/{}", wl.name_any()),
+            wl.annotations().clone(),
+            wl.meta()
+                .creation_timestamp
+                .as_ref()
+                .map(time::from_time)
+                .unwrap_or_else(|| (k.ctx.clock)()),
+        )
+    };
+    let Some(owner) = job_owner(wl) else {
+        return Ok(own());
+    };
+    let key = format!("{}/{}", owner.api_version, owner.kind);
+    let cached = k.kinds.lock().ok().and_then(|m| m.get(&key).cloned());
+    let ar = match cached {
+        Some(ar) => ar,
+        None => {
+            let (group, version) = match owner.api_version.split_once('/') {
+                Some((g, v)) => (g, v),
+                None => ("", owner.api_version.as_str()),
+            };
+            let gvk = GroupVersionKind::gvk(group, version, &owner.kind);
+            let (ar, _) = kube::discovery::pinned_kind(&k.ctx.client, &gvk).await?;
+            if let Ok(mut m) = k.kinds.lock() {
+                m.insert(key, ar.clone());
+            }
+            ar
+        }
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        k.ctx.client.clone(),
+        &wl.namespace().unwrap_or_default(),
+        &ar,
+    );
+    Ok(match api.get_metadata_opt(&owner.name).await? {
+        Some(m) => (
+            format!("{}/{}", owner.kind, owner.name),
+            m.annotations().clone(),
+            m.meta()
+                .creation_timestamp
+                .as_ref()
+                .map(time::from_time)
+                .unwrap_or_else(|| (k.ctx.clock)()),
+        ),
+        None => own(),
+    })
+}
+
+/// The Workload's schedule, or what to fix.
+async fn spec_of(
+    k: &Kctx,
+    wl: &Workload,
+    check: &str,
+    ac: &AdmissionCheck,
+) -> Result<Result<CarbonWindowSpec, String>, Error> {
+    let params = match parameters(&k.ctx, ac).await {
+        Ok(p) => p,
+        Err(why) => return Ok(Err(why)),
+    };
+    let (reference, annotations, created) = match job_object(k, wl).await {
+        Ok(found) => found,
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 403 => {
+            let kind = job_owner(wl).map(|o| o.kind.clone()).unwrap_or_default();
+            return Ok(Err(format!(
+                "carbonshift may not read the {kind} this Workload stands for ({}): grant its \
+                 ServiceAccount get on that kind to read the job's carbonshift.io/* annotations",
+                s.message
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let defaults = params.as_ref().map(|p| Defaults {
+        name: p.meta().name.as_deref().unwrap_or_default(),
+        spec: &p.spec,
+    });
+    let job = JobObject {
+        reference: &reference,
+        annotations: &annotations,
+        created,
+    };
+    Ok(window_spec(wl, check, defaults, job).map_err(|e| format!("{reference}: {}", e.message)))
+}
+
+/// Reconciles one Workload (see the module doc).
+async fn reconcile_workload(wl: Arc<Workload>, k: Arc<Kctx>) -> Result<Action, Error> {
+    let Some((check, ac)) = our_check(&k, &wl) else {
+        return Ok(Action::await_change());
+    };
+    let ns = wl
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let ctx = &k.ctx;
+    let now = (ctx.clock)();
+    let windows: Api<CarbonWindow> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = windows.get_opt(&wl.name_any()).await?;
+    if existing
+        .as_ref()
+        .and_then(|w| w.status.as_ref())
+        .and_then(|s| s.phase)
+        .is_some_and(Phase::is_terminal)
+    {
+        return Ok(Action::await_change());
+    }
+    let v = view(&wl, &check);
+    let spec = match spec_of(&k, &wl, &check, &ac).await? {
+        Ok(spec) => spec,
+        Err(why) => {
+            let message = format!("carbonshift: {why}");
+            return refuse(&k, &wl, &check, message, now).await;
+        }
+    };
+    let window = ensure_window(&windows, &wl, existing, spec).await?;
+    let caj = as_carbon_aware_job(&window);
+    let child = as_child(&wl, &window, ready_pods(&k.pods, &wl));
+    let (region, intensities) = controller::region_and_intensities(&caj, ctx, now).await;
+    let out = build::build(Observed {
+        caj: &caj,
+        child: Some(&child),
+        region: region.as_deref().map_err(String::as_str),
+        intensities: intensities.as_deref().map_err(String::as_str),
+        now,
+        persist_every: ctx.persist_every,
+        deadline_margin: ctx.deadline_margin,
+    });
+    if out.write_status {
+        ctx.may_write()?;
+        match controller::write_status(&windows, &window, &out.status).await {
+            Ok(_) => {}
+            Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    controller::count(&ctx.metrics, &ns, &out);
+    controller::announce(ctx, wl.as_ref(), &out.events).await;
+    if let Some(w) = wanted(&out, now) {
+        if let Some(u) = update(&v, &w, now) {
+            set_check(ctx, &wl, &check, &u, now).await?;
+        }
+    }
+    Ok(match out.requeue {
+        Some(d) => Action::requeue(d.to_std().unwrap_or(Duration::from_secs(1))),
+        None => Action::await_change(),
+    })
+}
+
+/// A schedule that cannot be read: `Retry` with the fix on the check, and a Warning Event
+/// on the Workload when the message is new.
+async fn refuse(
+    k: &Kctx,
+    wl: &Workload,
+    check: &str,
+    message: String,
+    now: DateTime<Utc>,
+) -> Result<Action, Error> {
+    let v = view(wl, check);
+    let news = v.message != message;
+    if let Some(u) = update(
+        &v,
+        &Wanted::Invalid {
+            message: message.clone(),
+        },
+        now,
+    ) {
+        set_check(&k.ctx, wl, check, &u, now).await?;
+    }
+    if news {
+        let note = EventNote {
+            warning: true,
+            reason: "InvalidSpec",
+            message,
+        };
+        controller::announce(&k.ctx, wl, &[note]).await;
+    }
+    Ok(Action::requeue(Duration::from_secs(
+        super::check::INVALID_RETRY_SECS as u64,
+    )))
+}
+
+/// The Workload's CarbonWindow with `spec`: created owned by the Workload when missing,
+/// its spec applied when it changed (the status, the ledger, is never touched here).
+async fn ensure_window(
+    api: &Api<CarbonWindow>,
+    wl: &Workload,
+    existing: Option<CarbonWindow>,
+    spec: CarbonWindowSpec,
+) -> Result<CarbonWindow, Error> {
+    if let Some(w) = existing.as_ref().filter(|w| w.spec == spec) {
+        return Ok(w.clone());
+    }
+    let mut w = CarbonWindow::new(&wl.name_any(), spec);
+    w.metadata.namespace = wl.namespace();
+    w.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: Workload::api_version(&()).into_owned(),
+            kind: Workload::kind(&()).into_owned(),
+            name: wl.name_any(),
+            uid: wl.uid().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        },
+    ]);
+    match existing {
+        None => match api.create(&PostParams::default(), &w).await {
+            Ok(created) => Ok(created),
+            // Another reconcile created it meanwhile: use that one.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(api.get(&wl.name_any()).await?),
+            Err(e) => Err(e.into()),
+        },
+        Some(_) => {
+            let patch = json!({"apiVersion": CarbonWindow::api_version(&()), "kind": CarbonWindow::kind(&()), "spec": w.spec});
+            Ok(api
+                .patch(
+                    &wl.name_any(),
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await?)
+        }
+    }
+}
+
+/// Writes the check's new state on the Workload (server-side apply of that one entry of
+/// `status.admissionChecks`, a list Kueue keys by name).
+async fn set_check(
+    ctx: &Context,
+    wl: &Workload,
+    check: &str,
+    u: &CheckUpdate,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    ctx.may_write()?;
+    let mut entry = json!({
+        "name": check,
+        "state": u.state.as_str(),
+        "message": u.message.chars().take(32768).collect::<String>(),
+        "lastTransitionTime": timefmt::format(now),
+    });
+    if let Some(secs) = u.requeue_after_secs {
+        entry["requeueAfterSeconds"] = json!(secs);
+    }
+    let body = json!({
+        "apiVersion": Workload::api_version(&()),
+        "kind": Workload::kind(&()),
+        "status": {"admissionChecks": [entry]},
+    });
+    let api: Api<Workload> =
+        Api::namespaced(ctx.client.clone(), &wl.namespace().unwrap_or_default());
+    api.patch_status(
+        &wl.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    tracing::info!(namespace = wl.namespace(), workload = %wl.name_any(), check, state = u.state.as_str(),
+        requeue_after = u.requeue_after_secs, message = %u.message, "admission check state set");
+    Ok(())
+}
+
+/// Adds the finished CarbonWindows to the totals, as the CarbonAwareJob controller does
+/// with finished CarbonAwareJobs at start-up.
+async fn restore_totals(ctx: &Context, namespace: Option<&str>) -> Result<(), Error> {
+    let api: Api<CarbonWindow> = match namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let mut counted = 0;
+    for w in api.list(&Default::default()).await? {
+        if let Some(st) = w
+            .status
+            .as_ref()
+            .filter(|s| s.phase.is_some_and(Phase::is_terminal))
+        {
+            controller::add_to_totals(&ctx.metrics, &w.namespace().unwrap_or_default(), st);
+            counted += 1;
+        }
+    }
+    tracing::info!(counted, "totals restored from the finished CarbonWindows");
+    Ok(())
+}
