@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Run the operator (controller for CarbonAwareJobs).
     Run(cli::run::Args),
-    /// Print the CarbonAwareJob CustomResourceDefinition as YAML.
+    /// Print one of carbonshift's CustomResourceDefinitions as YAML.
     Crd(cli::crd::Args),
     /// Replay a real intensity trace and compare scheduling strategies.
     Simulate(cli::simulate::Args),

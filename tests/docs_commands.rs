@@ -518,6 +518,9 @@ fn lines_are_read_as_the_docs_mean_them() {
 fn crd_help_lists_only_the_formats_it_prints() {
     let help = stdout_of(&["crd", "-h"]);
     let listed: Vec<String> = help
+        .split("--format <FORMAT>")
+        .nth(1)
+        .unwrap()
         .split("[possible values: ")
         .nth(1)
         .and_then(|s| s.split(']').next())
