@@ -509,7 +509,7 @@ def render(rendered, chart):
             check(rules_of(le) == LEASE_RULES, "leader-election Role grants Leases only")
         check(not any(r for d in find(docs, "ClusterRole") for r in d["rules"] if "nodes" in r["resources"]),
               "no node access unless regionDiscovery.fromNodeLabels")
-        check(not find(docs, "ClusterRole", r".*-kueue") and "CARBONSHIFT_KUEUE" not in env,
+        check(not find(docs, "ClusterRole", r".*-kueue") and "CARBONSHIFT_KUEUE_ADMISSION_CHECKS" not in env,
               "no Kueue controller or Kueue RBAC unless kueue.enabled")
         for kind in ("ServiceMonitor", "PrometheusRule", "PodDisruptionBudget", "ConfigMap"):
             check(not find(docs, kind), f"no {kind} by default")
@@ -570,7 +570,7 @@ def render(rendered, chart):
         nodes = one(docs, "ClusterRole", r".*-nodes")
         if nodes:
             check(rules_of(nodes) == NODE_RULES, "node ClusterRole is get/list on nodes only")
-        check(env.get("CARBONSHIFT_KUEUE") == "true", "kueue.enabled runs the admission check controller")
+        check(env.get("CARBONSHIFT_KUEUE_ADMISSION_CHECKS") == "true", "kueue.enabled runs the admission check controller")
         cr = one(docs, "ClusterRole", r".*carbonshift")
         if cr:
             check(rules_of(cr) == sorted(CORE_RULES + KUEUE_RULES),

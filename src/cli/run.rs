@@ -86,7 +86,7 @@ pub struct Args {
     /// every Workload of a ClusterQueue that uses one waits for, and pauses around, the
     /// clean windows through the check's state (needs Kueue v0.15 or newer, and the
     /// CarbonWindow and CarbonWindowParameters CRDs; see docs/kueue.md).
-    #[arg(long, env = "CARBONSHIFT_KUEUE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "CARBONSHIFT_KUEUE_ADMISSION_CHECKS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub kueue: bool,
 
     /// Log format (filter with RUST_LOG).

@@ -57,6 +57,13 @@ impl Operator {
         let out = must("create operator log", File::create(&log));
         let err = must("clone operator log", out.try_clone());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_carbonshift"));
+        // The operator reads CARBONSHIFT_* variables as flags; the test runner's own (the
+        // cluster's CARBONSHIFT_KUEUE=1, the e2e gates) must not turn any on.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CARBONSHIFT_") {
+                cmd.env_remove(&name);
+            }
+        }
         cmd.arg("run")
             .args(provider)
             .args([
