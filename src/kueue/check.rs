@@ -92,9 +92,14 @@ pub struct CheckUpdate {
 }
 
 /// Seconds from `now` to `until`, at least 1 (Kueue retries at once on 0) and at most
-/// what the field holds.
+/// what the field holds. Kueue requeues at `lastTransitionTime + requeueAfterSeconds`, and
+/// `lastTransitionTime` is written in whole seconds (`now` truncated), so the seconds are
+/// counted from there and rounded up: never a requeue before `until`.
 fn requeue_after(now: DateTime<Utc>, until: DateTime<Utc>) -> i32 {
-    let secs = (until - now).num_seconds().max(1);
+    let millis = until
+        .timestamp_millis()
+        .saturating_sub(now.timestamp().saturating_mul(1000));
+    let secs = millis.saturating_add(999).div_euclid(1000).max(1);
     i32::try_from(secs).unwrap_or(i32::MAX)
 }
 
@@ -184,6 +189,26 @@ mod tests {
             (u.state, u.requeue_after_secs),
             (CheckState::Retry, Some(600))
         );
+    }
+
+    #[test]
+    fn requeue_is_never_before_until_from_the_whole_second_written() {
+        let at = |s: &str| crate::timefmt::parse(s).unwrap();
+        let pending = view(true, Some(CheckState::Pending));
+        let wait_until = |until: &str| Wanted::Wait {
+            until: at(until),
+            message: "waiting".into(),
+        };
+        // lastTransitionTime is written as 00:00:00 for a now of 00:00:00.700.
+        let now = at("2024-03-01T00:00:00.700Z");
+        let secs = |until: &str| {
+            update(&pending, &wait_until(until), now)
+                .unwrap()
+                .requeue_after_secs
+        };
+        assert_eq!(secs("2024-03-01T00:04:00Z"), Some(240));
+        assert_eq!(secs("2024-03-01T00:04:00.300Z"), Some(241));
+        assert_eq!(secs("2024-03-01T00:00:00.900Z"), Some(1));
     }
 
     #[test]
