@@ -116,7 +116,7 @@ NODE_RULES = [(("",), ("nodes",), ("get", "list"))]
 # kueue.enabled: the namespaced part (in the operator's Role or ClusterRole) and the
 # cluster-scoped part (its own ClusterRole).
 KUEUE_RULES = sorted([
-    (("kueue.x-k8s.io",), ("workloads",), ("get", "list", "watch")),
+    (("kueue.x-k8s.io",), ("workloads",), ("get", "list", "patch", "watch")),
     (("kueue.x-k8s.io",), ("workloads/status",), ("patch",)),
     (("carbonshift.io",), ("carbonwindows",), ("create", "get", "list", "patch")),
     (("carbonshift.io",), ("carbonwindows/status",), ("patch",)),

@@ -60,7 +60,7 @@ pub struct CarbonWindowParametersSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<StrategyName>,
     /// Default delay a workload may take beyond running at once, e.g. `24h`: its deadline
-    /// is its Workload's creation plus its expected duration plus this. Annotation
+    /// is its job object's creation plus its expected duration plus this. Annotation
     /// `carbonshift.io/max-delay` (or `carbonshift.io/deadline`) overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]

@@ -9,7 +9,7 @@ use crate::api::params::CarbonWindowParametersSpec;
 use crate::api::StrategyName;
 use crate::controller::fixtures::{at, build_at, default_margin, now, series};
 use crate::controller::intensity::Intensities;
-use crate::kueue::check::{update, CheckState};
+use crate::kueue::check::{decide, Action, HELD_UNTIL};
 use crate::kueue::workload;
 
 /// A Kueue v0.17 Workload of a Job of 4 pods with 2 GPUs each: quota reserved, our
@@ -184,25 +184,43 @@ fn step_with(
 #[test]
 fn flexible_start_holds_no_quota_until_the_clean_window_then_accounts_ready_pods() {
     let mut w = window(spec_of(&[("carbonshift.io/expected-duration", "2h")]).unwrap());
-    // Quota reserved at once: the plan waits 3 h, so the check says Retry for 3 h and
-    // Kueue releases the quota.
+    // Quota reserved at once: the plan waits 3 h, so the Workload is held (deactivated,
+    // which makes Kueue release the quota) until 03:00.
     let out = step(&mut w, &wl(false, None), 0, now());
     assert_eq!(out.status.phase, Some(Phase::Waiting));
     let want = wanted(&out, now()).unwrap();
     let view = workload::view(&wl(false, None), "carbon-window");
-    let u = update(&view, &want, now()).unwrap();
-    assert_eq!(u.state, CheckState::Retry);
-    assert_eq!(u.requeue_after_secs, Some(3 * 3600));
+    let Some(Action::Hold { until, message }) = decide(&view, &want, now()) else {
+        panic!("{:?}", decide(&view, &want, now()));
+    };
+    assert_eq!(until, at(180));
     assert!(
-        u.message.contains("planned start at 2024-03-01T03:00:00Z"),
-        "{}",
-        u.message
+        message.contains("planned start at 2024-03-01T03:00:00Z"),
+        "{message}"
     );
-    // Requeued at the clean window: Ready.
-    let out = step(&mut w, &wl(false, None), 0, at(180));
+    // Held: nothing to do a minute before 03:00, released at 03:00.
+    let mut inactive = wl(false, None);
+    inactive.spec.active = Some(false);
+    inactive
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(HELD_UNTIL.into(), "2024-03-01T03:00:00Z".into());
+    let held = workload::view(&inactive, "carbon-window");
+    let out = step(&mut w, &inactive, 0, at(179));
+    assert_eq!(
+        decide(&held, &wanted(&out, at(179)).unwrap(), at(179)),
+        None
+    );
+    let out = step(&mut w, &inactive, 0, at(180));
     assert_eq!(out.status.phase, Some(Phase::Running));
-    let u = update(&view, &wanted(&out, at(180)).unwrap(), at(180)).unwrap();
-    assert_eq!((u.state, u.requeue_after_secs), (CheckState::Ready, None));
+    let run = wanted(&out, at(180)).unwrap();
+    assert_eq!(decide(&held, &run, at(180)), Some(Action::Release));
+    // Queued again with quota reserved: admitted.
+    assert!(matches!(
+        decide(&view, &run, at(180)),
+        Some(Action::Admit { .. })
+    ));
     // Admitted: 4 pods Ready 10 min later, for an hour.
     step(&mut w, &wl(true, None), 0, at(181));
     step(&mut w, &wl(true, None), 4, at(190));
@@ -236,11 +254,11 @@ fn pause_and_resume_evicts_at_the_planned_pause_and_admits_again() {
     let i = Intensities::live(series(300.0, &[50.0, 500.0, 500.0, 100.0]), "static".into());
     let out = step_with(&mut w, &wl(false, None), 0, now(), &i);
     assert_eq!(out.status.phase, Some(Phase::Running));
-    let running = workload::view(&wl(false, None), "carbon-window");
-    let u = update(&running, &wanted(&out, now()).unwrap(), now()).unwrap();
-    assert_eq!(u.state, CheckState::Ready);
+    let reserved = workload::view(&wl(false, None), "carbon-window");
+    let a = decide(&reserved, &wanted(&out, now()).unwrap(), now());
+    assert!(matches!(a, Some(Action::Admit { .. })), "{a:?}");
     step_with(&mut w, &wl(true, None), 4, at(1), &i);
-    // The planned pause at 01:00: Retry until 03:00, which evicts the admitted workload.
+    // The planned pause at 01:00: held until 03:00, which evicts the admitted workload.
     let mut admitted = wl(true, None);
     admitted.status.as_mut().unwrap().admission_checks[0].state = "Ready".into();
     let out = step_with(&mut w, &admitted, 4, at(60), &i);
@@ -248,23 +266,23 @@ fn pause_and_resume_evicts_at_the_planned_pause_and_admits_again() {
     assert_eq!(out.status.pauses, 1);
     assert_eq!(out.status.runtime_seconds, 59 * 60);
     let view = workload::view(&admitted, "carbon-window");
-    let u = update(&view, &wanted(&out, at(60)).unwrap(), at(60)).unwrap();
-    assert_eq!(
-        (u.state, u.requeue_after_secs),
-        (CheckState::Retry, Some(7200))
+    let a = decide(&view, &wanted(&out, at(60)).unwrap(), at(60));
+    assert!(
+        matches!(a, Some(Action::Hold { until, .. }) if until == at(180)),
+        "{a:?}"
     );
-    // Evicted, requeued at 03:00 with its quota back: admitted again.
+    // Evicted, released and requeued at 03:00 with its quota back: admitted again.
     step_with(&mut w, &wl(false, None), 0, at(61), &i);
     let out = step_with(&mut w, &wl(false, None), 0, at(180), &i);
     assert_eq!(out.status.phase, Some(Phase::Running));
-    let u = update(&running, &wanted(&out, at(180)).unwrap(), at(180)).unwrap();
-    assert_eq!(u.state, CheckState::Ready);
+    let a = decide(&reserved, &wanted(&out, at(180)).unwrap(), at(180));
+    assert!(matches!(a, Some(Action::Admit { .. })), "{a:?}");
     // No runtime accrued while evicted.
     assert_eq!(out.status.runtime_seconds, 59 * 60);
 }
 
 #[test]
-fn a_region_the_provider_refuses_is_a_retry_with_the_fix() {
+fn a_region_the_provider_refuses_is_held_with_the_fix() {
     let mut w = window(spec_of(&[("carbonshift.io/expected-duration", "2h")]).unwrap());
     let caj = as_carbon_aware_job(&w);
     let child = as_child(&wl(false, None), &w, 0);

@@ -1,27 +1,42 @@
-//! PURE: the state carbonshift gives its AdmissionCheck on one Workload, from what the
-//! planner wants and what Kueue shows of the Workload.
+//! PURE: what carbonshift does to one Workload, from what the planner wants and what
+//! Kueue shows of the Workload.
 //!
-//! Kueue's states (kueue.x-k8s.io/v1beta2 `AdmissionCheckState`):
+//! Kueue's check states (kueue.x-k8s.io/v1beta2 `AdmissionCheckState`):
 //! - `Pending`: Kueue adds the check so when it reserves quota; the controller decides.
 //! - `Ready`: the check passed; with quota reserved, Kueue admits the Workload and
 //!   unsuspends its job.
-//! - `Retry`: not now. Kueue releases the quota (evicting the Workload, and suspending its
-//!   job, if it was admitted) and requeues it once `lastTransitionTime +
-//!   requeueAfterSeconds` has passed; the check is `Pending` again at the next reservation.
-//! - `Rejected`: never; Kueue deactivates the Workload. carbonshift does not use it: a bad
-//!   annotation is retried (see [`INVALID_RETRY_SECS`]), so fixing it is enough.
+//! - `Retry` and `Rejected`: not used (below).
 //!
-//! So a workload waiting for a clean window holds no quota: `Retry` until the planned
-//! start; `Ready` admits it. A planned pause is `Retry` on the admitted Workload until the
-//! planned resume. carbonshift changes nothing while the Workload holds no quota: Kueue
-//! brings it back at the requeue time, and the check is decided again then. (A replan that
-//! moves a start earlier than the requeue time waits for the requeue.)
+//! A workload that must not run now (waiting for its clean window, a planned pause, a
+//! schedule that cannot be read) is **held**: carbonshift sets the Workload's
+//! `spec.active` to false and records why and until when in the annotations
+//! [`HELD_UNTIL`] and [`HELD_BECAUSE`]. Kueue evicts a deactivated Workload at once: it
+//! releases the quota and suspends the job (deleting its pods). At the planned start or
+//! resume (or once the planner wants it to run) carbonshift reactivates it, Kueue queues it
+//! again, reserves quota, and the check decides again: `Ready` admits it.
+//!
+//! Why not `Retry` with `requeueAfterSeconds`, the state meant for "not now": Kueue
+//! v0.17.0's workload reconciler waits for a future `requeueState.requeueAt` before it
+//! looks at the checks, so a `Retry` with a delay keeps the quota, and keeps an admitted
+//! workload running, until the delay is over (seen in `tests/e2e_kueue.rs`, read in
+//! `pkg/controller/core/workload_controller.go`). A `Retry` without a delay evicts at once
+//! but is requeued at once, so the quota would be reserved and released again every few
+//! seconds. `Rejected` deactivates the Workload for good. Deactivation evicts at once and
+//! keeps the Workload out of the queue for exactly as long as carbonshift says.
+//!
+//! carbonshift reactivates only Workloads it deactivated (those carrying [`HELD_UNTIL`]):
+//! a Workload a user or Kueue deactivated stays so.
 
 use chrono::{DateTime, Utc};
 
-/// How soon Kueue retries a Workload whose annotations or parameters are invalid, so a fix
-/// takes effect without any other action.
-pub const INVALID_RETRY_SECS: i32 = 300;
+/// Annotation on a Workload carbonshift holds: until when (RFC 3339).
+pub const HELD_UNTIL: &str = "carbonshift.io/held-until";
+/// Annotation on a Workload carbonshift holds: why, in words.
+pub const HELD_BECAUSE: &str = "carbonshift.io/held-because";
+
+/// How long a Workload whose annotations or parameters are invalid is held before it is
+/// looked at again, so a fix takes effect without any other action.
+pub const INVALID_RETRY_SECS: i64 = 300;
 
 /// The states of an AdmissionCheck on a Workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,17 +70,22 @@ impl CheckState {
     }
 }
 
-/// What Kueue shows of a Workload, as far as the check needs it.
+/// What Kueue shows of a Workload, as far as the decision needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkloadView {
     /// Condition `QuotaReserved` is True.
     pub quota_reserved: bool,
     /// Condition `Finished` is True.
     pub finished: bool,
+    /// `spec.active` (unset is active).
+    pub active: bool,
     /// Our check's entry in `status.admissionChecks`, if Kueue has added it.
     pub check: Option<CheckState>,
     /// Its message.
     pub message: String,
+    /// [`HELD_UNTIL`], when carbonshift holds the Workload: the instant it wrote, or
+    /// `None` inside when the annotation is there but unreadable (released at once).
+    pub held: Option<Option<DateTime<Utc>>>,
 }
 
 /// What the planner wants for the workload now.
@@ -78,61 +98,62 @@ pub enum Wanted {
         until: DateTime<Utc>,
         message: String,
     },
-    /// The schedule cannot be read: say what to fix, and look again later.
+    /// The schedule cannot be read: `message` says what to fix.
     Invalid { message: String },
 }
 
-/// The check's new entry.
+/// What to do to the Workload.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CheckUpdate {
-    pub state: CheckState,
-    pub message: String,
-    /// With `Retry`: how long Kueue waits before it requeues the Workload.
-    pub requeue_after_secs: Option<i32>,
+pub enum Action {
+    /// Set the check `Ready` with `message`: Kueue admits the Workload.
+    Admit { message: String },
+    /// Deactivate the Workload until `until`, saying `message` ([`HELD_UNTIL`],
+    /// [`HELD_BECAUSE`]): Kueue evicts it and releases its quota.
+    Hold {
+        until: DateTime<Utc>,
+        message: String,
+    },
+    /// Reactivate the Workload carbonshift held: Kueue queues it again.
+    Release,
 }
 
-/// Seconds from `now` to `until`, at least 1 (Kueue retries at once on 0) and at most
-/// what the field holds. Kueue requeues at `lastTransitionTime + requeueAfterSeconds`, and
-/// `lastTransitionTime` is written in whole seconds (`now` truncated), so the seconds are
-/// counted from there and rounded up: never a requeue before `until`.
-fn requeue_after(now: DateTime<Utc>, until: DateTime<Utc>) -> i32 {
-    let millis = until
-        .timestamp_millis()
-        .saturating_sub(now.timestamp().saturating_mul(1000));
-    let secs = millis.saturating_add(999).div_euclid(1000).max(1);
-    i32::try_from(secs).unwrap_or(i32::MAX)
-}
-
-/// The update to write, or `None` when the check already says it (or there is nothing to
-/// decide: a finished Workload, one whose check Kueue has not added, or one holding no
-/// quota, which Kueue brings back at its requeue time).
-pub fn update(view: &WorkloadView, wanted: &Wanted, now: DateTime<Utc>) -> Option<CheckUpdate> {
-    if view.finished || !view.quota_reserved {
+/// The action `wanted` calls for on a Workload Kueue shows as `view`, at `now`; `None`
+/// when nothing is to change.
+pub fn decide(view: &WorkloadView, wanted: &Wanted, now: DateTime<Utc>) -> Option<Action> {
+    if view.finished {
         return None;
     }
-    let current = view.check?;
-    let next = match wanted {
-        Wanted::Run { message } => CheckUpdate {
-            state: CheckState::Ready,
-            message: message.clone(),
-            requeue_after_secs: None,
-        },
-        Wanted::Wait { until, message } => CheckUpdate {
-            state: CheckState::Retry,
-            message: message.clone(),
-            requeue_after_secs: Some(requeue_after(now, *until)),
-        },
-        Wanted::Invalid { message } => CheckUpdate {
-            state: CheckState::Retry,
-            message: message.clone(),
-            requeue_after_secs: Some(INVALID_RETRY_SECS),
-        },
-    };
-    // A Ready check stays Ready while the job runs; a message alone is not worth a write.
-    if current == next.state && (current == CheckState::Ready || view.message == next.message) {
-        return None;
+    if !view.active {
+        // Held by carbonshift: released once it may run, or its hold is over.
+        let until = view.held?;
+        let over = until.is_none_or(|t| now >= t);
+        return match wanted {
+            Wanted::Run { .. } => Some(Action::Release),
+            Wanted::Wait { until, .. } if now >= *until => Some(Action::Release),
+            Wanted::Wait { .. } => None,
+            Wanted::Invalid { .. } => over.then_some(Action::Release),
+        };
     }
-    Some(next)
+    match wanted {
+        // Kueue adds the check when it reserves quota; only then can it pass.
+        Wanted::Run { message } => (view.quota_reserved
+            && view.check.is_some_and(|c| c != CheckState::Ready))
+        .then(|| Action::Admit {
+            message: message.clone(),
+        }),
+        // Held whether or not Kueue has reserved quota yet, so a waiting Workload takes
+        // none from the queue.
+        Wanted::Wait { until, message } if *until > now => Some(Action::Hold {
+            until: *until,
+            message: message.clone(),
+        }),
+        // The planned instant has come: the next reconcile sees the plan run.
+        Wanted::Wait { .. } => None,
+        Wanted::Invalid { message } => Some(Action::Hold {
+            until: now + chrono::TimeDelta::seconds(INVALID_RETRY_SECS),
+            message: message.clone(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -148,8 +169,19 @@ mod tests {
         WorkloadView {
             quota_reserved,
             finished: false,
+            active: true,
             check,
             message: String::new(),
+            held: None,
+        }
+    }
+
+    fn held(until: Option<DateTime<Utc>>) -> WorkloadView {
+        WorkloadView {
+            quota_reserved: false,
+            active: false,
+            held: Some(until),
+            ..view(false, Some(CheckState::Pending))
         }
     }
 
@@ -167,84 +199,99 @@ mod tests {
     }
 
     #[test]
-    fn a_reserved_workload_in_a_clean_window_is_admitted() {
-        let u = update(&view(true, Some(CheckState::Pending)), &run(), now()).unwrap();
-        assert_eq!(u.state, CheckState::Ready);
-        assert_eq!(u.requeue_after_secs, None);
-        // Already Ready: nothing to write, whatever the message.
+    fn a_reserved_workload_in_a_clean_window_is_admitted_once() {
+        let a = decide(&view(true, Some(CheckState::Pending)), &run(), now());
         assert_eq!(
-            update(&view(true, Some(CheckState::Ready)), &run(), now()),
+            a,
+            Some(Action::Admit {
+                message: "clean window".into()
+            })
+        );
+        assert_eq!(
+            decide(&view(true, Some(CheckState::Ready)), &run(), now()),
             None
         );
     }
 
     #[test]
-    fn a_wait_releases_the_quota_until_the_planned_start() {
-        let u = update(&view(true, Some(CheckState::Pending)), &wait(5400), now()).unwrap();
-        assert_eq!(u.state, CheckState::Retry);
-        assert_eq!(u.requeue_after_secs, Some(5400));
-        // A planned pause of an admitted (Ready) workload evicts it the same way.
-        let u = update(&view(true, Some(CheckState::Ready)), &wait(600), now()).unwrap();
-        assert_eq!(
-            (u.state, u.requeue_after_secs),
-            (CheckState::Retry, Some(600))
-        );
-    }
-
-    #[test]
-    fn requeue_is_never_before_until_from_the_whole_second_written() {
-        let at = |s: &str| crate::timefmt::parse(s).unwrap();
-        let pending = view(true, Some(CheckState::Pending));
-        let wait_until = |until: &str| Wanted::Wait {
-            until: at(until),
+    fn a_wait_holds_the_workload_until_the_planned_start() {
+        let hold = Action::Hold {
+            until: now() + TimeDelta::seconds(5400),
             message: "waiting".into(),
         };
-        // lastTransitionTime is written as 00:00:00 for a now of 00:00:00.700.
-        let now = at("2024-03-01T00:00:00.700Z");
-        let secs = |until: &str| {
-            update(&pending, &wait_until(until), now)
-                .unwrap()
-                .requeue_after_secs
-        };
-        assert_eq!(secs("2024-03-01T00:04:00Z"), Some(240));
-        assert_eq!(secs("2024-03-01T00:04:00.300Z"), Some(241));
-        assert_eq!(secs("2024-03-01T00:00:00.900Z"), Some(1));
-    }
-
-    #[test]
-    fn requeue_is_at_least_a_second_and_fits_the_field() {
-        let past = update(&view(true, Some(CheckState::Pending)), &wait(-30), now()).unwrap();
-        assert_eq!(past.requeue_after_secs, Some(1));
-        let far = update(
-            &view(true, Some(CheckState::Pending)),
-            &wait(i64::from(i32::MAX) + 10),
-            now(),
-        )
-        .unwrap();
-        assert_eq!(far.requeue_after_secs, Some(i32::MAX));
-    }
-
-    #[test]
-    fn nothing_is_decided_without_quota_a_check_or_once_finished() {
+        // Reserved at creation, or admitted and running (a planned pause): held alike.
+        for check in [CheckState::Pending, CheckState::Ready] {
+            let a = decide(&view(true, Some(check)), &wait(5400), now());
+            assert_eq!(a.as_ref(), Some(&hold));
+        }
+        // The instant itself: nothing (the plan runs at the next reconcile).
         assert_eq!(
-            update(&view(false, Some(CheckState::Retry)), &run(), now()),
+            decide(&view(true, Some(CheckState::Pending)), &wait(0), now()),
             None
         );
-        assert_eq!(update(&view(true, None), &run(), now()), None);
-        let mut done = view(true, Some(CheckState::Ready));
-        done.finished = true;
-        assert_eq!(update(&done, &wait(60), now()), None);
     }
 
     #[test]
-    fn an_invalid_schedule_is_retried_with_the_fix_in_the_message() {
+    fn a_held_workload_is_released_at_its_start_or_when_the_plan_runs() {
+        let until = Some(now() + TimeDelta::seconds(600));
+        assert_eq!(decide(&held(until), &wait(600), now()), None);
+        assert_eq!(
+            decide(&held(until), &wait(600), now() + TimeDelta::seconds(600)),
+            Some(Action::Release)
+        );
+        // A replan that starts now: released at once.
+        assert_eq!(decide(&held(until), &run(), now()), Some(Action::Release));
+    }
+
+    #[test]
+    fn an_invalid_schedule_is_held_five_minutes_then_looked_at_again() {
         let bad = Wanted::Invalid {
-            message: "annotation carbonshift.io/max-delay: ...".into(),
+            message: "carbonshift: annotation carbonshift.io/max-delay: ...".into(),
         };
-        let u = update(&view(true, Some(CheckState::Pending)), &bad, now()).unwrap();
-        assert_eq!(u.state, CheckState::Retry);
-        assert_eq!(u.requeue_after_secs, Some(INVALID_RETRY_SECS));
-        assert_eq!(u.message, "annotation carbonshift.io/max-delay: ...");
+        let a = decide(&view(true, Some(CheckState::Pending)), &bad, now()).unwrap();
+        assert_eq!(
+            a,
+            Action::Hold {
+                until: now() + TimeDelta::seconds(300),
+                message: "carbonshift: annotation carbonshift.io/max-delay: ...".into(),
+            }
+        );
+        let until = Some(now() + TimeDelta::seconds(300));
+        assert_eq!(
+            decide(&held(until), &bad, now() + TimeDelta::seconds(299)),
+            None
+        );
+        assert_eq!(
+            decide(&held(until), &bad, now() + TimeDelta::seconds(300)),
+            Some(Action::Release)
+        );
+        // An unreadable hold annotation is over.
+        assert_eq!(decide(&held(None), &bad, now()), Some(Action::Release));
+    }
+
+    #[test]
+    fn admitted_only_with_quota_and_the_check_never_once_finished_or_deactivated_by_others() {
+        // Not yet reserved: a wait is held all the same (it takes no quota from the
+        // queue), a run waits for Kueue to reserve quota and add the check.
+        assert_eq!(
+            decide(&view(false, None), &wait(60), now()),
+            Some(Action::Hold {
+                until: now() + TimeDelta::seconds(60),
+                message: "waiting".into()
+            })
+        );
+        assert_eq!(
+            decide(&view(false, Some(CheckState::Pending)), &run(), now()),
+            None
+        );
+        assert_eq!(decide(&view(true, None), &run(), now()), None);
+        let mut done = view(true, Some(CheckState::Ready));
+        done.finished = true;
+        assert_eq!(decide(&done, &wait(60), now()), None);
+        // Deactivated by a user or by Kueue (no hold annotation): left alone.
+        let mut theirs = held(None);
+        theirs.held = None;
+        assert_eq!(decide(&theirs, &run(), now()), None);
     }
 
     #[test]

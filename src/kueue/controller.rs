@@ -7,7 +7,8 @@
 //!   read (the job object's annotations and creation, the parameters, its
 //!   [`CarbonWindow`], its Ready pods, the region's intensities), the operator's own
 //!   reconcile step through [`super::adapt`], then write: the CarbonWindow's status, the
-//!   totals and Events, and the check's state ([`super::check::update`]).
+//!   totals and Events, and what [`super::check::decide`] says: the check `Ready`, or the
+//!   Workload held (deactivated) or released.
 //!
 //! Pods are watched (only those Kueue started: the `kueue.x-k8s.io/podset` label, trimmed
 //! to labels, owners and conditions), so a pod turning Ready starts the runtime at once.
@@ -30,7 +31,7 @@ use serde_json::json;
 
 use super::adapt::{as_carbon_aware_job, as_child, wanted, window_spec, JobObject};
 use super::annotations::Defaults;
-use super::check::{update, CheckUpdate, Wanted};
+use super::check::{decide, Action as Decision, Wanted, HELD_BECAUSE, HELD_UNTIL};
 use super::workload::{view, AdmissionCheck, Workload};
 use super::CONTROLLER_NAME;
 use crate::api::params::CarbonWindowParameters;
@@ -442,19 +443,25 @@ async fn reconcile_workload(wl: Arc<Workload>, k: Arc<Kctx>) -> Result<Action, E
     }
     controller::count(&ctx.metrics, &ns, &out);
     controller::announce(ctx, wl.as_ref(), &out.events).await;
+    let mut next = out.requeue;
     if let Some(w) = wanted(&out, now) {
-        if let Some(u) = update(&v, &w, now) {
-            set_check(ctx, &wl, &check, &u, now).await?;
+        if let Some(d) = decide(&v, &w, now) {
+            act(ctx, &wl, &check, &d, now).await?;
+        }
+        if let Wanted::Wait { until, .. } = w {
+            // A held Workload is released at the planned instant.
+            let d = (until - now).max(chrono::TimeDelta::seconds(1));
+            next = Some(next.map_or(d, |n| n.min(d)));
         }
     }
-    Ok(match out.requeue {
+    Ok(match next {
         Some(d) => Action::requeue(d.to_std().unwrap_or(Duration::from_secs(1))),
         None => Action::await_change(),
     })
 }
 
-/// A schedule that cannot be read: `Retry` with the fix on the check, and a Warning Event
-/// on the Workload when the message is new.
+/// A schedule that cannot be read: the Workload held for 5 minutes with the fix in
+/// [`HELD_BECAUSE`], and a Warning Event on it when the message is new.
 async fn refuse(
     k: &Kctx,
     wl: &Workload,
@@ -463,15 +470,12 @@ async fn refuse(
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
     let v = view(wl, check);
-    let news = v.message != message;
-    if let Some(u) = update(
-        &v,
-        &Wanted::Invalid {
-            message: message.clone(),
-        },
-        now,
-    ) {
-        set_check(&k.ctx, wl, check, &u, now).await?;
+    let news = wl.annotations().get(HELD_BECAUSE) != Some(&message);
+    let w = Wanted::Invalid {
+        message: message.clone(),
+    };
+    if let Some(d) = decide(&v, &w, now) {
+        act(&k.ctx, wl, check, &d, now).await?;
     }
     if news {
         let note = EventNote {
@@ -529,40 +533,62 @@ async fn ensure_window(
     }
 }
 
-/// Writes the check's new state on the Workload (server-side apply of that one entry of
-/// `status.admissionChecks`, a list Kueue keys by name).
-async fn set_check(
+/// Carries out `d` on the Workload: the check `Ready` (server-side apply of that one entry
+/// of `status.admissionChecks`, a list Kueue keys by name), or `spec.active` and the hold
+/// annotations (a merge patch of just those fields).
+async fn act(
     ctx: &Context,
     wl: &Workload,
     check: &str,
-    u: &CheckUpdate,
+    d: &Decision,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     ctx.may_write()?;
-    let mut entry = json!({
-        "name": check,
-        "state": u.state.as_str(),
-        "message": u.message.chars().take(32768).collect::<String>(),
-        "lastTransitionTime": timefmt::format(now),
-    });
-    if let Some(secs) = u.requeue_after_secs {
-        entry["requeueAfterSeconds"] = json!(secs);
-    }
-    let body = json!({
-        "apiVersion": Workload::api_version(&()),
-        "kind": Workload::kind(&()),
-        "status": {"admissionChecks": [entry]},
-    });
     let api: Api<Workload> =
         Api::namespaced(ctx.client.clone(), &wl.namespace().unwrap_or_default());
-    api.patch_status(
-        &wl.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    tracing::info!(namespace = wl.namespace(), workload = %wl.name_any(), check, state = u.state.as_str(),
-        requeue_after = u.requeue_after_secs, message = %u.message, "admission check state set");
+    let name = wl.name_any();
+    match d {
+        Decision::Admit { message } => {
+            let body = json!({
+                "apiVersion": Workload::api_version(&()),
+                "kind": Workload::kind(&()),
+                "status": {"admissionChecks": [{
+                    "name": check,
+                    "state": "Ready",
+                    "message": message.chars().take(32768).collect::<String>(),
+                    "lastTransitionTime": timefmt::format(now),
+                }]},
+            });
+            api.patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await?;
+            tracing::info!(namespace = wl.namespace(), workload = %name, check, %message, "admission check Ready");
+        }
+        Decision::Hold { until, message } => {
+            let body = json!({
+                "metadata": {"annotations": {
+                    HELD_UNTIL: timefmt::format(*until),
+                    HELD_BECAUSE: message.chars().take(1024).collect::<String>(),
+                }},
+                "spec": {"active": false},
+            });
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&body))
+                .await?;
+            tracing::info!(namespace = wl.namespace(), workload = %name, until = %timefmt::format(*until), %message, "workload held (deactivated)");
+        }
+        Decision::Release => {
+            let body = json!({
+                "metadata": {"annotations": {HELD_UNTIL: null, HELD_BECAUSE: null}},
+                "spec": {"active": true},
+            });
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&body))
+                .await?;
+            tracing::info!(namespace = wl.namespace(), workload = %name, "workload released (reactivated)");
+        }
+    }
     Ok(())
 }
 

@@ -8,12 +8,12 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::check::{CheckState, WorkloadView};
+use super::check::{CheckState, WorkloadView, HELD_UNTIL};
 use crate::accounting::PowerModel;
 use crate::api::Power;
 use crate::controller::validate::{gpus_of_pod, power_model, InvalidSpec};
 
-/// A Workload's spec: its pod sets.
+/// A Workload's spec: its pod sets, and whether it is active.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "kueue.x-k8s.io",
@@ -26,6 +26,9 @@ use crate::controller::validate::{gpus_of_pod, power_model, InvalidSpec};
 pub struct WorkloadSpec {
     #[serde(default)]
     pub pod_sets: Vec<PodSet>,
+    /// False while deactivated (unset is active).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
 }
 
 /// One pod set: `count` pods of `template`.
@@ -58,8 +61,6 @@ pub struct AdmissionCheckState {
     pub state: String,
     #[serde(default)]
     pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requeue_after_seconds: Option<i32>,
 }
 
 /// An AdmissionCheck's spec: which controller serves it, and its parameters.
@@ -109,11 +110,19 @@ fn condition_true(status: &WorkloadStatus, type_: &str) -> bool {
 pub fn view(wl: &Workload, check: &str) -> WorkloadView {
     let status = wl.status.clone().unwrap_or_default();
     let entry = status.admission_checks.iter().find(|c| c.name == check);
+    let held = wl
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HELD_UNTIL))
+        .map(|t| crate::timefmt::parse(t).ok());
     WorkloadView {
         quota_reserved: condition_true(&status, "QuotaReserved"),
         finished: condition_true(&status, "Finished"),
+        active: wl.spec.active != Some(false),
         check: entry.and_then(|c| CheckState::parse(&c.state)),
         message: entry.map(|c| c.message.clone()).unwrap_or_default(),
+        held,
     }
 }
 
