@@ -178,7 +178,10 @@ EOF
 apply_crds() {
   local k=("$BIN/kubectl" --kubeconfig="$KUBECONFIG_ADMIN")
   "${k[@]}" apply --server-side --force-conflicts --field-manager=carbonshift-cluster -f "$1" > /dev/null
-  "${k[@]}" wait --for=condition=Established --timeout=60s -f "$1" > /dev/null
+  # Retried: kubectl wait fails at once ("accessor error: <nil>") on a CRD the API server
+  # has not yet given any status.conditions.
+  wait_for "the CRDs of $1 to be Established" 60 \
+    "${k[@]}" wait --for=condition=Established --timeout=10s -f "$1"
 }
 
 # render_webhooks NAME SRC PORT [--serve G/R]...: NAME's webhook configurations for its server
