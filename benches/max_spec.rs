@@ -135,6 +135,7 @@ fn bench_feed(c: &mut Criterion, feed: &str, intens: &Intensities) {
             now: now(),
             persist_every: TimeDelta::minutes(5),
             deadline_margin: TimeDelta::minutes(2),
+            kueue: false,
         };
         // A spec the build step refused would measure nothing.
         let out = build(obs);

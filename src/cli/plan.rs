@@ -478,6 +478,8 @@ pub(crate) fn observed<'a>(
         now,
         persist_every: TimeDelta::seconds(crate::controller::DEFAULT_PERSIST_SECS),
         deadline_margin,
+        // As an operator that serves Kueue would: a template for a Kueue queue is planned.
+        kueue: true,
     }
 }
 

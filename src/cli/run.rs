@@ -228,6 +228,7 @@ pub async fn run(args: Args) -> CliResult {
     ctx.persist_every = TimeDelta::seconds(args.status_interval);
     ctx.deadline_margin = args.deadline_margin;
     ctx.max_concurrent_reconciles = args.max_concurrent_reconciles;
+    ctx.kueue = args.kueue;
     if args.leader_election {
         ctx.fence = Arc::new(leader::Fence::leased());
     }
@@ -272,8 +273,12 @@ pub async fn run(args: Args) -> CliResult {
         stopped(stop_rx.clone()),
     );
     let result = if args.kueue {
-        let kueue =
-            crate::kueue::controller::run(ctx, args.namespace.clone(), stopped(stop_rx.clone()));
+        let kueue = crate::kueue::controller::run(
+            ctx,
+            args.namespace.clone(),
+            Some(cache.subscribe()),
+            stopped(stop_rx.clone()),
+        );
         // Either ending on its own (a watch failure, a missing CRD) stops the other.
         let then_stop = |tx: watch::Sender<Stop>| {
             move |r: Result<(), controller::Error>| {

@@ -92,6 +92,9 @@ pub struct Observed<'a> {
     /// Start-up allowance: plan to finish this long before the deadline, as far as the
     /// slack allows (see [`planning_deadline`]).
     pub deadline_margin: TimeDelta,
+    /// The operator serves Kueue (`run --kueue`): a template for a Kueue queue is run
+    /// through Kueue (see [`kueue_queue`]) instead of being refused.
+    pub kueue: bool,
 }
 
 /// A start, pause or resume, for `carbonshift_transitions_total{action}`.
@@ -553,7 +556,12 @@ pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 
 /// The Kueue queue the child Job would be (or is) submitted to: the label (or, as older
 /// Kueue releases read it, the annotation) on the template's metadata or on the live child.
-fn kueue_queue(caj: &CarbonAwareJob, child: Option<&Job>) -> Option<String> {
+///
+/// Such a Job is Kueue's: created suspended, and carbonshift never writes its
+/// `spec.suspend`. With `run --kueue` the plan reaches it through its Workload instead
+/// (`kueue::steer`): held (deactivated) while the plan waits or pauses, released when it
+/// runs, and Kueue admits it when its ClusterQueue has the quota.
+pub fn kueue_queue(caj: &CarbonAwareJob, child: Option<&Job>) -> Option<String> {
     let template = caj.spec.template.metadata.as_ref();
     let from = |labels: Option<&std::collections::BTreeMap<String, String>>| {
         labels.and_then(|l| l.get(KUEUE_QUEUE_LABEL)).cloned()
@@ -774,16 +782,20 @@ fn admit<'a>(
             ));
         }
     }
-    if let Some(queue) = kueue_queue(caj, obs.child) {
-        return Err(refuse(
-            "KueueManaged",
-            format!(
-                "the Job template carries Kueue's queue label {KUEUE_QUEUE_LABEL}={queue:?}: \
-                 Kueue would own the Job's spec.suspend, and carbonshift never writes it then. \
-                 Remove the label to let carbonshift schedule the Job, or submit the Job to \
-                 Kueue without a CarbonAwareJob"
-            ),
-        ));
+    match kueue_queue(caj, obs.child) {
+        Some(queue) if !obs.kueue => {
+            return Err(refuse(
+                "KueueManaged",
+                format!(
+                    "the Job template carries Kueue's queue label {KUEUE_QUEUE_LABEL}={queue:?}: \
+                     Kueue owns such a Job's spec.suspend, and this operator does not serve \
+                     Kueue. Run it with --kueue (chart value kueue.enabled=true) to run the \
+                     Job through Kueue, or remove the label to let carbonshift suspend and \
+                     resume the Job itself"
+                ),
+            ));
+        }
+        _ => {}
     }
     let region = obs
         .region
@@ -1167,12 +1179,14 @@ fn conditions(
 
 /// Step "child Job": the Job to create when there is none, else the `suspend` to set when
 /// it differs. One being deleted unfinished is let go (it cannot be changed any more) and
-/// recreated once gone.
+/// recreated once gone. A Job for a Kueue queue is created suspended and its `suspend`
+/// left to Kueue.
 fn child_diff(obs: &Observed<'_>, v: &ValidSpec, run: bool) -> (Option<Job>, Option<bool>) {
+    let kueue = kueue_queue(obs.caj, obs.child).is_some();
     let Some(child) = obs.child else {
-        return (Some(child_job(obs.caj, v, !run)), None);
+        return (Some(child_job(obs.caj, v, kueue || !run)), None);
     };
-    if child.meta().deletion_timestamp.is_some() {
+    if kueue || child.meta().deletion_timestamp.is_some() {
         return (None, None);
     }
     let suspended = child.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);

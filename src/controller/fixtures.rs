@@ -408,6 +408,7 @@ pub fn build_at(
         now,
         persist_every: TimeDelta::minutes(5),
         deadline_margin: margin,
+        kueue: false,
     })
 }
 

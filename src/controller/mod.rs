@@ -157,6 +157,9 @@ pub struct Context {
     /// The cached versions older than this process's own last status writes: a reconcile
     /// on one writes nothing (see [`store::OwnWrites`]).
     pub own_writes: Arc<store::OwnWrites>,
+    /// The operator serves Kueue (`run --kueue`): a CarbonAwareJob whose template is for a
+    /// Kueue queue runs through Kueue (held and released by its Workload, `kueue::steer`).
+    pub kueue: bool,
 }
 
 impl Context {
@@ -192,6 +195,7 @@ impl Context {
             jobs: std::sync::OnceLock::new(),
             fence: Arc::new(leader::Fence::unfenced()),
             own_writes: Arc::default(),
+            kueue: false,
         }
     }
 
@@ -257,6 +261,7 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
         now,
         persist_every: ctx.persist_every,
         deadline_margin: ctx.deadline_margin,
+        kueue: ctx.kueue,
     });
     let Some((out, written_rv)) = write(&ctx, &api, &caj, child.as_ref(), out, now).await? else {
         // The status changed since it was read: decide again on the newer object.
@@ -275,14 +280,20 @@ pub async fn reconcile(caj: Arc<CarbonAwareJob>, ctx: Arc<Context>) -> Result<Ac
     // so none is missed (the next reconcile sees the persisted status and counts nothing).
     count(&ctx.metrics, &ns, &out);
     announce(&ctx, caj.as_ref(), &out.events).await;
+    // A Job for a Kueue queue: the plan reaches it through its Workload.
+    let soon = match &child {
+        Some(job) => crate::kueue::steer::steer(&ctx, &caj, job, &out, now).await?,
+        None => None,
+    };
     if let Some(job) = child.filter(|_| out.release_finalizer) {
         // Only now: the finished status that replaces the finalizer is recorded.
         ctx.may_write()?;
         release_finalizer(&api.jobs, &job).await?;
     }
-    Ok(match out.requeue {
-        Some(d) => Action::requeue(to_std(d)),
-        None => Action::await_change(),
+    Ok(match (out.requeue.map(to_std), soon) {
+        (Some(d), Some(s)) => Action::requeue(d.min(s)),
+        (Some(d), None) | (None, Some(d)) => Action::requeue(d),
+        (None, None) => Action::await_change(),
     })
 }
 
@@ -670,10 +681,7 @@ pub async fn run(
         )
         .graceful_shutdown_on(shutdown);
     if let Some(rx) = refreshed {
-        let trigger = tokio_stream_from(rx).map(|region| {
-            tracing::debug!(%region, "forecast refreshed: replanning");
-        });
-        controller = controller.reconcile_all_on(trigger);
+        controller = controller.reconcile_all_on(refreshes(rx));
     }
     let gauges = tokio::spawn(keep_gauges(ctx.clone(), controller.store()));
     let sweeper = tokio::spawn(release_orphans(
@@ -807,6 +815,16 @@ async fn release_orphans(
             }
         }
     }
+}
+
+/// The forecast refreshes as a trigger of `reconcile_all_on`: each is one replan of
+/// every object the controller holds.
+pub(crate) fn refreshes(
+    rx: tokio::sync::broadcast::Receiver<String>,
+) -> impl futures::Stream<Item = ()> + Send {
+    tokio_stream_from(rx).map(|region| {
+        tracing::debug!(%region, "forecast refreshed: replanning");
+    })
 }
 
 /// A broadcast receiver as a stream; lagging (more refreshes than buffered) still

@@ -24,6 +24,7 @@ fn obs<'a>(
         now: now(),
         persist_every: TimeDelta::minutes(5),
         deadline_margin: TimeDelta::minutes(2),
+        kueue: false,
     }
 }
 

@@ -860,7 +860,7 @@ async fn a_child_deleted_unfinished_is_let_go_not_patched() {
 }
 
 #[tokio::test]
-async fn a_template_for_kueue_is_refused_until_kueue_is_supported() {
+async fn a_template_for_kueue_is_refused_when_the_operator_does_not_serve_kueue() {
     let (ctx, api) = context(series(100.0, &[100.0]), 0);
     let mut c = caj("RunNow", "1h", json!({}));
     c.spec.template.metadata = Some(crate::api::TemplateMetadata {
@@ -878,13 +878,55 @@ async fn a_template_for_kueue_is_refused_until_kueue_is_supported() {
                 &st,
                 "Ready",
                 ("False", "KueueManaged"),
-                &["queue-name=\"gpu\"", "Remove the label"],
+                &["queue-name=\"gpu\"", "--kueue", "remove the label"],
             );
             api.expect_event("Warning", "KueueManaged").await;
         }
     })
     .await;
     assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+/// With `run --kueue`, a template for a Kueue queue is planned as any other, but its Job
+/// is created suspended whatever the plan, and its `spec.suspend` is never written:
+/// Kueue owns it (the plan reaches the Job through its Workload, `kueue::steer`).
+#[test]
+fn a_template_for_kueue_is_created_suspended_and_its_suspend_left_to_kueue() {
+    let feed = Intensities::live(series(100.0, &[100.0, 500.0]), "static".into());
+    let mut c = caj("RunNow", "2h", json!({}));
+    c.spec.template.metadata = Some(crate::api::TemplateMetadata {
+        labels: [("kueue.x-k8s.io/queue-name".to_string(), "gpu".to_string())].into(),
+        ..Default::default()
+    });
+    let step = |c: &CarbonAwareJob, child: Option<&Job>| {
+        super::build::build(super::build::Observed {
+            caj: c,
+            child,
+            region: Ok("DE"),
+            intensities: Ok(&feed),
+            now: now(),
+            persist_every: TimeDelta::minutes(5),
+            deadline_margin: default_margin(),
+            kueue: true,
+        })
+    };
+    let out = step(&c, None);
+    assert_eq!(out.status.phase, Some(Phase::Running));
+    let job = out.job.expect("the child Job is created");
+    assert_eq!(job.spec.as_ref().and_then(|s| s.suspend), Some(true));
+    assert_eq!(
+        job.metadata.labels.as_ref().unwrap()["kueue.x-k8s.io/queue-name"],
+        "gpu"
+    );
+    // Running by the plan: Kueue has not admitted it yet (suspended), and nothing is
+    // written to the Job; nor once Kueue has unsuspended it.
+    let c = with_status(c.clone(), out.status);
+    for suspended in [true, false] {
+        let ch = child(&c, suspended, None);
+        let out = step(&c, Some(&ch));
+        assert_eq!((out.job.is_none(), out.suspend), (true, None));
+        assert_eq!(out.status.phase, Some(Phase::Running));
+    }
 }
 
 /// Accounting in several steps (as a restarted operator does) equals one step.

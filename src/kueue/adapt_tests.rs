@@ -294,6 +294,7 @@ fn a_region_the_provider_refuses_is_held_with_the_fix() {
         now: now(),
         persist_every: TimeDelta::minutes(5),
         deadline_margin: default_margin(),
+        kueue: false,
     });
     w.status = Some(out.status.clone());
     match wanted(&out, now()).unwrap() {

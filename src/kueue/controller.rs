@@ -36,7 +36,7 @@ use super::workload::{view, AdmissionCheck, Workload};
 use super::CONTROLLER_NAME;
 use crate::api::params::CarbonWindowParameters;
 use crate::api::window::{CarbonWindow, CarbonWindowSpec};
-use crate::api::{time, Phase};
+use crate::api::{time, CarbonAwareJob, Phase};
 use crate::controller::build::{self, EventNote, Observed};
 use crate::controller::{self, error_policy, Context, Error, FIELD_MANAGER};
 use crate::timefmt;
@@ -59,6 +59,7 @@ struct Kctx {
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<String>,
+    refreshed: Option<tokio::sync::broadcast::Receiver<String>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let client = ctx.client.clone();
@@ -107,7 +108,13 @@ pub async fn run(
         .graceful_shutdown_on(stop(shutdown_rx.clone()))
         .run(reconcile_check, error_policy, ctx.clone())
         .for_each(|_| async {});
-    let wl_controller = Controller::new(workloads, watcher::Config::default().any_semantic());
+    let mut wl_controller = Controller::new(workloads, watcher::Config::default().any_semantic());
+    if let Some(rx) = refreshed {
+        // A new forecast replans every Workload, as it does every CarbonAwareJob (and a
+        // Workload reconciled before the first forecast arrived is not left to its
+        // one-minute retry).
+        wl_controller = wl_controller.reconcile_all_on(controller::refreshes(rx));
+    }
     let wl_store = wl_controller.store();
     let wl_controller = wl_controller
         .watches_stream(pod_events, move |pod| workload_of_pod(&wl_store, &pod))
@@ -292,29 +299,31 @@ fn our_check(k: &Kctx, wl: &Workload) -> Option<(String, Arc<AdmissionCheck>)> {
     })
 }
 
-/// The job object of the Workload: `Kind/name`, annotations and creation (the Workload's
-/// own when it has no owner, or the owner is gone).
-async fn job_object(
-    k: &Kctx,
-    wl: &Workload,
-) -> Result<
-    (
-        String,
-        std::collections::BTreeMap<String, String>,
-        DateTime<Utc>,
-    ),
-    Error,
-> {
-    let own = || {
-        (
-            format!("Workload/{}", wl.name_any()),
-            wl.annotations().clone(),
-            wl.meta()
-                .creation_timestamp
-                .as_ref()
-                .map(time::from_time)
-                .unwrap_or_else(|| (k.ctx.clock)()),
-        )
+/// What the Workload controller reads of a Workload's job object.
+struct JobMeta {
+    /// `Kind/name`.
+    reference: String,
+    annotations: std::collections::BTreeMap<String, String>,
+    created: DateTime<Utc>,
+    /// The CarbonAwareJob that controls it (a CarbonAwareJob's child Job), if any: that
+    /// CarbonAwareJob plans it ([`super::steer`]).
+    planned_by: Option<String>,
+}
+
+/// The job object of the Workload (the Workload's own metadata when it has no owner, or
+/// the owner is gone).
+async fn job_object(k: &Kctx, wl: &Workload) -> Result<JobMeta, Error> {
+    let created = |m: &kube::core::ObjectMeta| {
+        m.creation_timestamp
+            .as_ref()
+            .map(time::from_time)
+            .unwrap_or_else(|| (k.ctx.clock)())
+    };
+    let own = || JobMeta {
+        reference: format!("Workload/{}", wl.name_any()),
+        annotations: wl.annotations().clone(),
+        created: created(wl.meta()),
+        planned_by: None,
     };
     let Some(owner) = job_owner(wl) else {
         return Ok(own());
@@ -342,15 +351,20 @@ async fn job_object(
         &ar,
     );
     Ok(match api.get_metadata_opt(&owner.name).await? {
-        Some(m) => (
-            format!("{}/{}", owner.kind, owner.name),
-            m.annotations().clone(),
-            m.meta()
-                .creation_timestamp
-                .as_ref()
-                .map(time::from_time)
-                .unwrap_or_else(|| (k.ctx.clock)()),
-        ),
+        Some(m) => JobMeta {
+            reference: format!("{}/{}", owner.kind, owner.name),
+            annotations: m.annotations().clone(),
+            created: created(m.meta()),
+            planned_by: m
+                .owner_references()
+                .iter()
+                .find(|o| {
+                    o.controller == Some(true)
+                        && o.kind == CarbonAwareJob::kind(&())
+                        && o.api_version == CarbonAwareJob::api_version(&())
+                })
+                .map(|o| o.name.clone()),
+        },
         None => own(),
     })
 }
@@ -361,30 +375,26 @@ async fn spec_of(
     wl: &Workload,
     check: &str,
     ac: &AdmissionCheck,
+    meta: &JobMeta,
 ) -> Result<Result<CarbonWindowSpec, String>, Error> {
     let params = match parameters(&k.ctx, ac).await {
         Ok(p) => p,
         Err(why) => return Ok(Err(why)),
     };
-    let (reference, annotations, created) = match job_object(k, wl).await {
-        Ok(found) => found,
-        Err(Error::Kube(kube::Error::Api(s))) if s.code == 403 => {
-            let kind = job_owner(wl).map(|o| o.kind.clone()).unwrap_or_default();
-            return Ok(Err(format!(
-                "carbonshift may not read the {kind} this Workload stands for ({}): grant its \
-                 ServiceAccount get on that kind to read the job's carbonshift.io/* annotations",
-                s.message
-            )));
-        }
-        Err(e) => return Err(e),
-    };
+    let JobMeta {
+        reference,
+        annotations,
+        created,
+        ..
+    } = meta;
+    let created = *created;
     let defaults = params.as_ref().map(|p| Defaults {
         name: p.meta().name.as_deref().unwrap_or_default(),
         spec: &p.spec,
     });
     let job = JobObject {
-        reference: &reference,
-        annotations: &annotations,
+        reference,
+        annotations,
         created,
     };
     Ok(window_spec(wl, check, defaults, job).map_err(|e| format!("{reference}: {}", e.message)))
@@ -411,7 +421,24 @@ async fn reconcile_workload(wl: Arc<Workload>, k: Arc<Kctx>) -> Result<Action, E
         return Ok(Action::await_change());
     }
     let v = view(&wl, &check);
-    let spec = match spec_of(&k, &wl, &check, &ac).await? {
+    let meta = match job_object(&k, &wl).await {
+        Ok(meta) => meta,
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 403 => {
+            let kind = job_owner(&wl).map(|o| o.kind.clone()).unwrap_or_default();
+            let message = format!(
+                "carbonshift: carbonshift may not read the {kind} this Workload stands for \
+                 ({}): grant its ServiceAccount get on that kind to read the job's \
+                 carbonshift.io/* annotations",
+                s.message
+            );
+            return refuse(&k, &wl, &check, message, now).await;
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(caj) = &meta.planned_by {
+        return defer(ctx, &wl, &check, &v, caj, now).await;
+    }
+    let spec = match spec_of(&k, &wl, &check, &ac, &meta).await? {
         Ok(spec) => spec,
         Err(why) => {
             let message = format!("carbonshift: {why}");
@@ -430,6 +457,7 @@ async fn reconcile_workload(wl: Arc<Workload>, k: Arc<Kctx>) -> Result<Action, E
         now,
         persist_every: ctx.persist_every,
         deadline_margin: ctx.deadline_margin,
+        kueue: false,
     });
     if out.write_status {
         ctx.may_write()?;
@@ -458,6 +486,29 @@ async fn reconcile_workload(wl: Arc<Workload>, k: Arc<Kctx>) -> Result<Action, E
         Some(d) => Action::requeue(d.to_std().unwrap_or(Duration::from_secs(1))),
         None => Action::await_change(),
     })
+}
+
+/// The Workload of a CarbonAwareJob's child Job: that CarbonAwareJob plans it and holds
+/// the Workload while it must not run ([`super::steer`]), so the check is `Ready` as soon
+/// as Kueue reserves quota, and no CarbonWindow is kept (the ledger is the
+/// CarbonAwareJob's status).
+async fn defer(
+    ctx: &Context,
+    wl: &Workload,
+    check: &str,
+    v: &super::check::WorkloadView,
+    caj: &str,
+    now: DateTime<Utc>,
+) -> Result<Action, Error> {
+    let w = Wanted::Run {
+        message: format!("carbonshift: planned by CarbonAwareJob {caj}"),
+    };
+    if v.active {
+        if let Some(d) = decide(v, &w, now) {
+            act(ctx, wl, check, &d, now).await?;
+        }
+    }
+    Ok(Action::await_change())
 }
 
 /// A schedule that cannot be read: the Workload held for 5 minutes with the fix in
@@ -536,7 +587,7 @@ async fn ensure_window(
 /// Carries out `d` on the Workload: the check `Ready` (server-side apply of that one entry
 /// of `status.admissionChecks`, a list Kueue keys by name), or `spec.active` and the hold
 /// annotations (a merge patch of just those fields).
-async fn act(
+pub(crate) async fn act(
     ctx: &Context,
     wl: &Workload,
     check: &str,

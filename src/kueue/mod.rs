@@ -4,15 +4,21 @@
 //! through Kueue's own admission states instead of a `spec.suspend` carbonshift would
 //! fight Kueue for.
 //!
-//! What is here so far is the pure part: [`annotations`] turns an AdmissionCheck's
+//! The parts: [`annotations`] (pure) turns an AdmissionCheck's
 //! [`crate::api::params::CarbonWindowParameters`] and the annotations of a workload's job
-//! object into the schedule the planner takes, validated as a CarbonAwareJob's is, and
-//! [`check`] turns what the planner wants into the check's state on the Workload.
+//! object into the schedule the planner takes, validated as a CarbonAwareJob's is;
+//! [`adapt`] (pure) runs a Workload through the CarbonAwareJob's own reconcile step;
+//! [`check`] (pure) turns what the planner wants into an action on the Workload (the check
+//! `Ready`, or a hold by deactivation); [`workload`] types the Kueue fields read;
+//! [`controller`] (I/O) is the AdmissionCheck and Workload controller of `run --kueue`;
+//! [`steer`] (I/O) carries a CarbonAwareJob's own plan onto the Workload of its Job when
+//! the template is for a Kueue queue. docs/kueue.md is the user's guide.
 
 pub mod adapt;
 pub mod annotations;
 pub mod check;
 pub mod controller;
+pub mod steer;
 pub mod workload;
 
 /// The `spec.controllerName` of the AdmissionChecks carbonshift serves.

@@ -227,6 +227,7 @@ pub(crate) fn observed<'a>(
         now: t,
         persist_every: TimeDelta::days(366),
         deadline_margin: TimeDelta::seconds(cfg.deadline_margin_secs.max(0)),
+        kueue: false,
     }
 }
 
