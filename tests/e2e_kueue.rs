@@ -2,7 +2,7 @@
 //! local control plane: Kueue's real webhooks, scheduler and Job integration, with the real
 //! Job controller and kube-scheduler, and kwok playing the GPU nodes' kubelets. It is the
 //! ground the operator's Kueue AdmissionCheck controller (`carbonshift.io/carbon-window`)
-//! will stand on.
+//! stands on, and then that controller: `carbonshift run --kueue`.
 //!
 //! Runs only with `CARBONSHIFT_E2E=1` and Kueue running in the cluster (else it is skipped,
 //! or fails when `CARBONSHIFT_E2E_KUEUE=1` requires it):
@@ -25,12 +25,18 @@
 //!    child Jobs; the ClusterQueue counts 2 GPUs;
 //! 3. admission check: a second ClusterQueue with an AdmissionCheck of controller
 //!    `carbonshift.io/carbon-window`. Kueue keeps the queue inactive until the check's
-//!    controller marks the AdmissionCheck Active; the test plays that one step of the future
+//!    controller marks the AdmissionCheck Active; the test plays that one step of the
 //!    controller. A Job there then gets a Workload with quota reserved (QuotaReserved True,
 //!    Admitted not True) whose `status.admissionChecks` holds the check in state Pending, and
-//!    the Job stays suspended with no pod: the state the controller will act on.
+//!    the Job stays suspended with no pod: the state the controller acts on;
+//! 4. `carbonshift run --kueue` serving a check of its own: Flexible Start and Pause and
+//!    Resume of Jobs and a JobSet through the check's `Ready` and holds (deactivation), the
+//!    quota released while they wait, an operator restart, and each CarbonWindow's ledger against the
+//!    forecast (see `e2e_kueue/served.rs`).
 
 mod common;
+#[path = "e2e_kueue/served.rs"]
+mod served;
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -66,6 +72,10 @@ struct Names {
     gpu_queue: String,
     carbon_queue: String,
     check: String,
+    /// Step 4's: the AdmissionCheck carbonshift serves, its ClusterQueue and parameters.
+    served_check: String,
+    served_queue: String,
+    params: String,
 }
 
 #[tokio::test]
@@ -85,6 +95,9 @@ async fn kueue_quota_and_admission_check() {
         gpu_queue: cluster::unique_name("e2e-kueue-gpus"),
         carbon_queue: cluster::unique_name("e2e-kueue-carbon"),
         check: cluster::unique_name("e2e-kueue-carbon-window"),
+        served_check: cluster::unique_name("e2e-kueue-served"),
+        served_queue: cluster::unique_name("e2e-kueue-served"),
+        params: cluster::unique_name("e2e-kueue-params"),
     };
     let outcome = AssertUnwindSafe(scenario(&client, &ns.name, &names))
         .catch_unwind()
@@ -107,6 +120,7 @@ async fn scenario(client: &Client, ns: &str, names: &Names) {
     quota_admits_then_queues(client, ns, names).await;
     jobset_runs_under_kueue(client, ns, names).await;
     admission_check_holds_workload(client, ns, names).await;
+    served::carbonshift_serves_the_check(client, ns, names).await;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -369,7 +383,7 @@ async fn admission_check_holds_workload(client: &Client, ns: &str, names: &Names
     let reason = condition_field(&cq, "Active", "reason").unwrap_or_default();
     assert_eq!(reason, "AdmissionCheckInactive", "{cq}");
 
-    // The one step of the future controller played here: it marks its check Active.
+    // The one step of the controller played here (step 4 runs the real one): the check Active.
     let status = json!({"status": {"conditions": [{
         "type": "Active", "status": "True", "reason": "Active",
         "message": "e2e_kueue plays the carbon-window controller",
@@ -443,6 +457,12 @@ async fn admission_check_holds_workload(client: &Client, ns: &str, names: &Names
          reserving 1, admitted 0, {GPU} reserved 2",
         condition(&wl, "Admitted"),
         held.elapsed().as_secs_f64()
+    );
+    // Step 4's operator serves every check of this controller name, this one too: the held
+    // Job goes, so that it has nothing of this step's to act on.
+    must(
+        "delete Job held",
+        jobs.delete("held", &DeleteParams::background()).await,
     );
 }
 
@@ -650,7 +670,9 @@ async fn cleanup(client: &Client, ns: TestNamespace, names: &Names) {
     let gone = [
         ("ClusterQueue", names.gpu_queue.as_str()),
         ("ClusterQueue", names.carbon_queue.as_str()),
+        ("ClusterQueue", names.served_queue.as_str()),
         ("AdmissionCheck", names.check.as_str()),
+        ("AdmissionCheck", names.served_check.as_str()),
         ("ResourceFlavor", names.flavor.as_str()),
     ];
     for (kind, name) in gone {
@@ -661,6 +683,7 @@ async fn cleanup(client: &Client, ns: TestNamespace, names: &Names) {
             Err(err) => panic!("delete {kind} {name}: {err}"),
         }
     }
+    served::delete_params(client, &names.params).await;
     for (kind, name) in gone {
         let api = cluster_api(client, kind);
         wait_until(format!("{kind} {name} gone"), STEP, || async {
