@@ -473,8 +473,9 @@ async fn reconcile_workload(wl: Arc<Workload>, k: Arc<Kctx>) -> Result<Action, E
     controller::announce(ctx, wl.as_ref(), &out.events).await;
     let mut next = out.requeue;
     if let Some(w) = wanted(&out, now) {
-        if let Some(d) = decide(&v, &w, now) {
-            act(ctx, &wl, &check, &d, now).await?;
+        match decide(&v, &w, now) {
+            Some(d) => act(ctx, &wl, &check, &d, now).await?,
+            None => keep_noted(ctx, &wl, &check, &v).await?,
         }
         if let Wanted::Wait { until, .. } = w {
             // A held Workload is released at the planned instant.
@@ -490,7 +491,8 @@ async fn reconcile_workload(wl: Arc<Workload>, k: Arc<Kctx>) -> Result<Action, E
 
 /// The Workload of a CarbonAwareJob's child Job: that CarbonAwareJob plans it and holds
 /// the Workload while it must not run ([`super::steer`]), so the check is `Ready` as soon
-/// as Kueue reserves quota, and no CarbonWindow is kept (the ledger is the
+/// as Kueue reserves quota (while held, it says why, as for any held Workload), and no
+/// CarbonWindow is kept (the ledger is the
 /// CarbonAwareJob's status).
 async fn defer(
     ctx: &Context,
@@ -507,6 +509,9 @@ async fn defer(
         if let Some(d) = decide(v, &w, now) {
             act(ctx, wl, check, &d, now).await?;
         }
+    } else {
+        // Held by the CarbonAwareJob: its reason on the check as well.
+        keep_noted(ctx, wl, check, v).await?;
     }
     Ok(Action::await_change())
 }
@@ -521,12 +526,13 @@ async fn refuse(
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
     let v = view(wl, check);
-    let news = wl.annotations().get(HELD_BECAUSE) != Some(&message);
+    let news = wl.annotations().get(HELD_BECAUSE) != Some(&held_because(&message));
     let w = Wanted::Invalid {
         message: message.clone(),
     };
-    if let Some(d) = decide(&v, &w, now) {
-        act(&k.ctx, wl, check, &d, now).await?;
+    match decide(&v, &w, now) {
+        Some(d) => act(&k.ctx, wl, check, &d, now).await?,
+        None => keep_noted(&k.ctx, wl, check, &v).await?,
     }
     if news {
         let note = EventNote {
@@ -600,35 +606,21 @@ pub(crate) async fn act(
     let name = wl.name_any();
     match d {
         Decision::Admit { message } => {
-            let body = json!({
-                "apiVersion": Workload::api_version(&()),
-                "kind": Workload::kind(&()),
-                "status": {"admissionChecks": [{
-                    "name": check,
-                    "state": "Ready",
-                    "message": message.chars().take(32768).collect::<String>(),
-                    "lastTransitionTime": timefmt::format(now),
-                }]},
-            });
-            api.patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await?;
+            apply_check(&api, &name, check, "Ready", message, now).await?;
             tracing::info!(namespace = wl.namespace(), workload = %name, check, %message, "admission check Ready");
         }
         Decision::Hold { until, message } => {
             let body = json!({
                 "metadata": {"annotations": {
                     HELD_UNTIL: timefmt::format(*until),
-                    HELD_BECAUSE: message.chars().take(1024).collect::<String>(),
+                    HELD_BECAUSE: held_because(message),
                 }},
                 "spec": {"active": false},
             });
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&body))
                 .await?;
             tracing::info!(namespace = wl.namespace(), workload = %name, until = %timefmt::format(*until), %message, "workload held (deactivated)");
+            note_on_check(&api, wl, check, &held_because(message), now).await?;
         }
         Decision::Release => {
             let body = json!({
@@ -640,6 +632,86 @@ pub(crate) async fn act(
             tracing::info!(namespace = wl.namespace(), workload = %name, "workload released (reactivated)");
         }
     }
+    Ok(())
+}
+
+/// A Workload carbonshift holds: its check's entry says why again after Kueue's eviction
+/// reset the message ("Reset to Pending after eviction").
+async fn keep_noted(
+    ctx: &Context,
+    wl: &Workload,
+    check: &str,
+    v: &super::check::WorkloadView,
+) -> Result<(), Error> {
+    let Some(because) = wl.annotations().get(HELD_BECAUSE) else {
+        return Ok(());
+    };
+    if v.active || v.held.is_none() || v.message == *because {
+        return Ok(());
+    }
+    ctx.may_write()?;
+    let api: Api<Workload> =
+        Api::namespaced(ctx.client.clone(), &wl.namespace().unwrap_or_default());
+    note_on_check(&api, wl, check, because, (ctx.clock)()).await
+}
+
+/// Why a Workload is held, on its check's entry too, where `kubectl describe workload`
+/// shows it: the entry `Pending` (as Kueue resets it on the eviction anyway) with
+/// `message`, unless it says so already. Nothing when Kueue has not added the check.
+async fn note_on_check(
+    api: &Api<Workload>,
+    wl: &Workload,
+    check: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let entry = wl
+        .status
+        .as_ref()
+        .and_then(|s| s.admission_checks.iter().find(|c| c.name == check));
+    let Some(e) = entry.filter(|e| e.state != "Pending" || e.message != message) else {
+        return Ok(());
+    };
+    let since = e
+        .last_transition_time
+        .as_deref()
+        .and_then(|t| timefmt::parse(t).ok())
+        .filter(|_| e.state == "Pending")
+        .unwrap_or(now);
+    apply_check(api, &wl.name_any(), check, "Pending", message, since).await
+}
+
+/// The [`HELD_BECAUSE`] annotation's value for `message`: at most 1,024 characters.
+fn held_because(message: &str) -> String {
+    message.chars().take(1024).collect()
+}
+
+/// Server-side apply of our check's entry of `status.admissionChecks` (a list Kueue keys
+/// by name), so Kueue's own fields are never overwritten.
+async fn apply_check(
+    api: &Api<Workload>,
+    name: &str,
+    check: &str,
+    state: &str,
+    message: &str,
+    since: DateTime<Utc>,
+) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": Workload::api_version(&()),
+        "kind": Workload::kind(&()),
+        "status": {"admissionChecks": [{
+            "name": check,
+            "state": state,
+            "message": message.chars().take(32768).collect::<String>(),
+            "lastTransitionTime": timefmt::format(since),
+        }]},
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
     Ok(())
 }
 

@@ -61,6 +61,8 @@ pub struct AdmissionCheckState {
     pub state: String,
     #[serde(default)]
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
 }
 
 /// An AdmissionCheck's spec: which controller serves it, and its parameters.

@@ -536,8 +536,9 @@ fn assert_waited_for(
         "{job} was admitted before {start}:\n{}",
         describe(h)
     );
-    let held: Vec<&&Sample> = waiting
+    let held: Vec<&Sample> = waiting
         .iter()
+        .copied()
         .filter(|s| s.at >= p && s.at < start - TimeDelta::seconds(2))
         .collect();
     assert!(
@@ -548,6 +549,7 @@ fn assert_waited_for(
         "{job}: not held until {start} in every sample from p to the start:\n{}",
         describe(h)
     );
+    assert_says_why(h, job, &held, start);
     // No quota while waiting: not reserved in the samples from p to the start (a
     // reservation at creation is released by the hold).
     let reserved = waiting.iter().filter(|s| s.at >= p && s.reserved).count();
@@ -572,6 +574,27 @@ fn assert_waited_for(
         held.len()
     );
     st
+}
+
+/// Every one of `held` (more than 60 samples) shows the check Pending with a message of
+/// carbonshift's that names the planned instant `until`.
+fn assert_says_why<S: std::ops::Deref<Target = Sample>>(
+    h: &History,
+    job: &str,
+    held: &[S],
+    until: DateTime<Utc>,
+) {
+    let when = until.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let says = |s: &Sample| {
+        s.check_state == "Pending"
+            && s.message.starts_with("carbonshift: ")
+            && s.message.contains(&when)
+    };
+    assert!(
+        held.len() > 60 && held.iter().all(|s| says(s)),
+        "{job}: not every held sample's check says it waits for {when}:\n{}",
+        describe(h)
+    );
 }
 
 /// The PauseAndResume workload: admitted at p, held (deactivated) at p+2m until p+4m,
@@ -616,6 +639,11 @@ fn assert_paused_and_resumed(h: &History, p: DateTime<Utc>) -> CarbonAwareJobSta
         "{PAUSE}: not held until {resume} throughout its pause:\n{}",
         describe(h)
     );
+    let noted: Vec<&Sample> = held
+        .clone()
+        .filter(|x| x.at >= evicted.at + TimeDelta::seconds(5))
+        .collect();
+    assert_says_why(h, PAUSE, &noted, resume);
     let during = s
         .iter()
         .filter(|x| x.at >= evicted.at && x.at < resume)
@@ -727,10 +755,12 @@ fn assert_window_ledger(
         "{job}: runtimeSeconds {} not in {runtime:?}",
         st.runtime_seconds
     );
-    let energy = POWER_KW * st.runtime_seconds as f64 / 3600.0;
+    // runtimeSeconds is whole seconds, rounded at each write, while energy accrues exactly
+    // (a pod Ready for part of a second counts its share): the two agree to one second.
+    let energy_secs = st.energy_kwh / POWER_KW * 3600.0;
     assert!(
-        rel_close(st.energy_kwh, energy, 0.01),
-        "{job}: energyKWh {} but {POWER_KW} kW x {} s is {energy}",
+        (energy_secs - st.runtime_seconds as f64).abs() <= 1.0 + 1e-6,
+        "{job}: energyKWh {} is {energy_secs:.2} s at {POWER_KW} kW, runtimeSeconds {}",
         st.energy_kwh,
         st.runtime_seconds
     );
