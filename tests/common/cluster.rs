@@ -298,25 +298,23 @@ static CRD: Once = Once::new();
 
 /// Installs (or updates) the CRD once per test binary and waits until it is served.
 pub fn install_crd() {
-    CRD.call_once(|| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(CRD_PATH);
-        let path = path.to_string_lossy();
-        kubectl(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager",
-            "e2e",
-            "-f",
-            &path,
-        ]);
-        kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/carbonawarejobs.carbonshift.io",
-        ]);
-    });
+    CRD.call_once(|| apply_crd(CRD_PATH, "crd/carbonawarejobs.carbonshift.io"));
+}
+
+/// Server-side applies the checked-in CRD at `file` (relative to the repository) and
+/// waits until `crd` (`crd/<name>`) is Established.
+pub fn apply_crd(file: &str, crd: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager",
+        "e2e",
+        "-f",
+        &path.to_string_lossy(),
+    ]);
+    kubectl(&["wait", "--for=condition=Established", "--timeout=60s", crd]);
 }
 
 /// A tool `hack/cluster.sh build` makes (helm, promtool, prometheus, ...): the first on PATH

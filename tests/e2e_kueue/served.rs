@@ -210,17 +210,7 @@ fn install_kueue_crds() {
             "crd/carbonwindowparameters.carbonshift.io",
         ),
     ] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-        cluster::kubectl(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager",
-            "e2e",
-            "-f",
-            &path.to_string_lossy(),
-        ]);
-        cluster::kubectl(&["wait", "--for=condition=Established", "--timeout=60s", crd]);
+        cluster::apply_crd(file, crd);
     }
 }
 
