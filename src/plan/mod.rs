@@ -121,9 +121,12 @@ pub struct Plan {
 
 pub mod horizon;
 pub mod oracle;
+pub mod spatial;
 
 mod grid;
 mod lagrange;
+#[cfg(test)]
+mod spatial_tests;
 mod strategies;
 #[cfg(test)]
 mod tests;

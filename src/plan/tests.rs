@@ -11,15 +11,15 @@ use super::Strategy;
 use super::*;
 use crate::series::Series;
 
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()
 }
 
-fn hours(h: i64) -> DateTime<Utc> {
+pub(super) fn hours(h: i64) -> DateTime<Utc> {
     t0() + TimeDelta::hours(h)
 }
 
-fn req<'a>(
+pub(super) fn req<'a>(
     f: &'a Series,
     now: DateTime<Utc>,
     rem_h: i64,
@@ -352,7 +352,7 @@ fn remaining_work_includes_past_overhead() {
 /// on whole seconds: sorted disjoint intervals in `[now, deadline]`, gaps of at least
 /// `min_pause`, non-final runs of at least `min_run` (the current run counts from `since`),
 /// at most the allowed pauses, and enough runtime for the work plus each pause's overhead.
-fn check_rules(p: &Plan, r: &PlanRequest<'_>) -> Result<(), String> {
+pub(super) fn check_rules(p: &Plan, r: &PlanRequest<'_>) -> Result<(), String> {
     let c = &r.constraints;
     let iv = &p.intervals;
     let first = iv.first().ok_or("no intervals")?;
@@ -402,7 +402,7 @@ fn check_rules(p: &Plan, r: &PlanRequest<'_>) -> Result<(), String> {
 /// the planner must be right on both.
 // 6.28 is a phase range, not an approximation of tau: keep the generated inputs as they are.
 #[allow(clippy::approx_constant)]
-fn values(n: usize) -> impl proptest::strategy::Strategy<Value = Vec<f64>> {
+pub(super) fn values(n: usize) -> impl proptest::strategy::Strategy<Value = Vec<f64>> {
     prop_oneof![
         prop::collection::vec(10.0f64..500.0, n),
         prop::collection::vec(
@@ -419,7 +419,7 @@ fn values(n: usize) -> impl proptest::strategy::Strategy<Value = Vec<f64>> {
     ]
 }
 
-fn small_instance() -> impl proptest::strategy::Strategy<Value = SmallInstance> {
+pub(super) fn small_instance() -> impl proptest::strategy::Strategy<Value = SmallInstance> {
     (4usize..=12).prop_flat_map(|n| {
         (
             values(n),
@@ -447,7 +447,7 @@ fn small_instance() -> impl proptest::strategy::Strategy<Value = SmallInstance> 
 }
 
 /// The request a [`SmallInstance`] stands for, on hourly slots from `t0()`.
-fn small_request<'a>(inst: &SmallInstance, f: &'a Series) -> PlanRequest<'a> {
+pub(super) fn small_request<'a>(inst: &SmallInstance, f: &'a Series) -> PlanRequest<'a> {
     let h = 3600i64;
     PlanRequest {
         now: t0(),
