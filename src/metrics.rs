@@ -30,6 +30,7 @@ pub struct Metrics {
     pub forecast_requests: IntCounterVec,
     pub forecast_request_duration: HistogramVec,
     pub forecast_fallback: IntCounterVec,
+    pub dispatches: IntCounterVec,
 }
 
 impl Metrics {
@@ -56,28 +57,28 @@ impl Metrics {
                 "carbonshift_avoided_emissions_grams_total",
                 "Emissions avoided versus running at once (run-now baseline minus actual), in gCO2eq, of finished jobs.",
             ),
-            &["namespace"],
+            &["namespace", "region"],
         )?;
         let emissions = CounterVec::new(
             Opts::new(
                 "carbonshift_emissions_grams_total",
                 "Emissions of the jobs' runtime, in gCO2eq.",
             ),
-            &["namespace"],
+            &["namespace", "region"],
         )?;
         let baseline_emissions = CounterVec::new(
             Opts::new(
                 "carbonshift_baseline_emissions_grams_total",
                 "Emissions the jobs would have caused had they run at once without pauses, in gCO2eq.",
             ),
-            &["namespace"],
+            &["namespace", "region"],
         )?;
         let energy = CounterVec::new(
             Opts::new(
                 "carbonshift_energy_kwh_total",
                 "Energy the jobs used, in kWh, PUE included.",
             ),
-            &["namespace"],
+            &["namespace", "region"],
         )?;
         let jobs = IntGaugeVec::new(
             Opts::new("carbonshift_jobs", "CarbonAwareJobs by phase."),
@@ -123,6 +124,13 @@ impl Metrics {
             .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["provider"],
         )?;
+        let dispatches = IntCounterVec::new(
+            Opts::new(
+                "carbonshift_dispatches_total",
+                "MultiKueue nominations by worker cluster, its region and why (best, timeout, cleaner).",
+            ),
+            &["cluster", "region", "reason"],
+        )?;
         let forecast_fallback = IntCounterVec::new(
             Opts::new(
                 "carbonshift_forecast_fallback_total",
@@ -144,6 +152,7 @@ impl Metrics {
         registry.register(Box::new(forecast_requests.clone()))?;
         registry.register(Box::new(forecast_request_duration.clone()))?;
         registry.register(Box::new(forecast_fallback.clone()))?;
+        registry.register(Box::new(dispatches.clone()))?;
         Ok(Self {
             registry,
             grid_intensity,
@@ -160,6 +169,7 @@ impl Metrics {
             forecast_requests,
             forecast_request_duration,
             forecast_fallback,
+            dispatches,
         })
     }
 
@@ -188,13 +198,17 @@ mod tests {
         m.grid_intensity
             .with_label_values(&["DE", "embedded"])
             .set(321.0);
-        m.avoided_emissions.with_label_values(&["ml"]).inc_by(12.5);
+        m.avoided_emissions
+            .with_label_values(&["ml", "DE"])
+            .inc_by(12.5);
         m.deadline_misses.inc();
         let text = m.encode();
         assert!(text.contains(
             "carbonshift_grid_intensity_gco2_per_kwh{region=\"DE\",source=\"embedded\"} 321"
         ));
-        assert!(text.contains("carbonshift_avoided_emissions_grams_total{namespace=\"ml\"} 12.5"));
+        assert!(text.contains(
+            "carbonshift_avoided_emissions_grams_total{namespace=\"ml\",region=\"DE\"} 12.5"
+        ));
         assert!(text.contains("carbonshift_deadline_misses_total 1"));
     }
 }

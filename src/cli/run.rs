@@ -89,6 +89,19 @@ pub struct Args {
     #[arg(long, env = "CARBONSHIFT_KUEUE_ADMISSION_CHECKS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub kueue: bool,
 
+    /// Also act as MultiKueue's external dispatcher on this manager cluster: nominate each
+    /// Workload of a MultiKueue AdmissionCheck to the worker cluster whose region (the
+    /// carbonshift.io/region label of its MultiKueueCluster) gives the job the least
+    /// emissions. Set `multiKueue.dispatcherName: carbonshift.io/multikueue-dispatcher` in
+    /// Kueue's configuration (see docs/multicluster.md).
+    #[arg(long, env = "CARBONSHIFT_MULTIKUEUE_DISPATCHER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub multikueue_dispatcher: bool,
+
+    /// With --multikueue-dispatcher: a nominated worker cluster that has not admitted the
+    /// Workload within this time is passed over for the next best.
+    #[arg(long, env = "CARBONSHIFT_DISPATCH_TIMEOUT", default_value = "5m", value_parser = duration::flag(1, duration::DAY_SECS), allow_hyphen_values = true)]
+    pub dispatch_timeout: i64,
+
     /// Log format (filter with RUST_LOG).
     #[arg(
         long,
@@ -272,13 +285,41 @@ pub async fn run(args: Args) -> CliResult {
         Some(cache.subscribe()),
         stopped(stop_rx.clone()),
     );
-    let result = if args.kueue {
-        let kueue = crate::kueue::controller::run(
-            ctx,
-            args.namespace.clone(),
-            Some(cache.subscribe()),
-            stopped(stop_rx.clone()),
-        );
+    let result = if args.kueue || args.multikueue_dispatcher {
+        let check = args.kueue.then(|| {
+            crate::kueue::controller::run(
+                ctx.clone(),
+                args.namespace.clone(),
+                Some(cache.subscribe()),
+                stopped(stop_rx.clone()),
+            )
+        });
+        let dispatcher = args.multikueue_dispatcher.then(|| {
+            crate::kueue::dispatcher::run(
+                ctx.clone(),
+                args.namespace.clone(),
+                TimeDelta::seconds(args.dispatch_timeout),
+                Some(cache.subscribe()),
+                stopped(stop_rx.clone()),
+            )
+        });
+        let kueue = async move {
+            let (a, b) = futures::join!(
+                async move {
+                    match check {
+                        Some(f) => f.await,
+                        None => Ok(()),
+                    }
+                },
+                async move {
+                    match dispatcher {
+                        Some(f) => f.await,
+                        None => Ok(()),
+                    }
+                }
+            );
+            a.and(b)
+        };
         // Either ending on its own (a watch failure, a missing CRD) stops the other.
         let then_stop = |tx: watch::Sender<Stop>| {
             move |r: Result<(), controller::Error>| {

@@ -462,14 +462,15 @@ pub(crate) fn count(m: &Metrics, ns: &str, out: &Outcome) {
     let (emitted, baseline) = out.settled_late;
     if emitted != 0.0 || baseline != 0.0 {
         // Grams a finished job owed, settled since the totals counted it.
+        let labels = [ns, region_label(&out.status)];
         m.emissions
-            .with_label_values(&[ns])
+            .with_label_values(&labels)
             .inc_by(emitted.max(0.0));
         m.baseline_emissions
-            .with_label_values(&[ns])
+            .with_label_values(&labels)
             .inc_by(baseline.max(0.0));
         m.avoided_emissions
-            .with_label_values(&[ns])
+            .with_label_values(&labels)
             .inc_by((baseline - emitted).max(0.0));
     }
 }
@@ -510,18 +511,25 @@ pub(crate) async fn announce(
 
 /// Adds a finished job's ledger to the totals users graph.
 pub(crate) fn add_to_totals(m: &Metrics, ns: &str, s: &CarbonAwareJobStatus) {
+    let labels = [ns, region_label(s)];
     m.avoided_emissions
-        .with_label_values(&[ns])
+        .with_label_values(&labels)
         .inc_by(s.avoided_grams.max(0.0));
     m.emissions
-        .with_label_values(&[ns])
+        .with_label_values(&labels)
         .inc_by(s.emissions_grams.max(0.0));
     m.baseline_emissions
-        .with_label_values(&[ns])
+        .with_label_values(&labels)
         .inc_by(s.baseline_grams.max(0.0));
     m.energy
-        .with_label_values(&[ns])
+        .with_label_values(&labels)
         .inc_by(s.energy_kwh.max(0.0));
+}
+
+/// The totals' `region` label: the grid zone the job was planned and accounted in
+/// (empty if it never had one).
+fn region_label(s: &CarbonAwareJobStatus) -> &str {
+    s.region.as_deref().unwrap_or("")
 }
 
 /// Starts the totals from the CarbonAwareJobs already finished, read before any reconcile

@@ -211,8 +211,8 @@ async fn completion_marks_succeeded_and_counts_once() {
         }
     })
     .await;
-    assert!(metrics.emissions.with_label_values(&["ml"]).get() > 0.0);
-    let counted = metrics.emissions.with_label_values(&["ml"]).get();
+    assert!(metrics.emissions.with_label_values(&["ml", "DE"]).get() > 0.0);
+    let counted = metrics.emissions.with_label_values(&["ml", "DE"]).get();
 
     // Reconciling the finished object again writes nothing and counts nothing.
     let (ctx2, api2) = context(series(100.0, &[100.0]), 5);
@@ -228,7 +228,10 @@ async fn completion_marks_succeeded_and_counts_once() {
     }
     let action = run(&done, ctx2, api2, |_| async {}).await;
     assert_eq!(action, kube::runtime::controller::Action::await_change());
-    assert_eq!(metrics.emissions.with_label_values(&["ml"]).get(), counted);
+    assert_eq!(
+        metrics.emissions.with_label_values(&["ml", "DE"]).get(),
+        counted
+    );
 }
 
 /// A completion is counted once its status is written, even when releasing the child's
@@ -259,7 +262,7 @@ async fn a_completion_counts_even_if_the_finalizer_release_fails() {
     let st = written.expect("a status write");
     assert_eq!(st.phase, Some(Phase::Succeeded));
     // 29 min at 100 g/kWh and 1 kW, counted once.
-    let counted = metrics.emissions.with_label_values(&["ml"]).get();
+    let counted = metrics.emissions.with_label_values(&["ml", "DE"]).get();
     assert!((counted - st.emissions_grams).abs() < 1e-9, "{counted}");
     assert!((counted - 2900.0 / 60.0).abs() < 1e-6, "{counted}");
 }
@@ -783,9 +786,15 @@ async fn a_stale_read_counts_and_announces_nothing() {
         action,
         kube::runtime::controller::Action::requeue(Duration::from_secs(1))
     );
-    assert_eq!(metrics.emissions.with_label_values(&["ml"]).get(), 0.0);
     assert_eq!(
-        metrics.avoided_emissions.with_label_values(&["ml"]).get(),
+        metrics.emissions.with_label_values(&["ml", "DE"]).get(),
+        0.0
+    );
+    assert_eq!(
+        metrics
+            .avoided_emissions
+            .with_label_values(&["ml", "DE"])
+            .get(),
         0.0
     );
     assert_eq!(metrics.transitions.with_label_values(&["start"]).get(), 0);
@@ -834,7 +843,10 @@ async fn a_finished_job_releases_a_finalizer_left_behind() {
         api.release_finalizer().await;
     })
     .await;
-    assert_eq!(metrics.emissions.with_label_values(&["ml"]).get(), 0.0);
+    assert_eq!(
+        metrics.emissions.with_label_values(&["ml", "DE"]).get(),
+        0.0
+    );
 }
 
 #[tokio::test]

@@ -49,7 +49,16 @@ pub const ALL: [&str; 10] = [
 
 /// Annotations under `carbonshift.io/` that are not settings of the schedule (the
 /// operator's own, on objects it made): never reported as unknown.
-const NOT_SETTINGS: [&str; 1] = ["carbonshift.io/job"];
+/// A Workload's own annotations are read when it has no job object (a MultiKueue worker's
+/// copy of the manager's Workload carries the manager's).
+const NOT_SETTINGS: [&str; 6] = [
+    "carbonshift.io/job",
+    super::check::HELD_UNTIL,
+    super::check::HELD_BECAUSE,
+    super::dispatch::NOMINATED,
+    super::dispatch::PASSED_OVER,
+    super::dispatch::REGIONS,
+];
 
 /// The parameters object an AdmissionCheck references, by name.
 #[derive(Debug, Clone, Copy)]

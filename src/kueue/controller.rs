@@ -51,8 +51,7 @@ struct Kctx {
     ctx: Arc<Context>,
     checks: Store<AdmissionCheck>,
     pods: Store<Pod>,
-    /// Job object kinds resolved through discovery, by `apiVersion/kind`.
-    kinds: Mutex<HashMap<String, ApiResource>>,
+    kinds: Kinds,
 }
 
 /// Runs the AdmissionCheck and Workload controllers until `shutdown` resolves.
@@ -172,7 +171,7 @@ fn pod_owner(p: &Pod) -> Option<(&str, &str)> {
 }
 
 /// The Workload's job object: its controller owner's kind and name.
-fn job_owner(
+pub(crate) fn job_owner(
     wl: &Workload,
 ) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
     wl.owner_references()
@@ -299,25 +298,32 @@ fn our_check(k: &Kctx, wl: &Workload) -> Option<(String, Arc<AdmissionCheck>)> {
     })
 }
 
+/// Job object kinds resolved through discovery, by `apiVersion/kind`.
+pub(crate) type Kinds = Mutex<HashMap<String, ApiResource>>;
+
 /// What the Workload controller reads of a Workload's job object.
-struct JobMeta {
+pub(crate) struct JobMeta {
     /// `Kind/name`.
-    reference: String,
-    annotations: std::collections::BTreeMap<String, String>,
-    created: DateTime<Utc>,
+    pub reference: String,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub created: DateTime<Utc>,
     /// The CarbonAwareJob that controls it (a CarbonAwareJob's child Job), if any: that
     /// CarbonAwareJob plans it ([`super::steer`]).
-    planned_by: Option<String>,
+    pub planned_by: Option<String>,
 }
 
 /// The job object of the Workload (the Workload's own metadata when it has no owner, or
 /// the owner is gone).
-async fn job_object(k: &Kctx, wl: &Workload) -> Result<JobMeta, Error> {
+pub(crate) async fn job_object(
+    ctx: &Context,
+    kinds: &Kinds,
+    wl: &Workload,
+) -> Result<JobMeta, Error> {
     let created = |m: &kube::core::ObjectMeta| {
         m.creation_timestamp
             .as_ref()
             .map(time::from_time)
-            .unwrap_or_else(|| (k.ctx.clock)())
+            .unwrap_or_else(|| (ctx.clock)())
     };
     let own = || JobMeta {
         reference: format!("Workload/{}", wl.name_any()),
@@ -329,7 +335,7 @@ async fn job_object(k: &Kctx, wl: &Workload) -> Result<JobMeta, Error> {
         return Ok(own());
     };
     let key = format!("{}/{}", owner.api_version, owner.kind);
-    let cached = k.kinds.lock().ok().and_then(|m| m.get(&key).cloned());
+    let cached = kinds.lock().ok().and_then(|m| m.get(&key).cloned());
     let ar = match cached {
         Some(ar) => ar,
         None => {
@@ -338,18 +344,15 @@ async fn job_object(k: &Kctx, wl: &Workload) -> Result<JobMeta, Error> {
                 None => ("", owner.api_version.as_str()),
             };
             let gvk = GroupVersionKind::gvk(group, version, &owner.kind);
-            let (ar, _) = kube::discovery::pinned_kind(&k.ctx.client, &gvk).await?;
-            if let Ok(mut m) = k.kinds.lock() {
+            let (ar, _) = kube::discovery::pinned_kind(&ctx.client, &gvk).await?;
+            if let Ok(mut m) = kinds.lock() {
                 m.insert(key, ar.clone());
             }
             ar
         }
     };
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        k.ctx.client.clone(),
-        &wl.namespace().unwrap_or_default(),
-        &ar,
-    );
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &wl.namespace().unwrap_or_default(), &ar);
     Ok(match api.get_metadata_opt(&owner.name).await? {
         Some(m) => JobMeta {
             reference: format!("{}/{}", owner.kind, owner.name),
@@ -421,7 +424,7 @@ async fn reconcile_workload(wl: Arc<Workload>, k: Arc<Kctx>) -> Result<Action, E
         return Ok(Action::await_change());
     }
     let v = view(&wl, &check);
-    let meta = match job_object(&k, &wl).await {
+    let meta = match job_object(ctx, &k.kinds, &wl).await {
         Ok(meta) => meta,
         Err(Error::Kube(kube::Error::Api(s))) if s.code == 403 => {
             let kind = job_owner(&wl).map(|o| o.kind.clone()).unwrap_or_default();

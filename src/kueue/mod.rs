@@ -13,11 +13,17 @@
 //! [`controller`] (I/O) is the AdmissionCheck and Workload controller of `run --kueue`;
 //! [`steer`] (I/O) carries a CarbonAwareJob's own plan onto the Workload of its Job when
 //! the template is for a Kueue queue. docs/kueue.md is the user's guide.
+//!
+//! Across clusters: [`dispatch`] (pure) picks the MultiKueue worker cluster whose region
+//! gives a Workload the least emissions, and [`dispatcher`] (I/O) is the external
+//! MultiKueue dispatcher of `run --multikueue-dispatcher` (docs/multicluster.md).
 
 pub mod adapt;
 pub mod annotations;
 pub mod check;
 pub mod controller;
+pub mod dispatch;
+pub mod dispatcher;
 pub mod steer;
 pub mod workload;
 

@@ -50,6 +50,12 @@ pub struct WorkloadStatus {
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub admission_checks: Vec<AdmissionCheckState>,
+    /// MultiKueue: the worker cluster that admitted the Workload (set once dispatched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    /// MultiKueue: the worker clusters the dispatcher nominated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nominated_cluster_names: Vec<String>,
 }
 
 /// One entry of `status.admissionChecks`.
@@ -101,11 +107,44 @@ pub struct AdmissionCheckStatus {
     pub conditions: Vec<Condition>,
 }
 
-fn condition_true(status: &WorkloadStatus, type_: &str) -> bool {
-    status
-        .conditions
+/// A MultiKueueConfig: the worker clusters of the ClusterQueues whose MultiKueue
+/// AdmissionCheck names it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kueue.x-k8s.io",
+    version = "v1beta2",
+    kind = "MultiKueueConfig"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiKueueConfigSpec {
+    #[serde(default)]
+    pub clusters: Vec<String>,
+}
+
+/// A MultiKueueCluster: one worker cluster. carbonshift reads only its labels (the region)
+/// and whether Kueue reaches it (`Active`); how Kueue connects is not read.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kueue.x-k8s.io",
+    version = "v1beta2",
+    kind = "MultiKueueCluster",
+    status = "AdmissionCheckStatus"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiKueueClusterSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_source: Option<serde_json::Value>,
+}
+
+/// Whether `conditions` has `type_` True.
+pub fn has_condition(conditions: &[Condition], type_: &str) -> bool {
+    conditions
         .iter()
         .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+fn condition_true(status: &WorkloadStatus, type_: &str) -> bool {
+    has_condition(&status.conditions, type_)
 }
 
 /// What the check needs to know of `wl`, for the AdmissionCheck named `check`.
