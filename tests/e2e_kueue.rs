@@ -42,11 +42,12 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::cluster::{self, job_has_condition, job_pods_selector, must, wait_until, RUN_FOR};
+use common::cluster::{self, job_has_condition, job_pods_selector, must, wait_until};
 use common::cluster::{TestNamespace, GPU};
 use common::kueue::{
-    self, cluster_api, condition, condition_field, flavor_total, json_of, namespaced_api, object,
-    owned_by, status_count, QUEUE_NAME,
+    self, cluster_api, condition, condition_field, create_cluster_queue, create_flavor, create_job,
+    create_local_queue, flavor_total, gpu_job, json_of, namespaced_api, object, owned_by,
+    status_count, KWOK_LABEL, QUEUE_NAME,
 };
 use futures::FutureExt as _;
 use k8s_openapi::api::batch::v1::Job;
@@ -62,9 +63,6 @@ use serde_json::{json, Value};
 const FIRST_RUN_FOR: Duration = Duration::from_secs(30);
 const STEP: Duration = Duration::from_secs(60);
 const CONTROLLER_NAME: &str = "carbonshift.io/carbon-window";
-/// Label of the kwok GPU nodes (`hack/cluster.sh`): the ResourceFlavor's node label, which
-/// Kueue adds to the pods' nodeSelector on admission, and the Jobs' own nodeSelector.
-const KWOK_LABEL: (&str, &str) = ("type", "kwok");
 
 /// Names of what the test creates outside its namespace.
 struct Names {
@@ -114,7 +112,7 @@ async fn kueue_quota_and_admission_check() {
 
 async fn scenario(client: &Client, ns: &str, names: &Names) {
     create_flavor(client, &names.flavor).await;
-    create_cluster_queue(client, ns, &names.gpu_queue, &names.flavor, None).await;
+    create_cluster_queue(client, ns, &names.gpu_queue, &names.flavor, None, "8").await;
     create_local_queue(client, ns, "gpus", &names.gpu_queue).await;
     wait_queue_active(client, &names.gpu_queue, "True").await;
     quota_admits_then_queues(client, ns, names).await;
@@ -374,6 +372,7 @@ async fn admission_check_holds_workload(client: &Client, ns: &str, names: &Names
         &names.carbon_queue,
         &names.flavor,
         Some(&names.check),
+        "8",
     )
     .await;
     create_local_queue(client, ns, "carbon", &names.carbon_queue).await;
@@ -468,101 +467,6 @@ async fn admission_check_holds_workload(client: &Client, ns: &str, names: &Names
 
 // ------------------------------------------------------------------------------------------
 // Objects
-
-async fn create_flavor(client: &Client, name: &str) {
-    let spec = json!({"nodeLabels": {KWOK_LABEL.0: KWOK_LABEL.1}});
-    must(
-        "create ResourceFlavor",
-        cluster_api(client, "ResourceFlavor")
-            .create(
-                &PostParams::default(),
-                &object("ResourceFlavor", name, spec),
-            )
-            .await,
-    );
-}
-
-/// A ClusterQueue for namespace `ns` only: 64 CPUs, 256 GiB and 8 GPUs of `flavor`, with
-/// `check` as its one AdmissionCheck if given.
-async fn create_cluster_queue(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    flavor: &str,
-    check: Option<&str>,
-) {
-    let mut spec = json!({
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-        "resourceGroups": [{
-            "coveredResources": ["cpu", "memory", GPU],
-            "flavors": [{"name": flavor, "resources": [
-                {"name": "cpu", "nominalQuota": "64"},
-                {"name": "memory", "nominalQuota": "256Gi"},
-                {"name": GPU, "nominalQuota": "8"},
-            ]}],
-        }],
-    });
-    if let Some(check) = check {
-        spec["admissionChecksStrategy"] = json!({"admissionChecks": [{"name": check}]});
-    }
-    must(
-        "create ClusterQueue",
-        cluster_api(client, "ClusterQueue")
-            .create(&PostParams::default(), &object("ClusterQueue", name, spec))
-            .await,
-    );
-}
-
-async fn create_local_queue(client: &Client, ns: &str, name: &str, cluster_queue: &str) {
-    must(
-        "create LocalQueue",
-        namespaced_api(client, ns, "LocalQueue")
-            .create(
-                &PostParams::default(),
-                &object("LocalQueue", name, json!({"clusterQueue": cluster_queue})),
-            )
-            .await,
-    );
-}
-
-/// A batch/v1 Job in LocalQueue `queue`: `pods` pods of 1 GPU, 1 CPU and 1 GiB each on the
-/// kwok nodes, each succeeding after `run_for`; `suspend` unset.
-fn gpu_job(name: &str, queue: &str, pods: i32, run_for: &str) -> Job {
-    let requests = json!({"cpu": "1", "memory": "1Gi", GPU: "1"});
-    must(
-        "build Job",
-        serde_json::from_value(json!({
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": name, "labels": {QUEUE_NAME: queue}},
-            "spec": {
-                "parallelism": pods,
-                "completions": pods,
-                "backoffLimit": 0,
-                "template": {
-                    "metadata": {"annotations": {RUN_FOR: run_for}},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "nodeSelector": {KWOK_LABEL.0: KWOK_LABEL.1},
-                        "containers": [{
-                            "name": "train",
-                            "image": "registry.example/train:1",
-                            "resources": {"requests": requests, "limits": {GPU: "1"}},
-                        }],
-                    },
-                },
-            },
-        })),
-    )
-}
-
-async fn create_job(jobs: &Api<Job>, job: Job) -> Job {
-    let name = job.metadata.name.clone().unwrap_or_default();
-    must(
-        &format!("create Job {name}"),
-        jobs.create(&PostParams::default(), &job).await,
-    )
-}
 
 // ------------------------------------------------------------------------------------------
 // Waits and reads

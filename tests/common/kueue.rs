@@ -6,9 +6,12 @@
 //! if !cluster::enabled() || !kueue::enabled(&client).await { return; }
 //! ```
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client};
+
+use super::cluster::{must, GPU, RUN_FOR};
 use serde_json::{json, Value};
 
 /// Set to `1` (with `CARBONSHIFT_E2E=1`) to require Kueue: its tests then fail, instead of
@@ -130,4 +133,107 @@ pub fn owned_by<'a>(workloads: &'a [DynamicObject], uid: &str) -> Option<&'a Dyn
             .as_ref()
             .is_some_and(|refs| refs.iter().any(|r| r.uid == uid))
     })
+}
+
+// ------------------------------------------------------------------------------------------
+// Queues and jobs
+
+/// Label of the kwok GPU nodes (`hack/cluster.sh`): the ResourceFlavor's node label, which
+/// Kueue adds to the pods' nodeSelector on admission, and the Jobs' own nodeSelector.
+pub const KWOK_LABEL: (&str, &str) = ("type", "kwok");
+
+pub async fn create_flavor(client: &Client, name: &str) {
+    let spec = json!({"nodeLabels": {KWOK_LABEL.0: KWOK_LABEL.1}});
+    must(
+        "create ResourceFlavor",
+        cluster_api(client, "ResourceFlavor")
+            .create(
+                &PostParams::default(),
+                &object("ResourceFlavor", name, spec),
+            )
+            .await,
+    );
+}
+
+/// A ClusterQueue for namespace `ns` only: 64 CPUs, 256 GiB and `gpus` GPUs of `flavor`,
+/// with `check` as its one AdmissionCheck if given.
+pub async fn create_cluster_queue(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    flavor: &str,
+    check: Option<&str>,
+    gpus: &str,
+) {
+    let mut spec = json!({
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+        "resourceGroups": [{
+            "coveredResources": ["cpu", "memory", GPU],
+            "flavors": [{"name": flavor, "resources": [
+                {"name": "cpu", "nominalQuota": "64"},
+                {"name": "memory", "nominalQuota": "256Gi"},
+                {"name": GPU, "nominalQuota": gpus},
+            ]}],
+        }],
+    });
+    if let Some(check) = check {
+        spec["admissionChecksStrategy"] = json!({"admissionChecks": [{"name": check}]});
+    }
+    must(
+        "create ClusterQueue",
+        cluster_api(client, "ClusterQueue")
+            .create(&PostParams::default(), &object("ClusterQueue", name, spec))
+            .await,
+    );
+}
+
+pub async fn create_local_queue(client: &Client, ns: &str, name: &str, cluster_queue: &str) {
+    must(
+        "create LocalQueue",
+        namespaced_api(client, ns, "LocalQueue")
+            .create(
+                &PostParams::default(),
+                &object("LocalQueue", name, json!({"clusterQueue": cluster_queue})),
+            )
+            .await,
+    );
+}
+
+/// A batch/v1 Job in LocalQueue `queue`: `pods` pods of 1 GPU, 1 CPU and 1 GiB each on the
+/// kwok nodes, each succeeding after `run_for`; `suspend` unset.
+pub fn gpu_job(name: &str, queue: &str, pods: i32, run_for: &str) -> Job {
+    let requests = json!({"cpu": "1", "memory": "1Gi", GPU: "1"});
+    must(
+        "build Job",
+        serde_json::from_value(json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "labels": {QUEUE_NAME: queue}},
+            "spec": {
+                "parallelism": pods,
+                "completions": pods,
+                "backoffLimit": 0,
+                "template": {
+                    "metadata": {"annotations": {RUN_FOR: run_for}},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "nodeSelector": {KWOK_LABEL.0: KWOK_LABEL.1},
+                        "containers": [{
+                            "name": "train",
+                            "image": "registry.example/train:1",
+                            "resources": {"requests": requests, "limits": {GPU: "1"}},
+                        }],
+                    },
+                },
+            },
+        })),
+    )
+}
+
+pub async fn create_job(jobs: &Api<Job>, job: Job) -> Job {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    must(
+        &format!("create Job {name}"),
+        jobs.create(&PostParams::default(), &job).await,
+    )
 }

@@ -121,6 +121,7 @@ pub async fn carbonshift_serves_the_check(client: &Client, ns: &str, names: &Nam
         &names.served_queue,
         &names.flavor,
         Some(&names.served_check),
+        "8",
     )
     .await;
     create_local_queue(client, ns, "served", &names.served_queue).await;
