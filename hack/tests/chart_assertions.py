@@ -123,6 +123,9 @@ KUEUE_RULES = sorted([
     (("",), ("pods",), ("list", "watch")),
     (("jobset.x-k8s.io",), ("jobsets",), ("get",)),
 ])
+MULTIKUEUE_CLUSTER_RULES = [
+    (("kueue.x-k8s.io",), ("admissionchecks", "multikueueclusters", "multikueueconfigs"), ("get", "list", "watch")),
+]
 KUEUE_CLUSTER_RULES = sorted([
     (("kueue.x-k8s.io",), ("admissionchecks",), ("get", "list", "watch")),
     (("kueue.x-k8s.io",), ("admissionchecks/status",), ("patch",)),
@@ -511,6 +514,8 @@ def render(rendered, chart):
               "no node access unless regionDiscovery.fromNodeLabels")
         check(not find(docs, "ClusterRole", r".*-kueue") and "CARBONSHIFT_KUEUE_ADMISSION_CHECKS" not in env,
               "no Kueue controller or Kueue RBAC unless kueue.enabled")
+        check(not find(docs, "ClusterRole", r".*-multikueue") and "CARBONSHIFT_MULTIKUEUE_DISPATCHER" not in env,
+              "no MultiKueue dispatcher or its RBAC unless multikueue.dispatcher")
         for kind in ("ServiceMonitor", "PrometheusRule", "PodDisruptionBudget", "ConfigMap"):
             check(not find(docs, kind), f"no {kind} by default")
         check(len(crds) == 1, "the CRD is rendered (crds.enabled defaults to true)")
@@ -581,6 +586,15 @@ def render(rendered, chart):
         kb = one(docs, "ClusterRoleBinding", r".*-kueue")
         if kb:
             check(kb["roleRef"]["name"] == kr["metadata"]["name"] if kr else False, "Kueue ClusterRoleBinding binds it")
+        check(env.get("CARBONSHIFT_MULTIKUEUE_DISPATCHER") == "true" and env.get("CARBONSHIFT_DISPATCH_TIMEOUT") == "2m",
+              "multikueue.dispatcher runs the dispatcher with multikueue.dispatchTimeout")
+        mr = one(docs, "ClusterRole", r".*-multikueue")
+        if mr:
+            check(rules_of(mr) == MULTIKUEUE_CLUSTER_RULES,
+                  "MultiKueue ClusterRole: read AdmissionChecks, MultiKueueConfigs and MultiKueueClusters only")
+        mb = one(docs, "ClusterRoleBinding", r".*-multikueue")
+        if mb:
+            check(mb["roleRef"]["name"] == mr["metadata"]["name"] if mr else False, "MultiKueue ClusterRoleBinding binds it")
         check(sorted(d["metadata"]["name"] for d in crds) ==
               ["carbonawarejobs.carbonshift.io", "carbonwindowparameters.carbonshift.io", "carbonwindows.carbonshift.io"],
               "kueue.enabled adds the CarbonWindow and CarbonWindowParameters CRDs")
