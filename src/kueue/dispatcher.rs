@@ -460,12 +460,129 @@ async fn nominate(
         "kind": Workload::kind(&()),
         "status": {"nominatedClusterNames": [cluster]},
     });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&status),
-    )
-    .await?;
+    let applied = api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&status),
+        )
+        .await?;
+    hand_over(&api, &applied).await?;
     tracing::info!(namespace = wl.namespace(), workload = %name, cluster, "nominated");
     Ok(())
+}
+
+/// Kueue's field manager for a Workload's admission status.
+pub const KUEUE_ADMISSION_MANAGER: &str = "kueue-admission";
+const NOMINATED_FIELD: &str = "f:nominatedClusterNames";
+
+/// Hands the ownership of `status.nominatedClusterNames` to Kueue's admission manager.
+///
+/// When a worker admits the Workload, Kueue sets `status.clusterName` and drops the
+/// nomination in one server-side apply; the API server refuses a Workload with both, and
+/// an apply only removes fields its manager owns alone. Kueue's own dispatchers write the
+/// field as that manager. carbonshift writes it as itself (an apply of that one field) and
+/// then moves the field's entry in `metadata.managedFields` from its own entry to Kueue's,
+/// changing nothing else (conditional on the `resourceVersion` it just wrote).
+async fn hand_over(api: &Api<Workload>, wl: &Workload) -> Result<(), Error> {
+    let Some(fields) = moved_ownership(wl) else {
+        tracing::warn!(workload = %wl.name_any(),
+            "no {KUEUE_ADMISSION_MANAGER} status entry in managedFields: Kueue may fail to record the admitting cluster");
+        return Ok(());
+    };
+    let body = json!({"metadata": {
+        "resourceVersion": wl.resource_version(),
+        "managedFields": fields,
+    }});
+    api.patch(
+        &wl.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `wl`'s managedFields with [`NOMINATED_FIELD`] moved from carbonshift's status entry to
+/// Kueue's admission entry (None if Kueue has no status entry). Pure.
+pub fn moved_ownership(wl: &Workload) -> Option<Vec<serde_json::Value>> {
+    let entries = wl.metadata.managed_fields.as_ref()?;
+    let mut out: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap_or_default())
+        .collect();
+    let is = |e: &serde_json::Value, manager: &str, op: &str| {
+        e["manager"] == manager && e["operation"] == op && e["subresource"] == "status"
+    };
+    let kueue = out
+        .iter()
+        .position(|e| is(e, KUEUE_ADMISSION_MANAGER, "Apply"))?;
+    let mut owned = None;
+    for e in out.iter_mut().filter(|e| is(e, FIELD_MANAGER, "Apply")) {
+        if let Some(status) = e["fieldsV1"]["f:status"].as_object_mut() {
+            owned = status.remove(NOMINATED_FIELD).or(owned);
+        }
+    }
+    let status = &mut out[kueue]["fieldsV1"]["f:status"];
+    if !status.is_object() {
+        *status = json!({});
+    }
+    status[NOMINATED_FIELD] = owned.unwrap_or_else(|| json!({}));
+    // An entry left owning nothing is dropped (the API server refuses empty fieldsV1).
+    out.retain(|e| {
+        let f = &e["fieldsV1"];
+        !(f.as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "f:status"))
+            && f["f:status"].as_object().is_some_and(|s| s.is_empty()))
+    });
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(fields: serde_json::Value) -> Workload {
+        serde_json::from_value(json!({
+            "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
+            "metadata": {"name": "w", "namespace": "ml", "managedFields": fields},
+            "spec": {"podSets": []},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_nomination_moves_to_kueues_admission_entry_and_nothing_else_does() {
+        let wl = workload(json!([
+            {"manager": "kueue-admission", "operation": "Apply", "subresource": "status",
+             "apiVersion": "kueue.x-k8s.io/v1beta2", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:status": {"f:admission": {}, "f:conditions": {"k:{\"type\":\"QuotaReserved\"}": {}}}}},
+            {"manager": "carbonshift", "operation": "Apply", "subresource": "status",
+             "apiVersion": "kueue.x-k8s.io/v1beta2", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:status": {"f:nominatedClusterNames": {}}}},
+            {"manager": "carbonshift", "operation": "Apply", "subresource": "status",
+             "apiVersion": "kueue.x-k8s.io/v1beta2", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:status": {"f:admissionChecks": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update",
+             "apiVersion": "kueue.x-k8s.io/v1beta2", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:metadata": {"f:labels": {}}}},
+        ]));
+        let out = moved_ownership(&wl).unwrap();
+        assert_eq!(out.len(), 3, "{out:#?}");
+        assert_eq!(
+            out[0]["fieldsV1"]["f:status"],
+            json!({"f:admission": {}, "f:conditions": {"k:{\"type\":\"QuotaReserved\"}": {}}, "f:nominatedClusterNames": {}})
+        );
+        assert_eq!(
+            out[1]["fieldsV1"],
+            json!({"f:status": {"f:admissionChecks": {}}})
+        );
+        assert_eq!(out[2]["manager"], "kube-controller-manager");
+        // Without Kueue's status entry there is no one to hand it to.
+        let alone = workload(json!([
+            {"manager": "carbonshift", "operation": "Apply", "subresource": "status",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:nominatedClusterNames": {}}}},
+        ]));
+        assert_eq!(moved_ownership(&alone), None);
+    }
 }
