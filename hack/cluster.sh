@@ -31,10 +31,16 @@
 #                                  JobSet's webhooks, +472 its healthz/readyz, +473 its metrics
 #                                  (default 26000); give parallel clusters distinct bases and dirs
 #   CARBONSHIFT_CLUSTER_NODES      number of fake GPU nodes (default 3)
+#   CARBONSHIFT_CLUSTER_REGION     topology.kubernetes.io/region of the nodes, their zones
+#                                  REGION+a/b/c (default eu-central-1)
 #   CARBONSHIFT_REAL_NODE          1 (default): add the real node (needs root); 0: kwok only
 #   CARBONSHIFT_NODE_SUBNET        the real node's pod subnet, a /24 (default 10.244.1.0/24)
 #   CARBONSHIFT_KUEUE              1: as --kueue (default 0); down, status and logs find a
 #                                  running Kueue without it
+#   CARBONSHIFT_KUEUE_DISPATCHER   when set, Kueue's configuration gets a multiKueue section
+#                                  with this dispatcherName (a MultiKueue manager whose
+#                                  worker clusters an external dispatcher nominates; its
+#                                  other settings: hack/lib/kueue.sh); unset: no such section
 #   CARBONSHIFT_CACHE_DIR          where built tools go (default .cache; binaries in .cache/bin)
 #   GO_BUILD_P                     go build -p (default 2)
 set -euo pipefail
@@ -62,7 +68,7 @@ SERVER=https://127.0.0.1:$APISERVER_PORT
 
 NODES=${CARBONSHIFT_CLUSTER_NODES:-3}
 GPUS_PER_NODE=8
-REGION=eu-central-1
+REGION=${CARBONSHIFT_CLUSTER_REGION:-eu-central-1}
 # The kubernetes Service gets the first address of this range; nothing is ever routed there.
 SERVICE_CIDR=10.96.0.0/16
 POD_CIDR=10.244.0.0/16

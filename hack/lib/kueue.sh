@@ -153,6 +153,7 @@ featureGates:
   # The visibility API is an aggregated API server on 0.0.0.0:8082; nothing here uses it.
   VisibilityOnDemand: false
 EOF
+  if [[ -n ${CARBONSHIFT_KUEUE_DISPATCHER:-} ]]; then kueue_multikueue_config >> "$KUEUE_DIR/config.yaml"; fi
   cat > "$JOBSET_DIR/config.yaml" <<EOF
 apiVersion: config.jobset.x-k8s.io/v1alpha1
 kind: Configuration
@@ -169,6 +170,31 @@ leaderElection:
   leaderElect: false
 internalCertManagement:
   enable: false
+EOF
+}
+
+# With CARBONSHIFT_KUEUE_DISPATCHER: the multiKueue section of a MultiKueue manager (used by
+# hack/multicluster.sh). The MultiKueue feature gate is Beta and on by default in v0.17.0,
+# and MultiKueueBatchJobWithManagedBy GA (locked on), so no gate is set. With a dispatcher
+# other than Kueue's two built-in ones (kueue.x-k8s.io/multikueue-dispatcher-all-at-once,
+# -incremental), Kueue copies a Workload only to the workers its
+# status.nominatedClusterNames names and leaves that list to the named dispatcher.
+#   CARBONSHIFT_KUEUE_MULTIKUEUE_GC_INTERVAL        how often remote objects whose manager
+#                                                   Workload is gone are deleted (default 1m,
+#                                                   Kueue's default; 0 turns the GC off)
+#   CARBONSHIFT_KUEUE_MULTIKUEUE_ORIGIN             the kueue.x-k8s.io/multikueue-origin label
+#                                                   value of remote objects (default
+#                                                   multikueue, Kueue's default)
+#   CARBONSHIFT_KUEUE_MULTIKUEUE_WORKER_LOST_TIMEOUT  how long a Workload's MultiKueue check
+#                                                   stays Ready while its worker is unreachable
+#                                                   (default 15m, Kueue's default)
+kueue_multikueue_config() {
+  cat <<EOF
+multiKueue:
+  dispatcherName: $CARBONSHIFT_KUEUE_DISPATCHER
+  gcInterval: ${CARBONSHIFT_KUEUE_MULTIKUEUE_GC_INTERVAL:-1m}
+  origin: ${CARBONSHIFT_KUEUE_MULTIKUEUE_ORIGIN:-multikueue}
+  workerLostTimeout: ${CARBONSHIFT_KUEUE_MULTIKUEUE_WORKER_LOST_TIMEOUT:-15m}
 EOF
 }
 
