@@ -9,7 +9,9 @@
 #      Kueue test required: CARBONSHIFT_E2E_KUEUE=1);
 #   4. runs the Helm chart tests (lint, render, server dry-run, install, RBAC, uninstall)
 #      and the alert-rule unit tests;
-#   5. stops the control plane, whatever happened, and fails if the real node left any
+#      Beside it, three more control planes (hack/multicluster.sh: a MultiKueue manager and
+#      two workers, kwok only) for the MultiKueue dispatcher's test;
+#   5. stops the control planes, whatever happened, and fails if the real node left any
 #      process, mount, network device or iptables chain behind.
 # Set CARBONSHIFT_SKIP_E2E=1 to run only what needs no cluster.
 set -euo pipefail
@@ -43,8 +45,14 @@ hack/cluster.sh up --kueue
 trap 'hack/cluster.sh down || true' EXIT
 eval "$(hack/cluster.sh env)"
 
+step "three more control planes: a MultiKueue manager and two workers"
+trap 'hack/multicluster.sh down || true; hack/cluster.sh down || true' EXIT
+hack/multicluster.sh up
+# Only their CARBONSHIFT_MC_* variables: KUBECONFIG stays the first cluster's.
+eval "$(hack/multicluster.sh env | grep '^export CARBONSHIFT_MC_')"
+
 step "cargo test (unit, property, HTTP, reconcile, CLI, end-to-end)"
-export CARBONSHIFT_E2E=1 CARBONSHIFT_E2E_KUEUE=1
+export CARBONSHIFT_E2E=1 CARBONSHIFT_E2E_KUEUE=1 CARBONSHIFT_E2E_MULTIKUEUE=1
 # The fault scenarios (about 12 minutes) and the Kueue scenarios (about 12 minutes) mostly
 # wait on the cluster: their test binaries run beside all the others (each test has a
 # namespace of its own, cluster-scoped objects have unique names), straight from the
@@ -92,11 +100,13 @@ hack/test-chart.sh || chart_status=$?
 
 if [[ $status -ne 0 || $chart_status -ne 0 ]]; then
   hack/cluster.sh logs-tail 2>/dev/null || true
+  hack/multicluster.sh logs-tail 2>/dev/null || true
 fi
 
-step "stop the local control plane"
+step "stop the local control planes"
 trap - EXIT
 down_status=0
+hack/multicluster.sh down || down_status=$?
 hack/cluster.sh down || down_status=$?
 left=$(hack/cluster.sh leftovers 2>&1) || left+=$'\n'"(hack/cluster.sh leftovers itself failed)"
 if [[ -n $left ]]; then

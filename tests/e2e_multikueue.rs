@@ -136,7 +136,7 @@ async fn carbonshift_dispatches_to_the_cleaner_cluster() {
 }
 
 async fn scenario(c: &Clusters, n: &Names) {
-    cluster::install_crd();
+    install_crd_on_manager();
     set_up_queues(c, n).await;
     let dir = must("tempdir", tempfile::tempdir());
     let csv = dir.path().join("forecast.csv");
@@ -256,9 +256,35 @@ async fn scenario(c: &Clusters, n: &Names) {
     assert_eq!(count(DIRTY.0, DIRTY.1, "timeout"), Some(1.0), "{text}");
     assert_eq!(count(DIRTY.0, DIRTY.1, "cleaner"), Some(1.0), "{text}");
     println!(
-        "[{}] carbonshift_dispatches_total: {} best, 1 timeout, 1 cleaner",
-        n.ns, CLEAN.0
+        "[{}] carbonshift_dispatches_total: 3 best ({}), 1 timeout and 1 cleaner ({})",
+        n.ns, CLEAN.0, DIRTY.0
     );
+}
+
+/// The CarbonAwareJob CRD on the manager (its operator runs the CarbonAwareJob controller
+/// too), whichever cluster `KUBECONFIG` names.
+fn install_crd_on_manager() {
+    let kc = kubeconfig("CARBONSHIFT_MC_MANAGER_KUBECONFIG").unwrap_or_default();
+    let crd = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/carbonshift.io_carbonawarejobs.yaml"
+    );
+    let k = |args: &[&str]| cluster::run("kubectl", args, &[("KUBECONFIG", kc.as_str())]);
+    k(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager",
+        "e2e",
+        "-f",
+        crd,
+    ]);
+    k(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/carbonawarejobs.carbonshift.io",
+    ]);
 }
 
 /// Both regions in one CSV: constant `clean` for FR and `dirty` for DE around `p`.
