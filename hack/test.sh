@@ -53,11 +53,12 @@ eval "$(hack/multicluster.sh env | grep '^export CARBONSHIFT_MC_')"
 
 step "cargo test (unit, property, HTTP, reconcile, CLI, end-to-end)"
 export CARBONSHIFT_E2E=1 CARBONSHIFT_E2E_KUEUE=1 CARBONSHIFT_E2E_MULTIKUEUE=1
-# The fault scenarios (about 12 minutes) and the Kueue scenarios (about 12 minutes) mostly
+# The fault scenarios (about 12 minutes), the Kueue scenarios (about 12 minutes) and the
+# MultiKueue scenario (about 6 minutes) mostly
 # wait on the cluster: their test binaries run beside all the others (each test has a
 # namespace of its own, cluster-scoped objects have unique names), straight from the
 # build, so that the lanes do not queue on cargo's lock. Their output follows.
-background=(e2e_faults e2e_kueue)
+background=(e2e_faults e2e_kueue e2e_multikueue)
 # Everything built first: compiling the other test binaries beside the Kueue scenarios
 # would starve the timed steps of the cluster and the operator on a 2-core machine.
 cargo test --locked --no-run --lib --bins --tests
@@ -70,9 +71,10 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == os.environ["T"] and m.get("executable"):
         print(m["executable"])')
   bg_log[$t]=$(mktemp)
-  # The Kueue test prints its measured figures (docs/kueue.md quotes them).
+  # The Kueue and MultiKueue tests print their measured figures (docs/kueue.md and
+  # docs/multicluster.md quote them).
   args=()
-  [[ $t == e2e_kueue ]] && args=(--nocapture)
+  [[ $t == e2e_kueue || $t == e2e_multikueue ]] && args=(--nocapture)
   "$exe" "${args[@]}" > "${bg_log[$t]}" 2>&1 &
   bg_pid[$t]=$!
 done

@@ -41,7 +41,10 @@ use common::operator::Operator;
 use futures::FutureExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{json, Value};
@@ -56,6 +59,9 @@ const REFRESH_SECS: i64 = 5;
 const CLEAN: (&str, &str, f64) = ("worker-a", "FR", 40.0);
 const DIRTY: (&str, &str, f64) = ("worker-b", "DE", 400.0);
 const QUEUE: &str = "lq";
+/// worker-b's clean window: minutes `p + 4 .. p + 7` at 100 g/kWh.
+const DE_WINDOW: std::ops::Range<i64> = 4..7;
+const DE_CLEAN: f64 = 100.0;
 
 /// The three clusters.
 struct Clusters {
@@ -114,6 +120,9 @@ struct Names {
     queue: String,
     config: String,
     check: String,
+    /// worker-b's carbon-window AdmissionCheck and its CarbonWindowParameters.
+    carbon_check: String,
+    params: String,
 }
 
 #[tokio::test]
@@ -127,6 +136,8 @@ async fn carbonshift_dispatches_to_the_cleaner_cluster() {
         queue: unique_name("mk-cq"),
         config: unique_name("mk-config"),
         check: unique_name("mk-check"),
+        carbon_check: unique_name("mk-carbon"),
+        params: unique_name("mk-params"),
     };
     let result = AssertUnwindSafe(scenario(&c, &names)).catch_unwind().await;
     cleanup(&c, &names).await;
@@ -136,8 +147,13 @@ async fn carbonshift_dispatches_to_the_cleaner_cluster() {
 }
 
 async fn scenario(c: &Clusters, n: &Names) {
-    install_crd_on_manager();
-    set_up_queues(c, n).await;
+    let manager_kc = kubeconfig("CARBONSHIFT_MC_MANAGER_KUBECONFIG").unwrap_or_default();
+    let b_kc = kubeconfig("CARBONSHIFT_MC_WORKER_B_KUBECONFIG").unwrap_or_default();
+    install_crds(&manager_kc, &["carbonawarejobs"]);
+    install_crds(
+        &b_kc,
+        &["carbonawarejobs", "carbonwindows", "carbonwindowparameters"],
+    );
     let dir = must("tempdir", tempfile::tempdir());
     let csv = dir.path().join("forecast.csv");
     let p = first_boundary(Utc::now());
@@ -148,6 +164,25 @@ async fn scenario(c: &Clusters, n: &Names) {
         "--forecast-file".as_ref(),
         csv.as_os_str(),
     ];
+    // worker-b times what it is sent with its own carbon-window check.
+    let b = &c.workers[DIRTY.0];
+    let worker_op = Operator::spawn(
+        &n.ns,
+        &provider,
+        dir.path(),
+        "worker-b-operator",
+        &[
+            "--kueue",
+            "--status-interval",
+            "5s",
+            "--leader-election",
+            "false",
+        ],
+        &[("KUBECONFIG", b_kc.as_str())],
+    );
+    worker_op.ready().await;
+    create_carbon_check(b, n).await;
+    set_up_queues(c, n).await;
     let timeout = format!("{TIMEOUT_SECS}s");
     let refresh = format!("{REFRESH_SECS}s");
     let flags = [
@@ -159,7 +194,6 @@ async fn scenario(c: &Clusters, n: &Names) {
         "--leader-election",
         "false",
     ];
-    let manager_kc = kubeconfig("CARBONSHIFT_MC_MANAGER_KUBECONFIG").unwrap_or_default();
     let op = Operator::spawn(
         &n.ns,
         &provider,
@@ -172,7 +206,7 @@ async fn scenario(c: &Clusters, n: &Names) {
 
     let jobs: Api<Job> = Api::namespaced(c.manager.clone(), &n.ns);
     // 1. The cleaner cluster.
-    let first = create_job(&jobs, gpu_job("first", QUEUE, 2, "20m")).await;
+    let first = create_job(&jobs, scheduled(gpu_job("first", QUEUE, 2, "20m"))).await;
     let wl1 = dispatched(c, n, &first, CLEAN.0, Duration::from_secs(60)).await;
     let t1 = nominated_at(&wl1, CLEAN.0);
     println!(
@@ -189,10 +223,9 @@ async fn scenario(c: &Clusters, n: &Names) {
     wait_pods_running(&c.workers[CLEAN.0], &n.ns, "first", 2).await;
 
     // 2. worker-a is full: passed over after the timeout.
-    let second = create_job(&jobs, gpu_job("second", QUEUE, 2, "20m")).await;
+    let second = create_job(&jobs, scheduled(gpu_job("second", QUEUE, 2, "60s"))).await;
     let (t_a, _) = nomination(c, n, &second, CLEAN.0).await;
-    let wl2 = dispatched(c, n, &second, DIRTY.0, Duration::from_secs(120)).await;
-    let t_b = nominated_at(&wl2, DIRTY.0);
+    let (t_b, wl2) = nomination_within(c, n, &second, DIRTY.0, Duration::from_secs(60)).await;
     let waited = secs(t_a, t_b);
     println!(
         "[{}] second: nominated {} at {t_a}, passed over for {} {waited:.1} s later (timeout {TIMEOUT_SECS} s)",
@@ -207,15 +240,13 @@ async fn scenario(c: &Clusters, n: &Names) {
         json!(CLEAN.0),
         "{wl2}"
     );
-    assert_only_on(c, n, &second, DIRTY.0).await;
 
     // 3. The forecast turns FR dirty before the third is admitted.
-    let third = create_job(&jobs, gpu_job("third", QUEUE, 2, "20m")).await;
+    let third = create_job(&jobs, scheduled(gpu_job("third", QUEUE, 2, "60s"))).await;
     let (t_a3, _) = nomination(c, n, &third, CLEAN.0).await;
     write_forecast(&csv, p, 900.0, DIRTY.2);
     let changed = Utc::now();
-    let wl3 = dispatched(c, n, &third, DIRTY.0, Duration::from_secs(60)).await;
-    let t_b3 = nominated_at(&wl3, DIRTY.0);
+    let (t_b3, wl3) = nomination_within(c, n, &third, DIRTY.0, Duration::from_secs(30)).await;
     println!(
         "[{}] third: nominated {} at {t_a3}; forecast changed {:.1} s later; nominated {} {:.1} s after the change",
         n.ns,
@@ -237,20 +268,80 @@ async fn scenario(c: &Clusters, n: &Names) {
         wl3["metadata"]["annotations"][PASSED_OVER].is_null(),
         "{wl3}"
     );
-    assert_only_on(c, n, &third, DIRTY.0).await;
+
+    // worker-b's check holds both until DE's clean window, then they run there; the
+    // dispatcher expects that start (no pass-over before it).
+    let window = p + chrono::TimeDelta::minutes(DE_WINDOW.start);
+    let expected_start = |wl: &Value| {
+        let t = wl["metadata"]["annotations"]["carbonshift.io/expected-start"]
+            .as_str()
+            .unwrap_or_default();
+        match DateTime::parse_from_rfc3339(t) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(e) => panic!("expected-start {t:?}: {e}: {wl}"),
+        }
+    };
+    for wl in [&wl2, &wl3] {
+        let start = expected_start(wl);
+        assert!(
+            window <= start && start <= window + chrono::TimeDelta::minutes(1),
+            "expected start {start}, DE's window from {window}: {wl}"
+        );
+    }
+    assert_wait_on_b(c, n, &[&second, &third], window).await;
+    for job in [&second, &third] {
+        let wl = dispatched(c, n, job, DIRTY.0, Duration::from_secs(300)).await;
+        let admitted = condition_time(&wl, "Admitted");
+        let start = expected_start(&wl);
+        let late = secs(start, admitted);
+        println!(
+            "[{}] {}: admitted on {} at {admitted}, {late:.1} s after the start planned there ({start}; DE's clean window from {window})",
+            n.ns,
+            job.metadata.name.as_deref().unwrap_or_default(),
+            DIRTY.0
+        );
+        assert!(
+            (-1.0..20.0).contains(&late),
+            "admitted at {admitted}, planned {start}: {wl}"
+        );
+        assert_only_on(c, n, job, DIRTY.0).await;
+    }
+    let ledgers = finished_ledgers(b, &n.ns, 2).await;
+    for (name, st) in &ledgers {
+        let (e, kwh) = (
+            st["emissionsGrams"].as_f64().unwrap_or(0.0),
+            st["energyKWh"].as_f64().unwrap_or(0.0),
+        );
+        println!(
+            "[{}] worker-b CarbonWindow {name}: region {}, {kwh:.5} kWh, {e:.3} g",
+            n.ns, st["region"]
+        );
+        assert_eq!(st["region"], json!(DIRTY.1), "{st}");
+        assert!(
+            kwh > 0.0 && (e / kwh - DE_CLEAN).abs() < 1.0,
+            "{e} g for {kwh} kWh, not at {DE_CLEAN} g/kWh: {st}"
+        );
+    }
+    let worker_metrics = worker_op.scrape().await;
+    let total: f64 = ledgers
+        .values()
+        .map(|st| st["emissionsGrams"].as_f64().unwrap_or(0.0))
+        .sum();
+    let counted = metric_line(
+        &worker_metrics,
+        "carbonshift_emissions_grams_total",
+        &[("namespace", &n.ns), ("region", DIRTY.1)],
+    );
+    assert!(
+        counted.is_some_and(|g| (g - total).abs() < 1e-6),
+        "worker-b counted {counted:?}, ledgers {total}: {worker_metrics}"
+    );
 
     // 4. The nominations, counted.
     let text = op.scrape().await;
     let count = |cluster: &str, region: &str, reason: &str| {
-        let labels = [
-            format!("cluster=\"{cluster}\""),
-            format!("region=\"{region}\""),
-            format!("reason=\"{reason}\""),
-        ];
-        text.lines()
-            .filter(|l| l.starts_with("carbonshift_dispatches_total{"))
-            .find(|l| labels.iter().all(|x| l.contains(x.as_str())))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        let labels = [("cluster", cluster), ("region", region), ("reason", reason)];
+        metric_line(&text, "carbonshift_dispatches_total", &labels)
     };
     assert_eq!(count(CLEAN.0, CLEAN.1, "best"), Some(3.0), "{text}");
     assert_eq!(count(DIRTY.0, DIRTY.1, "timeout"), Some(1.0), "{text}");
@@ -261,36 +352,212 @@ async fn scenario(c: &Clusters, n: &Names) {
     );
 }
 
-/// The CarbonAwareJob CRD on the manager (its operator runs the CarbonAwareJob controller
-/// too), whichever cluster `KUBECONFIG` names.
-fn install_crd_on_manager() {
-    let kc = kubeconfig("CARBONSHIFT_MC_MANAGER_KUBECONFIG").unwrap_or_default();
-    let crd = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/carbonshift.io_carbonawarejobs.yaml"
+/// `job` with the schedule both the dispatcher and worker-b's check read: Flexible Start,
+/// 2 minutes of work, at most 10 minutes' delay.
+fn scheduled(mut job: Job) -> Job {
+    let a = [
+        ("carbonshift.io/strategy", "FlexibleStart"),
+        ("carbonshift.io/expected-duration", "2m"),
+        ("carbonshift.io/max-delay", "10m"),
+    ];
+    job.metadata.annotations = Some(
+        a.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     );
-    let k = |args: &[&str]| cluster::run("kubectl", args, &[("KUBECONFIG", kc.as_str())]);
-    k(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager",
-        "e2e",
-        "-f",
-        crd,
-    ]);
-    k(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/carbonawarejobs.carbonshift.io",
-    ]);
+    job
 }
 
-/// Both regions in one CSV: constant `clean` for FR and `dirty` for DE around `p`.
+/// carbonshift's CRDs `plurals` on the cluster of kubeconfig `kc` (whichever cluster
+/// `KUBECONFIG` names): an operator runs the CarbonAwareJob controller everywhere, and with
+/// --kueue keeps CarbonWindows.
+fn install_crds(kc: &str, plurals: &[&str]) {
+    for plural in plurals {
+        let file = format!(
+            "{}/crds/carbonshift.io_{plural}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let apply = [
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "e2e",
+            "-f",
+            &file,
+        ];
+        cluster::run("kubectl", &apply, &[("KUBECONFIG", kc)]);
+        let crd = format!("crd/{plural}.carbonshift.io");
+        // Retried: `kubectl wait` fails at once on a CRD with no status yet.
+        for attempt in 0.. {
+            let ok = std::process::Command::new("kubectl")
+                .args(["wait", "--for=condition=Established", "--timeout=10s", &crd])
+                .env("KUBECONFIG", kc)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                break;
+            }
+            assert!(attempt < 10, "{crd} not Established on {kc}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+/// The value of the sample of `name` with all of `labels`.
+fn metric_line(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| want.iter().all(|x| l.contains(x.as_str())))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+}
+
+fn params_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("carbonshift.io", "v1alpha1", "CarbonWindowParameters"),
+        "carbonwindowparameters",
+    )
+}
+
+fn window_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("carbonshift.io", "v1alpha1", "CarbonWindow"),
+        "carbonwindows",
+    )
+}
+
+/// On worker-b: parameters (Flexible Start, 2 min of work within 10 min, region DE) and the
+/// carbon-window AdmissionCheck naming them, Active once its operator serves it.
+async fn create_carbon_check(b: &Client, n: &Names) {
+    let params: Api<DynamicObject> = Api::all_with(b.clone(), &params_resource());
+    let spec = json!({"strategy": "FlexibleStart", "maxDelay": "10m", "expectedDuration": "2m", "region": DIRTY.1});
+    let body = DynamicObject::new(&n.params, &params_resource()).data(json!({"spec": spec}));
+    must(
+        "create CarbonWindowParameters",
+        params.create(&PostParams::default(), &body).await,
+    );
+    let spec = json!({
+        "controllerName": "carbonshift.io/carbon-window",
+        "parameters": {"apiGroup": "carbonshift.io", "kind": "CarbonWindowParameters", "name": n.params},
+    });
+    let checks = cluster_api(b, "AdmissionCheck");
+    let check = object("AdmissionCheck", &n.carbon_check, spec);
+    must(
+        "create AdmissionCheck",
+        checks.create(&PostParams::default(), &check).await,
+    );
+    wait_until(
+        format!("AdmissionCheck {} Active on {}", n.carbon_check, DIRTY.0),
+        Duration::from_secs(60),
+        || async {
+            let ac = json_of(&checks.get(&n.carbon_check).await?);
+            Ok::<_, kube::Error>((condition(&ac, "Active") == Some("True")).then_some(()))
+        },
+    )
+    .await;
+}
+
+/// The Jobs' copies on worker-b wait: quota reserved there, not admitted, the
+/// carbon-window check Pending with carbonshift's reason, never deactivated; sampled every
+/// 2 s until shortly before `window`.
+async fn assert_wait_on_b(c: &Clusters, n: &Names, jobs: &[&Job], window: DateTime<Utc>) {
+    let mut names = Vec::new();
+    for job in jobs {
+        let wl = manager_workload(c, n, job).await.unwrap_or_default();
+        names.push(
+            wl["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    let api = namespaced_api(&c.workers[DIRTY.0], &n.ns, "Workload");
+    let mut samples = vec![0; names.len()];
+    while Utc::now() < window - chrono::TimeDelta::seconds(5) {
+        for (i, name) in names.iter().enumerate() {
+            let Ok(Some(copy)) = api.get_opt(name).await else {
+                continue;
+            };
+            let copy = json_of(&copy);
+            let entry = copy["status"]["admissionChecks"]
+                .as_array()
+                .and_then(|a| a.iter().find(|e| e["name"] == json!(n.carbon_check)))
+                .cloned()
+                .unwrap_or_default();
+            let ours = entry["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("carbonshift: "));
+            if entry["state"] == "Pending" && ours {
+                assert_ne!(
+                    condition(&copy, "Admitted"),
+                    Some("True"),
+                    "admitted before the window: {copy}"
+                );
+                assert_ne!(
+                    copy["spec"]["active"],
+                    json!(false),
+                    "a copy is never deactivated: {copy}"
+                );
+                samples[i] += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    for (name, k) in names.iter().zip(&samples) {
+        println!(
+            "[{}] {name}: waiting on {} in {k} samples until {window}",
+            n.ns, DIRTY.0
+        );
+        assert!(
+            *k >= 3,
+            "{name}: only {k} samples of the copy waiting on {}",
+            DIRTY.0
+        );
+    }
+}
+
+/// The statuses of `count` CarbonWindows in `ns` once each is Succeeded (polled: MultiKueue
+/// deletes a finished copy, and with it its CarbonWindow, soon after).
+async fn finished_ledgers(b: &Client, ns: &str, count: usize) -> BTreeMap<String, Value> {
+    let api: Api<DynamicObject> = Api::namespaced_with(b.clone(), ns, &window_resource());
+    let seen = std::sync::Mutex::new(BTreeMap::<String, Value>::new());
+    let what = format!("{count} CarbonWindows Succeeded on {}", DIRTY.0);
+    wait_until(what, Duration::from_secs(180), || async {
+        let list = api.list(&ListParams::default()).await?;
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        for w in list.items {
+            let v = json_of(&w);
+            if v["status"]["phase"] == "Succeeded" {
+                seen.insert(
+                    w.metadata.name.clone().unwrap_or_default(),
+                    v["status"].clone(),
+                );
+            }
+        }
+        Ok::<_, kube::Error>((seen.len() >= count).then(|| seen.clone()))
+    })
+    .await
+}
+
+fn condition_time(obj: &Value, type_: &str) -> DateTime<Utc> {
+    let t = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == json!(type_)))
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .unwrap_or_default();
+    match DateTime::parse_from_rfc3339(t) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(e) => panic!("{type_} time {t:?}: {e}"),
+    }
+}
+
+/// Both regions in one CSV around `p`: FR constant at `fr`; DE at `de` but for its clean
+/// window, [`DE_WINDOW`] minutes after `p`, at [`DE_CLEAN`].
 fn write_forecast(path: &std::path::Path, p: DateTime<Utc>, fr: f64, de: f64) {
     let a = Forecast::around(p, |_| fr).csv(CLEAN.1);
-    let b = Forecast::around(p, |_| de).csv(DIRTY.1);
+    let b =
+        Forecast::around(p, |k| if DE_WINDOW.contains(&k) { DE_CLEAN } else { de }).csv(DIRTY.1);
     let body: String = b.lines().skip(1).map(|l| format!("{l}\n")).collect();
     // Write then rename, so the operator never reads half a file.
     let tmp = path.with_extension("tmp");
@@ -337,10 +604,20 @@ fn nominated_at(wl: &Value, cluster: &str) -> DateTime<Utc> {
 
 /// Waits until the Job's Workload is nominated to `cluster` alone, and not dispatched.
 async fn nomination(c: &Clusters, n: &Names, job: &Job, cluster: &str) -> (DateTime<Utc>, Value) {
+    nomination_within(c, n, job, cluster, Duration::from_secs(30)).await
+}
+
+async fn nomination_within(
+    c: &Clusters,
+    n: &Names,
+    job: &Job,
+    cluster: &str,
+    within: Duration,
+) -> (DateTime<Utc>, Value) {
     let name = job.metadata.name.clone().unwrap_or_default();
     let wl = wait_until(
         format!("the Workload of Job {name} nominated to {cluster}"),
-        Duration::from_secs(30),
+        within,
         || async {
             let wl = manager_workload(c, n, job).await;
             Ok::<_, String>(wl.filter(|w| {
@@ -442,8 +719,12 @@ async fn set_up_queues(c: &Clusters, n: &Names) {
     for (worker, client) in &c.workers {
         create_namespace(client, &n.ns).await;
         create_flavor(client, &n.flavor).await;
-        let gpus = if *worker == CLEAN.0 { "2" } else { "4" };
-        create_cluster_queue(client, &n.ns, &n.queue, &n.flavor, None, gpus).await;
+        let (gpus, check) = if *worker == CLEAN.0 {
+            ("2", None)
+        } else {
+            ("4", Some(n.carbon_check.as_str()))
+        };
+        create_cluster_queue(client, &n.ns, &n.queue, &n.flavor, check, gpus).await;
         create_local_queue(client, &n.ns, QUEUE, &n.queue).await;
     }
     for (worker, region) in [(CLEAN.0, CLEAN.1), (DIRTY.0, DIRTY.1)] {
@@ -530,5 +811,12 @@ async fn cleanup(c: &Clusters, n: &Names) {
         .await;
     let _ = cluster_api(&c.manager, "MultiKueueConfig")
         .delete(&n.config, &dp)
+        .await;
+    let b = &c.workers[DIRTY.0];
+    let _ = cluster_api(b, "AdmissionCheck")
+        .delete(&n.carbon_check, &dp)
+        .await;
+    let _ = Api::<DynamicObject>::all_with(b.clone(), &params_resource())
+        .delete(&n.params, &dp)
         .await;
 }

@@ -51,13 +51,14 @@ pub const ALL: [&str; 10] = [
 /// operator's own, on objects it made): never reported as unknown.
 /// A Workload's own annotations are read when it has no job object (a MultiKueue worker's
 /// copy of the manager's Workload carries the manager's).
-const NOT_SETTINGS: [&str; 6] = [
+const NOT_SETTINGS: [&str; 7] = [
     "carbonshift.io/job",
     super::check::HELD_UNTIL,
     super::check::HELD_BECAUSE,
     super::dispatch::NOMINATED,
     super::dispatch::PASSED_OVER,
     super::dispatch::REGIONS,
+    super::dispatch::EXPECTED_START,
 ];
 
 /// The parameters object an AdmissionCheck references, by name.

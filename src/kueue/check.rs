@@ -115,6 +115,26 @@ pub enum Action {
     },
     /// Reactivate the Workload carbonshift held: Kueue queues it again.
     Release,
+    /// Keep the check `Pending`, saying `message`: the Workload keeps its quota and waits
+    /// (a MultiKueue worker's copy, which carbonshift never deactivates).
+    Wait { message: String },
+}
+
+/// The label Kueue's MultiKueue puts on the copy of a manager's Workload on a worker.
+pub const MULTIKUEUE_ORIGIN_LABEL: &str = "kueue.x-k8s.io/multikueue-origin";
+
+/// [`decide`] for a MultiKueue worker's copy of a Workload: never held by deactivation,
+/// because the manager's MultiKueue would see the copy evicted and take the Workload back;
+/// a copy that must wait keeps the check `Pending` (and the worker's quota) until its
+/// start, and once admitted runs through (pauses are not carried out on copies).
+pub fn decide_for_copy(view: &WorkloadView, wanted: &Wanted, now: DateTime<Utc>) -> Option<Action> {
+    match decide(view, wanted, now)? {
+        Action::Hold { message, .. } => (view.check != Some(CheckState::Ready)
+            && view.message != message)
+            .then_some(Action::Wait { message }),
+        Action::Release => None,
+        other => Some(other),
+    }
 }
 
 /// The action `wanted` calls for on a Workload Kueue shows as `view`, at `now`; `None`
@@ -292,6 +312,29 @@ mod tests {
         let mut theirs = held(None);
         theirs.held = None;
         assert_eq!(decide(&theirs, &run(), now()), None);
+    }
+
+    #[test]
+    fn a_multikueue_copy_waits_pending_and_is_never_deactivated_or_paused() {
+        let pending = view(true, Some(CheckState::Pending));
+        // Wait: Pending with the reason, once (not again while it says so).
+        let w = wait(120);
+        let Some(Action::Wait { message }) = decide_for_copy(&pending, &w, now()) else {
+            panic!("a waiting copy is kept Pending");
+        };
+        let noted = WorkloadView {
+            message: message.clone(),
+            ..pending.clone()
+        };
+        assert_eq!(decide_for_copy(&noted, &w, now()), None);
+        // Run: admitted as any Workload.
+        assert!(matches!(
+            decide_for_copy(&pending, &run(), now()),
+            Some(Action::Admit { .. })
+        ));
+        // Admitted, the plan pauses: it runs through.
+        let admitted = view(true, Some(CheckState::Ready));
+        assert_eq!(decide_for_copy(&admitted, &w, now()), None);
     }
 
     #[test]

@@ -31,12 +31,15 @@ use serde_json::json;
 
 use super::adapt::{as_carbon_aware_job, as_child, wanted, window_spec, JobObject};
 use super::annotations::Defaults;
-use super::check::{decide, Action as Decision, Wanted, HELD_BECAUSE, HELD_UNTIL};
+use super::check::{
+    decide, decide_for_copy, Action as Decision, Wanted, HELD_BECAUSE, HELD_UNTIL,
+    MULTIKUEUE_ORIGIN_LABEL,
+};
 use super::workload::{view, AdmissionCheck, Workload};
 use super::CONTROLLER_NAME;
 use crate::api::params::CarbonWindowParameters;
 use crate::api::window::{CarbonWindow, CarbonWindowSpec};
-use crate::api::{time, CarbonAwareJob, Phase};
+use crate::api::{time, CarbonAwareJob, Phase, StrategyName};
 use crate::controller::build::{self, EventNote, Observed};
 use crate::controller::{self, error_policy, Context, Error, FIELD_MANAGER};
 use crate::timefmt;
@@ -448,6 +451,12 @@ async fn reconcile_workload(wl: Arc<Workload>, k: Arc<Kctx>) -> Result<Action, E
             return refuse(&k, &wl, &check, message, now).await;
         }
     };
+    let is_copy = wl.labels().contains_key(MULTIKUEUE_ORIGIN_LABEL);
+    let mut spec = spec;
+    if is_copy && spec.schedule.strategy != StrategyName::RunNow {
+        // A copy is started at its clean window and runs through (see decide_for_copy).
+        spec.schedule.strategy = StrategyName::FlexibleStart;
+    }
     let window = ensure_window(&windows, &wl, existing, spec).await?;
     let caj = as_carbon_aware_job(&window);
     let child = as_child(&wl, &window, ready_pods(&k.pods, &wl));
@@ -476,7 +485,12 @@ async fn reconcile_workload(wl: Arc<Workload>, k: Arc<Kctx>) -> Result<Action, E
     controller::announce(ctx, wl.as_ref(), &out.events).await;
     let mut next = out.requeue;
     if let Some(w) = wanted(&out, now) {
-        match decide(&v, &w, now) {
+        let decision = if is_copy {
+            decide_for_copy(&v, &w, now)
+        } else {
+            decide(&v, &w, now)
+        };
+        match decision {
             Some(d) => act(ctx, &wl, &check, &d, now).await?,
             None => keep_noted(ctx, &wl, &check, &v).await?,
         }
@@ -624,6 +638,10 @@ pub(crate) async fn act(
                 .await?;
             tracing::info!(namespace = wl.namespace(), workload = %name, until = %timefmt::format(*until), %message, "workload held (deactivated)");
             note_on_check(&api, wl, check, &held_because(message), now).await?;
+        }
+        Decision::Wait { message } => {
+            note_on_check(&api, wl, check, message, now).await?;
+            tracing::info!(namespace = wl.namespace(), workload = %name, %message, "MultiKueue copy waits (check Pending)");
         }
         Decision::Release => {
             let body = json!({

@@ -24,6 +24,10 @@ pub const REGION_LABEL: &str = "carbonshift.io/region";
 /// On the manager's Workload: the cluster carbonshift nominated, and when
 /// (`<cluster> <RFC 3339>`).
 pub const NOMINATED: &str = "carbonshift.io/nominated";
+/// On the manager's Workload: when the nominated cluster's plan starts the job (RFC 3339).
+/// The dispatch timeout counts from then: a worker whose carbon-window check holds the
+/// Workload for its clean window is not passed over for it.
+pub const EXPECTED_START: &str = "carbonshift.io/expected-start";
 /// On the manager's Workload: the clusters passed over because they did not admit it in
 /// time (comma-separated).
 pub const PASSED_OVER: &str = "carbonshift.io/passed-over";
@@ -54,6 +58,8 @@ pub struct View {
     pub ours: Option<(String, DateTime<Utc>)>,
     /// [`PASSED_OVER`].
     pub passed_over: Vec<String>,
+    /// [`EXPECTED_START`].
+    pub expected_start: Option<DateTime<Utc>>,
 }
 
 /// Why a cluster is nominated.
@@ -138,7 +144,9 @@ pub fn step(view: &View, best_first: &[String], now: DateTime<Utc>, timeout: Tim
             why: Why::Best,
         };
     };
-    if now - *at >= timeout {
+    // The timeout counts from the nomination, or from the start planned there if later.
+    let since = view.expected_start.map_or(*at, |s| s.max(*at));
+    if now - since >= timeout {
         let mut passed = passed;
         if !passed.contains(cluster) {
             passed.push(cluster.clone());
@@ -173,7 +181,7 @@ pub fn step(view: &View, best_first: &[String], now: DateTime<Utc>, timeout: Tim
         };
     }
     Step::Wait {
-        until: *at + timeout,
+        until: since + timeout,
     }
 }
 
@@ -293,6 +301,27 @@ mod tests {
         assert_eq!(
             step(&v(Some(("a", 60)), &["b"]), &best, t(100), TIMEOUT),
             Step::Wait { until: t(120) }
+        );
+    }
+
+    #[test]
+    fn the_timeout_counts_from_the_start_planned_in_the_nominated_region() {
+        let best = s(&["b", "a"]);
+        let mut view = v(Some(("b", 0)), &[]);
+        view.expected_start = Some(t(240));
+        assert_eq!(
+            step(&view, &best, t(200), TIMEOUT),
+            Step::Wait { until: t(300) }
+        );
+        assert!(matches!(
+            step(&view, &best, t(300), TIMEOUT),
+            Step::Nominate { ref cluster, why: Why::TimedOut { .. }, .. } if cluster == "a"
+        ));
+        // A start already past counts from the nomination.
+        view.expected_start = Some(t(-100));
+        assert_eq!(
+            step(&view, &best, t(10), TIMEOUT),
+            Step::Wait { until: t(60) }
         );
     }
 

@@ -27,7 +27,7 @@ use super::annotations::workload_schedule;
 use super::controller::{job_object, JobMeta, Kinds};
 use super::dispatch::{
     nominated_value, order, parse_list, parse_nominated, step, Step, View, Why, Worker,
-    MULTIKUEUE_CONTROLLER, NOMINATED, PASSED_OVER, REGIONS, REGION_LABEL,
+    EXPECTED_START, MULTIKUEUE_CONTROLLER, NOMINATED, PASSED_OVER, REGIONS, REGION_LABEL,
 };
 use super::workload::{
     has_condition, AdmissionCheck, MultiKueueCluster, MultiKueueConfig, Workload,
@@ -203,6 +203,9 @@ fn view_of(wl: &Workload) -> View {
             .get(PASSED_OVER)
             .map(|s| parse_list(s))
             .unwrap_or_default(),
+        expected_start: a
+            .get(EXPECTED_START)
+            .and_then(|s| crate::timefmt::parse(s).ok()),
     }
 }
 
@@ -325,6 +328,11 @@ async fn reconcile(wl: Arc<Workload>, d: Arc<Dctx>) -> Result<Action, Error> {
         .iter()
         .map(|r| (r.region, r.plan.expected_grams_per_kw))
         .collect();
+    // When each region's plan starts the job (now if it runs at once).
+    let starts: BTreeMap<&str, DateTime<Utc>> = ranked
+        .iter()
+        .map(|r| (r.region, r.plan.intervals.first().map_or(now, |i| i.start)))
+        .collect();
     match step(&v, &best_first, now, d.timeout) {
         Step::Nominate {
             cluster,
@@ -344,7 +352,17 @@ async fn reconcile(wl: Arc<Workload>, d: Arc<Dctx>) -> Result<Action, Error> {
                 &job,
                 &problems,
             );
-            nominate(ctx, &wl, &cluster, &passed_over, now).await?;
+            let n = Nomination {
+                cluster: &cluster,
+                passed_over: &passed_over,
+                expected_start: region.as_deref().and_then(|r| starts.get(r).copied()),
+                schedule: meta
+                    .annotations
+                    .iter()
+                    .filter(|(k, _)| super::annotations::ALL.contains(&k.as_str()) || *k == REGIONS)
+                    .collect(),
+            };
+            nominate(ctx, &wl, &n, now).await?;
             ctx.metrics
                 .dispatches
                 .with_label_values(&[&cluster, region.as_deref().unwrap_or(""), why_label(&why)])
@@ -431,15 +449,27 @@ fn nomination_note(
     }
 }
 
-/// Records the nomination on the Workload (annotations), then nominates: a server-side
-/// apply of `status.nominatedClusterNames` alone, so Kueue's fields are never touched.
+/// What a nomination writes.
+struct Nomination<'a> {
+    cluster: &'a str,
+    passed_over: &'a [String],
+    /// When the cluster's region plan starts the job ([`EXPECTED_START`]).
+    expected_start: Option<DateTime<Utc>>,
+    /// The job object's `carbonshift.io/*` schedule annotations, copied onto the Workload
+    /// so that the worker's copy (a clone of the Workload) carries them to its check.
+    schedule: BTreeMap<&'a String, &'a String>,
+}
+
+/// Records the nomination and the job's schedule on the Workload (annotations), then
+/// nominates: a server-side apply of `status.nominatedClusterNames` alone, whose ownership
+/// is then handed to Kueue ([`hand_over`]).
 async fn nominate(
     ctx: &Context,
     wl: &Workload,
-    cluster: &str,
-    passed_over: &[String],
+    n: &Nomination<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
+    let (cluster, passed_over) = (n.cluster, n.passed_over);
     ctx.may_write()?;
     let api: Api<Workload> =
         Api::namespaced(ctx.client.clone(), &wl.namespace().unwrap_or_default());
@@ -449,10 +479,15 @@ async fn nominate(
     } else {
         json!(passed_over.join(","))
     };
-    let body = json!({"metadata": {"annotations": {
+    let mut annotations = json!({
         NOMINATED: nominated_value(cluster, now),
         PASSED_OVER: passed,
-    }}});
+        EXPECTED_START: n.expected_start.map(crate::timefmt::format),
+    });
+    for (k, v) in &n.schedule {
+        annotations[k.as_str()] = json!(v);
+    }
+    let body = json!({"metadata": {"annotations": annotations}});
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&body))
         .await?;
     let status = json!({

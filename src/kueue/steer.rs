@@ -65,7 +65,7 @@ pub async fn steer(
         Some(d @ (Action::Hold { .. } | Action::Release)) => {
             super::controller::act(ctx, wl, "", &d, now).await?;
         }
-        Some(Action::Admit { .. }) | None => {}
+        Some(Action::Admit { .. } | Action::Wait { .. }) | None => {}
     }
     Ok(None)
 }
