@@ -12,8 +12,11 @@
 //! CARBONSHIFT_E2E=1 CARBONSHIFT_E2E_MULTIKUEUE=1 cargo test --test e2e_multikueue -- --nocapture
 //! ```
 //!
-//! worker-a is labelled region FR (40 g/kWh in the forecast), worker-b DE (400 g/kWh). Its
-//! 2-GPU quota lets worker-a run one 2-GPU job; worker-b takes two. What it shows:
+//! worker-a is labelled region FR (40 g/kWh in the forecast), worker-b DE (400 g/kWh, but
+//! 100 g/kWh from `p + 4 min` to `p + 7 min`). Its 2-GPU quota lets worker-a run one 2-GPU
+//! job; worker-b takes two. worker-b runs its own `carbonshift run --kueue` with a
+//! carbon-window check on its queue. Every Job asks for Flexible Start, 2 minutes of work
+//! within 10 minutes. What it shows:
 //! 1. the first Job is nominated to worker-a, the cleaner, alone: only worker-a gets a copy,
 //!    admits it and runs its pods; the manager's Workload records `clusterName: worker-a`;
 //! 2. the second is nominated to worker-a too, where the queue is full: after the dispatch
@@ -21,7 +24,10 @@
 //! 3. the third is nominated to worker-a and waits there; the forecast file then makes FR
 //!    dirtier than DE, and at the next refresh it is nominated to worker-b (no timeout) and
 //!    admitted there;
-//! 4. `carbonshift_dispatches_total` counts each nomination by cluster, region and reason.
+//! 4. on worker-b both copies wait (check Pending, never deactivated) until DE's clean
+//!    window, the start the dispatcher expected there; then they run, and their
+//!    CarbonWindows record region DE at 100 g/kWh, as worker-b's emissions total does;
+//! 5. `carbonshift_dispatches_total` counts each nomination by cluster, region and reason.
 
 mod common;
 
