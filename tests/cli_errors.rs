@@ -38,7 +38,7 @@ fn duration_flags(sub: &str) -> Vec<&'static str> {
         ],
         "plan" => &["deadline-margin"],
         "forecast" => &["past"],
-        "run" => &["status-interval", "deadline-margin"],
+        "run" => &["status-interval", "deadline-margin", "dispatch-timeout"],
         _ => unreachable!("{sub}"),
     };
     let mut v = own.to_vec();
