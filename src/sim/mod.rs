@@ -335,7 +335,7 @@ pub fn simulate_with_progress(
 }
 
 /// `100 * (1 - emissions / base)`; 0 when the base is not positive.
-fn savings_pct(emissions_g: f64, base_g: f64) -> f64 {
+pub fn savings_pct(emissions_g: f64, base_g: f64) -> f64 {
     if base_g > 0.0 {
         100.0 * (1.0 - emissions_g / base_g)
     } else {

@@ -2,11 +2,11 @@
 //! several regions. Pure, like the rest of [`super`].
 //!
 //! The first region is "home". Each receding-horizon strategy picks the region once, at
-//! submission, with [`plan::spatial::choose`]: the job planned with [`plan::decide`] in every
+//! submission, with [`crate::plan::spatial::choose`]: the job planned with [`crate::plan::decide`] in every
 //! region's forecast as the operator's cache would hold it at that instant (each region its
 //! own [`Forecaster`], the noisy model seeded per region by [`region_model`]), ranked by
 //! expected emissions, a draw going home. The job then runs in that region through the
-//! single-region replay ([`super::job`]) and never migrates. `run-now` picks the region
+//! single-region replay (`sim::job`) and never migrates. `run-now` picks the region
 //! whose forecast is cleanest for running at once; `threshold` picks its region as
 //! pause-and-resume does (its limit is each region's own percentile, so one request does not
 //! compare regions) and runs with that region's limit; the oracles choose region and
@@ -31,6 +31,10 @@ use crate::plan::spatial::{choose, Candidate};
 use crate::plan::{JobState, PlanRequest, Strategy};
 use crate::series::Series;
 use crate::timefmt;
+
+/// Why `--forecast vintages` cannot drive a multi-region replay.
+pub const VINTAGES_REFUSED: &str = "--forecast vintages exists only for GB (NESO), so it cannot \
+forecast every region; use --forecast perfect, persistence or noisy with several regions";
 
 /// One region of a multi-region replay, its actuals aligned with the others' ([`align`]).
 #[derive(Debug, Clone, Copy)]
@@ -299,11 +303,7 @@ fn context<'a>(regions: &'a [Region<'a>], cfg: &'a SimConfig) -> Result<Ctx<'a>,
         ));
     }
     if cfg.forecast == ForecastModel::Vintages {
-        return Err(SimError::Input(
-            "--forecast vintages exists only for GB (NESO), so it cannot forecast every region; \
-             use --forecast perfect, persistence or noisy with several regions"
-                .into(),
-        ));
+        return Err(SimError::Input(VINTAGES_REFUSED.into()));
     }
     let truths: Vec<Truth<'a>> = regions
         .iter()
