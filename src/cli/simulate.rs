@@ -38,7 +38,7 @@ Examples:
   # the Dodge et al. style table for every embedded zone
   carbonshift simulate --paper --region all
   # where as well as when: each job may run in FR (home), DE or GB
-  carbonshift simulate --regions FR,DE,GB --duration 6h --slack 24h --from 2022-01-01 --to 2022-04-01
+  carbonshift simulate --regions FR,DE,GB --from 2022-01-01 --to 2022-04-01
   # two trace files, the first one home
   carbonshift simulate --trace home.csv --trace other.csv --duration 2h --slack 10h
   # the seed paper's region comparison per job length (Germany home)

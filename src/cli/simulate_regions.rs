@@ -324,7 +324,17 @@ fn comparison_table(r: &RegionsReport) -> String {
 /// and the spatial results, against the worst fixed region and against home, for both
 /// slacks.
 fn paper(args: &Args, base: &SimConfig, regions: &[Region<'_>]) -> CliResult {
-    let bar = progress_bar(0, "paper");
+    let home = crate::sim::Truth {
+        actuals: regions[0].actuals,
+        vintages: &[],
+    };
+    let total: usize = paper_cases()
+        .into_iter()
+        .map(|(_, d, s)| {
+            crate::sim::submissions(&home, &paper_config(base, d, s)).map_or(0, |v| v.len())
+        })
+        .sum();
+    let bar = progress_bar(total as u64, "paper");
     let mut cases = Vec::new();
     for (label, d, s) in paper_cases() {
         let cfg = paper_config(base, d, s);
