@@ -722,3 +722,262 @@ fn zones_lists_coverage_mean_and_licence() {
             "invalid value 'yaml' for '--format",
         ));
 }
+
+/// [`trace_text`]'s days in region `region`, every value times `scale` (printed exactly).
+fn trace_in(rows: usize, region: &str, scale: f64) -> String {
+    let mut s = String::from("timestamp,region,gco2_per_kwh\n");
+    for line in trace_text(rows).lines().skip(1) {
+        let mut cols = line.split(',');
+        let (t, _, v) = (cols.next().unwrap(), cols.next(), cols.next().unwrap());
+        let v: f64 = v.parse().unwrap();
+        s.push_str(&format!("{t},{region},{:.4}\n", v * scale));
+    }
+    s
+}
+
+fn line<'a>(row: &'a Value, label: &str) -> &'a Value {
+    row["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["label"] == label)
+        .unwrap_or_else(|| panic!("no {label} in {row}"))
+}
+
+fn against<'a>(v: &'a Value, label: &str) -> &'a Value {
+    v["comparison"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["against"] == label)
+        .unwrap_or_else(|| panic!("no {label} in {v}"))
+}
+
+/// Two trace files, the second at half the intensity of the first (home): every strategy
+/// sends every job there, run-now saves exactly 50 % against run-now at home and nothing
+/// against the best fixed region; the table counts the jobs per region.
+#[test]
+fn two_trace_files_the_cleaner_takes_every_job() {
+    let (a, b) = (
+        file(&trace_in(24 * 10, "XX", 1.0)),
+        file(&trace_in(24 * 10, "YY", 0.5)),
+    );
+    let (a, b) = (a.path().to_str().unwrap(), b.path().to_str().unwrap());
+    let flags = [
+        "--trace",
+        a,
+        "--trace",
+        b,
+        "--duration",
+        "2h",
+        "--slack",
+        "10h",
+    ];
+    let v = run_json(&flags);
+    let jobs = v["jobs"].as_u64().unwrap();
+    assert!(jobs > 20, "{v}");
+    assert_eq!(
+        (v["region"].clone(), v["home"].clone()),
+        ("XX".into(), "XX".into())
+    );
+    assert_eq!(v["regions"], serde_json::json!(["XX", "YY"]));
+    for r in v["results"].as_array().unwrap() {
+        assert_eq!(
+            r["region_jobs"],
+            serde_json::json!({"XX": 0, "YY": jobs}),
+            "{r}"
+        );
+        assert_eq!(r["deadline_misses"], 0, "{r}");
+    }
+    assert_eq!(result(&v, "run-now")["savings_pct"], 50.0);
+    assert_eq!(
+        (
+            v["best_fixed_region"].clone(),
+            v["worst_fixed_region"].clone()
+        ),
+        ("YY".into(), "XX".into())
+    );
+    let best = against(&v, "best fixed region (YY)");
+    assert_eq!(best["spatial_run_now_pct"], 0.0);
+    assert_eq!(best["vs_home_pct"], 50.0);
+    let worst = against(&v, "worst fixed region (XX)");
+    assert_eq!(worst["spatial_run_now_pct"], 50.0);
+    let pr_home = against(&v, "pause-and-resume at home");
+    assert_eq!(pr_home["spatial_pause_and_resume_pct"], 50.0);
+    // Spatial + temporal against the best fixed region = temporal alone at home.
+    let pr = pr_home["vs_home_pct"].as_f64().unwrap();
+    assert!(pr > 10.0, "{pr_home}");
+    assert!((best["spatial_pause_and_resume_pct"].as_f64().unwrap() - pr).abs() < 0.002);
+    let out = cmd().args(flags).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("XX,YY (home XX): "), "{text}");
+    assert!(text.contains("jobs XX/YY"), "{text}");
+    assert!(text.contains(&format!("  0/{jobs}\n")), "{text}");
+    assert!(text.contains("best fixed region (YY)"), "{text}");
+    assert!(
+        !text.contains("data: Electricity Maps"),
+        "a trace file is the user's data"
+    );
+}
+
+/// Embedded zones: France (home), Germany, Great Britain over two weeks of 2022. Nearly
+/// every job stays in France, and against run-now in Germany region choice saves over
+/// 70 %, as in the seed paper.
+#[test]
+fn regions_on_embedded_zones() {
+    let v = run_json(&[
+        "--regions",
+        "FR,DE,GB",
+        "--from",
+        "2022-01-01",
+        "--to",
+        "2022-01-15",
+    ]);
+    let jobs = v["jobs"].as_u64().unwrap();
+    assert_eq!(v["regions"], serde_json::json!(["FR", "DE", "GB"]));
+    for r in v["results"].as_array().unwrap() {
+        let counts = r["region_jobs"].as_object().unwrap();
+        assert_eq!(
+            counts.values().map(|c| c.as_u64().unwrap()).sum::<u64>(),
+            jobs
+        );
+        assert_eq!(r["deadline_misses"], 0, "{r}");
+    }
+    assert_eq!(v["worst_fixed_region"], "DE");
+    let de = against(&v, "run-now DE");
+    assert!(de["spatial_run_now_pct"].as_f64().unwrap() > 70.0, "{de}");
+    assert!(de["vs_home_pct"].as_f64().unwrap() < -100.0, "{de}");
+    let home = against(&v, "run-now FR (home)");
+    assert_eq!(home["vs_home_pct"], 0.0);
+    assert_eq!(
+        home["spatial_pause_and_resume_pct"],
+        result(&v, "pause-and-resume")["savings_pct"]
+    );
+}
+
+#[test]
+fn bad_region_combinations_say_what_to_fix() {
+    let a = file(&trace_in(24 * 10, "XX", 1.0));
+    let a = a.path().to_str().unwrap();
+    let same = file(&trace_in(24 * 10, "XX", 0.5));
+    let same = same.path().to_str().unwrap();
+    // The same ten days, moved to March.
+    let late = file(&trace_in(24 * 10, "ZZ", 1.0).replace("2023-01-", "2023-03-"));
+    let late = late.path().to_str().unwrap();
+    for (args, needles) in [
+        (
+            &["--regions", "FR,Atlantis"][..],
+            &["unknown zone \"Atlantis\"", "US-CAL-CISO"][..],
+        ),
+        (
+            &["--regions", "FR"],
+            &["--regions needs at least two zones", "--region"],
+        ),
+        (
+            &["--regions", "FR,DE", "--region", "GB"],
+            &["--regions", "not both"],
+        ),
+        (
+            &["--regions", "FR,DE", "--trace", a],
+            &["--trace FILE once per region", "not both"],
+        ),
+        (
+            &["--regions", "all"],
+            &["`all` is only for --paper --region"],
+        ),
+        (&["--regions", "FR,fr"], &["region FR is given twice"]),
+        (
+            &["--regions", "FR,GB", "--forecast", "vintages"],
+            &[
+                "vintages exists only for GB",
+                "--forecast perfect, persistence or noisy",
+            ],
+        ),
+        (
+            &["--regions", "FR,DE", "--plot", "x.svg"],
+            &["--plot", "several regions"],
+        ),
+        (
+            &["--regions", "FR,DE", "--format", "csv"],
+            &["--format table or json"],
+        ),
+        (
+            &["--regions", "FR,US-CAL-CISO", "--to", "2021-06-01"],
+            &["select nothing of US-CAL-CISO", "2022-01-01"],
+        ),
+        (
+            &["--trace", a, "--trace", same],
+            &["region XX is given twice"],
+        ),
+        (
+            &["--trace", a, "--trace", late],
+            &["do not overlap in time", "ZZ", "2023-03-01"],
+        ),
+        (
+            &["--trace", a, "--trace", a, "--region", "DE"],
+            &["give either --region or --trace"],
+        ),
+    ] {
+        fails_with(args, needles);
+    }
+}
+
+/// `--paper` with two trace files: per job length and slack, run-now in each region
+/// against the worst region and home, and the spatial results.
+#[test]
+fn paper_with_two_regions() {
+    let (a, b) = (
+        file(&trace_in(24 * 40, "XX", 1.0)),
+        file(&trace_in(24 * 40, "YY", 0.5)),
+    );
+    let v = run_json(&[
+        "--paper",
+        "--trace",
+        a.path().to_str().unwrap(),
+        "--trace",
+        b.path().to_str().unwrap(),
+        "--submit-every",
+        "2d",
+    ]);
+    assert_eq!(v["home"], "XX");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    assert_eq!(
+        (rows[7]["duration"].clone(), rows[7]["slack"].clone()),
+        ("8d".into(), "+100%".into())
+    );
+    for r in rows {
+        assert_eq!(r["worst_fixed_region"], "XX", "{r}");
+        assert_eq!(r["deadline_misses"], 0, "{r}");
+        let yy = line(r, "run-now YY");
+        assert_eq!(
+            (yy["vs_worst_pct"].clone(), yy["vs_home_pct"].clone()),
+            (50.0.into(), 50.0.into()),
+            "{r}"
+        );
+        assert_eq!(line(r, "run-now XX (home)")["vs_home_pct"], 0.0);
+        assert_eq!(line(r, "spatial run-now")["vs_home_pct"], 50.0);
+        let pr = line(r, "spatial pause-and-resume")["vs_home_pct"]
+            .as_f64()
+            .unwrap();
+        assert!(pr >= 50.0, "{r}");
+    }
+    let out = cmd()
+        .args([
+            "--paper",
+            "--trace",
+            a.path().to_str().unwrap(),
+            "--trace",
+            b.path().to_str().unwrap(),
+            "--submit-every",
+            "2d",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\n8d jobs\n| | +24h: vs worst (XX) | +24h: vs home | +100%: vs worst (XX) | +100%: vs home |"), "{text}");
+    assert!(
+        text.contains("| run-now YY | 50.0 | 50.0 | 50.0 | 50.0 |"),
+        "{text}"
+    );
+}

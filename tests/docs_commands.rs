@@ -66,6 +66,14 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
         "grid.csv",
         "a trace: 30 days of synthetic hourly intensities",
     ),
+    (
+        "home.csv",
+        "a trace of region HOME: 30 days of synthetic hourly intensities",
+    ),
+    (
+        "other.csv",
+        "a trace of region OTHER: the same days at 60 % of HOME's intensities",
+    ),
     ("caj.yaml", "a CarbonAwareJob: examples/gpu-training.yaml"),
     (
         "de.csv",
@@ -287,17 +295,18 @@ fn whole_trace(args: &[String]) -> bool {
             .any(|w| w[0] == "--forecast" && w[1] == "vintages")
 }
 
-/// A trace `simulate --trace` reads: 30 days of hourly values with a daily cycle.
-fn synthetic_trace() -> String {
+/// A trace `simulate --trace` reads: 30 days of hourly values with a daily cycle, in
+/// region `region`, times `scale`.
+fn synthetic_trace(region: &str, scale: f64) -> String {
     let start = chrono::DateTime::parse_from_rfc3339("2024-03-01T00:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
     let mut s = String::from("timestamp,region,gco2_per_kwh\n");
     for h in 0..30 * 24 {
         let t = start + TimeDelta::hours(h);
-        let v = 300.0 + 120.0 * ((h % 24) as f64 / 24.0 * std::f64::consts::TAU).sin();
+        let v = scale * (300.0 + 120.0 * ((h % 24) as f64 / 24.0 * std::f64::consts::TAU).sin());
         s.push_str(&format!(
-            "{},MY-GRID,{v:.1}\n",
+            "{},{region},{v:.1}\n",
             t.format("%Y-%m-%dT%H:%M:%SZ")
         ));
     }
@@ -313,7 +322,9 @@ fn scratch_dir() -> tempfile::TempDir {
                 std::fs::read_to_string(format!("{REPO}/examples/gpu-training.yaml")).unwrap()
             }
             "de.csv" => stdout_of(&["forecast", "--region", "DE", "--format", "csv"]),
-            _ => synthetic_trace(),
+            "home.csv" => synthetic_trace("HOME", 1.0),
+            "other.csv" => synthetic_trace("OTHER", 0.6),
+            _ => synthetic_trace("MY-GRID", 1.0),
         };
         std::fs::write(dir.path().join(name), content).unwrap();
     }

@@ -22,6 +22,9 @@ use crate::series::Series;
 use crate::sim::{self, ForecastModel, SimConfig, SimError, SimReport, StrategyKind, Truth};
 use crate::timefmt;
 
+#[path = "simulate_regions.rs"]
+mod regions;
+
 const EXAMPLES: &str = "\
 Examples:
   # 6 h jobs that may finish within 30 h, every 7 h over 2021-23 in Germany
@@ -34,6 +37,12 @@ Examples:
   carbonshift simulate --trace grid.csv --duration 2h --slack 10h --format json
   # the Dodge et al. style table for every embedded zone
   carbonshift simulate --paper --region all
+  # where as well as when: each job may run in FR (home), DE or GB
+  carbonshift simulate --regions FR,DE,GB --from 2022-01-01 --to 2022-04-01
+  # two trace files, the first one home
+  carbonshift simulate --trace home.csv --trace other.csv --duration 2h --slack 10h
+  # the seed paper's region comparison per job length (Germany home)
+  carbonshift simulate --paper --regions DE,FR,GB --from 2022-01-01 --to 2022-01-19
 
 Embedded data: Electricity Maps (electricitymaps.com), data licensed under ODbL 1.0;
 Carbon Intensity API, National Energy System Operator (NESO), CC BY 4.0.";
@@ -58,9 +67,15 @@ pub struct Args {
     /// --paper, where `all` means every zone.
     #[arg(long, value_name = "ZONE", value_delimiter = ',')]
     pub region: Vec<String>,
+    /// Several embedded zones a job may run in, comma-separated, the first one "home"
+    /// (spatial shifting): each strategy chooses the region at submission, savings are
+    /// against run-now at home. Not with --region or --trace.
+    #[arg(long, value_name = "HOME,ZONE,...", value_delimiter = ',')]
+    pub regions: Vec<String>,
     /// CSV trace instead of an embedded zone: header with timestamp,region,gco2_per_kwh.
+    /// Repeat it for several regions, as --regions does (the first file is home).
     #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
+    pub trace: Vec<PathBuf>,
     /// Only use the trace from this instant (RFC 3339 or YYYY-MM-DD, UTC). Its first day
     /// is history for the forecasts: the first job is submitted one day after --from.
     #[arg(long, value_name = "TIME", value_parser = timefmt::parse_flag)]
@@ -147,6 +162,9 @@ struct Source {
 
 pub async fn run(args: Args) -> CliResult {
     let cfg = config(&args)?;
+    if regions::is_multi(&args) {
+        return regions::run(&args, &cfg);
+    }
     if args.paper {
         return paper(&args, cfg);
     }
@@ -272,7 +290,22 @@ fn config(args: &Args) -> Result<SimConfig, Failure> {
 
 /// Loads the truth for one region (or the --trace file), applying --from/--to.
 fn source(args: &Args, region: Option<&str>, model: ForecastModel) -> Result<Source, Failure> {
-    let (region, mut actuals, vintages) = match (&args.trace, region) {
+    source_of(
+        args,
+        args.trace.first().map(PathBuf::as_path),
+        region,
+        model,
+    )
+}
+
+/// [`source`] of the trace file `trace` or the embedded `region`.
+fn source_of(
+    args: &Args,
+    trace: Option<&Path>,
+    region: Option<&str>,
+    model: ForecastModel,
+) -> Result<Source, Failure> {
+    let (region, mut actuals, vintages) = match (trace, region) {
         (Some(_), Some(_)) => {
             return Err(Failure::input("give either --region or --trace, not both"));
         }
@@ -319,13 +352,18 @@ fn source(args: &Args, region: Option<&str>, model: ForecastModel) -> Result<Sou
         );
         actuals = actuals.slice(f, t).ok_or_else(|| {
             Failure::input(format!(
-                "--from/--to select nothing: the trace covers {} .. {}",
+                "--from/--to select nothing{}: the trace covers {} .. {}",
+                if regions::is_multi(args) {
+                    format!(" of {region}")
+                } else {
+                    String::new()
+                },
                 timefmt::format(actuals.start()),
                 timefmt::format(actuals.end())
             ))
         })?;
     }
-    let attribution = args.trace.is_none().then_some(data::ATTRIBUTION);
+    let attribution = trace.is_none().then_some(data::ATTRIBUTION);
     Ok(Source {
         region,
         attribution,
@@ -451,7 +489,11 @@ fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> Str
 }
 
 fn first_submitted(report: &SimReport) -> Option<DateTime<Utc>> {
-    report.results.first()?.jobs.first().map(|j| j.submitted)
+    first_submitted_of(report.results.first())
+}
+
+fn first_submitted_of(r: Option<&sim::StrategyReport>) -> Option<DateTime<Utc>> {
+    r?.jobs.first().map(|j| j.submitted)
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -470,10 +512,10 @@ fn paper_cases() -> Vec<(String, i64, i64)> {
 }
 
 fn paper(args: &Args, base: SimConfig) -> CliResult {
-    if args.trace.is_some() && !args.region.is_empty() {
+    if !args.trace.is_empty() && !args.region.is_empty() {
         return Err(Failure::input("give either --region or --trace, not both"));
     }
-    let regions: Vec<Option<String>> = if args.trace.is_some() {
+    let regions: Vec<Option<String>> = if !args.trace.is_empty() {
         vec![None]
     } else if args.region.is_empty() || args.region.iter().any(|r| r.eq_ignore_ascii_case("all")) {
         data::zones().iter().map(|z| Some(z.to_string())).collect()
@@ -648,7 +690,7 @@ fn paper_render(args: &Args, base: &SimConfig, rows: &[serde_json::Value]) -> St
                     "* run-now averaged under {NEAR_ZERO_G_PER_KWH} gCO2eq/kWh there: its savings are percentages of a near-zero total (see data/README.md)"
                 );
             }
-            if args.trace.is_none() {
+            if args.trace.is_empty() {
                 let _ = writeln!(out, "data: {}", data::ATTRIBUTION);
             }
         }

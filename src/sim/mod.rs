@@ -16,6 +16,7 @@
 pub mod forecast;
 pub(crate) mod job;
 pub mod noise;
+pub mod regions;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use thiserror::Error;
@@ -317,32 +318,14 @@ pub fn simulate_with_progress(
             .map_or(0.0, |(_, j)| j.iter().map(|r| r.emissions_g).sum())
     };
     let base = total(StrategyKind::RunNow);
-    let savings = |e: f64| {
-        if base > 0.0 {
-            100.0 * (1.0 - e / base)
-        } else {
-            0.0
-        }
-    };
-    let oracle_savings = savings(total(StrategyKind::OraclePauseAndResume));
+    let oracle_savings = savings_pct(total(StrategyKind::OraclePauseAndResume), base);
     let n = submits.len();
     let mut results = Vec::new();
     for k in &cfg.strategies {
         let Some((_, jobs)) = runs.iter().find(|(kind, _)| kind == k) else {
             continue;
         };
-        let emissions_g: f64 = jobs.iter().map(|r| r.emissions_g).sum();
-        let savings_pct = savings(emissions_g);
-        results.push(StrategyReport {
-            strategy: *k,
-            emissions_g,
-            savings_pct,
-            // Below a hundredth of a percent the oracle's savings are rounding noise (CA-QC).
-            oracle_fraction: (oracle_savings.abs() > 0.01).then(|| savings_pct / oracle_savings),
-            deadline_misses: jobs.iter().filter(|r| r.missed_deadline()).count(),
-            pauses_per_job: jobs.iter().map(|r| r.pauses as f64).sum::<f64>() / n as f64,
-            jobs: jobs.clone(),
-        });
+        results.push(strategy_report(*k, jobs.clone(), base, oracle_savings));
     }
     Ok(SimReport {
         jobs: n,
@@ -351,10 +334,42 @@ pub fn simulate_with_progress(
     })
 }
 
+/// `100 * (1 - emissions / base)`; 0 when the base is not positive.
+pub fn savings_pct(emissions_g: f64, base_g: f64) -> f64 {
+    if base_g > 0.0 {
+        100.0 * (1.0 - emissions_g / base_g)
+    } else {
+        0.0
+    }
+}
+
+/// The totals of `kind` over `jobs`: savings against `base_g`, oracle fraction against
+/// `oracle_savings` (the oracle-pause-and-resume savings against the same base).
+fn strategy_report(
+    kind: StrategyKind,
+    jobs: Vec<JobRun>,
+    base_g: f64,
+    oracle_savings: f64,
+) -> StrategyReport {
+    let emissions_g: f64 = jobs.iter().map(|r| r.emissions_g).sum();
+    let savings_pct = savings_pct(emissions_g, base_g);
+    let n = jobs.len().max(1) as f64;
+    StrategyReport {
+        strategy: kind,
+        emissions_g,
+        savings_pct,
+        // Below a hundredth of a percent the oracle's savings are rounding noise (CA-QC).
+        oracle_fraction: (oracle_savings.abs() > 0.01).then(|| savings_pct / oracle_savings),
+        deadline_misses: jobs.iter().filter(|r| r.missed_deadline()).count(),
+        pauses_per_job: jobs.iter().map(|r| r.pauses as f64).sum::<f64>() / n,
+        jobs,
+    }
+}
+
 /// Every job under every strategy, the submissions split into one consecutive chunk per
-/// available core (jobs are independent; each chunk keeps its own forecast cache). Within
-/// a chunk, job by job, every strategy in turn, so the cache only holds the issues of the
-/// jobs in flight. Returns, per chunk in order, per job, the runs in `kinds` order.
+/// available core (see [`in_chunks`]). Within a chunk, job by job, every strategy in turn,
+/// so the cache only holds the issues of the jobs in flight. Returns, per chunk in order,
+/// per job, the runs in `kinds` order.
 fn run_chunks(
     truth: &Truth<'_>,
     forecaster: &Forecaster<'_>,
@@ -363,10 +378,6 @@ fn run_chunks(
     submits: &[DateTime<Utc>],
     job_done: &(dyn Fn() + Sync),
 ) -> Result<Vec<Vec<Vec<JobRun>>>, SimError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 16);
-    let per = submits.len().div_ceil(threads).max(1);
     let chunk = |part: &[DateTime<Utc>]| -> Result<Vec<Vec<JobRun>>, SimError> {
         let mut cache = ForecastCache::new();
         let mut out = Vec::with_capacity(part.len());
@@ -382,6 +393,20 @@ fn run_chunks(
         }
         Ok(out)
     };
+    in_chunks(submits, &chunk)
+}
+
+/// `chunk` over the submissions split into one consecutive chunk per available core (jobs
+/// are independent; each chunk keeps its own forecast caches), the chunks' results in
+/// order. A panicking thread is an internal error, not a panic.
+fn in_chunks<T: Send, F>(submits: &[DateTime<Utc>], chunk: &F) -> Result<Vec<T>, SimError>
+where
+    F: Fn(&[DateTime<Utc>]) -> Result<T, SimError> + Sync,
+{
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 16);
+    let per = submits.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = submits
             .chunks(per)
