@@ -538,7 +538,7 @@ async fn hand_over(api: &Api<Workload>, wl: &Workload) -> Result<(), Error> {
     Ok(())
 }
 
-/// `wl`'s managedFields with [`NOMINATED_FIELD`] moved from carbonshift's status entry to
+/// `wl`'s managedFields with `status.nominatedClusterNames` moved from carbonshift's status entry to
 /// Kueue's admission entry (None if Kueue has no status entry). Pure.
 pub fn moved_ownership(wl: &Workload) -> Option<Vec<serde_json::Value>> {
     let entries = wl.metadata.managed_fields.as_ref()?;
