@@ -41,7 +41,7 @@ use common::cluster::{self, must, unique_name, wait_until};
 use common::forecast::{first_boundary, Forecast};
 use common::kueue::{
     cluster_api, condition, create_cluster_queue, create_flavor, create_job, create_local_queue,
-    gpu_job, json_of, namespaced_api, object, owned_by,
+    gpu_job, json_of, namespaced_api, object, owned_by, params_resource,
 };
 use common::operator::Operator;
 use futures::FutureExt as _;
@@ -379,34 +379,9 @@ fn scheduled(mut job: Job) -> Job {
 /// --kueue keeps CarbonWindows.
 fn install_crds(kc: &str, plurals: &[&str]) {
     for plural in plurals {
-        let file = format!(
-            "{}/crds/carbonshift.io_{plural}.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let apply = [
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager",
-            "e2e",
-            "-f",
-            &file,
-        ];
-        cluster::run("kubectl", &apply, &[("KUBECONFIG", kc)]);
+        let file = format!("crds/carbonshift.io_{plural}.yaml");
         let crd = format!("crd/{plural}.carbonshift.io");
-        // Retried: `kubectl wait` fails at once on a CRD with no status yet.
-        for attempt in 0.. {
-            let ok = std::process::Command::new("kubectl")
-                .args(["wait", "--for=condition=Established", "--timeout=10s", &crd])
-                .env("KUBECONFIG", kc)
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                break;
-            }
-            assert!(attempt < 10, "{crd} not Established on {kc}");
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        cluster::apply_crd_with(&file, &crd, &[("KUBECONFIG", kc)]);
     }
 }
 
@@ -417,13 +392,6 @@ fn metric_line(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .find(|l| want.iter().all(|x| l.contains(x.as_str())))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-}
-
-fn params_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("carbonshift.io", "v1alpha1", "CarbonWindowParameters"),
-        "carbonwindowparameters",
-    )
 }
 
 fn window_resource() -> ApiResource {

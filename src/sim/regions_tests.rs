@@ -1,43 +1,9 @@
 //! Tests of the multi-region replay on synthetic traces whose answers are known.
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::TimeDelta;
 
 use super::*;
-use crate::plan::Constraints;
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2023, 1, 1, 0, 0, 0).unwrap()
-}
-
-/// A daily cycle (clean nights, dirty afternoons) with a drift so days differ, times `k`.
-fn diurnal(days: usize, k: f64) -> Series {
-    let values = (0..days * 24)
-        .map(|i| {
-            let hour = (i % 24) as f64;
-            let day = (i / 24) as f64;
-            k * (200.0
-                + 100.0 * (std::f64::consts::TAU * (hour - 15.0) / 24.0).cos()
-                + 20.0 * (day * 0.9).sin())
-        })
-        .collect();
-    Series::new(t0(), 3600, values).unwrap()
-}
-
-fn cfg(model: ForecastModel) -> SimConfig {
-    SimConfig {
-        duration_secs: 6 * 3600,
-        slack_secs: 24 * 3600,
-        submit_every_secs: 7 * 3600,
-        horizon_secs: 48 * 3600,
-        forecast: model,
-        strategies: StrategyKind::ALL.to_vec(),
-        constraints: Constraints::default(),
-        threshold: None,
-        power_kw: 1.0,
-        deadline_margin_secs: 120,
-        startup_secs: 60,
-    }
-}
+use crate::sim::tests::{cfg, diurnal_times as diurnal, t0};
 
 fn run(a: &Series, b: &Series, model: ForecastModel) -> RegionsReport {
     let regions = [

@@ -2,25 +2,30 @@ use chrono::TimeZone;
 
 use super::*;
 
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2023, 1, 1, 0, 0, 0).unwrap()
 }
 
 /// A clean night and a dirty afternoon, with a slow weekly drift so days differ.
 fn diurnal(days: usize) -> Series {
+    diurnal_times(days, 1.0)
+}
+
+/// [`diurnal`] times `k` (a region `k` times as dirty).
+pub(super) fn diurnal_times(days: usize, k: f64) -> Series {
     let values = (0..days * 24)
         .map(|i| {
             let hour = (i % 24) as f64;
             let day = (i / 24) as f64;
-            200.0
+            k * (200.0
                 + 100.0 * (std::f64::consts::TAU * (hour - 15.0) / 24.0).cos()
-                + 20.0 * (day * 0.9).sin()
+                + 20.0 * (day * 0.9).sin())
         })
         .collect();
     Series::new(t0(), 3600, values).unwrap()
 }
 
-fn cfg(model: ForecastModel) -> SimConfig {
+pub(super) fn cfg(model: ForecastModel) -> SimConfig {
     SimConfig {
         duration_secs: 6 * 3600,
         slack_secs: 24 * 3600,

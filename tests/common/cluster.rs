@@ -304,17 +304,37 @@ pub fn install_crd() {
 /// Server-side applies the checked-in CRD at `file` (relative to the repository) and
 /// waits until `crd` (`crd/<name>`) is Established.
 pub fn apply_crd(file: &str, crd: &str) {
+    apply_crd_with(file, crd, &[]);
+}
+
+/// [`apply_crd`] with more environment for kubectl (another cluster's `KUBECONFIG`). The
+/// wait is retried: `kubectl wait` fails at once on a CRD the API server has not yet given
+/// any status.
+pub fn apply_crd_with(file: &str, crd: &str, envs: &[(&str, &str)]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-    kubectl(&[
+    let path = path.to_string_lossy();
+    let apply = [
         "apply",
         "--server-side",
         "--force-conflicts",
         "--field-manager",
         "e2e",
         "-f",
-        &path.to_string_lossy(),
-    ]);
-    kubectl(&["wait", "--for=condition=Established", "--timeout=60s", crd]);
+        &path,
+    ];
+    run("kubectl", &apply, envs);
+    for attempt in 0.. {
+        let established = std::process::Command::new("kubectl")
+            .args(["wait", "--for=condition=Established", "--timeout=10s", crd])
+            .envs(envs.iter().copied())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if established {
+            return;
+        }
+        assert!(attempt < 10, "{crd} not Established after {attempt} tries");
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// A tool `hack/cluster.sh build` makes (helm, promtool, prometheus, ...): the first on PATH

@@ -29,6 +29,14 @@ pub fn resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, kind), &plural)
 }
 
+/// carbonshift's CarbonWindowParameters (cluster-scoped), as a dynamic resource.
+pub fn params_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("carbonshift.io", "v1alpha1", "CarbonWindowParameters"),
+        "carbonwindowparameters",
+    )
+}
+
 /// An API for cluster-scoped Kueue objects of `kind`.
 pub fn cluster_api(client: &Client, kind: &str) -> Api<DynamicObject> {
     Api::all_with(client.clone(), &resource(kind))

@@ -37,6 +37,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::core::v1::Event;
 
 use super::common::forecast::{first_boundary, Forecast};
+use super::common::kueue::params_resource;
 use super::common::operator::{created_at, metric_value, rel_close, Operator, REGION};
 use super::*;
 
@@ -213,13 +214,6 @@ fn install_kueue_crds() {
     ] {
         cluster::apply_crd(file, crd);
     }
-}
-
-fn params_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("carbonshift.io", "v1alpha1", "CarbonWindowParameters"),
-        "carbonwindowparameters",
-    )
 }
 
 /// The CarbonWindowParameters and the AdmissionCheck that names them.
