@@ -296,11 +296,72 @@ async fn reconcile(wl: Arc<Workload>, d: Arc<Dctx>) -> Result<Action, Error> {
     let meta = job_object(ctx, &d.kinds, &wl).await?;
     let job = job_of(&meta, now);
     let allowed = meta.annotations.get(REGIONS).map(|s| parse_list(s));
+    let r = rank_workers(ctx, &workers, &job, allowed.as_deref(), now).await;
+    match step(&v, &r.best_first, now, d.timeout) {
+        Step::Nominate {
+            cluster,
+            passed_over,
+            why,
+        } => {
+            let region = workers
+                .iter()
+                .find(|w| w.name == cluster)
+                .and_then(|w| w.region.clone());
+            let note = nomination_note(&cluster, &why, &workers, &r, &job);
+            let n = Nomination {
+                cluster: &cluster,
+                passed_over: &passed_over,
+                expected_start: region.as_deref().and_then(|g| r.starts.get(g).copied()),
+                schedule: meta
+                    .annotations
+                    .iter()
+                    .filter(|(k, _)| super::annotations::ALL.contains(&k.as_str()) || *k == REGIONS)
+                    .collect(),
+            };
+            nominate(ctx, &wl, &n, now).await?;
+            ctx.metrics
+                .dispatches
+                .with_label_values(&[&cluster, region.as_deref().unwrap_or(""), why_label(&why)])
+                .inc();
+            controller::announce(ctx, wl.as_ref(), &[note]).await;
+            Ok(Action::requeue(to_std(d.timeout)))
+        }
+        Step::Wait { until } => Ok(Action::requeue(to_std(until - now))),
+        Step::Nothing if r.best_first.is_empty() => {
+            tracing::warn!(namespace = wl.namespace(), workload = %wl.name_any(),
+                "no active worker cluster to nominate; looked at again in 30 s");
+            Ok(Action::requeue(Duration::from_secs(30)))
+        }
+        Step::Nothing => Ok(Action::await_change()),
+    }
+}
+
+/// The workers ranked for a job, with what each region's plan expects.
+struct Ranking {
+    /// Cluster names, best first ([`order`]).
+    best_first: Vec<String>,
+    /// Expected (g/kWh)·h per region with a forecast.
+    expected: BTreeMap<String, f64>,
+    /// When each region's plan starts the job (now if it runs at once).
+    starts: BTreeMap<String, DateTime<Utc>>,
+    /// Regions without a forecast, and why.
+    problems: Vec<String>,
+}
+
+/// Plans `job` in the region of every worker it may run in and orders the workers. With
+/// `allowed` regions, a worker without a region label is left out.
+async fn rank_workers(
+    ctx: &Context,
+    workers: &[Worker],
+    job: &Job,
+    allowed: Option<&[String]>,
+    now: DateTime<Utc>,
+) -> Ranking {
     let mut labels: Vec<String> = workers.iter().filter_map(|w| w.region.clone()).collect();
     labels.sort();
     labels.dedup();
     let until = job.deadline.max(now + TimeDelta::seconds(job.work_secs));
-    let (series, missing, problems) = forecasts(ctx, &labels, allowed.as_deref(), now, until).await;
+    let (series, missing, problems) = forecasts(ctx, &labels, allowed, now, until).await;
     let ranked = match series.first() {
         None => Vec::new(),
         Some((_, first)) => {
@@ -323,62 +384,25 @@ async fn reconcile(wl: Arc<Workload>, d: Arc<Dctx>) -> Result<Action, Error> {
     };
     let regions: Vec<&str> = ranked.iter().map(|r| r.region).collect();
     let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
-    let best_first = order(&workers, &regions, &missing);
-    let expected: BTreeMap<&str, f64> = ranked
+    let eligible: Vec<Worker> = workers
         .iter()
-        .map(|r| (r.region, r.plan.expected_grams_per_kw))
+        .filter(|w| allowed.is_none() || w.region.is_some())
+        .cloned()
         .collect();
-    // When each region's plan starts the job (now if it runs at once).
-    let starts: BTreeMap<&str, DateTime<Utc>> = ranked
-        .iter()
-        .map(|r| (r.region, r.plan.intervals.first().map_or(now, |i| i.start)))
-        .collect();
-    match step(&v, &best_first, now, d.timeout) {
-        Step::Nominate {
-            cluster,
-            passed_over,
-            why,
-        } => {
-            let region = workers
-                .iter()
-                .find(|w| w.name == cluster)
-                .and_then(|w| w.region.clone());
-            let note = nomination_note(
-                &cluster,
-                &why,
-                &best_first,
-                &workers,
-                &expected,
-                &job,
-                &problems,
-            );
-            let n = Nomination {
-                cluster: &cluster,
-                passed_over: &passed_over,
-                expected_start: region.as_deref().and_then(|r| starts.get(r).copied()),
-                schedule: meta
-                    .annotations
-                    .iter()
-                    .filter(|(k, _)| super::annotations::ALL.contains(&k.as_str()) || *k == REGIONS)
-                    .collect(),
-            };
-            nominate(ctx, &wl, &n, now).await?;
-            ctx.metrics
-                .dispatches
-                .with_label_values(&[&cluster, region.as_deref().unwrap_or(""), why_label(&why)])
-                .inc();
-            controller::announce(ctx, wl.as_ref(), &[note]).await;
-            Ok(Action::requeue(to_std(d.timeout)))
-        }
-        Step::Wait { until } => Ok(Action::requeue(to_std(until - now))),
-        Step::Nothing => {
-            if best_first.is_empty() {
-                tracing::warn!(namespace = wl.namespace(), workload = %wl.name_any(),
-                    "no active worker cluster to nominate; looked at again in 30 s");
-                return Ok(Action::requeue(Duration::from_secs(30)));
-            }
-            Ok(Action::await_change())
-        }
+    Ranking {
+        best_first: order(&eligible, &regions, &missing),
+        expected: ranked
+            .iter()
+            .map(|r| (r.region.to_string(), r.plan.expected_grams_per_kw))
+            .collect(),
+        starts: ranked
+            .iter()
+            .map(|r| {
+                let start = r.plan.intervals.first().map_or(now, |i| i.start);
+                (r.region.to_string(), start)
+            })
+            .collect(),
+        problems,
     }
 }
 
@@ -399,12 +423,11 @@ fn why_label(why: &Why) -> &'static str {
 fn nomination_note(
     cluster: &str,
     why: &Why,
-    best_first: &[String],
     workers: &[Worker],
-    expected: &BTreeMap<&str, f64>,
+    r: &Ranking,
     job: &Job,
-    problems: &[String],
 ) -> EventNote {
+    let (best_first, expected, problems) = (&r.best_first, &r.expected, &r.problems);
     let describe = |name: &str| {
         let r = workers
             .iter()
