@@ -293,6 +293,13 @@ async fn reconcile(wl: Arc<Workload>, d: Arc<Dctx>) -> Result<Action, Error> {
     if v.finished || v.dispatched.is_some() || !v.quota_reserved {
         return Ok(Action::await_change());
     }
+    if owns_nomination(&wl) {
+        // A hand-over that failed (the Workload changed under it) is done again.
+        ctx.may_write()?;
+        let api: Api<Workload> =
+            Api::namespaced(ctx.client.clone(), &wl.namespace().unwrap_or_default());
+        hand_over(&api, &wl).await?;
+    }
     let meta = job_object(ctx, &d.kinds, &wl).await?;
     let job = job_of(&meta, now);
     let allowed = meta.annotations.get(REGIONS).map(|s| parse_list(s));
@@ -561,6 +568,20 @@ async fn hand_over(api: &Api<Workload>, wl: &Workload) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether carbonshift's own status entry still owns `status.nominatedClusterNames` (its
+/// hand-over to Kueue is still to be done). Pure.
+pub fn owns_nomination(wl: &Workload) -> bool {
+    wl.metadata.managed_fields.iter().flatten().any(|e| {
+        e.manager.as_deref() == Some(FIELD_MANAGER)
+            && e.subresource.as_deref() == Some("status")
+            && e.fields_v1.as_ref().is_some_and(|f| {
+                f.0.get("f:status")
+                    .and_then(|s| s.get(NOMINATED_FIELD))
+                    .is_some()
+            })
+    })
+}
+
 /// `wl`'s managedFields with `status.nominatedClusterNames` moved from carbonshift's status entry to
 /// Kueue's admission entry (None if Kueue has no status entry). Pure.
 pub fn moved_ownership(wl: &Workload) -> Option<Vec<serde_json::Value>> {
@@ -625,6 +646,7 @@ mod tests {
              "apiVersion": "kueue.x-k8s.io/v1beta2", "fieldsType": "FieldsV1",
              "fieldsV1": {"f:metadata": {"f:labels": {}}}},
         ]));
+        assert!(owns_nomination(&wl));
         let out = moved_ownership(&wl).unwrap();
         assert_eq!(out.len(), 3, "{out:#?}");
         assert_eq!(
@@ -636,6 +658,8 @@ mod tests {
             json!({"f:status": {"f:admissionChecks": {}}})
         );
         assert_eq!(out[2]["manager"], "kube-controller-manager");
+        let handed = workload(serde_json::Value::Array(out));
+        assert!(!owns_nomination(&handed));
         // Without Kueue's status entry there is no one to hand it to.
         let alone = workload(json!([
             {"manager": "carbonshift", "operation": "Apply", "subresource": "status",
