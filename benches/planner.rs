@@ -47,6 +47,7 @@ fn request(f: &Series, strategy: Strategy, constraints: Constraints) -> PlanRequ
         state: JobState::NotStarted,
         pauses_so_far: 0,
         forecast: f,
+        error: carbonshift::plan::ForecastError::NONE,
     }
 }
 
@@ -146,6 +147,7 @@ fn replan_10k(c: &mut Criterion) {
                 },
                 pauses_so_far: 0,
                 forecast: &f,
+                error: carbonshift::plan::ForecastError::NONE,
             }
         })
         .collect();
@@ -203,6 +205,7 @@ fn simulate_like_requests(forecasts: &[Series], cons: Constraints) -> Vec<PlanRe
                 state,
                 pauses_so_far: u32::from(matches!(state, JobState::Paused { .. })),
                 forecast: f,
+                error: carbonshift::plan::ForecastError::NONE,
             });
         }
     }

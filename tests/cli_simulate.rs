@@ -300,13 +300,22 @@ fn targets_on_real_data_perfect_and_noisy() {
         .unwrap();
     assert!((fs - ofs).abs() <= 0.1, "{fs} vs {ofs}");
 
-    let v = run_json(&[&window[..], &["--forecast", "noisy", "--seed", "1"]].concat());
-    assert_eq!(v["forecast"], "noisy");
-    for r in v["results"].as_array().unwrap() {
-        assert_eq!(r["deadline_misses"], 0, "{r}");
+    // GB's error in grams (the old model): pause-and-resume kept 89.7 % of the oracle when
+    // measured. Scaled to DE (1.86 times GB's error), a winter quarter keeps 75.1 %; both
+    // are checked a point below what was measured, and with no deadline missed.
+    for (noise, at_least) in [("absolute", 0.88), ("per-zone", 0.74)] {
+        let noisy = ["--forecast", "noisy", "--seed", "1", "--noise", noise];
+        let v = run_json(&[&window[..], &noisy[..]].concat());
+        assert_eq!(v["forecast"], "noisy");
+        for r in v["results"].as_array().unwrap() {
+            assert_eq!(r["deadline_misses"], 0, "{r}");
+        }
+        let pr = result(&v, "pause-and-resume");
+        assert!(
+            pr["oracle_fraction"].as_f64().unwrap() >= at_least,
+            "{noise}: {pr}"
+        );
     }
-    let pr = result(&v, "pause-and-resume");
-    assert!(pr["oracle_fraction"].as_f64().unwrap() >= 0.85, "{pr}");
 }
 
 #[test]

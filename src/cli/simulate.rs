@@ -47,6 +47,15 @@ Examples:
 Embedded data: Electricity Maps (electricitymaps.com), data licensed under ODbL 1.0;
 Carbon Intensity API, National Energy System Operator (NESO), CC BY 4.0.";
 
+/// How large the noisy model's error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NoiseArg {
+    /// The NESO GB error scaled to the zone (its persistence error over GB's).
+    PerZone,
+    /// The NESO GB error in grams, for every zone.
+    Absolute,
+}
+
 /// Which forecast the receding-horizon strategies see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ForecastArg {
@@ -92,7 +101,7 @@ pub struct Args {
     /// Interval between job submissions.
     #[arg(long, value_name = "DUR", default_value = "7h", value_parser = duration::flag(1, MAX_FLAG_SECS), allow_hyphen_values = true)]
     pub submit_every: i64,
-    /// How far ahead the forecast reaches; beyond it a trailing 14-day daily profile.
+    /// How far ahead the forecast reaches; beyond it the operator's beyond-horizon model.
     #[arg(long, value_name = "DUR", default_value = "48h", value_parser = duration::flag(1, MAX_FLAG_SECS), allow_hyphen_values = true)]
     pub horizon: i64,
     /// Forecast model for the receding-horizon strategies.
@@ -101,6 +110,11 @@ pub struct Args {
     /// Seed of the noisy forecast model.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Size of the noisy model's error: `per-zone` scales the real NESO GB error to the
+    /// zone by its day-ahead persistence error over GB's; `absolute` adds GB's grams to
+    /// every zone.
+    #[arg(long, value_enum, default_value_t = NoiseArg::PerZone)]
+    pub noise: NoiseArg,
     /// Strategy to report (repeatable; default all): run-now, flexible-start,
     /// pause-and-resume, threshold, oracle-flexible-start, oracle-pause-and-resume (the old
     /// names pause-resume and oracle-pause-resume still work, with a warning).
@@ -265,7 +279,10 @@ fn config(args: &Args) -> Result<SimConfig, Failure> {
     let forecast = match args.forecast {
         ForecastArg::Perfect => ForecastModel::Perfect,
         ForecastArg::Persistence => ForecastModel::Persistence,
-        ForecastArg::Noisy => ForecastModel::Noisy { seed: args.seed },
+        ForecastArg::Noisy => ForecastModel::Noisy {
+            seed: args.seed,
+            absolute: args.noise == NoiseArg::Absolute,
+        },
         ForecastArg::Vintages => ForecastModel::Vintages,
     };
     Ok(SimConfig {

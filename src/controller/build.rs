@@ -200,6 +200,7 @@ pub fn reason_name(r: Reason) -> &'static str {
         Reason::RunNow => "RunNow",
         Reason::Constraint => "Constraint",
         Reason::EstimateExceeded => "EstimateExceeded",
+        Reason::WithinForecastError => "WithinForecastError",
     }
 }
 
@@ -971,6 +972,7 @@ fn decide(
                 state,
                 pauses_so_far,
                 forecast,
+                error: intens.map_or(plan::ForecastError::NONE, Intensities::forecast_error),
             };
             (plan::decide(&req), true)
         }

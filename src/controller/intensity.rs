@@ -28,6 +28,10 @@ pub struct Intensities {
     /// The provider's recorded history (its history or actuals endpoint) over a past the
     /// live data does not reach, when it was needed and could be had.
     pub history: Option<Arc<Series>>,
+    /// The forecast part is the record itself (an exact replay, `simulate --forecast
+    /// perfect`): the planner takes it at face value instead of allowing for the
+    /// calibrated error ([`crate::plan::error`]).
+    pub exact: bool,
 }
 
 impl Intensities {
@@ -38,6 +42,17 @@ impl Intensities {
             provenance,
             live_is_record: true,
             history: None,
+            exact: false,
+        }
+    }
+
+    /// The error the planner allows for: none for an exact series, else the calibrated
+    /// default for the zone the series describes.
+    pub fn forecast_error(&self) -> crate::plan::ForecastError {
+        if self.exact {
+            crate::plan::ForecastError::NONE
+        } else {
+            crate::plan::ForecastError::calibrated(&self.series)
         }
     }
 
@@ -111,6 +126,7 @@ pub async fn served(
         provenance: c.provenance(),
         live_is_record: !c.is_stand_in(),
         history,
+        exact: false,
     }
 }
 

@@ -381,6 +381,7 @@ async fn rank_workers(
                 state: JobState::NotStarted,
                 pauses_so_far: 0,
                 forecast: first,
+                error: crate::plan::ForecastError::NONE,
             };
             let candidates: Vec<Candidate<'_>> = series
                 .iter()

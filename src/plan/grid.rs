@@ -134,6 +134,26 @@ impl Grid {
         }
     }
 
+    /// The same slots with the first one valued `v` (to pin a run there).
+    pub fn with_first_slot(&self, v: f64) -> Grid {
+        let mut vals = self.vals.clone();
+        if let Some(first) = vals.first_mut() {
+            *first = v;
+        }
+        let mut prefix = Vec::with_capacity(vals.len() + 1);
+        let mut acc = 0.0;
+        prefix.push(acc);
+        for (x, w) in vals.iter().zip(self.bounds.windows(2)) {
+            acc += x * (w[1] - w[0]) as f64;
+            prefix.push(acc);
+        }
+        Grid {
+            bounds: self.bounds.clone(),
+            vals,
+            prefix,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.vals.len()
     }

@@ -64,6 +64,10 @@ pub struct PlanRequest<'a> {
     /// What is known of the grid. It should cover `now`; where it ends before the deadline
     /// the caller extends it first (see [`horizon::planning_series`]).
     pub forecast: &'a Series,
+    /// What the forecast's error is expected to be by lead time ([`ForecastError::NONE`]
+    /// for one known to be exact): the plan corrects its bias and does not pause or delay
+    /// for a gain within it (see [`uncertain`]).
+    pub error: ForecastError,
 }
 
 /// The action to take now.
@@ -102,6 +106,8 @@ pub enum Reason {
     /// No work left by the runtime estimate (`expectedDuration`): a job still running
     /// past it is never paused again and runs to completion.
     EstimateExceeded,
+    /// Waiting would gain less than the forecast's expected error (see [`uncertain`]).
+    WithinForecastError,
 }
 
 /// The outcome of [`decide`].
@@ -119,6 +125,7 @@ pub struct Plan {
     pub expected_grams_per_kw: f64,
 }
 
+pub mod error;
 pub mod horizon;
 pub mod oracle;
 pub mod spatial;
@@ -130,6 +137,9 @@ mod spatial_tests;
 mod strategies;
 #[cfg(test)]
 mod tests;
+pub mod uncertain;
+
+pub use error::ForecastError;
 
 use grid::{at, offset_ms, Grid, MS_PER_HOUR};
 use strategies::{Outcome, Problem};
@@ -231,24 +241,38 @@ pub fn decide(req: &PlanRequest<'_>) -> Plan {
         return run_through(Reason::RunNow);
     }
     let problem = problem_of(req, work, deadline);
+    // Planned on the forecast less its expected bias; the plan's expected grams are the
+    // forecast's own (what `plan -f` rows add up to).
+    let debiased = uncertain::debiased(req.forecast, now, &req.error);
+    let forecast = debiased.as_ref().unwrap_or(req.forecast);
     let grid = Grid::new(
-        req.forecast,
+        forecast,
         now,
         deadline,
         &[problem.run_lock, problem.pause_lock],
     );
+    let err = &req.error;
     let out = match req.strategy {
         Strategy::RunNow => Outcome {
             blocks: vec![(0, work)],
             reason: Reason::RunNow,
         },
-        Strategy::FlexibleStart => strategies::flexible_start(&grid, &problem),
-        Strategy::PauseAndResume => strategies::pause_and_resume(&grid, &problem),
+        Strategy::FlexibleStart => {
+            let out = strategies::flexible_start(&grid, &problem);
+            uncertain::hold_back(&grid, &problem, out, err, strategies::flexible_start)
+        }
+        Strategy::PauseAndResume => {
+            let out = strategies::pause_and_resume(&grid, &problem);
+            uncertain::hold_back(&grid, &problem, out, err, strategies::pause_and_resume)
+        }
         Strategy::Threshold { max_gco2_per_kwh } => {
             strategies::threshold(&grid, &problem, max_gco2_per_kwh)
         }
     };
-    finish(now, &grid, out)
+    match debiased {
+        Some(_) => finish(now, &Grid::new(req.forecast, now, deadline, &[]), out),
+        None => finish(now, &grid, out),
+    }
 }
 
 /// Normalises a feasible request (`0 < work <= deadline`, in ms from now) to milliseconds
@@ -288,6 +312,7 @@ fn problem_of(req: &PlanRequest<'_>, work: i64, deadline: i64) -> Problem {
     }
 }
 
+/// The plan of `out`, its expected grams integrated on `grid`.
 fn finish(now: DateTime<Utc>, grid: &Grid, out: Outcome) -> Plan {
     let blocks = out.blocks;
     let (action, next) = match blocks.first() {

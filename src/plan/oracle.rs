@@ -31,6 +31,7 @@ pub fn schedule(
         state: JobState::NotStarted,
         pauses_so_far: 0,
         forecast: actuals,
+        error: crate::plan::ForecastError::NONE,
     })
 }
 

@@ -35,6 +35,7 @@ pub(super) fn req<'a>(
         state: JobState::NotStarted,
         pauses_so_far: 0,
         forecast: f,
+        error: crate::plan::ForecastError::NONE,
     }
 }
 
@@ -468,6 +469,7 @@ pub(super) fn small_request<'a>(inst: &SmallInstance, f: &'a Series) -> PlanRequ
         },
         pauses_so_far: 0,
         forecast: f,
+        error: crate::plan::ForecastError::NONE,
     }
 }
 
@@ -609,6 +611,7 @@ fn execute(
             state,
             pauses_so_far: pauses,
             forecast: &f,
+            error: crate::plan::ForecastError::NONE,
         };
         let p = decide(&r);
         if let Some(nt) = p.next_transition {
@@ -892,6 +895,7 @@ fn a_running_job_is_never_planned_a_sliver_before_a_pause() {
             },
             pauses_so_far,
             forecast: &f,
+            error: crate::plan::ForecastError::NONE,
         };
         let p = decide(&r);
         assert!(check_rules(&p, &r).is_ok(), "{:?}", check_rules(&p, &r));

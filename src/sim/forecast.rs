@@ -13,6 +13,7 @@ use super::noise::NoiseModel;
 use super::SimError;
 use crate::data::Vintage;
 use crate::forecast::cache::merge_history;
+use crate::plan::error::ForecastError;
 use crate::series::Series;
 use crate::timefmt;
 
@@ -23,8 +24,9 @@ pub enum ForecastModel {
     Perfect,
     /// Same slot yesterday: the last 24 h of observed history, repeated.
     Persistence,
-    /// Actuals plus an error calibrated on real NESO forecasts (see [`super::noise`]).
-    Noisy { seed: u64 },
+    /// Actuals plus an error calibrated on real NESO forecasts (see [`super::noise`]),
+    /// in GB's grams (`absolute`) or scaled to the zone.
+    Noisy { seed: u64, absolute: bool },
     /// The real NESO GB vintages of March 2023, scored against the NESO actuals.
     Vintages,
 }
@@ -86,8 +88,13 @@ impl<'a> Forecaster<'a> {
         history_secs: i64,
     ) -> Self {
         let noise = match model {
-            ForecastModel::Noisy { seed } => {
-                Some(NoiseModel::new(seed, truth.step_secs(), truth.len()))
+            ForecastModel::Noisy { seed, absolute } => {
+                let scale = if absolute {
+                    1.0
+                } else {
+                    ForecastError::calibrated(truth).scale
+                };
+                Some(NoiseModel::new(seed, truth.step_secs(), truth.len(), scale))
             }
             _ => None,
         };
@@ -154,6 +161,11 @@ impl<'a> Forecaster<'a> {
         let v = Arc::new(self.view(issued_at)?);
         cache.entries.insert(issued_at, Arc::clone(&v));
         Ok(v)
+    }
+
+    /// Whether the forecast is the truth itself (the planner then allows for no error).
+    pub fn is_exact(&self) -> bool {
+        self.model == ForecastModel::Perfect
     }
 
     /// The forecast model's name, for the provenance the controller records.
@@ -272,7 +284,10 @@ mod tests {
         let s = truth();
         for model in [
             ForecastModel::Perfect,
-            ForecastModel::Noisy { seed: 9 },
+            ForecastModel::Noisy {
+                seed: 9,
+                absolute: false,
+            },
             ForecastModel::Persistence,
         ] {
             let f = Forecaster::new(&s, &[], model, 6 * 3600, 3600, 2 * 86_400);

@@ -258,6 +258,7 @@ pub fn run(
             provenance: fc.name().into(),
             live_is_record: false,
             history: recorded.clone(),
+            exact: fc.is_exact(),
         };
         let out = build(observed(
             &caj,

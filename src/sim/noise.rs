@@ -1,4 +1,5 @@
-//! Synthetic forecast error calibrated on real NESO forecasts.
+//! Synthetic forecast error calibrated on real NESO forecasts, scaled to the zone (the
+//! calibration is in [`crate::plan::error`]; `--noise absolute` keeps GB's grams).
 //!
 //! The real GB vintages (data/README) show an error (forecast − actual) whose size grows
 //! with the lead time and whose sign drifts negative at long leads:
@@ -22,27 +23,26 @@
 //!   issue slot), so the forecast seen at `t` is the same whichever job or strategy asks and
 //!   in whatever order.
 //!
-//! Real errors are smooth over hours, not white noise; the correlation times (`TAU_*`) are
-//! assumptions, not fitted: the four NESO days are too short to fit them.
+//! Real errors are smooth over hours, not white noise, and change little from one issue to
+//! the next: `W_SHARED` and `TAU_SHARED_H` are fitted on the 36 NESO vintages (consecutive
+//! vintages' errors for one target correlate 0.94; one vintage's errors 3 h apart 0.52).
+//! `hack/neso-error-correlation.py` recomputes both.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-/// (upper lead bound in hours, MAE, bias) per lead bucket; beyond 48 h the last row holds.
-pub const NESO_ERROR_BY_LEAD: [(f64, f64, f64); 5] = [
-    (2.0, 18.0, 2.8),
-    (6.0, 24.5, 2.2),
-    (12.0, 22.7, -1.4),
-    (24.0, 24.5, -9.1),
-    (f64::INFINITY, 28.3, -16.8),
-];
+pub use crate::plan::error::NESO_ERROR_BY_LEAD;
 
-/// Share of error variance that is shared between issues (target-time component).
-const W_SHARED: f64 = 0.5;
-/// Correlation time of the target-time component, hours.
-const TAU_SHARED_H: f64 = 12.0;
-/// Correlation time of the per-issue component along the lead, hours.
+/// Share of error variance that is shared between issues (target-time component): the
+/// correlation of the errors two consecutive NESO vintages (3 h apart) make for the same
+/// target, 0.88-0.98 by lead, 0.94 over leads 0-48 h.
+const W_SHARED: f64 = 0.94;
+/// Correlation time of the target-time component, hours: NESO's error for targets 3 h
+/// apart in one vintage correlates 0.52, exp(-3/4.6).
+const TAU_SHARED_H: f64 = 4.6;
+/// Correlation time of the per-issue component along the lead, hours (an assumption: it
+/// carries 6 % of the variance).
 const TAU_ISSUE_H: f64 = 6.0;
 
 /// The calibrated error model for one trace and seed.
@@ -57,9 +57,17 @@ pub struct NoiseModel {
 }
 
 impl NoiseModel {
-    /// Builds the model for a trace of `slots` slots of `step_secs`.
-    pub fn new(seed: u64, step_secs: i64, slots: usize) -> Self {
-        let buckets = NESO_ERROR_BY_LEAD.map(|(h, mae, bias)| (h, sigma_for(mae, bias), bias));
+    /// Builds the model for a trace of `slots` slots of `step_secs`, with the NESO error
+    /// times `scale` (see [`crate::plan::error`]: 1 is GB's grams, the per-zone model
+    /// scales them by the zone's persistence error over GB's).
+    pub fn new(seed: u64, step_secs: i64, slots: usize, scale: f64) -> Self {
+        let scale = if scale.is_finite() {
+            scale.max(0.0)
+        } else {
+            1.0
+        };
+        let buckets = NESO_ERROR_BY_LEAD
+            .map(|(h, mae, bias)| (h, scale * sigma_for(mae, bias), scale * bias));
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // Stream 0 is the shared component; per-issue streams start at 1.
         rng.set_stream(0);
@@ -173,7 +181,7 @@ mod tests {
     #[test]
     fn empirical_error_matches_neso_by_lead() {
         let step = 3600;
-        let m = NoiseModel::new(7, step, 24 * 400);
+        let m = NoiseModel::new(7, step, 24 * 400, 1.0);
         let mut acc = [(0.0f64, 0.0f64, 0usize); 5];
         for issue in 0..(24 * 350) {
             let e = m.errors(issue as u64, issue, 0, 48);
@@ -202,9 +210,24 @@ mod tests {
         }
     }
 
+    /// The per-zone model is the same draws scaled: a quarter of the grams at scale 0.25.
+    #[test]
+    fn scale_multiplies_every_error() {
+        let full = NoiseModel::new(3, 3600, 500, 1.0);
+        let quarter = NoiseModel::new(3, 3600, 500, 0.25);
+        let (a, b) = (full.errors(9, 9, 0, 48), quarter.errors(9, 9, 0, 48));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x * 0.25 - y).abs() < 1e-9, "{x} {y}");
+        }
+        assert!(NoiseModel::new(3, 3600, 500, 0.0)
+            .errors(9, 9, 0, 48)
+            .iter()
+            .all(|e| *e == 0.0));
+    }
+
     #[test]
     fn deterministic_per_issue_and_autocorrelated() {
-        let m = NoiseModel::new(1, 3600, 1000);
+        let m = NoiseModel::new(1, 3600, 1000, 1.0);
         assert_eq!(m.errors(5, 5, 0, 48), m.errors(5, 5, 0, 48));
         assert_ne!(m.errors(5, 5, 0, 48), m.errors(6, 5, 0, 48));
         // Neighbouring hours are strongly correlated (lag-1 correlation well above 0.5).

@@ -233,8 +233,9 @@ pub fn align(regions: &[(&str, &Series)]) -> Result<Vec<Series>, SimError> {
 /// into it elsewhere, so every region's error is its own and repeats run to run.
 pub fn region_model(model: ForecastModel, index: usize, name: &str) -> ForecastModel {
     match model {
-        ForecastModel::Noisy { seed } if index > 0 => ForecastModel::Noisy {
+        ForecastModel::Noisy { seed, absolute } if index > 0 => ForecastModel::Noisy {
             seed: seed ^ fnv1a(name),
+            absolute,
         },
         m => m,
     }
@@ -493,6 +494,7 @@ fn pick(
         state: JobState::NotStarted,
         pauses_so_far: 0,
         forecast: &views[0],
+        error: crate::plan::ForecastError::NONE,
     };
     choose(&req, &candidates, None)
         .map(|c| c.index)

@@ -137,7 +137,10 @@ fn each_job_goes_where_its_plan_is_cleanest() {
 
 #[test]
 fn noisy_regions_are_seeded_apart_and_reproducibly() {
-    let m = ForecastModel::Noisy { seed: 7 };
+    let m = ForecastModel::Noisy {
+        seed: 7,
+        absolute: false,
+    };
     assert_eq!(region_model(m, 0, "FR"), m);
     let (fr, de) = (region_model(m, 1, "FR"), region_model(m, 2, "DE"));
     assert!(fr != m && de != m && fr != de);
