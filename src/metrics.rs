@@ -41,9 +41,9 @@ impl Metrics {
         let grid_intensity = GaugeVec::new(
             Opts::new(
                 "carbonshift_grid_intensity_gco2_per_kwh",
-                "Grid carbon intensity now, in gCO2eq/kWh, as planned with.",
+                "Grid carbon intensity now, in gCO2eq/kWh, as planned with; signal is average (consumption mix) or marginal (MOER).",
             ),
-            &["region", "source"],
+            &["region", "source", "signal"],
         )?;
         let forecast_age = GaugeVec::new(
             Opts::new(
@@ -196,7 +196,7 @@ mod tests {
     fn every_family_registers_and_encodes() {
         let m = Metrics::new().unwrap();
         m.grid_intensity
-            .with_label_values(&["DE", "embedded"])
+            .with_label_values(&["DE", "embedded", "average"])
             .set(321.0);
         m.avoided_emissions
             .with_label_values(&["ml", "DE"])
@@ -204,7 +204,7 @@ mod tests {
         m.deadline_misses.inc();
         let text = m.encode();
         assert!(text.contains(
-            "carbonshift_grid_intensity_gco2_per_kwh{region=\"DE\",source=\"embedded\"} 321"
+            "carbonshift_grid_intensity_gco2_per_kwh{region=\"DE\",signal=\"average\",source=\"embedded\"} 321"
         ));
         assert!(text.contains(
             "carbonshift_avoided_emissions_grams_total{namespace=\"ml\",region=\"DE\"} 12.5"

@@ -201,7 +201,7 @@ async fn failed_refresh_serves_the_last_good_forecast_then_the_fallback() {
         "carbonshift_forecast_requests_total{outcome=\"upstream\",provider=\"electricitymaps\"} 4"
     ), "two refreshes x (1 try + 1 retry): {text}");
     assert!(text
-        .contains("carbonshift_grid_intensity_gco2_per_kwh{region=\"DE\",source=\"embedded\"} 42"));
+        .contains("carbonshift_grid_intensity_gco2_per_kwh{region=\"DE\",signal=\"average\",source=\"embedded\"} 42"));
     assert!(text.contains("carbonshift_forecast_age_seconds{region=\"DE\"}"));
 }
 

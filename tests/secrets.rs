@@ -320,8 +320,10 @@ fn metrics(check: &mut Check, m: &Metrics, provider: &str, region: &str, failure
         format!("outcome=\"{failure}\""),
         "outcome=\"ok\"".to_string(),
         format!("reason=\"fallback_{failure}\""),
+        // WattTime and the Carbon Aware SDK serve marginal (MOER) intensities.
         format!(
-            "carbonshift_grid_intensity_gco2_per_kwh{{region=\"{region}\",source=\"{provider}\"}}"
+            "carbonshift_grid_intensity_gco2_per_kwh{{region=\"{region}\",signal=\"{}\",source=\"{provider}\"}}",
+            if matches!(provider, "watttime" | "carbon-aware-sdk") { "marginal" } else { "average" }
         ),
     ] {
         if !text.contains(&want) {

@@ -345,6 +345,11 @@ pub struct CarbonAwareJobStatus {
     /// Where the forecast came from, e.g. `embedded (historical replay)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast_source: Option<String>,
+    /// What the intensities, the plan's expected emissions and the ledger's grams measure:
+    /// `average` (consumption mix) or `marginal` (MOER, e.g. WattTime), as the forecast
+    /// source publishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
     /// Grid intensity at the last reconcile, gCO2eq/kWh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_intensity: Option<f64>,

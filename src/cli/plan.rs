@@ -75,6 +75,8 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     region_note: Option<String>,
     forecast_source: String,
+    /// `average` or `marginal`: what the intensities and grams measure.
+    signal: &'static str,
     current_intensity: Option<f64>,
     strategy: String,
     deadline: DateTime<Utc>,
@@ -148,6 +150,7 @@ pub async fn run(args: Args) -> CliResult {
         region: region.clone(),
         region_note,
         forecast_source: intens.provenance.clone(),
+        signal: intens.signal.label(),
         forecast_end,
         current_intensity: st.current_intensity,
         strategy: format!("{:?}", caj.spec.schedule.strategy),
@@ -496,7 +499,11 @@ fn table_text(r: &Report) -> String {
     let dur = crate::duration::format_secs;
     let mut s = String::new();
     let _ = writeln!(s, "CarbonAwareJob   {}/{}", r.namespace, r.name);
-    let _ = writeln!(s, "Region           {} ({})", r.region, r.forecast_source);
+    let _ = writeln!(
+        s,
+        "Region           {} ({}, {} signal)",
+        r.region, r.forecast_source, r.signal
+    );
     if let Some(note) = &r.region_note {
         let _ = writeln!(s, "                 {note}");
     }

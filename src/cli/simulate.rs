@@ -19,7 +19,9 @@ use crate::data::{self, Vintage};
 use crate::duration::{self, format_secs, MAX_FLAG_SECS};
 use crate::plan::Constraints;
 use crate::series::Series;
-use crate::sim::{self, ForecastModel, SimConfig, SimError, SimReport, StrategyKind, Truth};
+use crate::sim::{
+    self, ForecastModel, SimConfig, SimError, SimReport, StrategyKind, Truth, SIGNAL,
+};
 use crate::timefmt;
 
 #[path = "simulate_regions.rs"]
@@ -420,6 +422,7 @@ fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> Str
                 "duration_hours": hours(cfg.duration_secs),
                 "slack_hours": hours(cfg.slack_secs),
                 "forecast": cfg.forecast.name(),
+                "signal": SIGNAL.label(),
                 "first_submitted": first_submitted(report).map(timefmt::format),
                 "baseline_gco2_per_kwh": baseline.map(|b| round(b, 3)),
                 "caveat": caveat,
@@ -456,7 +459,7 @@ fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> Str
         Format::Table => {
             let _ = writeln!(
                 out,
-                "{region}: {} jobs of {} that must finish within {} (slack {}), one every {}; forecast {} (horizon {}), {} kW",
+                "{region}: {} jobs of {} that must finish within {} (slack {}), one every {}; forecast {} (horizon {}), {} signal, {} kW",
                 report.jobs,
                 format_secs(cfg.duration_secs),
                 format_secs(cfg.duration_secs + cfg.slack_secs),
@@ -464,6 +467,7 @@ fn render(args: &Args, cfg: &SimConfig, src: &Source, report: &SimReport) -> Str
                 format_secs(cfg.submit_every_secs),
                 cfg.forecast.name(),
                 format_secs(cfg.horizon_secs),
+                SIGNAL.label(),
                 cfg.power_kw
             );
             if let Some(t) = first_submitted(report) {

@@ -16,7 +16,7 @@ use crate::duration::format_secs;
 use crate::sim::regions::{
     align, simulate_regions, Comparison, Reference, Region, RegionsReport, VINTAGES_REFUSED,
 };
-use crate::sim::{savings_pct, ForecastModel, SimConfig, StrategyKind};
+use crate::sim::{savings_pct, ForecastModel, SimConfig, StrategyKind, SIGNAL};
 
 /// Whether the flags ask for several regions: `--regions`, or more than one `--trace`.
 pub(super) fn is_multi(args: &Args) -> bool {
@@ -206,6 +206,7 @@ fn to_json(cfg: &SimConfig, sources: &[Source], r: &RegionsReport) -> Value {
         "duration_hours": hours(cfg.duration_secs),
         "slack_hours": hours(cfg.slack_secs),
         "forecast": cfg.forecast.name(),
+        "signal": SIGNAL.label(),
         "first_submitted": first_submitted_of(r.fixed.first()).map(crate::timefmt::format),
         "span": [crate::timefmt::format(sources[0].actuals.start()), crate::timefmt::format(sources[0].actuals.end())],
         "baseline_gco2_per_kwh": baseline.map(|b| round(b, 3)),
@@ -222,7 +223,7 @@ fn header(cfg: &SimConfig, sources: &[Source], r: &RegionsReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} (home {}): {} jobs of {} that must finish within {} (slack {}), one every {}; forecast {} (horizon {}), {} kW",
+        "{} (home {}): {} jobs of {} that must finish within {} (slack {}), one every {}; forecast {} (horizon {}), {} signal, {} kW",
         r.regions.join(","),
         r.regions[0],
         r.jobs,
@@ -232,6 +233,7 @@ fn header(cfg: &SimConfig, sources: &[Source], r: &RegionsReport) -> String {
         format_secs(cfg.submit_every_secs),
         cfg.forecast.name(),
         format_secs(cfg.horizon_secs),
+        SIGNAL.label(),
         cfg.power_kw
     );
     let span = &sources[0].actuals;

@@ -815,6 +815,7 @@ fn record_intensity(
 ) {
     if let Some(i) = intens {
         st.forecast_source = Some(i.provenance.clone());
+        st.signal = Some(i.signal.label().to_string());
         st.current_intensity = Some((value_clamped(&i.series, now) * 10.0).round() / 10.0);
     }
 }

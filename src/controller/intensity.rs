@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::forecast::ForecastError;
+use crate::forecast::{ForecastError, Signal};
 use crate::series::Series;
 
 /// A region's intensities as the controller uses them.
@@ -32,6 +32,9 @@ pub struct Intensities {
     /// perfect`): the planner takes it at face value instead of allowing for the
     /// calibrated error ([`crate::plan::error`]).
     pub exact: bool,
+    /// What the values measure: the average (consumption mix) or the marginal (MOER)
+    /// intensity. Planned on as given; the status says which.
+    pub signal: Signal,
 }
 
 impl Intensities {
@@ -43,6 +46,7 @@ impl Intensities {
             live_is_record: true,
             history: None,
             exact: false,
+            signal: Signal::Average,
         }
     }
 
@@ -127,6 +131,7 @@ pub async fn served(
         live_is_record: !c.is_stand_in(),
         history,
         exact: false,
+        signal: c.forecast.signal,
     }
 }
 

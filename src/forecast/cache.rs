@@ -777,7 +777,11 @@ impl Cache {
         if let Some(v) = c.intensity_at(now) {
             self.metrics
                 .grid_intensity
-                .with_label_values(&[region, c.forecast.source.as_str()])
+                .with_label_values(&[
+                    region,
+                    c.forecast.source.as_str(),
+                    c.forecast.signal.label(),
+                ])
                 .set(v);
         }
     }

@@ -49,6 +49,17 @@ pub enum Signal {
     Marginal,
 }
 
+impl Signal {
+    /// `average` or `marginal`: the status field, the metrics label and `simulate`'s
+    /// output.
+    pub fn label(self) -> &'static str {
+        match self {
+            Signal::Average => "average",
+            Signal::Marginal => "marginal",
+        }
+    }
+}
+
 /// A normalised forecast: intensities in gCO2eq/kWh with their provenance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forecast {

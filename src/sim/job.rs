@@ -259,6 +259,7 @@ pub fn run(
             live_is_record: false,
             history: recorded.clone(),
             exact: fc.is_exact(),
+            signal: crate::forecast::Signal::Average,
         };
         let out = build(observed(
             &caj,

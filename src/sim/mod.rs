@@ -36,6 +36,9 @@ pub const HISTORY_SECS: i64 = 14 * 86_400;
 /// Observed past the operator's forecast cache keeps ([`crate::forecast::CacheSettings`]),
 /// which its beyond-horizon profile is learnt from.
 pub const OPERATOR_HISTORY_SECS: i64 = 3 * 86_400;
+/// What the traces `simulate` replays measure: the embedded Electricity Maps zones are
+/// direct *average* intensities, and a `--trace` file is taken to be one too.
+pub const SIGNAL: crate::forecast::Signal = crate::forecast::Signal::Average;
 /// Forecast refresh cadence for the hourly-issued models (real APIs update about hourly).
 pub const REFRESH_SECS: i64 = 3_600;
 
