@@ -134,11 +134,15 @@ impl Grid {
         }
     }
 
-    /// The same slots with the first one valued `v` (to pin a run there).
-    pub fn with_first_slot(&self, v: f64) -> Grid {
+    /// The same slots with the first ones valued 0 (to pin a run there): the first slot,
+    /// and each next one while the pinned time ends before `at_least` ms.
+    pub fn with_free_start(&self, at_least: i64) -> Grid {
         let mut vals = self.vals.clone();
-        if let Some(first) = vals.first_mut() {
-            *first = v;
+        for (k, v) in vals.iter_mut().enumerate() {
+            *v = 0.0;
+            if self.bounds[k + 1] >= at_least {
+                break;
+            }
         }
         let mut prefix = Vec::with_capacity(vals.len() + 1);
         let mut acc = 0.0;

@@ -25,6 +25,10 @@ use crate::series::Series;
 /// 6-11 % for at most 0.8 pp (3.3 pp in CA-QC, whose grid is near zero).
 pub const GAIN_MARGIN: f64 = 0.25;
 
+/// How much of the near future the alternative to a pause runs, at least: slots are
+/// pinned until one ends this far from now.
+const PINNED_MS: i64 = 15 * 60 * 1000;
+
 /// Leads the calibration covers; beyond them the series is the beyond-horizon model, not a
 /// forecast with NESO's bias.
 const CALIBRATED_LEAD_H: f64 = 48.0;
@@ -61,11 +65,18 @@ pub fn spread(a: &[(i64, i64)], b: &[(i64, i64)], err: &ForecastError) -> f64 {
     cuts.extend([2, 6, 12, 24].map(|h| h * 3_600_000));
     cuts.sort_unstable();
     cuts.dedup();
-    let inside = |blocks: &[(i64, i64)], x: i64| blocks.iter().any(|&(s, e)| s <= x && x < e);
+    // Blocks are sorted and disjoint: one pointer into each, moving forward only.
+    let (mut ia, mut ib) = (0, 0);
+    let mut inside = |blocks: &[(i64, i64)], i: &mut usize, x: i64| {
+        while *i < blocks.len() && blocks[*i].1 <= x {
+            *i += 1;
+        }
+        *i < blocks.len() && blocks[*i].0 <= x
+    };
     let mut total = 0.0;
     for w in cuts.windows(2) {
         let (s, e) = (w[0], w[1]);
-        if inside(a, s) != inside(b, s) {
+        if inside(a, &mut ia, s) != inside(b, &mut ib, s) {
             let (mae, _) = err.at(s.max(0) as f64 / MS_PER_HOUR);
             total += mae * (e - s) as f64;
         }
@@ -74,8 +85,8 @@ pub fn spread(a: &[(i64, i64)], b: &[(i64, i64)], err: &ForecastError) -> f64 {
 }
 
 /// `out` as planned, unless it pauses or delays a job that could run now for a gain within
-/// the forecast's error: then the best plan that runs through the grid's first slot
-/// (`plan` applied to the same problem with that run locked), with reason
+/// the forecast's error: then the best plan that runs through the grid's first slot (or
+/// the first slots, up to one ending at least 15 minutes from now), with reason
 /// `WithinForecastError`.
 pub(crate) fn hold_back(
     grid: &Grid,
@@ -88,13 +99,15 @@ pub(crate) fn hold_back(
     if err.is_none() || !pauses_now || problem.pause_lock > 0 {
         return out;
     }
-    // The best plan that runs the first slot: the same planner on a grid where that slot
-    // is free (a running job, so that a later gap counts as a pause).
+    // The best plan that runs now: the same planner on a grid where the slots up to
+    // `PINNED_MS` (whole slots, at least the first) are free, as a running job, so that
+    // a later gap counts as a pause. Not a sliver: a start for the minute before a slot
+    // boundary would be a start and a pause for nothing.
     let forced = Problem {
         running: true,
         ..*problem
     };
-    let alt = plan(&grid.with_first_slot(0.0), &forced);
+    let alt = plan(&grid.with_free_start(PINNED_MS), &forced);
     if alt.blocks.first().map(|b| b.0) != Some(0) {
         return out;
     }
@@ -112,6 +125,7 @@ pub(crate) fn hold_back(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{decide, Action, Constraints, JobState, PlanRequest, Strategy};
     use chrono::{TimeDelta, TimeZone};
 
     fn t0() -> DateTime<Utc> {
@@ -146,6 +160,69 @@ mod tests {
         assert_eq!(
             spread(&[(0, h)], &[(30 * h, 31 * h)], &ForecastError::NONE),
             0.0
+        );
+    }
+
+    fn request(forecast: &Series, now: DateTime<Utc>, error: ForecastError) -> PlanRequest<'_> {
+        PlanRequest {
+            now,
+            remaining_secs: 3600,
+            deadline: t0() + TimeDelta::hours(4),
+            strategy: Strategy::PauseAndResume,
+            constraints: Constraints::default(),
+            state: JobState::NotStarted,
+            pauses_so_far: 0,
+            forecast,
+            error,
+        }
+    }
+
+    /// A delay for 2 g/kWh over an hour waits on an exact forecast, runs on one with GB's
+    /// error (0.25 x 18-24.5 g is more); a delay for 200 g waits either way.
+    #[test]
+    fn small_gains_within_the_error_run_now() {
+        let small = Series::new(t0(), 3600, vec![100.0, 100.0, 98.0, 100.0]).unwrap();
+        let exact = decide(&request(&small, t0(), ForecastError::NONE));
+        assert_eq!(
+            (exact.action, exact.reason),
+            (Action::Pause, Reason::WaitingForCleanerWindow)
+        );
+        let noisy = decide(&request(&small, t0(), ForecastError::ABSOLUTE));
+        assert_eq!(
+            (noisy.action, noisy.reason),
+            (Action::Run, Reason::WithinForecastError)
+        );
+        assert_eq!(noisy.intervals[0].start, t0());
+        assert_eq!(noisy.intervals[0].end, t0() + TimeDelta::hours(1));
+        // Its expected grams are the forecast's own: 100 g for the hour run now.
+        assert!((noisy.expected_grams_per_kw - 100.0).abs() < 1e-9);
+
+        let large = Series::new(t0(), 3600, vec![300.0, 300.0, 100.0, 300.0]).unwrap();
+        for e in [ForecastError::NONE, ForecastError::ABSOLUTE] {
+            let p = decide(&request(&large, t0(), e));
+            assert_eq!(
+                (p.action, p.next_transition),
+                (Action::Pause, Some(t0() + TimeDelta::hours(2)))
+            );
+        }
+    }
+
+    /// A minute before a slot boundary the run held back for is not that minute alone: the
+    /// alternative runs into the next slot too.
+    #[test]
+    fn the_run_held_back_for_is_not_a_sliver() {
+        let small = Series::new(t0(), 3600, vec![100.0, 100.0, 98.0, 100.0]).unwrap();
+        let now = t0() + TimeDelta::minutes(59);
+        let p = decide(&request(&small, now, ForecastError::ABSOLUTE));
+        assert_eq!(
+            (p.action, p.reason),
+            (Action::Run, Reason::WithinForecastError)
+        );
+        let first = p.intervals[0];
+        assert_eq!(first.start, now);
+        assert!(
+            first.end - first.start >= TimeDelta::minutes(15),
+            "{first:?}"
         );
     }
 }
