@@ -67,7 +67,7 @@ pub fn spread(a: &[(i64, i64)], b: &[(i64, i64)], err: &ForecastError) -> f64 {
     cuts.dedup();
     // Blocks are sorted and disjoint: one pointer into each, moving forward only.
     let (mut ia, mut ib) = (0, 0);
-    let mut inside = |blocks: &[(i64, i64)], i: &mut usize, x: i64| {
+    let inside = |blocks: &[(i64, i64)], i: &mut usize, x: i64| {
         while *i < blocks.len() && blocks[*i].1 <= x {
             *i += 1;
         }
