@@ -224,10 +224,13 @@ fn json_shape_on_a_trace_file() {
             "jobs",
             "region",
             "results",
+            "signal",
             "slack_hours"
         ]
     );
     assert_eq!(v["region"], "XX");
+    // A trace file is taken to be average intensities, as the embedded zones are.
+    assert_eq!(v["signal"], "average");
     assert_eq!(v["duration_hours"], 6.0);
     assert_eq!(v["slack_hours"], 24.0);
     assert_eq!(v["forecast"], "perfect");
