@@ -21,8 +21,8 @@ use crate::series::Series;
 
 /// A pause or delay must gain more than this many expected errors of the comparison.
 /// Chosen on the embedded zones (docs/results.md, "Planning under forecast error"): 1.0
-/// costs 5-28 pp of the oracle's savings for 10-30 % fewer pauses; 0.25 cuts pauses by
-/// 6-11 % for at most 0.8 pp (3.3 pp in CA-QC, whose grid is near zero).
+/// costs 1.5-16.5 pp of the oracle's savings for 23-30 % fewer pauses; 0.25 cuts pauses
+/// by 6-11 % for at most 0.8 pp (3.3 pp in CA-QC, whose grid is near zero).
 pub const GAIN_MARGIN: f64 = 0.25;
 
 /// How much of the near future the alternative to a pause runs, at least: slots are
