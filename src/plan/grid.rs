@@ -104,9 +104,7 @@ impl Grid {
         let (mut idx, mut lo_b, mut hi_b) = (0usize, i64::MAX, i64::MIN);
         let n = bounds.len() - 1;
         let mut vals = vec![0.0; n];
-        let mut prefix = vec![0.0; n + 1];
-        let mut acc = 0.0;
-        for ((v, p), w) in vals.iter_mut().zip(&mut prefix[1..]).zip(bounds.windows(2)) {
+        for (v, w) in vals.iter_mut().zip(bounds.windows(2)) {
             let b = w[0];
             *v = if b < fs || b >= fe {
                 fallback()
@@ -124,8 +122,18 @@ impl Grid {
                 }
                 values.get(idx).copied().unwrap_or_else(&mut fallback)
             };
-            acc += *v * (w[1] - b) as f64;
-            *p = acc;
+        }
+        Grid::from_slots(bounds, vals)
+    }
+
+    /// The grid of `vals` on `bounds` (one more boundary than values), with its integral.
+    fn from_slots(bounds: Vec<i64>, vals: Vec<f64>) -> Grid {
+        let mut prefix = Vec::with_capacity(vals.len() + 1);
+        let mut acc = 0.0;
+        prefix.push(acc);
+        for (v, w) in vals.iter().zip(bounds.windows(2)) {
+            acc += v * (w[1] - w[0]) as f64;
+            prefix.push(acc);
         }
         Grid {
             bounds,
@@ -144,18 +152,7 @@ impl Grid {
                 break;
             }
         }
-        let mut prefix = Vec::with_capacity(vals.len() + 1);
-        let mut acc = 0.0;
-        prefix.push(acc);
-        for (x, w) in vals.iter().zip(self.bounds.windows(2)) {
-            acc += x * (w[1] - w[0]) as f64;
-            prefix.push(acc);
-        }
-        Grid {
-            bounds: self.bounds.clone(),
-            vals,
-            prefix,
-        }
+        Grid::from_slots(self.bounds.clone(), vals)
     }
 
     pub fn len(&self) -> usize {

@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::error::ForecastError;
+use super::error::{ForecastError, NESO_ERROR_BY_LEAD};
 use super::grid::{offset_ms, Grid, MS_PER_HOUR};
 use super::strategies::{Outcome, Problem};
 use super::Reason;
@@ -62,7 +62,12 @@ pub fn debiased(forecast: &Series, now: DateTime<Utc>, err: &ForecastError) -> O
 pub fn spread(a: &[(i64, i64)], b: &[(i64, i64)], err: &ForecastError) -> f64 {
     let mut cuts: Vec<i64> = a.iter().chain(b).flat_map(|&(s, e)| [s, e]).collect();
     // Lead-bucket boundaries, so the error is constant on each piece.
-    cuts.extend([2, 6, 12, 24].map(|h| h * 3_600_000));
+    cuts.extend(
+        NESO_ERROR_BY_LEAD
+            .iter()
+            .filter(|(upper_h, _, _)| upper_h.is_finite())
+            .map(|(upper_h, _, _)| (upper_h * MS_PER_HOUR) as i64),
+    );
     cuts.sort_unstable();
     cuts.dedup();
     // Blocks are sorted and disjoint: one pointer into each, moving forward only.
